@@ -1,0 +1,54 @@
+// swift-tools-version: 6.1
+// palr: an on-device PALR recommender (history store, retrieval, LLM ranking).
+// Module map and import rules: README.md ("Layout") and ARCHITECTURE.md.
+import PackageDescription
+
+// The C kernels are compiled optimised even in debug builds: the scalar
+// references are the test oracles and must not take minutes.
+let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-fno-math-errno"])]
+
+let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
+
+let package = Package(
+    name: "palr",
+    products: [
+        .executable(name: "palr", targets: ["palr"]),
+        .executable(name: "palr-convert", targets: ["palr-convert"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System libraries (Debian: libopenblas-dev, libsqlite3-dev).
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+
+        // Libraries. Arrows point one way; nothing imports Ranker but executables.
+        .target(name: "CKernels", cSettings: kernelFlags),
+        .target(name: "GGUF", dependencies: ["CKernels"]),
+        .target(name: "Llama", dependencies: ["GGUF", "CKernels", "COpenBLAS"]),
+        .target(name: "Tokenizer", dependencies: ["GGUF"]),
+        .target(name: "History", dependencies: ["CSQLite"]),
+        .target(name: "Catalog", dependencies: ["GGUF"]),
+        .target(name: "Ranker", dependencies: ["Llama", "Tokenizer", "Catalog", "History"]),
+
+        // Executables: thin (argument parsing, progress, printing).
+        .executableTarget(
+            name: "palr",
+            dependencies: ["GGUF", "Llama", "Tokenizer", "History", "Catalog", "Ranker", "COpenBLAS", argumentParser]
+        ),
+        .executableTarget(
+            name: "palr-convert",
+            dependencies: ["GGUF", "Tokenizer", "Catalog", argumentParser],
+            path: "tools/convert"
+        ),
+
+        // Tests. Fixtures live in Tests/Fixtures; ../shared is read at run time.
+        .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "CKernels"]),
+        .testTarget(name: "LlamaTests", dependencies: ["Llama", "GGUF"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF"]),
+        .testTarget(name: "HistoryTests", dependencies: ["History"]),
+        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "GGUF"]),
+    ]
+)

@@ -1,0 +1,1 @@
+print("palr-convert: not built yet")
