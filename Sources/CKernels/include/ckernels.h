@@ -47,6 +47,19 @@ float palr_dot_bf16_f32(const uint16_t *w, const float *x, size_t n);
 float palr_dot_q4_0_f32(const void *w, const float *x, size_t n);
 float palr_dot_q8_0_f32(const void *w, const float *x, size_t n);
 
+// ---- CPU features -----------------------------------------------------------
+#define PALR_CPU_AVX2       (1u << 0)
+#define PALR_CPU_FMA        (1u << 1)
+#define PALR_CPU_F16C       (1u << 2)
+#define PALR_CPU_AVX512F    (1u << 3)
+#define PALR_CPU_AVX512BW   (1u << 4)
+#define PALR_CPU_AVX512VL   (1u << 5)
+#define PALR_CPU_AVX512VNNI (1u << 6)
+#define PALR_CPU_NEON       (1u << 16)
+#define PALR_CPU_DOTPROD    (1u << 17)
+// cpuid (and XGETBV: the OS saves the vector state) on x86; HWCAP on ARM.
+uint32_t palr_cpu_features(void);
+
 #ifdef __cplusplus
 }
 #endif
