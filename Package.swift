@@ -3,9 +3,10 @@
 // Module map and import rules: README.md ("Layout") and ARCHITECTURE.md.
 import PackageDescription
 
-// The C kernels are compiled optimised even in debug builds: the scalar
-// references are the test oracles and must not take minutes.
-let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-fno-math-errno"])]
+// The C kernels are compiled optimised even in debug builds (the scalar
+// references are the test oracles and must not take minutes), and without
+// implicit FMA contraction, so the reference quantizers round exactly as ggml's.
+let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]
 
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 
