@@ -1,4 +1,5 @@
 import CKernels
+import COpenBLAS
 import GGUF
 
 #if canImport(Glibc)
@@ -14,6 +15,14 @@ public enum LogitRows: Sendable {
     case all
     /// Indices into the batch (0-based), ascending.
     case indices([Int])
+}
+
+/// How decode feeds activations to Q4_0/Q8_0 weights.
+public enum DecodeActivations: String, Sendable, CaseIterable {
+    /// Weights widened to float in registers; decode equals prefill to rounding.
+    case float32
+    /// Activations quantized to int8 per 32-block (llama.cpp's Q4_0 × Q8_0 scheme).
+    case int8
 }
 
 /// A float buffer allocated once and freed in `deinit`.
@@ -46,6 +55,10 @@ public final class LlamaSession {
     public let logitChunk: Int
     /// Tokens in the KV cache.
     public private(set) var position = 0
+    /// Threads for decode matvecs (and OpenBLAS's own threads during prefill).
+    public let threads: Int
+    /// How decode feeds activations to quantized weights.
+    public let activations: DecodeActivations
 
     // Activations, (maxBatch × n) row-major, owned by this session.
     private let x: FloatBuffer        // (batch, dim) residual stream
@@ -64,11 +77,23 @@ public final class LlamaSession {
     private let ropeTable: FloatBuffer  // (context, rope_dim/2, 2) cos, sin
     /// Dequantization panel for prompt matmuls (≤ 16 MiB).
     private let scratch: FloatBuffer
+    /// (max(dim, q_dim, ffn) / 32) blocks: the current decode input quantized to int8.
+    private let xq: UnsafeMutablePointer<palr_q8_block>
+    private let xqBlocks: Int
+    /// (batch, context) attention scores of one head during prefill.
+    private let batchScores: FloatBuffer
+    /// Decode worker threads, owned by this session.
+    private let pool: ThreadPool
 
     public static let maxScratchBytes = 16 << 20
 
-    public init(model: LlamaModel, contextLength: Int? = nil, maxBatch: Int = 64, logitChunk: Int = 16) throws(LlamaError) {
+    public init(model: LlamaModel, contextLength: Int? = nil, maxBatch: Int = 64, logitChunk: Int = 16,
+                threads: Int? = nil, activations: DecodeActivations = .float32) throws(LlamaError) {
         let c = model.config
+        let nThreads = max(1, threads ?? ThreadPool.defaultThreadCount)
+        self.threads = nThreads
+        self.activations = activations
+        pool = ThreadPool(threads: nThreads)
         self.model = model
         self.config = c
         let ctx = contextLength ?? c.contextLength
@@ -86,6 +111,10 @@ public final class LlamaSession {
         hb = FloatBuffer(maxBatch * c.ffnDim)
         hb2 = FloatBuffer(maxBatch * c.ffnDim)
         scores = FloatBuffer(ctx)
+        batchScores = FloatBuffer(maxBatch * ctx)
+        xqBlocks = max(c.dim, c.qDim, c.ffnDim) / 32 + 1
+        xq = .allocate(capacity: xqBlocks)
+        xq.initialize(repeating: palr_q8_block(), count: xqBlocks)
         logits = FloatBuffer(logitChunk * c.vocabSize)
         gathered = FloatBuffer(logitChunk * c.dim)
         keyCache = FloatBuffer(c.layerCount * ctx * c.kvDim)
@@ -109,14 +138,16 @@ public final class LlamaSession {
         }
     }
 
+    deinit { xq.deallocate() }
+
     /// Bytes held by the KV cache.
     public var kvCacheBytes: Int { (keyCache.count + valueCache.count) * 4 }
     /// Bytes of the dequantization scratch panel.
     public var scratchBytes: Int { scratch.count * 4 }
     /// Bytes of all session buffers.
     public var bufferBytes: Int {
-        [x, xb, q, k, v, att, hb, hb2, scores, logits, gathered, keyCache, valueCache, ropeTable, scratch]
-            .reduce(0) { $0 + $1.count * 4 }
+        [x, xb, q, k, v, att, hb, hb2, scores, batchScores, logits, gathered, keyCache, valueCache, ropeTable, scratch]
+            .reduce(0) { $0 + $1.count * 4 } + xqBlocks * MemoryLayout<palr_q8_block>.stride
     }
 
     /// Forgets cached tokens from `newPosition` on.
@@ -179,28 +210,49 @@ public final class LlamaSession {
             L.attnNorm.withUnsafeBufferPointer { rmsnorm(xb, x, $0.baseAddress!, c.dim, eps: eps) }
             let kRow = keyCache.pointer + (l * contextLength + pos) * c.kvDim
             let vRow = valueCache.pointer + (l * contextLength + pos) * c.kvDim
-            matvec(L.wq, xb, q.pointer, rows: 0..<c.qDim)
-            matvec(L.wk, xb, kRow, rows: 0..<c.kvDim)
-            matvec(L.wv, xb, vRow, rows: 0..<c.kvDim)
+            let xbq = quantizeInput(xb, c.dim)
+            matvec(L.wq, xb, xbq, q.pointer)
+            matvec(L.wk, xb, xbq, kRow)
+            matvec(L.wv, xb, xbq, vRow)
             let table = ropeTable.pointer + pos * c.ropeDim
             rope(q.pointer, heads: c.headCount, headDim: c.headDim, ropeDim: c.ropeDim, table: table)
             rope(kRow, heads: c.kvHeadCount, headDim: c.headDim, ropeDim: c.ropeDim, table: table)
             attention(layer: l, query: q.pointer, out: att.pointer, upTo: pos + 1)
-            matvec(L.wo, att.pointer, xb, rows: 0..<c.dim)
+            matvec(L.wo, att.pointer, quantizeInput(att.pointer, c.qDim), xb)
             for i in 0..<c.dim { x[i] += xb[i] }
 
             // x = h + ffn(norm(h))
             L.ffnNorm.withUnsafeBufferPointer { rmsnorm(xb, x, $0.baseAddress!, c.dim, eps: eps) }
-            matvec(L.wGate, xb, hb.pointer, rows: 0..<c.ffnDim)
-            matvec(L.wUp, xb, hb2.pointer, rows: 0..<c.ffnDim)
+            let xbq2 = quantizeInput(xb, c.dim)
+            matvec(L.wGate, xb, xbq2, hb.pointer)
+            matvec(L.wUp, xb, xbq2, hb2.pointer)
             swiglu(hb.pointer, hb2.pointer, c.ffnDim)
-            matvec(L.wDown, hb.pointer, xb, rows: 0..<c.dim)
+            matvec(L.wDown, hb.pointer, quantizeInput(hb.pointer, c.ffnDim), xb)
             for i in 0..<c.dim { x[i] += xb[i] }
         }
         position = pos + 1
         w.outputNorm.withUnsafeBufferPointer { rmsnorm(xb, x, $0.baseAddress!, c.dim, eps: eps) }
-        matvec(w.output, xb, logits.pointer, rows: 0..<c.vocabSize)
+        matvec(w.output, xb, quantizeInput(xb, c.dim), logits.pointer)
         return try body(UnsafeBufferPointer(start: logits.pointer, count: c.vocabSize))
+    }
+
+    /// The int8 copy of a decode input, when that mode is on (nil means float activations).
+    private func quantizeInput(_ x: UnsafePointer<Float>, _ n: Int) -> UnsafePointer<palr_q8_block>? {
+        guard activations == .int8 else { return nil }
+        palr_kernels().pointee.quantize_act(x, xq, n)
+        return UnsafePointer(xq)
+    }
+
+    /// y = W x over the session's thread pool, fused on the quantized blocks.
+    private func matvec(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ xq: UnsafePointer<palr_q8_block>?,
+                        _ y: UnsafeMutablePointer<Float>) {
+        var args = palr_matvec_args(type: Int32(w.type.rawValue), w: w.base, row_bytes: w.rowBytes,
+                                    rows: Int32(w.rows), cols: Int32(w.cols), x: x, xq: xq, y: y)
+        palr_matvec(pool.raw, &args)
+    }
+
+    private func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int) {
+        Llama.matmul(w, x, y, batch: batch, scratch: scratch.pointer, scratchCount: scratch.count, pool: pool.raw)
     }
 
     private func checkTokens<C: Collection>(_ tokens: C) throws(LlamaError) where C.Element == Int32 {
@@ -219,11 +271,12 @@ public final class LlamaSession {
         let scale = 1 / Float(c.headDim).squareRoot()
         let kBase = keyCache.pointer + l * contextLength * c.kvDim
         let vBase = valueCache.pointer + l * contextLength * c.kvDim
+        let dot = palr_kernels().pointee.dot_f32!
         for h in 0..<c.headCount {
             let qh = query + h * c.headDim
             let kvOff = (h / c.groupSize) * c.headDim
             for t in 0..<count {
-                s[t] = palr_dot_f32(qh, kBase + t * c.kvDim + kvOff, c.headDim) * scale
+                s[t] = dot(qh, kBase + t * c.kvDim + kvOff, c.headDim) * scale
             }
             softmax(s, count)
             let oh = out + h * c.headDim
@@ -236,6 +289,32 @@ public final class LlamaSession {
         }
     }
 
+    /// Causal attention of `count` new tokens (at cache positions start..<start+count,
+    /// already in the cache) with two GEMMs per head: S = Q Kᵀ, then O = softmax(S) V.
+    /// Scores live in `batchScores` (batch × context), so memory is bounded by maxBatch.
+    private func batchAttention(layer l: Int, count n: Int, start: Int) {
+        let c = config
+        let total = start + n
+        let s = batchScores.pointer
+        let scale = 1 / Float(c.headDim).squareRoot()
+        let kBase = keyCache.pointer + l * contextLength * c.kvDim
+        let vBase = valueCache.pointer + l * contextLength * c.kvDim
+        let hd = Int32(c.headDim), kv = Int32(c.kvDim), qd = Int32(c.qDim), ld = Int32(total)
+        for h in 0..<c.headCount {
+            let kvOff = (h / c.groupSize) * c.headDim
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(total), hd,
+                        scale, q.pointer + h * c.headDim, qd, kBase + kvOff, kv, 0, s, ld)
+            for i in 0..<n {
+                let row = s + i * total
+                let visible = start + i + 1
+                softmax(row, visible)
+                (row + visible).update(repeating: 0, count: total - visible)
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), hd, Int32(total),
+                        1, s, ld, vBase + kvOff, kv, 0, att.pointer + h * c.headDim, qd)
+        }
+    }
+
     /// One batch (≤ maxBatch tokens) through every layer with GEMMs.
     private func forward(_ tokens: UnsafeBufferPointer<Int32>, logitRows: [Int],
                          _ body: (Int, UnsafeBufferPointer<Float>) throws -> Void) throws {
@@ -245,7 +324,6 @@ public final class LlamaSession {
         let w = model.weights
         let eps = Float(c.rmsEpsilon)
         let x = self.x.pointer, xb = self.xb.pointer
-        let sc = scratch.pointer, scn = scratch.count
         for (i, t) in tokens.enumerated() {
             w.tokenEmbedding.type.dequantize(w.tokenEmbedding.row(Int(t)), into: x + i * c.dim, count: c.dim)
         }
@@ -255,9 +333,9 @@ public final class LlamaSession {
             L.attnNorm.withUnsafeBufferPointer { nw in
                 for i in 0..<n { rmsnorm(xb + i * c.dim, x + i * c.dim, nw.baseAddress!, c.dim, eps: eps) }
             }
-            matmul(L.wq, xb, q.pointer, batch: n, scratch: sc, scratchCount: scn)
-            matmul(L.wk, xb, k.pointer, batch: n, scratch: sc, scratchCount: scn)
-            matmul(L.wv, xb, v.pointer, batch: n, scratch: sc, scratchCount: scn)
+            matmul(L.wq, xb, q.pointer, batch: n)
+            matmul(L.wk, xb, k.pointer, batch: n)
+            matmul(L.wv, xb, v.pointer, batch: n)
             for i in 0..<n {
                 let table = ropeTable.pointer + (pos0 + i) * c.ropeDim
                 rope(q.pointer + i * c.qDim, heads: c.headCount, headDim: c.headDim, ropeDim: c.ropeDim, table: table)
@@ -267,19 +345,17 @@ public final class LlamaSession {
             let slot = (l * contextLength + pos0) * c.kvDim
             (keyCache.pointer + slot).update(from: k.pointer, count: n * c.kvDim)
             (valueCache.pointer + slot).update(from: v.pointer, count: n * c.kvDim)
-            for i in 0..<n {
-                attention(layer: l, query: q.pointer + i * c.qDim, out: att.pointer + i * c.qDim, upTo: pos0 + i + 1)
-            }
-            matmul(L.wo, att.pointer, xb, batch: n, scratch: sc, scratchCount: scn)
+            batchAttention(layer: l, count: n, start: pos0)
+            matmul(L.wo, att.pointer, xb, batch: n)
             for i in 0..<(n * c.dim) { x[i] += xb[i] }
 
             L.ffnNorm.withUnsafeBufferPointer { nw in
                 for i in 0..<n { rmsnorm(xb + i * c.dim, x + i * c.dim, nw.baseAddress!, c.dim, eps: eps) }
             }
-            matmul(L.wGate, xb, hb.pointer, batch: n, scratch: sc, scratchCount: scn)
-            matmul(L.wUp, xb, hb2.pointer, batch: n, scratch: sc, scratchCount: scn)
+            matmul(L.wGate, xb, hb.pointer, batch: n)
+            matmul(L.wUp, xb, hb2.pointer, batch: n)
             swiglu(hb.pointer, hb2.pointer, n * c.ffnDim)
-            matmul(L.wDown, hb.pointer, xb, batch: n, scratch: sc, scratchCount: scn)
+            matmul(L.wDown, hb.pointer, xb, batch: n)
             for i in 0..<(n * c.dim) { x[i] += xb[i] }
         }
         position = pos0 + n
@@ -294,7 +370,7 @@ public final class LlamaSession {
                     rmsnorm(gathered.pointer + j * c.dim, x + row * c.dim, nw.baseAddress!, c.dim, eps: eps)
                 }
             }
-            matmul(w.output, gathered.pointer, logits.pointer, batch: m, scratch: sc, scratchCount: scn)
+            matmul(w.output, gathered.pointer, logits.pointer, batch: m)
             for j in 0..<m {
                 try body(logitRows[start + j], UnsafeBufferPointer(start: logits.pointer + j * c.vocabSize, count: c.vocabSize))
             }
