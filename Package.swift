@@ -26,6 +26,8 @@ let package = Package(
 
         // Libraries. Arrows point one way; nothing imports Ranker but executables.
         .target(name: "CKernels", cSettings: kernelFlags),
+        // Interposes malloc to count allocations; linked only into `palr` and its tests.
+        .target(name: "CAllocCounter"),
         .target(name: "GGUF", dependencies: ["CKernels"]),
         .target(name: "Llama", dependencies: ["GGUF", "CKernels", "COpenBLAS"]),
         .target(name: "Tokenizer", dependencies: ["GGUF"]),
@@ -36,7 +38,7 @@ let package = Package(
         // Executables: thin (argument parsing, progress, printing).
         .executableTarget(
             name: "palr",
-            dependencies: ["GGUF", "Llama", "Tokenizer", "History", "Catalog", "Ranker", "COpenBLAS", argumentParser]
+            dependencies: ["GGUF", "Llama", "Tokenizer", "History", "Catalog", "Ranker", "COpenBLAS", "CKernels", "CAllocCounter", argumentParser]
         ),
         .executableTarget(
             name: "palr-convert",
@@ -47,7 +49,7 @@ let package = Package(
         // Tests. Fixtures live in Tests/Fixtures; ../shared is read at run time.
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "CKernels"]),
-        .testTarget(name: "LlamaTests", dependencies: ["Llama", "GGUF"]),
+        .testTarget(name: "LlamaTests", dependencies: ["Llama", "GGUF", "CAllocCounter"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF"]),
         .testTarget(name: "HistoryTests", dependencies: ["History"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "GGUF"]),

@@ -661,3 +661,30 @@ void palr_dequant_rows(palr_pool *pool, int type, const void *w, size_t row_byte
     dequant_args a = {type, (const uint8_t *)w, row_bytes, rows, cols, dst};
     palr_pool_run(pool, dequant_task, &a);
 }
+
+// ---- read bandwidth probe ------------------------------------------------------
+
+typedef struct { const uint64_t *p; size_t words; uint64_t sums[64]; } read_args;
+
+static void read_task(void *p, int ith, int nth) {
+    read_args *a = (read_args *)p;
+    const size_t per = (a->words + (size_t)nth - 1) / (size_t)nth;
+    const size_t w0 = (size_t)ith * per;
+    const size_t w1 = w0 + per < a->words ? w0 + per : a->words;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = w0;
+    for (; i + 4 <= w1; i += 4) { s0 += a->p[i]; s1 += a->p[i + 1]; s2 += a->p[i + 2]; s3 += a->p[i + 3]; }
+    for (; i < w1; i++) s0 += a->p[i];
+    if (ith < 64) a->sums[ith] = s0 + s1 + s2 + s3;
+}
+
+uint64_t palr_read_sum(palr_pool *pool, const void *buf, size_t bytes) {
+    read_args a;
+    memset(&a, 0, sizeof a);
+    a.p = (const uint64_t *)buf;
+    a.words = bytes / 8;
+    palr_pool_run(pool, read_task, &a);
+    uint64_t s = 0;
+    for (int i = 0; i < 64; i++) s += a.sums[i];
+    return s;
+}

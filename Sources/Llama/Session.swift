@@ -164,39 +164,43 @@ public final class LlamaSession {
     public func prefill(_ tokens: [Int32], logits rows: LogitRows = .last,
                         _ body: (Int, UnsafeBufferPointer<Float>) throws -> Void = { _, _ in }) throws {
         try checkTokens(tokens)
-        var wanted: [Int]
-        switch rows {
-        case .none: wanted = []
-        case .last: wanted = tokens.isEmpty ? [] : [tokens.count - 1]
-        case .all: wanted = Array(0..<tokens.count)
-        case .indices(let i):
+        if case .indices(let i) = rows {
             guard i.allSatisfy({ $0 >= 0 && $0 < tokens.count }), zip(i, i.dropFirst()).allSatisfy({ $0 < $1 }) else {
                 throw LlamaError.invalidArgument("logit row indices must be ascending and inside the batch")
             }
-            wanted = i
         }
+        // Chunks of ≤ maxBatch tokens; `w` walks the requested indices (no arrays are built).
         var start = 0
         var w = 0
         while start < tokens.count {
             let n = min(maxBatch, tokens.count - start)
-            var local: [Int] = []
-            while w < wanted.count, wanted[w] < start + n {
-                local.append(wanted[w] - start)
-                w += 1
+            let end = start + n
+            let first: Int, count: Int
+            switch rows {
+            case .none: (first, count) = (0, 0)
+            case .last: (first, count) = tokens.count - 1 < end ? (tokens.count - 1 - start, 1) : (0, 0)
+            case .all: (first, count) = (0, n)
+            case .indices(let idx):
+                let w0 = w
+                while w < idx.count, idx[w] < end { w += 1 }
+                (first, count) = (w0, w - w0)
             }
             try tokens.withUnsafeBufferPointer { buf throws in
-                try forward(UnsafeBufferPointer(rebasing: buf[start..<(start + n)]), logitRows: local) { i, l in
-                    try body(start + i, l)
-                }
+                let chunk = UnsafeBufferPointer(rebasing: buf[start..<end])
+                try forward(chunk, logitCount: count, logitRow: { j in
+                    if case .indices(let idx) = rows { return idx[first + j] - start }
+                    return first + j
+                }) { i, l in try body(start + i, l) }
             }
-            start += n
+            start = end
         }
     }
 
     /// Runs one token at `position` through the fused quantized path and calls
     /// `body` with its logits (valid only inside `body`).
     public func decode<R>(_ token: Int32, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
-        try checkTokens(CollectionOfOne(token))
+        guard position < contextLength else { throw LlamaError.contextFull(position: position, tokens: 1, capacity: contextLength) }
+        try checkToken(token)
         let c = config
         let pos = position
         let w = model.weights
@@ -255,14 +259,18 @@ public final class LlamaSession {
         Llama.matmul(w, x, y, batch: batch, scratch: scratch.pointer, scratchCount: scratch.count, pool: pool.raw)
     }
 
-    private func checkTokens<C: Collection>(_ tokens: C) throws(LlamaError) where C.Element == Int32 {
+    /// Non-generic on purpose: an unspecialised generic iterator allocates in debug builds.
+    private func checkTokens(_ tokens: [Int32]) throws(LlamaError) {
         guard position + tokens.count <= contextLength else {
             throw .contextFull(position: position, tokens: tokens.count, capacity: contextLength)
         }
-        for t in tokens where t < 0 || Int(t) >= config.vocabSize {
-            throw .tokenOutOfRange(token: t, vocab: config.vocabSize)
-        }
+        for i in 0..<tokens.count { try checkToken(tokens[i]) }
     }
+
+    private func checkToken(_ t: Int32) throws(LlamaError) {
+        guard t >= 0, Int(t) < config.vocabSize else { throw .tokenOutOfRange(token: t, vocab: config.vocabSize) }
+    }
+
 
     /// out(n_heads*head_dim) = softmax(q·Kᵀ/√d) V over cache positions 0..<count of `layer`.
     private func attention(layer l: Int, query: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, upTo count: Int) {
@@ -316,7 +324,8 @@ public final class LlamaSession {
     }
 
     /// One batch (≤ maxBatch tokens) through every layer with GEMMs.
-    private func forward(_ tokens: UnsafeBufferPointer<Int32>, logitRows: [Int],
+    /// `logitRow(j)` for j in 0..<logitCount names the batch rows that need logits, ascending.
+    private func forward(_ tokens: UnsafeBufferPointer<Int32>, logitCount: Int, logitRow: (Int) -> Int,
                          _ body: (Int, UnsafeBufferPointer<Float>) throws -> Void) throws {
         let c = config
         let n = tokens.count
@@ -362,17 +371,17 @@ public final class LlamaSession {
 
         // Logits only for the rows asked for, `logitChunk` rows per output matmul.
         var start = 0
-        while start < logitRows.count {
-            let m = min(logitChunk, logitRows.count - start)
+        while start < logitCount {
+            let m = min(logitChunk, logitCount - start)
             for j in 0..<m {
-                let row = logitRows[start + j]
+                let row = logitRow(start + j)
                 w.outputNorm.withUnsafeBufferPointer { nw in
                     rmsnorm(gathered.pointer + j * c.dim, x + row * c.dim, nw.baseAddress!, c.dim, eps: eps)
                 }
             }
             matmul(w.output, gathered.pointer, logits.pointer, batch: m)
             for j in 0..<m {
-                try body(logitRows[start + j], UnsafeBufferPointer(start: logits.pointer + j * c.vocabSize, count: c.vocabSize))
+                try body(logitRow(start + j), UnsafeBufferPointer(start: logits.pointer + j * c.vocabSize, count: c.vocabSize))
             }
             start += m
         }

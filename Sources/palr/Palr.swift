@@ -11,6 +11,7 @@ struct Palr: ParsableCommand {
         subcommands: [
             InfoCommand.self,
             LogitsCommand.self,
+            BenchCommand.self,
         ]
     )
 }

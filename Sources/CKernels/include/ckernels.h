@@ -118,6 +118,10 @@ void palr_matvec(palr_pool *pool, const palr_matvec_args *args);
 // split over the pool (pool may be NULL).
 void palr_dequant_rows(palr_pool *pool, int type, const void *w, size_t row_bytes, int rows, int cols, float *dst);
 
+// Reads `bytes` of `buf` (split over the pool) and returns a checksum: times a
+// memory read-bandwidth measurement for `palr bench`.
+uint64_t palr_read_sum(palr_pool *pool, const void *buf, size_t bytes);
+
 // ---- CPU features -----------------------------------------------------------
 #define PALR_CPU_AVX2       (1u << 0)
 #define PALR_CPU_FMA        (1u << 1)
