@@ -109,7 +109,7 @@ extension HistoryCommand {
                 import        \(result.interactions) interactions, \(result.profiles) profiles from \(source): \
                 \(String(format: "%.3f", importSeconds)) s
                 database      \(databaseBytes) bytes = \(String(format: "%.2f", result.databaseToUData))× u.data \
-                (\(udataBytes) bytes)
+                (\(udataBytes) bytes); \(result.compactedBytes) bytes after the record() calls and compact()
                 recent        limit \(limit), \(calls) calls: median \(String(format: "%.4f", result.recentMedianMs)) ms, \
                 p99 \(String(format: "%.4f", result.recentP99Ms)) ms
                 record        1 interaction per commit (synchronous=FULL), \(records) calls: median \

@@ -113,7 +113,7 @@ extension HistoryCommand {
         }
 
         @OptionGroup var database: DatabaseOptions
-        @Option(help: "File format: \(Format.allCases.map(\.rawValue).joined(separator: ", ")).") var format: Format
+        @Option(help: "File format.") var format: Format
         @Option(help: "Prefix for every profile name (e.g. ml100k:).") var profilePrefix = ""
         @Option(help: "Kind of every row without a kind column (default: rating for MovieLens, view for csv).")
         var kind: InteractionKind?
