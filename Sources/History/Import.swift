@@ -111,6 +111,11 @@ extension HistoryStore {
             var parser = ImportParser(file: name, options: options)
             return try parser.parse(bytes)
         }
+        // Every profile id is looked up or created in the same transaction, so
+        // the per-row foreign-key check is redundant work here (it can only be
+        // switched outside a transaction).
+        try connection.run("import \(name)") { try connection.exec("PRAGMA foreign_keys = OFF") }
+        defer { try? connection.run("import \(name)") { try connection.exec("PRAGMA foreign_keys = ON") } }
         return try connection.write("import \(name)") {
             var resolver = IDResolver(store: self, createProfiles: true, now: Self.now())
             let rows = try resolver.rows(parsed)

@@ -141,6 +141,7 @@ import Testing
                 try limited.importFile(file, options: ImportOptions(format: .movieLensUData))
             }
             #expect(try limited.stats().profiles == 1)
+            #expect(try foreignKeysOn(limited))
 
             // Deleting still works on a full disk, and with room the store goes on.
             #expect(try limited.forget(item: "\(longName)0-0") == 1)

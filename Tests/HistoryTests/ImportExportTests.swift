@@ -41,6 +41,8 @@ private func importError(_ store: HistoryStore, _ folder: String, _ name: String
                 #expect(recent.map(\.item) == ["242", "377"], "\(name)")  // equal times: file order
                 #expect(recent.map(\.value) == [3, 1] && recent.allSatisfy { $0.kind == .rating })
                 digests.append(try store.historyDigest(profile: "196"))
+                #expect(try foreignKeysOn(store))  // switched off for the import's transaction only
+                #expect(try store.forget(profile: "186") == 1)  // and cascades again
             }
             #expect(Set(digests).count == 1)
         }

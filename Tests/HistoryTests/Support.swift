@@ -155,3 +155,8 @@ func generatedUData(lines: Int) -> String {
     }
     return text
 }
+
+/// Whether the store's connection enforces foreign keys (import switches them off for its transaction).
+func foreignKeysOn(_ store: HistoryStore) throws -> Bool {
+    try store.connection.run("test") { try store.connection.scalar("PRAGMA foreign_keys") } == 1
+}
