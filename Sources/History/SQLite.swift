@@ -160,7 +160,10 @@ final class Connection: @unchecked Sendable {
 
     /// A cached prepared statement for `sql`, reset and ready to bind.
     func prepare(_ sql: String) throws -> Statement {
-        if let cached = statements[sql] { return cached }
+        if let cached = statements[sql] {
+            cached.reset()  // in case an error left it mid-way
+            return cached
+        }
         guard let handle else { throw SQLiteError(code: SQLITE_MISUSE, message: "the history store is closed") }
         var stmt: OpaquePointer?
         let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, nil)
@@ -242,6 +245,8 @@ final class Connection: @unchecked Sendable {
             try exec("COMMIT")
             return result
         } catch {
+            // A statement an error left mid-way would keep its snapshot open.
+            for statement in statements.values { statement.reset() }
             // SQLite may already have rolled back (SQLITE_FULL, SQLITE_IOERR).
             if inTransaction { try? exec("ROLLBACK") }
             throw error
