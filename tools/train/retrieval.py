@@ -49,6 +49,10 @@ class Pack:
     def retrieve(self, history: list[str], count: int = 20) -> list[int]:
         """Catalog indices of the best `count` candidates, best first, for a history of
         external ids (oldest first). Unknown ids are skipped."""
+        return self.retrieve_scored(history, count)[0]
+
+    def retrieve_scored(self, history: list[str], count: int = 20) -> tuple[list[int], list[float]]:
+        """The best `count` candidates and their scores, best first."""
         known = [self.index[x] for x in history if x in self.index]
         seen = set(known)
         sources: list[int] = []
@@ -101,4 +105,19 @@ class Pack:
         items = np.concatenate(cand_items)
         sc = np.concatenate(cand_scores).astype(np.float32)
         order = np.lexsort((self.pop_rank[items], -sc.astype(np.float64)))
-        return items[order[:count]].tolist()
+        return items[order[:count]].tolist(), sc[order[:count]].tolist()
+
+
+def build_pack(convert: str, ratings_csv: str, out: str, hold_out: int = 0) -> None:
+    """Runs `palr-convert catalog` on movies.csv and a ratings file (default method
+    and parameters, the ones the shipped pack uses)."""
+    import os
+    import subprocess
+
+    import common
+
+    cmd = [convert, "catalog", "--items", os.path.join(common.DATA_DIR, "movies.csv"),
+           "--interactions", ratings_csv, "-o", out]
+    if hold_out:
+        cmd += ["--hold-out", str(hold_out)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
