@@ -1,6 +1,7 @@
 // The vocabulary laid out for the encoder's inner loop: every piece's UTF-8 bytes in one
-// buffer, and an open-addressing hash index from piece bytes to ids, so that looking up the
-// concatenation of two adjacent symbols creates no String and hashes a few bytes.
+// buffer and an open-addressing hash index from piece bytes to ids (no Strings), and a
+// table of merges keyed by the ids of the two halves, so that the merge loop usually
+// probes once per candidate pair instead of hashing and comparing bytes.
 
 /// Immutable, raw-memory tables of one vocabulary; freed in `deinit`.
 final class PieceTable: @unchecked Sendable {
@@ -143,6 +144,81 @@ final class PieceTable: @unchecked Sendable {
     @inline(__always)
     func bytes(of id: Int) -> UnsafeBufferPointer<UInt8> {
         UnsafeBufferPointer(start: text + Int(start[id]), count: Int(start[id + 1] - start[id]))
+    }
+}
+
+/// Merges by piece ids: (left id, right id) → the mergeable piece that is their
+/// concatenation, for every mergeable piece that splits at a character boundary into two
+/// mergeable pieces. Exactly the merges a byte lookup would find when both symbols are
+/// mergeable pieces; symbols that are not (characters outside the vocabulary) fall back to
+/// `PieceTable.mergeableID`.
+final class MergeTable: @unchecked Sendable {
+    private let keys: UnsafeMutablePointer<UInt64>  // (mask + 1); `empty` marks a free slot
+    private let values: UnsafeMutablePointer<Int32>
+    private let mask: Int
+    private let shift: UInt64
+    private static let empty = UInt64.max
+    /// The mergeable id of each one-byte character (ASCII), or -1.
+    let asciiID: UnsafeMutablePointer<Int32>  // (128)
+    /// For a mergeable id, the id SentencePiece outputs for its bytes (`PieceToId` looks in
+    /// the reserved map first, so a reserved piece with the same bytes wins).
+    let outputID: UnsafeMutablePointer<Int32>  // (count)
+
+    init(_ t: PieceTable) {
+        var pairs: [(UInt64, Int32)] = []
+        outputID = .allocate(capacity: max(t.count, 1))
+        for c in 0..<t.count {
+            let piece = t.bytes(of: c)
+            guard let p = piece.baseAddress else { continue }
+            outputID[c] = t.id(p, piece.count)
+            guard t.type[c] == .normal || t.type[c] == .userDefined || t.type[c] == .unused else { continue }
+            for k in 1..<max(piece.count, 1) where piece[k] & 0xC0 != 0x80 {
+                let a = t.mergeableID(p, k), b = t.mergeableID(p + k, piece.count - k)
+                if a >= 0 && b >= 0 { pairs.append((UInt64(UInt32(a)) << 32 | UInt64(UInt32(b)), Int32(c))) }
+            }
+        }
+        var bits = 4
+        while (1 << bits) < 2 * pairs.count { bits += 1 }
+        mask = (1 << bits) - 1
+        shift = UInt64(64 - bits)
+        keys = .allocate(capacity: mask + 1)
+        keys.initialize(repeating: Self.empty, count: mask + 1)
+        values = .allocate(capacity: mask + 1)
+        values.initialize(repeating: -1, count: mask + 1)
+        asciiID = .allocate(capacity: 128)
+        for (key, value) in pairs {
+            var i = slot(key)
+            while keys[i] != Self.empty && keys[i] != key { i = (i + 1) & mask }
+            keys[i] = key
+            values[i] = value
+        }
+        for b in 0..<128 {
+            var byte = UInt8(b)
+            asciiID[b] = t.mergeableID(&byte, 1)
+        }
+    }
+
+    deinit {
+        keys.deallocate()
+        values.deallocate()
+        asciiID.deallocate()
+        outputID.deallocate()
+    }
+
+    @inline(__always)
+    private func slot(_ key: UInt64) -> Int { Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> shift) }
+
+    /// The mergeable piece that `left` followed by `right` spells, or -1.
+    @inline(__always)
+    func merged(_ left: Int32, _ right: Int32) -> Int32 {
+        let key = UInt64(UInt32(left)) << 32 | UInt64(UInt32(right))
+        var i = slot(key)
+        while true {
+            let k = keys[i]
+            if k == key { return values[i] }
+            if k == Self.empty { return -1 }
+            i = (i + 1) & mask
+        }
     }
 }
 
