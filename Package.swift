@@ -3,9 +3,10 @@
 // Module map and import rules: README.md ("Layout") and ARCHITECTURE.md.
 import PackageDescription
 
-// The C kernels are compiled optimised even in debug builds: the scalar
-// references are the test oracles and must not take minutes.
-let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-fno-math-errno"])]
+// The C kernels are compiled optimised even in debug builds (the scalar
+// references are the test oracles and must not take minutes), and without
+// implicit FMA contraction, so the reference quantizers round exactly as ggml's.
+let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]
 
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 
@@ -25,6 +26,8 @@ let package = Package(
 
         // Libraries. Arrows point one way; nothing imports Ranker but executables.
         .target(name: "CKernels", cSettings: kernelFlags),
+        // Interposes malloc to count allocations; linked only into `palr` and its tests.
+        .target(name: "CAllocCounter"),
         .target(name: "GGUF", dependencies: ["CKernels"]),
         .target(name: "Llama", dependencies: ["GGUF", "CKernels", "COpenBLAS"]),
         .target(name: "Tokenizer", dependencies: ["GGUF"]),
@@ -35,7 +38,7 @@ let package = Package(
         // Executables: thin (argument parsing, progress, printing).
         .executableTarget(
             name: "palr",
-            dependencies: ["GGUF", "Llama", "Tokenizer", "History", "Catalog", "Ranker", "COpenBLAS", argumentParser]
+            dependencies: ["GGUF", "Llama", "Tokenizer", "History", "Catalog", "Ranker", "COpenBLAS", "CKernels", "CAllocCounter", argumentParser]
         ),
         .executableTarget(
             name: "palr-convert",
@@ -46,7 +49,7 @@ let package = Package(
         // Tests. Fixtures live in Tests/Fixtures; ../shared is read at run time.
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "CKernels"]),
-        .testTarget(name: "LlamaTests", dependencies: ["Llama", "GGUF"]),
+        .testTarget(name: "LlamaTests", dependencies: ["Llama", "GGUF", "CAllocCounter"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF"]),
         .testTarget(name: "HistoryTests", dependencies: ["History"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "GGUF"]),

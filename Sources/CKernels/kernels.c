@@ -67,9 +67,9 @@ static inline void store_f16(uint8_t *p, float v) { uint16_t h = palr_fp32_to_fp
 static inline float load_f16(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return palr_fp16_to_fp32(h); }
 
 // Q4_0: the scale is the signed value of largest magnitude divided by -8, so that
-// value maps exactly to nibble 0. The rounding step x*id + 8.5 is computed as the
-// product in double, rounded once to float, then truncated: the same arithmetic as
-// gguf-py's reference (and as ggml's C reference where the compiler fuses into FMA).
+// value maps to nibble 0. Each element is rounded as x*id + 8.5 in float with two
+// separate roundings (no FMA: the target builds with -ffp-contract=off), then
+// truncated: the arithmetic of ggml's C reference and gguf-py alike.
 void palr_quantize_row_q4_0(const float *src, void *dst, size_t n) {
     uint8_t *out = (uint8_t *)dst;
     for (size_t b = 0; b < n / PALR_QK; b++) {
@@ -83,8 +83,8 @@ void palr_quantize_row_q4_0(const float *src, void *dst, size_t n) {
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         store_f16(blk, d);
         for (int j = 0; j < PALR_QK / 2; j++) {
-            float v0 = (float)((double)x[j] * (double)id + 8.5);
-            float v1 = (float)((double)x[j + PALR_QK / 2] * (double)id + 8.5);
+            float p0 = x[j] * id, p1 = x[j + PALR_QK / 2] * id;
+            float v0 = p0 + 8.5f, v1 = p1 + 8.5f;
             int q0 = (int)truncf(v0), q1 = (int)truncf(v1);
             if (q0 > 15) q0 = 15;
             if (q1 > 15) q1 = 15;

@@ -126,7 +126,7 @@ extension SentencePieceTokenizer {
         while pos < text.count {
             let p = base + pos
             let u = unitLength(p, text.count - pos)
-            let id = u.length == 1 && p[0] < 0x80 ? merges.asciiID[Int(p[0])] : table.mergeableID(p, u.length)
+            let id = u.length == 1 && p[0] < 0x80 ? table.asciiID[Int(p[0])] : table.mergeableID(p, u.length)
             symbols[count] = Symbol(start: Int32(pos), length: Int32(u.length), prev: Int32(count - 1),
                                     next: Int32(count + 1), id: id, frozen: u.userDefined)
             count += 1
@@ -153,7 +153,7 @@ extension SentencePieceTokenizer {
             var i = Int32(first)
             while i >= 0 {
                 let s = symbols[Int(i)]
-                let id = s.id >= 0 ? merges.outputID[Int(s.id)] : table.id(base + Int(s.start), Int(s.length))
+                let id = s.id >= 0 ? table.outputID[Int(s.id)] : table.id(base + Int(s.start), Int(s.length))
                 emit(id, s.start, s.length, base, bpe.splits, &out, &previousWasUnknown)
                 i = symbols[Int(i)].next
             }
@@ -216,7 +216,7 @@ struct Candidate {
 /// memory, reused across segments.
 private struct BPE {
     let table: PieceTable
-    let merges: MergeTable
+    let merges: MergeTable?
     let text: UnsafePointer<UInt8>
     let symbols: UnsafeMutablePointer<Symbol>
     let trackUnused: Bool
@@ -227,7 +227,7 @@ private struct BPE {
     /// (SentencePiece `rev_merge`: the last one recorded wins).
     private(set) var splits: [Int32: (Int32, Int32, Int32, Int32)] = [:]
 
-    init(table: PieceTable, merges: MergeTable, text: UnsafePointer<UInt8>, symbols: UnsafeMutablePointer<Symbol>,
+    init(table: PieceTable, merges: MergeTable?, text: UnsafePointer<UInt8>, symbols: UnsafeMutablePointer<Symbol>,
          trackUnused: Bool) {
         self.table = table
         self.merges = merges
@@ -274,7 +274,12 @@ private struct BPE {
         let l = symbols[Int(left)], r = symbols[Int(right)]
         guard !l.frozen, !r.frozen else { return }
         let length = Int(l.length + r.length)
-        let id = l.id >= 0 && r.id >= 0 ? merges.merged(l.id, r.id) : table.mergeableID(text + Int(l.start), length)
+        let id: Int32
+        if let merges, l.id >= 0, r.id >= 0 {
+            id = merges.merged(l.id, r.id)
+        } else {
+            id = table.mergeableID(text + Int(l.start), length)
+        }
         guard id >= 0 else { return }
         push(Candidate(score: table.score[Int(id)], left: left, right: right, length: Int32(length), id: id))
         if trackUnused, table.type[Int(id)] == .unused {

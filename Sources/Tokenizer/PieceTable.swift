@@ -25,6 +25,11 @@ final class PieceTable: @unchecked Sendable {
     let type: UnsafeMutablePointer<TokenType>  // (count)
     private let slots: UnsafeMutablePointer<Slot>  // (mask + 1), a power of two ≥ 2 × count
     private let mask: Int
+    /// The mergeable id of each one-byte character (ASCII), or -1.
+    let asciiID: UnsafeMutablePointer<Int32>  // (128)
+    /// For a mergeable id, the id SentencePiece outputs for its bytes (`PieceToId` looks in
+    /// the reserved map first, so a reserved piece with the same bytes wins).
+    let outputID: UnsafeMutablePointer<Int32>  // (count)
 
     /// Builds the tables; throws on an empty or duplicated piece.
     init(_ v: Vocabulary) throws(TokenizerError) {
@@ -39,6 +44,8 @@ final class PieceTable: @unchecked Sendable {
         mask = capacity - 1
         slots = .allocate(capacity: capacity)
         slots.initialize(repeating: Slot(hash: 0, mergeable: -1, reserved: -1), count: capacity)
+        asciiID = .allocate(capacity: 128)
+        outputID = .allocate(capacity: max(count, 1))
 
         var offset = 0
         for (i, piece) in v.pieces.enumerated() {
@@ -69,6 +76,11 @@ final class PieceTable: @unchecked Sendable {
                 slots[slot].reserved = Int32(i)
             }
         }
+        for i in 0..<count { outputID[i] = id(text + Int(start[i]), Int(start[i + 1] - start[i])) }
+        for b in 0..<128 {
+            var byte = UInt8(b)
+            asciiID[b] = mergeableID(&byte, 1)
+        }
     }
 
     deinit {
@@ -77,6 +89,8 @@ final class PieceTable: @unchecked Sendable {
         score.deallocate()
         type.deallocate()
         slots.deallocate()
+        asciiID.deallocate()
+        outputID.deallocate()
     }
 
     /// FNV-1a over the bytes.
@@ -151,72 +165,59 @@ final class PieceTable: @unchecked Sendable {
 /// concatenation, for every mergeable piece that splits at a character boundary into two
 /// mergeable pieces. Exactly the merges a byte lookup would find when both symbols are
 /// mergeable pieces; symbols that are not (characters outside the vocabulary) fall back to
-/// `PieceTable.mergeableID`.
+/// `PieceTable.mergeableID`. Entries are 8 bytes (two 16-bit ids and the result) so the
+/// table stays in cache: vocabularies of 65,535 pieces or more do without it.
 final class MergeTable: @unchecked Sendable {
-    private let keys: UnsafeMutablePointer<UInt64>  // (mask + 1); `empty` marks a free slot
-    private let values: UnsafeMutablePointer<Int32>
+    struct Entry {
+        /// left << 16 | right, or `empty`.
+        var key: UInt32
+        var merged: Int32
+    }
+    private static let empty = UInt32.max
+    private let entries: UnsafeMutablePointer<Entry>  // (mask + 1)
     private let mask: Int
-    private let shift: UInt64
-    private static let empty = UInt64.max
-    /// The mergeable id of each one-byte character (ASCII), or -1.
-    let asciiID: UnsafeMutablePointer<Int32>  // (128)
-    /// For a mergeable id, the id SentencePiece outputs for its bytes (`PieceToId` looks in
-    /// the reserved map first, so a reserved piece with the same bytes wins).
-    let outputID: UnsafeMutablePointer<Int32>  // (count)
+    private let shift: UInt32
 
-    init(_ t: PieceTable) {
-        var pairs: [(UInt64, Int32)] = []
-        outputID = .allocate(capacity: max(t.count, 1))
+    /// nil when ids do not fit in 16 bits.
+    init?(_ t: PieceTable) {
+        guard t.count < 0xFFFF else { return nil }
+        var pairs: [Entry] = []
         for c in 0..<t.count {
             let piece = t.bytes(of: c)
             guard let p = piece.baseAddress else { continue }
-            outputID[c] = t.id(p, piece.count)
             guard t.type[c] == .normal || t.type[c] == .userDefined || t.type[c] == .unused else { continue }
             for k in 1..<max(piece.count, 1) where piece[k] & 0xC0 != 0x80 {
                 let a = t.mergeableID(p, k), b = t.mergeableID(p + k, piece.count - k)
-                if a >= 0 && b >= 0 { pairs.append((UInt64(UInt32(a)) << 32 | UInt64(UInt32(b)), Int32(c))) }
+                if a >= 0 && b >= 0 { pairs.append(Entry(key: UInt32(a) << 16 | UInt32(b), merged: Int32(c))) }
             }
         }
         var bits = 4
         while (1 << bits) < 2 * pairs.count { bits += 1 }
         mask = (1 << bits) - 1
-        shift = UInt64(64 - bits)
-        keys = .allocate(capacity: mask + 1)
-        keys.initialize(repeating: Self.empty, count: mask + 1)
-        values = .allocate(capacity: mask + 1)
-        values.initialize(repeating: -1, count: mask + 1)
-        asciiID = .allocate(capacity: 128)
-        for (key, value) in pairs {
-            var i = slot(key)
-            while keys[i] != Self.empty && keys[i] != key { i = (i + 1) & mask }
-            keys[i] = key
-            values[i] = value
-        }
-        for b in 0..<128 {
-            var byte = UInt8(b)
-            asciiID[b] = t.mergeableID(&byte, 1)
+        shift = UInt32(32 - bits)
+        entries = .allocate(capacity: mask + 1)
+        entries.initialize(repeating: Entry(key: Self.empty, merged: -1), count: mask + 1)
+        for e in pairs {
+            var i = slot(e.key)
+            while entries[i].key != Self.empty && entries[i].key != e.key { i = (i + 1) & mask }
+            entries[i] = e
         }
     }
 
-    deinit {
-        keys.deallocate()
-        values.deallocate()
-        asciiID.deallocate()
-        outputID.deallocate()
-    }
+    deinit { entries.deallocate() }
 
     @inline(__always)
-    private func slot(_ key: UInt64) -> Int { Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> shift) }
+    private func slot(_ key: UInt32) -> Int { Int((key &* 0x9E37_79B9) >> shift) }
 
     /// The mergeable piece that `left` followed by `right` spells, or -1.
     @inline(__always)
     func merged(_ left: Int32, _ right: Int32) -> Int32 {
-        let key = UInt64(UInt32(left)) << 32 | UInt64(UInt32(right))
+        let key = UInt32(truncatingIfNeeded: left) << 16 | UInt32(truncatingIfNeeded: right)
         var i = slot(key)
         while true {
-            let k = keys[i]
-            if k == key { return values[i] }
-            if k == Self.empty { return -1 }
+            let e = entries[i]
+            if e.key == key { return e.merged }
+            if e.key == Self.empty { return -1 }
             i = (i + 1) & mask
         }
     }

@@ -13,7 +13,8 @@ public final class SentencePieceTokenizer: Sendable {
     /// The `<unk>` id (the one piece of type UNKNOWN).
     public let unk: Int32
     let table: PieceTable
-    let merges: MergeTable
+    /// nil for vocabularies of 65,535 pieces or more (merges then look up bytes).
+    let merges: MergeTable?
     /// Byte fallback: the id of `<0xNN>` for each byte, empty when byte fallback is off.
     let byteIDs: [Int32]
     /// For each id, the byte a BYTE piece stands for, or -1.
@@ -32,12 +33,12 @@ public final class SentencePieceTokenizer: Sendable {
 
     /// Validates a vocabulary as SentencePiece does when it loads a model.
     public convenience init(vocabulary: Vocabulary) throws(TokenizerError) {
-        try self.init(vocabulary: vocabulary, allowWordByWord: true)
+        try self.init(vocabulary: vocabulary, fastPaths: true)
     }
 
-    /// `allowWordByWord: false` merges whole texts even when word-by-word merging is exact
-    /// (for tests that check the two agree).
-    init(vocabulary v: Vocabulary, allowWordByWord: Bool) throws(TokenizerError) {
+    /// `fastPaths: false` merges whole texts and looks merges up by bytes only, as
+    /// SentencePiece does (for tests that check the fast paths give the same ids).
+    init(vocabulary v: Vocabulary, fastPaths: Bool) throws(TokenizerError) {
         let n = v.pieces.count
         guard n > 0 else { throw .emptyVocabulary }
         guard v.scores.count == n else { throw .lengthMismatch(key: "scores", count: v.scores.count, expected: n) }
@@ -46,7 +47,7 @@ public final class SentencePieceTokenizer: Sendable {
             if let id, id < 0 || Int(id) >= n { throw .specialTokenOutOfRange(key: key, id: Int(id), vocabSize: n) }
         }
         table = try PieceTable(v)
-        merges = MergeTable(table)
+        merges = fastPaths ? MergeTable(table) : nil
 
         var unk: Int32?
         var byteIDs = [Int32](repeating: -1, count: 256)
@@ -79,7 +80,7 @@ public final class SentencePieceTokenizer: Sendable {
         self.byteValue = byteValue
         self.userDefined = userPieces.isEmpty ? nil : PrefixMatcher(userPieces)
         self.hasUnusedPieces = v.types.contains(.unused)
-        self.mergesStopAtSpaces = allowWordByWord && !zip(v.pieces, v.types).contains { piece, type in
+        self.mergesStopAtSpaces = fastPaths && !zip(v.pieces, v.types).contains { piece, type in
             guard type == .normal || type == .userDefined || type == .unused else { return false }
             var previous: Unicode.Scalar?
             for c in piece.unicodeScalars {

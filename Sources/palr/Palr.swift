@@ -1,12 +1,17 @@
 import ArgumentParser
 
-@main
 struct Palr: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "palr",
         abstract: "On-device PALR recommender: history store, retrieval and LLM ranking.",
+        discussion: """
+            Model engineers: `info`, `logits`, `tokenize`. Environment: OPENBLAS_CORETYPE (palr sets it \
+            itself when OpenBLAS misdetects the CPU; an explicit value always wins).
+            """,
         subcommands: [
-            // Each subcommand lives in its own file in Sources/palr.
+            InfoCommand.self,
+            LogitsCommand.self,
+            BenchCommand.self,
             TokenizeCommand.self,
         ]
     )

@@ -44,7 +44,7 @@ struct TokenizeCommand: ParsableCommand {
             tokenizer = try .load(path: model)
         } catch {
             let message = "\(error)"
-            throw TokenizeFailure(message.contains(model) ? message : "\(model): \(message)")
+            throw CLIError(message.contains(model) ? message : "\(model): \(message)")
         }
         if bench { return try runBenchmark(tokenizer) }
         if jsonl { return try runJSONLines(tokenizer) }
@@ -54,7 +54,7 @@ struct TokenizeCommand: ParsableCommand {
             input = text
         } else {
             let data = FileHandle.standardInput.readDataToEndOfFile()
-            guard let s = String(data: data, encoding: .utf8) else { throw TokenizeFailure("standard input is not valid UTF-8") }
+            guard let s = String(data: data, encoding: .utf8) else { throw CLIError("standard input is not valid UTF-8") }
             input = s
         }
         let ids = tokenizer.encode(input, addBOS: !noBOS)
@@ -71,7 +71,7 @@ struct TokenizeCommand: ParsableCommand {
             lineNumber += 1
             guard let data = line.data(using: .utf8),
                   let s = try? JSONSerialization.jsonObject(with: data, options: .fragmentsAllowed) as? String
-            else { throw TokenizeFailure("stdin line \(lineNumber) is not one JSON string") }
+            else { throw CLIError("stdin line \(lineNumber) is not one JSON string") }
             let ids = tokenizer.encode(s, addBOS: !noBOS)
             if pieces {
                 let out = try JSONSerialization.data(withJSONObject: ids.map { tokenizer.piece($0) ?? "" },
@@ -87,7 +87,7 @@ struct TokenizeCommand: ParsableCommand {
 
     private func runBenchmark(_ tokenizer: SentencePieceTokenizer) throws {
         let titles = try benchFile.map(Self.lines(ofFile:)) ?? Self.syntheticTitles(count: 2_000)
-        guard !titles.isEmpty else { throw TokenizeFailure("\(benchFile ?? "") has no lines") }
+        guard !titles.isEmpty else { throw CLIError("\(benchFile ?? "") has no lines") }
         let strings = Self.benchmarkStrings(titles: titles, targetBytes: 1 << 20)
         let bytes = strings.reduce(0) { $0 + $1.utf8.count }
         let source = benchFile ?? "built-in synthetic titles"
@@ -122,7 +122,7 @@ struct TokenizeCommand: ParsableCommand {
 
     /// The non-empty lines of a file, read as UTF-8 or else ISO-8859-1.
     private static func lines(ofFile path: String) throws -> [String] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw TokenizeFailure("cannot read \(path)") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(path)") }
         let text = String(data: data, encoding: .utf8) ?? String(data.map { Character(UnicodeScalar($0)) })
         return text.split(whereSeparator: \.isNewline).map(String.init)
     }
@@ -169,10 +169,4 @@ struct TokenizeCommand: ParsableCommand {
         }
         return out
     }
-}
-
-/// A failure `palr tokenize` reports as one line (ArgumentParser prints "Error: …", exit 1).
-private struct TokenizeFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ message: String) { description = message }
 }

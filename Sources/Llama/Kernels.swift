@@ -1,0 +1,106 @@
+import CKernels
+import COpenBLAS
+import GGUF
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// Small named kernels the forward pass is built from. All take raw pointers the
+// caller owns (the session's buffers); none allocates.
+
+/// out = x / rms(x) * weight, over `n` elements. `out` may alias `x`.
+@inline(__always)
+func rmsnorm(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
+             _ n: Int, eps: Float) {
+    var ss: Float = 0
+    for i in 0..<n { ss += x[i] * x[i] }
+    let scale = 1 / (ss / Float(n) + eps).squareRoot()
+    for i in 0..<n { out[i] = weight[i] * (x[i] * scale) }
+}
+
+/// In-place softmax over `n` elements.
+@inline(__always)
+func softmax(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+    var maxv = -Float.infinity
+    for i in 0..<n where x[i] > maxv { maxv = x[i] }
+    var sum: Float = 0
+    for i in 0..<n {
+        let e = expf(x[i] - maxv)
+        x[i] = e
+        sum += e
+    }
+    let inv = 1 / sum
+    for i in 0..<n { x[i] *= inv }
+}
+
+/// gate = silu(gate) * up, elementwise.
+@inline(__always)
+func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, _ n: Int) {
+    for i in 0..<n {
+        let g = gate[i]
+        gate[i] = g / (1 + expf(-g)) * up[i]
+    }
+}
+
+/// Rotates adjacent pairs (x[2i], x[2i+1]) of the first `ropeDim` dims of each of
+/// `heads` heads by the angles in `table` (cos, sin interleaved, ropeDim/2 pairs).
+/// This is llama.cpp's "normal" RoPE; the converter permutes q/k rows to match.
+@inline(__always)
+func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, ropeDim: Int, table: UnsafePointer<Float>) {
+    for h in 0..<heads {
+        let v = x + h * headDim
+        for i in 0..<(ropeDim / 2) {
+            let c = table[2 * i], s = table[2 * i + 1]
+            let a = v[2 * i], b = v[2 * i + 1]
+            v[2 * i] = a * c - b * s
+            v[2 * i + 1] = a * s + b * c
+        }
+    }
+}
+
+/// Y (batch × W.rows) = X (batch × W.cols) · Wᵀ: the prompt path.
+/// F32 weights go to sgemm straight from the mapping. Other types are converted
+/// panel by panel into `scratch` (capacity `scratchCount` floats, owned by the
+/// session; rows split over `pool`), each panel followed by one sgemm, so no
+/// whole-matrix copy exists.
+func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int,
+            scratch: UnsafeMutablePointer<Float>, scratchCount: Int, pool: OpaquePointer?) {
+    let k = Int32(w.cols)
+    if w.type == .f32 {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(batch), Int32(w.rows), k,
+                    1, x, k, w.base.assumingMemoryBound(to: Float.self), k, 0, y, Int32(w.rows))
+        return
+    }
+    let panel = max(1, min(w.rows, scratchCount / w.cols))
+    var r0 = 0
+    while r0 < w.rows {
+        let n = min(panel, w.rows - r0)
+        palr_dequant_rows(pool, Int32(w.type.rawValue), w.row(r0), w.rowBytes, Int32(n), Int32(w.cols), scratch)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(batch), Int32(n), k,
+                    1, x, k, scratch, k, 0, y + r0, Int32(w.rows))
+        r0 += n
+    }
+}
+
+/// Persistent worker threads (C, in CKernels), destroyed with this object.
+final class ThreadPool {
+    let raw: OpaquePointer?
+    let count: Int
+
+    /// Physical cores: this machine's 2 vCPUs share one core's FP units, but memory-bound
+    /// decode still gains from both, so the default is the online CPU count, capped at 8.
+    static var defaultThreadCount: Int {
+        let n = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        return max(1, min(n, 8))
+    }
+
+    init(threads: Int) {
+        raw = threads > 1 ? palr_pool_create(Int32(threads)) : nil
+        count = raw.map { Int(palr_pool_size($0)) } ?? 1
+    }
+
+    deinit { if let raw { palr_pool_destroy(raw) } }
+}

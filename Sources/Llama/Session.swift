@@ -1,0 +1,389 @@
+import CKernels
+import COpenBLAS
+import GGUF
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Which positions of a prefill batch produce logits.
+public enum LogitRows: Sendable {
+    case none
+    case last
+    case all
+    /// Indices into the batch (0-based), ascending.
+    case indices([Int])
+}
+
+/// How decode feeds activations to Q4_0/Q8_0 weights.
+public enum DecodeActivations: String, Sendable, CaseIterable {
+    /// Weights widened to float in registers; decode equals prefill to rounding.
+    case float32
+    /// Activations quantized to int8 per 32-block (llama.cpp's Q4_0 × Q8_0 scheme).
+    case int8
+}
+
+/// A float buffer allocated once and freed in `deinit`.
+final class FloatBuffer {
+    let pointer: UnsafeMutablePointer<Float>
+    let count: Int
+
+    init(_ count: Int) {
+        self.count = max(count, 1)
+        pointer = .allocate(capacity: self.count)
+        pointer.initialize(repeating: 0, count: self.count)
+    }
+
+    deinit { pointer.deallocate() }
+}
+
+/// One inference stream over a model: the KV cache and every buffer a forward pass
+/// touches, all allocated in `init`. Neither `prefill` nor `decode` allocates.
+///
+/// Tokens are appended at `position`; `rewind(to:)` drops the cache tail so a
+/// caller can reuse a shared prefix.
+public final class LlamaSession {
+    public let model: LlamaModel
+    public let config: LlamaConfig
+    /// KV cache capacity in tokens.
+    public let contextLength: Int
+    /// Largest number of tokens one forward call processes; longer prompts are chunked.
+    public let maxBatch: Int
+    /// Rows of logits computed per output matmul (bounded memory for `.all`).
+    public let logitChunk: Int
+    /// Tokens in the KV cache.
+    public private(set) var position = 0
+    /// Threads for decode matvecs (and OpenBLAS's own threads during prefill).
+    public let threads: Int
+    /// How decode feeds activations to quantized weights.
+    public let activations: DecodeActivations
+
+    // Activations, (maxBatch × n) row-major, owned by this session.
+    private let x: FloatBuffer        // (batch, dim) residual stream
+    private let xb: FloatBuffer       // (batch, dim) normed input / attention output
+    private let q: FloatBuffer        // (batch, n_heads*head_dim)
+    private let k: FloatBuffer        // (batch, n_kv_heads*head_dim)
+    private let v: FloatBuffer        // (batch, n_kv_heads*head_dim)
+    private let att: FloatBuffer      // (batch, n_heads*head_dim) attention output per head
+    private let hb: FloatBuffer       // (batch, ffn) gate
+    private let hb2: FloatBuffer      // (batch, ffn) up
+    private let scores: FloatBuffer   // (context) attention scores of one head
+    private let logits: FloatBuffer   // (logitChunk, vocab)
+    private let gathered: FloatBuffer // (logitChunk, dim) final-normed rows that need logits
+    private let keyCache: FloatBuffer   // (layer, context, kv_dim)
+    private let valueCache: FloatBuffer // (layer, context, kv_dim)
+    private let ropeTable: FloatBuffer  // (context, rope_dim/2, 2) cos, sin
+    /// Dequantization panel for prompt matmuls (≤ 16 MiB).
+    private let scratch: FloatBuffer
+    /// (max(dim, q_dim, ffn) / 32) blocks: the current decode input quantized to int8.
+    private let xq: UnsafeMutablePointer<palr_q8_block>
+    private let xqBlocks: Int
+    /// (batch, context) attention scores of one head during prefill.
+    private let batchScores: FloatBuffer
+    /// Decode worker threads, owned by this session.
+    private let pool: ThreadPool
+
+    public static let maxScratchBytes = 16 << 20
+
+    public init(model: LlamaModel, contextLength: Int? = nil, maxBatch: Int = 64, logitChunk: Int = 16,
+                threads: Int? = nil, activations: DecodeActivations = .float32) throws(LlamaError) {
+        let c = model.config
+        let nThreads = max(1, threads ?? ThreadPool.defaultThreadCount)
+        self.threads = nThreads
+        self.activations = activations
+        pool = ThreadPool(threads: nThreads)
+        self.model = model
+        self.config = c
+        let ctx = contextLength ?? c.contextLength
+        guard ctx > 0, ctx <= 1 << 20 else { throw .invalidArgument("context length \(ctx) is out of range") }
+        guard maxBatch > 0, logitChunk > 0 else { throw .invalidArgument("batch sizes must be positive") }
+        self.contextLength = ctx
+        self.maxBatch = maxBatch
+        self.logitChunk = logitChunk
+        x = FloatBuffer(maxBatch * c.dim)
+        xb = FloatBuffer(maxBatch * max(c.dim, c.qDim))
+        q = FloatBuffer(maxBatch * c.qDim)
+        k = FloatBuffer(maxBatch * c.kvDim)
+        v = FloatBuffer(maxBatch * c.kvDim)
+        att = FloatBuffer(maxBatch * c.qDim)
+        hb = FloatBuffer(maxBatch * c.ffnDim)
+        hb2 = FloatBuffer(maxBatch * c.ffnDim)
+        scores = FloatBuffer(ctx)
+        batchScores = FloatBuffer(maxBatch * ctx)
+        xqBlocks = max(c.dim, c.qDim, c.ffnDim) / 32 + 1
+        xq = .allocate(capacity: xqBlocks)
+        xq.initialize(repeating: palr_q8_block(), count: xqBlocks)
+        logits = FloatBuffer(logitChunk * c.vocabSize)
+        gathered = FloatBuffer(logitChunk * c.dim)
+        keyCache = FloatBuffer(c.layerCount * ctx * c.kvDim)
+        valueCache = FloatBuffer(c.layerCount * ctx * c.kvDim)
+        let largestRow = model.weights.matrices.filter { $0.type != .f32 }.map(\.cols).max() ?? 1
+        let largestMatrix = model.weights.matrices.filter { $0.type != .f32 }.map { $0.rows * $0.cols }.max() ?? 1
+        scratch = FloatBuffer(max(largestRow, min(largestMatrix, Self.maxScratchBytes / 4)))
+
+        // RoPE angles for every position: θ = (pos / scale) · base^(-2i/rope_dim).
+        ropeTable = FloatBuffer(ctx * c.ropeDim)
+        let scale: Double
+        if case .linear(let f) = c.ropeScaling { scale = f } else { scale = 1 }
+        let half = c.ropeDim / 2
+        for pos in 0..<ctx {
+            for i in 0..<half {
+                let freq = 1.0 / pow(c.ropeFreqBase, Double(2 * i) / Double(c.ropeDim))
+                let theta = Double(pos) / scale * freq
+                ropeTable.pointer[(pos * half + i) * 2] = Float(cos(theta))
+                ropeTable.pointer[(pos * half + i) * 2 + 1] = Float(sin(theta))
+            }
+        }
+    }
+
+    deinit { xq.deallocate() }
+
+    /// Bytes held by the KV cache.
+    public var kvCacheBytes: Int { (keyCache.count + valueCache.count) * 4 }
+    /// Bytes of the dequantization scratch panel.
+    public var scratchBytes: Int { scratch.count * 4 }
+    /// Bytes of all session buffers.
+    public var bufferBytes: Int {
+        [x, xb, q, k, v, att, hb, hb2, scores, batchScores, logits, gathered, keyCache, valueCache, ropeTable, scratch]
+            .reduce(0) { $0 + $1.count * 4 } + xqBlocks * MemoryLayout<palr_q8_block>.stride
+    }
+
+    /// Forgets cached tokens from `newPosition` on.
+    public func rewind(to newPosition: Int) throws(LlamaError) {
+        guard newPosition >= 0, newPosition <= position else {
+            throw .invalidArgument("cannot rewind to \(newPosition): the cache holds \(position) tokens")
+        }
+        position = newPosition
+    }
+
+    /// Runs `tokens` at positions `position ..< position + count`, appending to the
+    /// KV cache, and calls `body(batchIndex, logits)` for each requested row in
+    /// order. The logits buffer is valid only inside `body`.
+    public func prefill(_ tokens: [Int32], logits rows: LogitRows = .last,
+                        _ body: (Int, UnsafeBufferPointer<Float>) throws -> Void = { _, _ in }) throws {
+        try checkTokens(tokens)
+        if case .indices(let i) = rows {
+            guard i.allSatisfy({ $0 >= 0 && $0 < tokens.count }), zip(i, i.dropFirst()).allSatisfy({ $0 < $1 }) else {
+                throw LlamaError.invalidArgument("logit row indices must be ascending and inside the batch")
+            }
+        }
+        // Chunks of ≤ maxBatch tokens; `w` walks the requested indices (no arrays are built).
+        var start = 0
+        var w = 0
+        while start < tokens.count {
+            let n = min(maxBatch, tokens.count - start)
+            let end = start + n
+            let first: Int, count: Int
+            switch rows {
+            case .none: (first, count) = (0, 0)
+            case .last: (first, count) = tokens.count - 1 < end ? (tokens.count - 1 - start, 1) : (0, 0)
+            case .all: (first, count) = (0, n)
+            case .indices(let idx):
+                let w0 = w
+                while w < idx.count, idx[w] < end { w += 1 }
+                (first, count) = (w0, w - w0)
+            }
+            try tokens.withUnsafeBufferPointer { buf throws in
+                let chunk = UnsafeBufferPointer(rebasing: buf[start..<end])
+                try forward(chunk, logitCount: count, logitRow: { j in
+                    if case .indices(let idx) = rows { return idx[first + j] - start }
+                    return first + j
+                }) { i, l in try body(start + i, l) }
+            }
+            start = end
+        }
+    }
+
+    /// Runs one token at `position` through the fused quantized path and calls
+    /// `body` with its logits (valid only inside `body`).
+    public func decode<R>(_ token: Int32, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
+        guard position < contextLength else { throw LlamaError.contextFull(position: position, tokens: 1, capacity: contextLength) }
+        try checkToken(token)
+        let c = config
+        let pos = position
+        let w = model.weights
+        let eps = Float(c.rmsEpsilon)
+        let x = self.x.pointer, xb = self.xb.pointer
+        w.tokenEmbedding.type.dequantize(w.tokenEmbedding.row(Int(token)), into: x, count: c.dim)
+
+        for l in 0..<c.layerCount {
+            let L = w.layers[l]
+            // h = x + attention(norm(x))
+            L.attnNorm.withUnsafeBufferPointer { rmsnorm(xb, x, $0.baseAddress!, c.dim, eps: eps) }
+            let kRow = keyCache.pointer + (l * contextLength + pos) * c.kvDim
+            let vRow = valueCache.pointer + (l * contextLength + pos) * c.kvDim
+            let xbq = quantizeInput(xb, c.dim)
+            matvec(L.wq, xb, xbq, q.pointer)
+            matvec(L.wk, xb, xbq, kRow)
+            matvec(L.wv, xb, xbq, vRow)
+            let table = ropeTable.pointer + pos * c.ropeDim
+            rope(q.pointer, heads: c.headCount, headDim: c.headDim, ropeDim: c.ropeDim, table: table)
+            rope(kRow, heads: c.kvHeadCount, headDim: c.headDim, ropeDim: c.ropeDim, table: table)
+            attention(layer: l, query: q.pointer, out: att.pointer, upTo: pos + 1)
+            matvec(L.wo, att.pointer, quantizeInput(att.pointer, c.qDim), xb)
+            for i in 0..<c.dim { x[i] += xb[i] }
+
+            // x = h + ffn(norm(h))
+            L.ffnNorm.withUnsafeBufferPointer { rmsnorm(xb, x, $0.baseAddress!, c.dim, eps: eps) }
+            let xbq2 = quantizeInput(xb, c.dim)
+            matvec(L.wGate, xb, xbq2, hb.pointer)
+            matvec(L.wUp, xb, xbq2, hb2.pointer)
+            swiglu(hb.pointer, hb2.pointer, c.ffnDim)
+            matvec(L.wDown, hb.pointer, quantizeInput(hb.pointer, c.ffnDim), xb)
+            for i in 0..<c.dim { x[i] += xb[i] }
+        }
+        position = pos + 1
+        w.outputNorm.withUnsafeBufferPointer { rmsnorm(xb, x, $0.baseAddress!, c.dim, eps: eps) }
+        matvec(w.output, xb, quantizeInput(xb, c.dim), logits.pointer)
+        return try body(UnsafeBufferPointer(start: logits.pointer, count: c.vocabSize))
+    }
+
+    /// The int8 copy of a decode input, when that mode is on (nil means float activations).
+    private func quantizeInput(_ x: UnsafePointer<Float>, _ n: Int) -> UnsafePointer<palr_q8_block>? {
+        guard activations == .int8 else { return nil }
+        palr_kernels().pointee.quantize_act(x, xq, n)
+        return UnsafePointer(xq)
+    }
+
+    /// y = W x over the session's thread pool, fused on the quantized blocks.
+    private func matvec(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ xq: UnsafePointer<palr_q8_block>?,
+                        _ y: UnsafeMutablePointer<Float>) {
+        var args = palr_matvec_args(type: Int32(w.type.rawValue), w: w.base, row_bytes: w.rowBytes,
+                                    rows: Int32(w.rows), cols: Int32(w.cols), x: x, xq: xq, y: y)
+        palr_matvec(pool.raw, &args)
+    }
+
+    private func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int) {
+        Llama.matmul(w, x, y, batch: batch, scratch: scratch.pointer, scratchCount: scratch.count, pool: pool.raw)
+    }
+
+    /// Non-generic on purpose: an unspecialised generic iterator allocates in debug builds.
+    private func checkTokens(_ tokens: [Int32]) throws(LlamaError) {
+        guard position + tokens.count <= contextLength else {
+            throw .contextFull(position: position, tokens: tokens.count, capacity: contextLength)
+        }
+        for i in 0..<tokens.count { try checkToken(tokens[i]) }
+    }
+
+    private func checkToken(_ t: Int32) throws(LlamaError) {
+        guard t >= 0, Int(t) < config.vocabSize else { throw .tokenOutOfRange(token: t, vocab: config.vocabSize) }
+    }
+
+
+    /// out(n_heads*head_dim) = softmax(q·Kᵀ/√d) V over cache positions 0..<count of `layer`.
+    private func attention(layer l: Int, query: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, upTo count: Int) {
+        let c = config
+        let s = scores.pointer
+        let scale = 1 / Float(c.headDim).squareRoot()
+        let kBase = keyCache.pointer + l * contextLength * c.kvDim
+        let vBase = valueCache.pointer + l * contextLength * c.kvDim
+        let dot = palr_kernels().pointee.dot_f32!
+        for h in 0..<c.headCount {
+            let qh = query + h * c.headDim
+            let kvOff = (h / c.groupSize) * c.headDim
+            for t in 0..<count {
+                s[t] = dot(qh, kBase + t * c.kvDim + kvOff, c.headDim) * scale
+            }
+            softmax(s, count)
+            let oh = out + h * c.headDim
+            oh.update(repeating: 0, count: c.headDim)
+            for t in 0..<count {
+                let a = s[t]
+                let vt = vBase + t * c.kvDim + kvOff
+                for i in 0..<c.headDim { oh[i] += a * vt[i] }
+            }
+        }
+    }
+
+    /// Causal attention of `count` new tokens (at cache positions start..<start+count,
+    /// already in the cache) with two GEMMs per head: S = Q Kᵀ, then O = softmax(S) V.
+    /// Scores live in `batchScores` (batch × context), so memory is bounded by maxBatch.
+    private func batchAttention(layer l: Int, count n: Int, start: Int) {
+        let c = config
+        let total = start + n
+        let s = batchScores.pointer
+        let scale = 1 / Float(c.headDim).squareRoot()
+        let kBase = keyCache.pointer + l * contextLength * c.kvDim
+        let vBase = valueCache.pointer + l * contextLength * c.kvDim
+        let hd = Int32(c.headDim), kv = Int32(c.kvDim), qd = Int32(c.qDim), ld = Int32(total)
+        for h in 0..<c.headCount {
+            let kvOff = (h / c.groupSize) * c.headDim
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(total), hd,
+                        scale, q.pointer + h * c.headDim, qd, kBase + kvOff, kv, 0, s, ld)
+            for i in 0..<n {
+                let row = s + i * total
+                let visible = start + i + 1
+                softmax(row, visible)
+                (row + visible).update(repeating: 0, count: total - visible)
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), hd, Int32(total),
+                        1, s, ld, vBase + kvOff, kv, 0, att.pointer + h * c.headDim, qd)
+        }
+    }
+
+    /// One batch (≤ maxBatch tokens) through every layer with GEMMs.
+    /// `logitRow(j)` for j in 0..<logitCount names the batch rows that need logits, ascending.
+    private func forward(_ tokens: UnsafeBufferPointer<Int32>, logitCount: Int, logitRow: (Int) -> Int,
+                         _ body: (Int, UnsafeBufferPointer<Float>) throws -> Void) throws {
+        let c = config
+        let n = tokens.count
+        let pos0 = position
+        let w = model.weights
+        let eps = Float(c.rmsEpsilon)
+        let x = self.x.pointer, xb = self.xb.pointer
+        for (i, t) in tokens.enumerated() {
+            w.tokenEmbedding.type.dequantize(w.tokenEmbedding.row(Int(t)), into: x + i * c.dim, count: c.dim)
+        }
+
+        for l in 0..<c.layerCount {
+            let L = w.layers[l]
+            L.attnNorm.withUnsafeBufferPointer { nw in
+                for i in 0..<n { rmsnorm(xb + i * c.dim, x + i * c.dim, nw.baseAddress!, c.dim, eps: eps) }
+            }
+            matmul(L.wq, xb, q.pointer, batch: n)
+            matmul(L.wk, xb, k.pointer, batch: n)
+            matmul(L.wv, xb, v.pointer, batch: n)
+            for i in 0..<n {
+                let table = ropeTable.pointer + (pos0 + i) * c.ropeDim
+                rope(q.pointer + i * c.qDim, heads: c.headCount, headDim: c.headDim, ropeDim: c.ropeDim, table: table)
+                rope(k.pointer + i * c.kvDim, heads: c.kvHeadCount, headDim: c.headDim, ropeDim: c.ropeDim, table: table)
+            }
+            // Append this batch's keys and values to the cache, then attend causally.
+            let slot = (l * contextLength + pos0) * c.kvDim
+            (keyCache.pointer + slot).update(from: k.pointer, count: n * c.kvDim)
+            (valueCache.pointer + slot).update(from: v.pointer, count: n * c.kvDim)
+            batchAttention(layer: l, count: n, start: pos0)
+            matmul(L.wo, att.pointer, xb, batch: n)
+            for i in 0..<(n * c.dim) { x[i] += xb[i] }
+
+            L.ffnNorm.withUnsafeBufferPointer { nw in
+                for i in 0..<n { rmsnorm(xb + i * c.dim, x + i * c.dim, nw.baseAddress!, c.dim, eps: eps) }
+            }
+            matmul(L.wGate, xb, hb.pointer, batch: n)
+            matmul(L.wUp, xb, hb2.pointer, batch: n)
+            swiglu(hb.pointer, hb2.pointer, n * c.ffnDim)
+            matmul(L.wDown, hb.pointer, xb, batch: n)
+            for i in 0..<(n * c.dim) { x[i] += xb[i] }
+        }
+        position = pos0 + n
+
+        // Logits only for the rows asked for, `logitChunk` rows per output matmul.
+        var start = 0
+        while start < logitCount {
+            let m = min(logitChunk, logitCount - start)
+            for j in 0..<m {
+                let row = logitRow(start + j)
+                w.outputNorm.withUnsafeBufferPointer { nw in
+                    rmsnorm(gathered.pointer + j * c.dim, x + row * c.dim, nw.baseAddress!, c.dim, eps: eps)
+                }
+            }
+            matmul(w.output, gathered.pointer, logits.pointer, batch: m)
+            for j in 0..<m {
+                try body(logitRow(start + j), UnsafeBufferPointer(start: logits.pointer + j * c.vocabSize, count: c.vocabSize))
+            }
+            start += m
+        }
+    }
+}
