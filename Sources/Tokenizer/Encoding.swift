@@ -13,11 +13,11 @@
 //
 // Control pieces ("<s>", "</s>") are never produced from text: "<s>" typed by a user is
 // the characters '<', 's', '>'. BOS/EOS are added only by the flags of `encode`.
-
 //
-// Speed: piece lookups hash the bytes of the normalized text in place (no Strings); when
-// no piece has a "▁" after another character (LLaMA's vocabularies), no merge can cross
-// the start of a word, so step 3 runs word by word with a small queue.
+// Speed: piece lookups hash the bytes of the normalized text in place (no Strings), and
+// merges are looked up by the ids of the two halves; when no piece has a "▁" after
+// another character (LLaMA's vocabularies), no merge can cross the start of a word, so
+// step 3 runs word by word with a small queue.
 
 extension SentencePieceTokenizer {
     /// Token ids of `text`, with BOS first and EOS last when asked for (and the model has them).
@@ -133,31 +133,37 @@ extension SentencePieceTokenizer {
             pos += u.length
         }
 
-        // 3. Merge, segment by segment; 4. output.
+        // 3. Merge, segment by segment.
         var bpe = BPE(table: table, merges: merges, text: base, symbols: symbols, trackUnused: hasUnusedPieces)
         defer { bpe.deallocate() }
-        var previousWasUnknown = false
         @inline(__always) func isSpace(_ i: Int) -> Bool {
             let s = symbols[i]
             return s.length == 3 && base[Int(s.start)] == 0xE2 && base[Int(s.start) + 1] == 0x96 && base[Int(s.start) + 2] == 0x81
         }
+        var segments: [Int32] = []  // the first symbol of each
         var first = 0
         while first < count {
-            var end = first + 1
+            var end = count
             if mergesStopAtSpaces {
+                end = first + 1
                 while end < count && !(isSpace(end) && !isSpace(end - 1)) { end += 1 }
-            } else {
-                end = count
             }
             bpe.merge(first, end)
-            var i = Int32(first)
+            segments.append(Int32(first))
+            first = end
+        }
+
+        // 4. Output, once all is merged: UNUSED pieces split by the last merge recorded
+        // anywhere in the text, as in SentencePiece.
+        var previousWasUnknown = false
+        for first in segments {
+            var i = first
             while i >= 0 {
                 let s = symbols[Int(i)]
                 let id = s.id >= 0 ? table.outputID[Int(s.id)] : table.id(base + Int(s.start), Int(s.length))
                 emit(id, s.start, s.length, base, bpe.splits, &out, &previousWasUnknown)
-                i = symbols[Int(i)].next
+                i = s.next
             }
-            first = end
         }
     }
 

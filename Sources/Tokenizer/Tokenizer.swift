@@ -2,7 +2,6 @@
 // pieces and special tokens, and the GGUF keys a converter writes. Encoding is in
 // Encoding.swift, decoding in Decoding.swift.
 
-import Foundation
 import GGUF
 
 /// A SentencePiece BPE tokenizer loaded from a GGUF file or a `tokenizer.model`.

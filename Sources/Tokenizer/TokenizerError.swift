@@ -42,7 +42,7 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .gguf(let e): return e.description
         case .unrecognizedFormat(let p, let b):
-            let hex = b.map { String($0, radix: 16) }.joined(separator: " ")
+            let hex = b.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: " ")
             return "\(p) is neither a GGUF file (magic \"GGUF\") nor a SentencePiece tokenizer.model "
                 + "(a protobuf starting with its pieces field, byte 0x0a); first bytes: [\(hex)]"
         case .noTokenizer(let p):
