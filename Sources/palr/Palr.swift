@@ -5,7 +5,7 @@ struct Palr: ParsableCommand {
         commandName: "palr",
         abstract: "On-device PALR recommender: history store, retrieval and LLM ranking.",
         discussion: """
-            Model engineers: `info`, `logits`. Environment: OPENBLAS_CORETYPE (palr sets it \
+            Model engineers: `info`, `logits`, `tokenize`. Environment: OPENBLAS_CORETYPE (palr sets it \
             itself when OpenBLAS misdetects the CPU; an explicit value always wins).
             """,
         subcommands: [
@@ -13,6 +13,7 @@ struct Palr: ParsableCommand {
             LogitsCommand.self,
             BenchCommand.self,
             HistoryCommand.self,
+            TokenizeCommand.self,
         ]
     )
 }
