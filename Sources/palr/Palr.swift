@@ -7,6 +7,7 @@ struct Palr: ParsableCommand {
         abstract: "On-device PALR recommender: history store, retrieval and LLM ranking.",
         subcommands: [
             // Each subcommand lives in its own file in Sources/palr.
+            EvalCommand.self, RetrieveCommand.self,
         ]
     )
 }
