@@ -14,6 +14,8 @@ struct Palr: ParsableCommand {
             BenchCommand.self,
             HistoryCommand.self,
             TokenizeCommand.self,
+            EvalCommand.self,
+            RetrieveCommand.self,
         ]
     )
 }

@@ -1,1 +1,0 @@
-print("palr-convert: not built yet")
