@@ -16,6 +16,8 @@ struct Palr: ParsableCommand {
             TokenizeCommand.self,
             EvalCommand.self,
             RetrieveCommand.self,
+            RecommendCommand.self,
+            RefreshCommand.self,
         ]
     )
 }
