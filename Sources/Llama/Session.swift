@@ -25,6 +25,50 @@ public enum DecodeActivations: String, Sendable, CaseIterable {
     case int8
 }
 
+/// log(softmax(logits)[index]), accumulated in Double.
+public func logSoftmax<C: Collection>(_ logits: C, at index: Int) -> Float where C.Element == Float, C.Index == Int {
+    var m = -Float.infinity
+    for v in logits where v > m { m = v }
+    var sum = 0.0
+    for v in logits { sum += exp(Double(v - m)) }
+    return Float(Double(logits[index] - m) - log(sum))
+}
+
+/// Keys and values of a prompt prefix, (layer, token, kv_dim) each; owns its memory.
+public final class KVSnapshot: @unchecked Sendable {
+    public let layers: Int
+    public let tokenCount: Int
+    public let kvDim: Int
+    let keys: UnsafeMutablePointer<Float>
+    let values: UnsafeMutablePointer<Float>
+
+    init(layers: Int, tokens: Int, kvDim: Int) {
+        self.layers = layers
+        self.tokenCount = tokens
+        self.kvDim = kvDim
+        let n = max(1, layers * tokens * kvDim)
+        keys = .allocate(capacity: n)
+        values = .allocate(capacity: n)
+    }
+
+    public var byteCount: Int { 2 * layers * tokenCount * kvDim * MemoryLayout<Float>.size }
+
+    deinit {
+        keys.deallocate()
+        values.deallocate()
+    }
+}
+
+/// An Int buffer allocated once and freed in `deinit`.
+final class IntBuffer {
+    let pointer: UnsafeMutablePointer<Int>
+    init(_ count: Int) {
+        pointer = .allocate(capacity: max(count, 1))
+        pointer.initialize(repeating: 0, count: max(count, 1))
+    }
+    deinit { pointer.deallocate() }
+}
+
 /// A float buffer allocated once and freed in `deinit`.
 final class FloatBuffer {
     let pointer: UnsafeMutablePointer<Float>
@@ -82,6 +126,15 @@ public final class LlamaSession {
     private let xqBlocks: Int
     /// (batch, context) attention scores of one head during prefill.
     private let batchScores: FloatBuffer
+    // Layout of the current batch, (maxBatch) each: token i has RoPE position
+    // `tokPos[i]`, writes its K/V to cache slot `tokSlot[i]`, and attends to cache
+    // slots [0, tokPrefix[i]) and [tokSegment[i], tokSlot[i]]. Plain causal
+    // prefill is tokPrefix = tokSegment = 0; candidate continuations that share a
+    // prompt use tokPrefix = prompt length, tokSegment = the candidate's first slot.
+    private let tokPos: IntBuffer
+    private let tokSlot: IntBuffer
+    private let tokPrefix: IntBuffer
+    private let tokSegment: IntBuffer
     /// Decode worker threads, owned by this session.
     private let pool: ThreadPool
 
@@ -112,6 +165,10 @@ public final class LlamaSession {
         hb2 = FloatBuffer(maxBatch * c.ffnDim)
         scores = FloatBuffer(ctx)
         batchScores = FloatBuffer(maxBatch * ctx)
+        tokPos = IntBuffer(maxBatch)
+        tokSlot = IntBuffer(maxBatch)
+        tokPrefix = IntBuffer(maxBatch)
+        tokSegment = IntBuffer(maxBatch)
         xqBlocks = max(c.dim, c.qDim, c.ffnDim) / 32 + 1
         xq = .allocate(capacity: xqBlocks)
         xq.initialize(repeating: palr_q8_block(), count: xqBlocks)
@@ -185,6 +242,12 @@ public final class LlamaSession {
                 while w < idx.count, idx[w] < end { w += 1 }
                 (first, count) = (w0, w - w0)
             }
+            for i in 0..<n {
+                tokPos.pointer[i] = position + i
+                tokSlot.pointer[i] = position + i
+                tokPrefix.pointer[i] = 0
+                tokSegment.pointer[i] = 0
+            }
             try tokens.withUnsafeBufferPointer { buf throws in
                 let chunk = UnsafeBufferPointer(rebasing: buf[start..<end])
                 try forward(chunk, logitCount: count, logitRow: { j in
@@ -192,8 +255,95 @@ public final class LlamaSession {
                     return first + j
                 }) { i, l in try body(start + i, l) }
             }
+            position += n
             start = end
         }
+    }
+
+    /// A copy of the cached keys and values of positions 0..<position, so a later
+    /// request that starts with the same tokens can skip recomputing them.
+    public func snapshot() -> KVSnapshot {
+        let c = config
+        let snap = KVSnapshot(layers: c.layerCount, tokens: position, kvDim: c.kvDim)
+        for l in 0..<c.layerCount {
+            let src = l * contextLength * c.kvDim, dst = l * position * c.kvDim
+            (snap.keys + dst).update(from: keyCache.pointer + src, count: position * c.kvDim)
+            (snap.values + dst).update(from: valueCache.pointer + src, count: position * c.kvDim)
+        }
+        return snap
+    }
+
+    /// Restores the first `tokens` positions of a snapshot (default: all of them).
+    public func restore(_ snap: KVSnapshot, tokens: Int? = nil) throws(LlamaError) {
+        let c = config
+        let n = tokens ?? snap.tokenCount
+        guard snap.layers == c.layerCount, snap.kvDim == c.kvDim else {
+            throw .invalidArgument("the snapshot belongs to another model shape")
+        }
+        guard n >= 0, n <= snap.tokenCount, n <= contextLength else {
+            throw .invalidArgument("cannot restore \(n) tokens from a \(snap.tokenCount)-token snapshot into a \(contextLength)-token context")
+        }
+        for l in 0..<c.layerCount {
+            let dst = l * contextLength * c.kvDim, src = l * snap.tokenCount * c.kvDim
+            (keyCache.pointer + dst).update(from: snap.keys + src, count: n * c.kvDim)
+            (valueCache.pointer + dst).update(from: snap.values + src, count: n * c.kvDim)
+        }
+        position = n
+    }
+
+    /// Scores continuations of the cached prefix in one batched pass. Every
+    /// continuation is placed after the prefix's `position` tokens, attends to the
+    /// prefix and causally to itself, never to another continuation, and starts at
+    /// RoPE position `position`, exactly as if it were the only one. Returns each
+    /// continuation's per-token log-probabilities; the first token's comes from
+    /// `prefixLogits`, the logits of the prefix's last position. The cache keeps only
+    /// the prefix afterwards (`position` is unchanged).
+    public func scoreContinuations(_ continuations: [[Int32]], prefixLogits: [Float]) throws -> [[Float]] {
+        let c = config
+        let p0 = position
+        guard prefixLogits.count == c.vocabSize else {
+            throw LlamaError.invalidArgument("prefix logits have \(prefixLogits.count) entries, the vocabulary \(c.vocabSize)")
+        }
+        let total = continuations.reduce(0) { $0 + $1.count }
+        guard p0 + total <= contextLength else {
+            throw LlamaError.contextFull(position: p0, tokens: total, capacity: contextLength)
+        }
+        var result: [[Float]] = []
+        var owner: [(cand: Int, index: Int)] = []   // flat token -> (continuation, index)
+        var firstSlot: [Int] = []
+        owner.reserveCapacity(total)
+        for (ci, cont) in continuations.enumerated() {
+            guard !cont.isEmpty else { throw LlamaError.invalidArgument("continuation \(ci) is empty") }
+            try checkTokens(cont)
+            firstSlot.append(p0 + owner.count)
+            for j in 0..<cont.count { owner.append((ci, j)) }
+            var lp = [Float](repeating: 0, count: cont.count)
+            lp[0] = logSoftmax(prefixLogits, at: Int(cont[0]))
+            result.append(lp)
+        }
+        let flat = continuations.flatMap { $0 }
+        var start = 0
+        while start < total {
+            let n = min(maxBatch, total - start)
+            var rows: [Int] = []       // batch rows whose logits score the next token
+            for i in 0..<n {
+                let (ci, j) = owner[start + i]
+                tokPos.pointer[i] = p0 + j
+                tokSlot.pointer[i] = firstSlot[ci] + j
+                tokPrefix.pointer[i] = p0
+                tokSegment.pointer[i] = firstSlot[ci]
+                if j + 1 < continuations[ci].count { rows.append(i) }
+            }
+            try flat.withUnsafeBufferPointer { buf throws in
+                try forward(UnsafeBufferPointer(rebasing: buf[start..<(start + n)]), logitCount: rows.count,
+                            logitRow: { rows[$0] }) { i, logits in
+                    let (ci, j) = owner[start + i]
+                    result[ci][j + 1] = logSoftmax(logits, at: Int(continuations[ci][j + 1]))
+                }
+            }
+            start += n
+        }
+        return result
     }
 
     /// Runs one token at `position` through the fused quantized path and calls
@@ -297,12 +447,12 @@ public final class LlamaSession {
         }
     }
 
-    /// Causal attention of `count` new tokens (at cache positions start..<start+count,
-    /// already in the cache) with two GEMMs per head: S = Q Kᵀ, then O = softmax(S) V.
-    /// Scores live in `batchScores` (batch × context), so memory is bounded by maxBatch.
-    private func batchAttention(layer l: Int, count n: Int, start: Int) {
+    /// Attention of the `count` batch tokens (their K/V already in the cache) with two
+    /// GEMMs per head over cache slots 0..<total: S = Q Kᵀ, masked to each token's
+    /// visible slots (see `tokSlot`), then O = softmax(S) V. Scores live in
+    /// `batchScores` (batch × context), so memory is bounded by maxBatch.
+    private func batchAttention(layer l: Int, count n: Int, total: Int) {
         let c = config
-        let total = start + n
         let s = batchScores.pointer
         let scale = 1 / Float(c.headDim).squareRoot()
         let kBase = keyCache.pointer + l * contextLength * c.kvDim
@@ -314,9 +464,11 @@ public final class LlamaSession {
                         scale, q.pointer + h * c.headDim, qd, kBase + kvOff, kv, 0, s, ld)
             for i in 0..<n {
                 let row = s + i * total
-                let visible = start + i + 1
-                softmax(row, visible)
-                (row + visible).update(repeating: 0, count: total - visible)
+                let a = tokPrefix.pointer[i], b = tokSegment.pointer[i], slot = tokSlot.pointer[i]
+                if b > a { (row + a).update(repeating: -.infinity, count: b - a) }
+                if slot + 1 < total { (row + slot + 1).update(repeating: -.infinity, count: total - slot - 1) }
+                softmax(row, slot + 1)
+                if slot + 1 < total { (row + slot + 1).update(repeating: 0, count: total - slot - 1) }
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), hd, Int32(total),
                         1, s, ld, vBase + kvOff, kv, 0, att.pointer + h * c.headDim, qd)
@@ -329,8 +481,9 @@ public final class LlamaSession {
                          _ body: (Int, UnsafeBufferPointer<Float>) throws -> Void) throws {
         let c = config
         let n = tokens.count
-        let pos0 = position
         let w = model.weights
+        var total = 0
+        for i in 0..<n { total = max(total, tokSlot.pointer[i] + 1) }
         let eps = Float(c.rmsEpsilon)
         let x = self.x.pointer, xb = self.xb.pointer
         for (i, t) in tokens.enumerated() {
@@ -346,15 +499,17 @@ public final class LlamaSession {
             matmul(L.wk, xb, k.pointer, batch: n)
             matmul(L.wv, xb, v.pointer, batch: n)
             for i in 0..<n {
-                let table = ropeTable.pointer + (pos0 + i) * c.ropeDim
+                let table = ropeTable.pointer + tokPos.pointer[i] * c.ropeDim
                 rope(q.pointer + i * c.qDim, heads: c.headCount, headDim: c.headDim, ropeDim: c.ropeDim, table: table)
                 rope(k.pointer + i * c.kvDim, heads: c.kvHeadCount, headDim: c.headDim, ropeDim: c.ropeDim, table: table)
             }
-            // Append this batch's keys and values to the cache, then attend causally.
-            let slot = (l * contextLength + pos0) * c.kvDim
-            (keyCache.pointer + slot).update(from: k.pointer, count: n * c.kvDim)
-            (valueCache.pointer + slot).update(from: v.pointer, count: n * c.kvDim)
-            batchAttention(layer: l, count: n, start: pos0)
+            // Write this batch's keys and values to their cache slots, then attend.
+            for i in 0..<n {
+                let slot = (l * contextLength + tokSlot.pointer[i]) * c.kvDim
+                (keyCache.pointer + slot).update(from: k.pointer + i * c.kvDim, count: c.kvDim)
+                (valueCache.pointer + slot).update(from: v.pointer + i * c.kvDim, count: c.kvDim)
+            }
+            batchAttention(layer: l, count: n, total: total)
             matmul(L.wo, att.pointer, xb, batch: n)
             for i in 0..<(n * c.dim) { x[i] += xb[i] }
 
@@ -367,7 +522,6 @@ public final class LlamaSession {
             matmul(L.wDown, hb.pointer, xb, batch: n)
             for i in 0..<(n * c.dim) { x[i] += xb[i] }
         }
-        position = pos0 + n
 
         // Logits only for the rows asked for, `logitChunk` rows per output matmul.
         var start = 0

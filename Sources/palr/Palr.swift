@@ -12,6 +12,7 @@ struct Palr: ParsableCommand {
             InfoCommand.self,
             LogitsCommand.self,
             BenchCommand.self,
+            HistoryCommand.self,
             TokenizeCommand.self,
         ]
     )
