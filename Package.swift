@@ -8,6 +8,10 @@ import PackageDescription
 // implicit FMA contraction, so the reference quantizers round exactly as ggml's.
 let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]
 
+// The forward pass and tokenizer are optimised in debug builds too: their element
+// loops are test oracles for thousands of rankings and would otherwise take minutes.
+let optimised: [SwiftSetting] = [.unsafeFlags(["-O"])]
+
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 
 let package = Package(
@@ -29,8 +33,8 @@ let package = Package(
         // Interposes malloc to count allocations; linked only into `palr` and its tests.
         .target(name: "CAllocCounter"),
         .target(name: "GGUF", dependencies: ["CKernels"]),
-        .target(name: "Llama", dependencies: ["GGUF", "CKernels", "COpenBLAS"]),
-        .target(name: "Tokenizer", dependencies: ["GGUF"]),
+        .target(name: "Llama", dependencies: ["GGUF", "CKernels", "COpenBLAS"], swiftSettings: optimised),
+        .target(name: "Tokenizer", dependencies: ["GGUF"], swiftSettings: optimised),
         .target(name: "History", dependencies: ["CSQLite"]),
         .target(name: "Catalog", dependencies: ["GGUF"]),
         .target(name: "Ranker", dependencies: ["Llama", "Tokenizer", "Catalog", "History"]),
@@ -53,5 +57,6 @@ let package = Package(
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF"]),
         .testTarget(name: "HistoryTests", dependencies: ["History"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "GGUF"]),
+        .testTarget(name: "RankerTests", dependencies: ["Ranker", "Llama", "Tokenizer", "Catalog", "History", "GGUF"]),
     ]
 )

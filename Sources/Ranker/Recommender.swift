@@ -48,15 +48,16 @@ public final class Recommender {
     /// Identifies the model in cached results (file name, size and mode).
     public let modelID: String
     public var catalogID: String { catalog.info.id }
-    /// Interactions read per request: retrieval filters everything seen in them.
-    public var historyWindow = 200
+    /// Interactions read per request (the store's retention cap bounds them anyway):
+    /// retrieval never offers an item seen in any of them.
+    public var historyWindow = 100_000
 
     public init(ranker: Ranker, catalog: ItemCatalog, store: HistoryStore, modelID: String) throws {
         self.ranker = ranker
         self.catalog = catalog
         self.store = store
         self.modelID = modelID
-        retriever = Retriever(catalog: catalog, maxHistoryLength: 200)
+        retriever = Retriever(catalog: catalog)
         // A catalog whose titles the model cannot even tokenize is the wrong catalog.
         let sample = catalog.titles.prefix(50)
         let unknown = sample.filter { ranker.tokenizer.encode($0, addBOS: false).contains(ranker.tokenizer.unk) }.count
