@@ -31,6 +31,8 @@ let package = Package(
         .target(name: "Tokenizer", dependencies: ["GGUF"]),
         .target(name: "History", dependencies: ["CSQLite"]),
         .target(name: "Catalog", dependencies: ["GGUF"]),
+        // The converter's logic (palr-convert is its thin executable).
+        .target(name: "Convert", dependencies: ["GGUF", "CKernels"]),
         .target(name: "Ranker", dependencies: ["Llama", "Tokenizer", "Catalog", "History"]),
 
         // Executables: thin (argument parsing, progress, printing).
@@ -40,7 +42,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "palr-convert",
-            dependencies: ["GGUF", "Tokenizer", "Catalog", argumentParser],
+            dependencies: ["Convert", "GGUF", "Tokenizer", "Catalog", argumentParser],
             path: "tools/convert"
         ),
 
@@ -51,5 +53,6 @@ let package = Package(
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF"]),
         .testTarget(name: "HistoryTests", dependencies: ["History"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "GGUF"]),
+        .testTarget(name: "ConvertTests", dependencies: ["Convert", "GGUF", "Llama"]),
     ]
 )

@@ -5,12 +5,13 @@ struct Palr: ParsableCommand {
         commandName: "palr",
         abstract: "On-device PALR recommender: history store, retrieval and LLM ranking.",
         discussion: """
-            Model engineers: `info`, `logits`. Environment: OPENBLAS_CORETYPE (palr sets it \
+            Model engineers: `info`, `logits`, `generate`. Environment: OPENBLAS_CORETYPE (palr sets it \
             itself when OpenBLAS misdetects the CPU; an explicit value always wins).
             """,
         subcommands: [
             InfoCommand.self,
             LogitsCommand.self,
+            GenerateCommand.self,
         ]
     )
 }
