@@ -61,7 +61,7 @@ public enum Converter {
         let rowBytes = type.byteCount(elements: cols) ?? 0
         let patches = job.patches.map(LoadedPatch.init)
         let limit = Self.limit(type)
-        let name = job.plan.name
+        let name = "\(job.mapping.hf) (\(job.plan.name))"
 
         // Rows split into contiguous ranges, one per thread; the first error by row wins.
         let parts = max(1, min(threads, rows))

@@ -88,7 +88,11 @@ public struct LoRAAdapter: Sendable {
         if present("use_dora") != nil { throw unsupported("use_dora", "DoRA's magnitude vector is not a low-rank update; merge it with PEFT first") }
         if present("fan_in_fan_out") != nil { throw unsupported("fan_in_fan_out", "LLaMA's Linear layers store [out, in]") }
         if let b = c["bias"], !b.isNull, b.string != "none" { throw unsupported("bias", "LLaMA has no bias terms to train") }
-        for key in ["modules_to_save", "trainable_token_indices", "layer_replication", "target_parameters", "lora_bias", "alora_invocation_tokens"]
+        // Variants that change what the update is or where it applies (initialisation-only
+        // options such as loftq_config or eva_config do not matter to a merge).
+        for key in ["modules_to_save", "trainable_token_indices", "layer_replication", "target_parameters", "lora_bias",
+                    "alora_invocation_tokens", "use_qalora", "use_bdlora", "kasa_config", "monteclora_config",
+                    "velora_config", "arrow_config"]
         where present(key) != nil {
             throw unsupported(key, "palr merges plain LoRA updates of Linear weights only")
         }

@@ -68,39 +68,33 @@ public enum RandomModel {
         let parts = max(1, min(threads, rows))
         let base = out.baseAddress!
         parallel(parts) { part in
-            var rng = SplitMix64(seed: seed &+ UInt64(part) &* 0xD1B5_4A32_D192_ED03)
             let range = (rows * part / parts)..<(rows * (part + 1) / parts)
-            let start = base + range.lowerBound * rowBytes
-            let count = range.count * rowBytes
-            switch p.type {
-            case .q4_0, .q8_0:
-                // Scale: σ over the standard deviation of the integer codes
-                // (uniform nibbles − 8: ≈4.6; uniform int8: ≈73.9), jittered ±25%.
-                let spread: Float = p.type == .q4_0 ? 4.61 : 73.9
-                let blockBytes = p.type.bytesPerBlock
-                var blk = start
-                let end = start + count
-                while blk < end {
-                    let d = sigma / spread * (0.75 + 0.5 * rng.unit())
-                    blk.storeBytes(of: palr_fp32_to_fp16(d).littleEndian, as: UInt16.self)
-                    var q = blk + 2
-                    let qEnd = blk + blockBytes
-                    while q + 8 <= qEnd {
-                        q.storeBytes(of: rng.next(), toByteOffset: 0, as: UInt64.self)
-                        q += 8
+            let row = UnsafeMutablePointer<Float>.allocate(capacity: cols)
+            defer { row.deallocate() }
+            for r in range {
+                // One generator per row: the file does not depend on the thread count.
+                var rng = SplitMix64(seed: seed ^ (UInt64(r) &* 0xD1B5_4A32_D192_ED03))
+                let start = base + r * rowBytes
+                switch p.type {
+                case .q4_0, .q8_0:
+                    // Scale: σ over the standard deviation of the integer codes
+                    // (uniform nibbles − 8: ≈4.6; uniform int8: ≈73.9), jittered ±25%.
+                    let spread: Float = p.type == .q4_0 ? 4.61 : 73.9
+                    let blockBytes = p.type.bytesPerBlock
+                    for blk in stride(from: start, to: start + rowBytes, by: blockBytes) {
+                        let d = sigma / spread * (0.75 + 0.5 * rng.unit())
+                        blk.storeBytes(of: palr_fp32_to_fp16(d).littleEndian, as: UInt16.self)
+                        // 16 (Q4_0) or 32 (Q8_0) random code bytes after the scale.
+                        for q in stride(from: 2, to: blockBytes, by: 8) {
+                            (blk + q).storeBytes(of: rng.next(), as: UInt64.self)
+                        }
                     }
-                    while q < qEnd { q.storeBytes(of: UInt8(truncatingIfNeeded: rng.next()), as: UInt8.self); q += 1 }
-                    blk = qEnd
-                }
-            case .f32, .f16, .bf16:
-                let row = UnsafeMutablePointer<Float>.allocate(capacity: cols)
-                defer { row.deallocate() }
-                let a = sigma * 1.7320508  // uniform(−a, a) has standard deviation σ
-                for r in range {
+                case .f32, .f16, .bf16:
+                    let a = sigma * 1.7320508  // uniform(−a, a) has standard deviation σ
                     for c in 0..<cols {
                         row[c] = isNorm ? 1 + 0.1 * (rng.unit() - 0.5) : a * (2 * rng.unit() - 1)
                     }
-                    p.type.quantize(row, into: base + r * rowBytes, count: cols)
+                    p.type.quantize(row, into: start, count: cols)
                 }
             }
         }
