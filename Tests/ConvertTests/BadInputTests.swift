@@ -92,14 +92,9 @@ import Testing
         // lora-basic targets all seven projections; a checkpoint without q_proj in layer 0
         // fails on the checkpoint itself first, so give the adapter a module the model lacks.
         let a = try variant(of: "lora-basic") { d in
-            let src = try SafeTensorsFile(path: d.file("adapter_model.safetensors"))
-            var tensors: [(String, [Int], [Float])] = []
-            for t in src.tensors {
-                var v = [Float](repeating: 0, count: t.elementCount)
-                v.withUnsafeMutableBufferPointer { t.read(from: 0, count: t.elementCount, into: $0.baseAddress!) }
-                tensors.append((t.name.replacingOccurrences(of: "layers.1.", with: "layers.7."), t.shape, v))
+            try rewriteSafetensors(d.file("adapter_model.safetensors")) { tensors in
+                tensors = tensors.map { ($0.0.replacingOccurrences(of: "layers.1.", with: "layers.7."), $0.1, $0.2) }
             }
-            try writeSafetensors(d.file("adapter_model.safetensors"), tensors)
         }
         defer { a.cleanUp() }
         let e = try failure(fixture("tiny-f32"), lora: [a.path])
@@ -145,15 +140,10 @@ import Testing
 
     @Test func nonFiniteWeightIsNamed() throws {
         let d = try variant(of: "tiny-f32") { d in
-            let src = try SafeTensorsFile(path: d.file("model.safetensors"))
-            var tensors: [(String, [Int], [Float])] = []
-            for t in src.tensors {
-                var v = [Float](repeating: 0, count: t.elementCount)
-                v.withUnsafeMutableBufferPointer { t.read(from: 0, count: t.elementCount, into: $0.baseAddress!) }
-                if t.name == "model.layers.1.mlp.up_proj.weight" { v[3 * 64 + 5] = .nan }
-                tensors.append((t.name, t.shape, v))
+            try rewriteSafetensors(d.file("model.safetensors")) { tensors in
+                let i = tensors.firstIndex { $0.0 == "model.layers.1.mlp.up_proj.weight" }!
+                tensors[i].2[3 * 64 + 5] = .nan
             }
-            try writeSafetensors(d.file("model.safetensors"), tensors)
         }
         defer { d.cleanUp() }
         let e = try failure(d.path, type: .q4_0)
@@ -163,16 +153,10 @@ import Testing
 
     @Test func unexpectedTensorIsAnError() throws {
         let d = try variant(of: "tiny-f32") { d in
-            let src = try SafeTensorsFile(path: d.file("model.safetensors"))
-            var tensors: [(String, [Int], [Float])] = []
-            for t in src.tensors {
-                var v = [Float](repeating: 0, count: t.elementCount)
-                v.withUnsafeMutableBufferPointer { t.read(from: 0, count: t.elementCount, into: $0.baseAddress!) }
-                tensors.append((t.name, t.shape, v))
+            try rewriteSafetensors(d.file("model.safetensors")) { tensors in
+                tensors.append(("model.layers.0.self_attn.q_proj.bias", [64], [Float](repeating: 0, count: 64)))
+                tensors.append(("model.layers.0.self_attn.rotary_emb.inv_freq", [8], [Float](repeating: 1, count: 8)))  // skipped
             }
-            tensors.append(("model.layers.0.self_attn.q_proj.bias", [64], [Float](repeating: 0, count: 64)))
-            tensors.append(("model.layers.0.self_attn.rotary_emb.inv_freq", [8], [Float](repeating: 1, count: 8)))  // skipped
-            try writeSafetensors(d.file("model.safetensors"), tensors)
         }
         defer { d.cleanUp() }
         guard case .unexpectedTensor(let name, _) = try failure(d.path) else { Issue.record("wrong error"); return }

@@ -105,3 +105,18 @@ func writeSafetensors(_ path: String, _ tensors: [(String, [Int], [Float])], hea
     for (_, _, data) in tensors { data.withUnsafeBytes { bytes.append(contentsOf: $0) } }
     try bytes.write(to: URL(fileURLWithPath: path))
 }
+
+/// Reads a safetensors file as F32 tensors, lets `edit` change the list, writes it back.
+func rewriteSafetensors(_ path: String, _ edit: (inout [(String, [Int], [Float])]) -> Void) throws {
+    var tensors: [(String, [Int], [Float])] = []
+    do {
+        let src = try SafeTensorsFile(path: path)
+        for t in src.tensors {
+            var v = [Float](repeating: 0, count: t.elementCount)
+            v.withUnsafeMutableBufferPointer { t.read(from: 0, count: t.elementCount, into: $0.baseAddress!) }
+            tensors.append((t.name, t.shape, v))
+        }
+    }
+    edit(&tensors)
+    try writeSafetensors(path, tensors)
+}
