@@ -78,14 +78,11 @@ public enum Converter {
                 let src = job.mapping.permuteHeads.map { LlamaNames.permutedSourceRow(r, rows: rows, heads: $0) } ?? r
                 job.source.read(from: src * cols, count: cols, into: row)
                 for p in patches { p.add(row: src, into: row, cols: cols, scratch: delta) }
-                var amax: Float = 0
-                for c in 0..<cols {
-                    let v = row[c]
-                    guard v.isFinite else {
-                        failures[part] = .nonFinite(tensor: name, row: src, column: c, value: v)
-                        return
-                    }
-                    amax = max(amax, abs(v))
+                let amax = Self.maxMagnitude(row, cols)
+                if amax.isNaN {
+                    let c = (0..<cols).first { !row[$0].isFinite } ?? 0
+                    failures[part] = .nonFinite(tensor: name, row: src, column: c, value: row[c])
+                    return
                 }
                 if amax > limit {
                     failures[part] = .overflow(tensor: name, type: "\(type)", value: amax)
@@ -95,6 +92,19 @@ public enum Converter {
             }
         }
         if let e = failures.compactMap({ $0 }).first { throw e }
+    }
+
+    /// max |x[i]|, or NaN when any element is NaN or ±Inf. On the bit patterns:
+    /// with the sign cleared, unsigned order is magnitude order and NaN/Inf are the
+    /// patterns from 0x7F80_0000 up; an integer max reduction vectorizes.
+    @inline(__always)
+    static func maxMagnitude(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        let m = x.withMemoryRebound(to: UInt32.self, capacity: n) { u in
+            var m: UInt32 = 0
+            for i in 0..<n { m = max(m, u[i] & 0x7FFF_FFFF) }
+            return m
+        }
+        return m >= 0x7F80_0000 ? .nan : Float(bitPattern: m)
     }
 
     /// The largest magnitude `type` can store: F16's 65504, and for the block types
