@@ -26,19 +26,21 @@ let package = Package(
 
         // Libraries. Arrows point one way; nothing imports Ranker but executables.
         .target(name: "CKernels", cSettings: kernelFlags),
+        // Interposes malloc to count allocations; linked only into `palr` and its tests.
+        .target(name: "CAllocCounter"),
         .target(name: "GGUF", dependencies: ["CKernels"]),
         .target(name: "Llama", dependencies: ["GGUF", "CKernels", "COpenBLAS"]),
         .target(name: "Tokenizer", dependencies: ["GGUF"]),
         .target(name: "History", dependencies: ["CSQLite"]),
         .target(name: "Catalog", dependencies: ["GGUF"]),
         // The converter's logic (palr-convert is its thin executable).
-        .target(name: "Convert", dependencies: ["GGUF", "CKernels"]),
+        .target(name: "Convert", dependencies: ["GGUF", "CKernels", "Tokenizer"]),
         .target(name: "Ranker", dependencies: ["Llama", "Tokenizer", "Catalog", "History"]),
 
         // Executables: thin (argument parsing, progress, printing).
         .executableTarget(
             name: "palr",
-            dependencies: ["GGUF", "Llama", "Tokenizer", "History", "Catalog", "Ranker", "COpenBLAS", argumentParser]
+            dependencies: ["GGUF", "Llama", "Tokenizer", "History", "Catalog", "Ranker", "COpenBLAS", "CKernels", "CAllocCounter", argumentParser]
         ),
         .executableTarget(
             name: "palr-convert",
@@ -49,10 +51,10 @@ let package = Package(
         // Tests. Fixtures live in Tests/Fixtures; ../shared is read at run time.
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "CKernels"]),
-        .testTarget(name: "LlamaTests", dependencies: ["Llama", "GGUF"]),
+        .testTarget(name: "LlamaTests", dependencies: ["Llama", "GGUF", "CAllocCounter"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF"]),
         .testTarget(name: "HistoryTests", dependencies: ["History"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "GGUF"]),
-        .testTarget(name: "ConvertTests", dependencies: ["Convert", "GGUF", "Llama"]),
+        .testTarget(name: "ConvertTests", dependencies: ["Convert", "GGUF", "Llama", "Tokenizer"]),
     ]
 )

@@ -4,6 +4,7 @@
 // so `--dry-run` is exactly this step.
 
 import GGUF
+import Tokenizer
 
 public struct ConvertOptions: Sendable {
     /// The type of the weight matrices (`--type`).
@@ -107,30 +108,48 @@ public struct ConversionPlan: Sendable {
 
         var meta = Self.modelMetadata(config, name: options.name ?? Files.baseName(directory), type: options.type)
         if options.includeTokenizer {
-            let tokPath = Files.join(directory, SentencePieceVocab.fileName)
-            guard Files.exists(tokPath) else {
-                throw .missingFile(path: tokPath, what: "the SentencePiece tokenizer; pass --no-tokenizer to convert the weights alone")
-            }
-            var vocab = try SentencePieceVocab(path: tokPath)
-            guard vocab.pieces.count <= config.vocabSize else {
-                throw .badTokenizer(path: tokPath, reason: "it has \(vocab.pieces.count) pieces, more than vocab_size \(config.vocabSize)")
-            }
-            vocab.pad(to: config.vocabSize)
-            if vocab.padId < 0, let p = config.padTokenId, p < config.vocabSize { vocab.padId = p }
-            var addBOS = true, addEOS = false
-            let tcPath = Files.join(directory, "tokenizer_config.json")
-            if Files.exists(tcPath) {
-                let tc = try Files.readJSON(tcPath, what: "tokenizer settings")
-                addBOS = tc["add_bos_token"]?.bool ?? addBOS
-                addEOS = tc["add_eos_token"]?.bool ?? addEOS
-            }
-            meta += vocab.ggufMetadata(addBOS: addBOS, addEOS: addEOS)
-            tokenizerPieces = vocab.pieces.count
+            let (metadata, pieces) = try Self.tokenizerMetadata(directory: directory, config: config)
+            meta += metadata
+            tokenizerPieces = pieces
         } else {
             tokenizerPieces = nil
         }
         meta += options.settings.ggufMetadata
         metadata = meta
+    }
+
+    /// The `tokenizer.ggml.*` keys from DIR/tokenizer.model (read by the Tokenizer module,
+    /// which also checks that palr can run it), padded as llama.cpp pads a vocabulary
+    /// smaller than the embedding (`[PADi]`, unused, score -1000); add_bos/add_eos from
+    /// tokenizer_config.json when it says; the padding id from config.json when the
+    /// tokenizer has none.
+    static func tokenizerMetadata(directory: String, config: HFConfig) throws(ConvertError) -> ([(String, GGUFValue)], Int) {
+        let path = Files.join(directory, "tokenizer.model")
+        guard Files.exists(path) else {
+            throw .missingFile(path: path, what: "the SentencePiece tokenizer; pass --no-tokenizer to convert the weights alone")
+        }
+        var v: Vocabulary
+        do { v = try SentencePieceTokenizer(modelFile: path).vocabulary } catch {
+            throw .badTokenizer(path: path, reason: error.description)
+        }
+        guard v.pieces.count <= config.vocabSize else {
+            throw .badTokenizer(path: path, reason: "it has \(v.pieces.count) pieces, more than vocab_size \(config.vocabSize)")
+        }
+        while v.pieces.count < config.vocabSize {
+            v.pieces.append("[PAD\(v.pieces.count)]")
+            v.scores.append(-1000)
+            v.types.append(.unused)
+        }
+        if v.pad == nil, let p = config.padTokenId, p < config.vocabSize { v.pad = Int32(p) }
+        let tcPath = Files.join(directory, "tokenizer_config.json")
+        if Files.exists(tcPath) {
+            let tc = try Files.readJSON(tcPath, what: "tokenizer settings")
+            v.addBOS = tc["add_bos_token"]?.bool ?? v.addBOS
+            v.addEOS = tc["add_eos_token"]?.bool ?? v.addEOS
+        }
+        do { return (try SentencePieceTokenizer(vocabulary: v).ggufMetadata, v.pieces.count) } catch {
+            throw .badTokenizer(path: path, reason: error.description)
+        }
     }
 
     /// The output type of one tensor, and the type it fell back from when its rows

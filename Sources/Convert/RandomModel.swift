@@ -9,6 +9,7 @@
 import CKernels
 import Dispatch
 import GGUF
+import Tokenizer
 
 public enum RandomShape: String, Sendable, CaseIterable {
     case tiny
@@ -103,19 +104,17 @@ public enum RandomModel {
     /// A placeholder vocabulary of the right size: <unk>, <s>, </s>, the 256 byte
     /// tokens, then "tokN". Enough for a tokenizer to load; the text is meaningless.
     static func vocabulary(size: Int) -> [(String, GGUFValue)] {
-        var v = SentencePieceVocab(pieces: ["<unk>", "<s>", "</s>"], scores: [0, 0, 0], types: [2, 3, 3])
-        for b in 0..<256 where v.pieces.count < size {
-            let hex = String(b, radix: 16, uppercase: true)
-            v.pieces.append("<0x" + (b < 16 ? "0" : "") + hex + ">")
-            v.scores.append(0)
-            v.types.append(6)
+        var pieces = ["<unk>", "<s>", "</s>"] + (0...255).map { Vocabulary.bytePiece(UInt8($0)) }
+        var types: [TokenType] = [.unknown, .control, .control] + Array(repeating: .byte, count: 256)
+        var scores = [Float](repeating: 0, count: pieces.count)
+        while pieces.count < size {
+            scores.append(-Float(pieces.count))
+            pieces.append("tok\(pieces.count)")
+            types.append(.normal)
         }
-        while v.pieces.count < size {
-            v.scores.append(-Float(v.pieces.count))
-            v.pieces.append("tok\(v.pieces.count)")
-            v.types.append(1)
-        }
-        return v.ggufMetadata()
+        let v = Vocabulary(pieces: pieces, scores: scores, types: types, bos: 1, eos: 2)
+        // The vocabulary is valid by construction (one <unk>, all 256 byte pieces, unique texts).
+        return (try? SentencePieceTokenizer(vocabulary: v).ggufMetadata) ?? []
     }
 }
 

@@ -61,32 +61,13 @@ func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, ropeDim: I
     }
 }
 
-/// The dot product of one weight row (any supported type) with a float vector.
-typealias RowDot = (UnsafeRawPointer, UnsafePointer<Float>, Int) -> Float
-
-func rowDot(for type: GGMLType) -> RowDot {
-    switch type {
-    case .f32: return { w, x, n in palr_dot_f32(w.assumingMemoryBound(to: Float.self), x, n) }
-    case .f16: return { w, x, n in palr_dot_f16_f32(w.assumingMemoryBound(to: UInt16.self), x, n) }
-    case .bf16: return { w, x, n in palr_dot_bf16_f32(w.assumingMemoryBound(to: UInt16.self), x, n) }
-    case .q4_0: return { w, x, n in palr_dot_q4_0_f32(w, x, n) }
-    case .q8_0: return { w, x, n in palr_dot_q8_0_f32(w, x, n) }
-    }
-}
-
-/// y[r] = W[r] · x for rows `range`: the token-by-token path, fused on the
-/// quantized blocks in the mapping (never BLAS, never a float copy of W).
-func matvec(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows range: Range<Int>) {
-    let dot = rowDot(for: w.type)
-    for r in range { y[r] = dot(w.row(r), x, w.cols) }
-}
-
 /// Y (batch × W.rows) = X (batch × W.cols) · Wᵀ: the prompt path.
 /// F32 weights go to sgemm straight from the mapping. Other types are converted
 /// panel by panel into `scratch` (capacity `scratchCount` floats, owned by the
-/// session), each panel followed by one sgemm, so no whole-matrix copy exists.
+/// session; rows split over `pool`), each panel followed by one sgemm, so no
+/// whole-matrix copy exists.
 func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int,
-            scratch: UnsafeMutablePointer<Float>, scratchCount: Int) {
+            scratch: UnsafeMutablePointer<Float>, scratchCount: Int, pool: OpaquePointer?) {
     let k = Int32(w.cols)
     if w.type == .f32 {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(batch), Int32(w.rows), k,
@@ -97,9 +78,29 @@ func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePoin
     var r0 = 0
     while r0 < w.rows {
         let n = min(panel, w.rows - r0)
-        for r in 0..<n { w.type.dequantize(w.row(r0 + r), into: scratch + r * w.cols, count: w.cols) }
+        palr_dequant_rows(pool, Int32(w.type.rawValue), w.row(r0), w.rowBytes, Int32(n), Int32(w.cols), scratch)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(batch), Int32(n), k,
                     1, x, k, scratch, k, 0, y + r0, Int32(w.rows))
         r0 += n
     }
+}
+
+/// Persistent worker threads (C, in CKernels), destroyed with this object.
+final class ThreadPool {
+    let raw: OpaquePointer?
+    let count: Int
+
+    /// Physical cores: this machine's 2 vCPUs share one core's FP units, but memory-bound
+    /// decode still gains from both, so the default is the online CPU count, capped at 8.
+    static var defaultThreadCount: Int {
+        let n = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        return max(1, min(n, 8))
+    }
+
+    init(threads: Int) {
+        raw = threads > 1 ? palr_pool_create(Int32(threads)) : nil
+        count = raw.map { Int(palr_pool_size($0)) } ?? 1
+    }
+
+    deinit { if let raw { palr_pool_destroy(raw) } }
 }

@@ -1,4 +1,5 @@
 import CKernels
+import COpenBLAS
 import GGUF
 
 #if canImport(Glibc)
@@ -14,6 +15,58 @@ public enum LogitRows: Sendable {
     case all
     /// Indices into the batch (0-based), ascending.
     case indices([Int])
+}
+
+/// How decode feeds activations to Q4_0/Q8_0 weights.
+public enum DecodeActivations: String, Sendable, CaseIterable {
+    /// Weights widened to float in registers; decode equals prefill to rounding.
+    case float32
+    /// Activations quantized to int8 per 32-block (llama.cpp's Q4_0 × Q8_0 scheme).
+    case int8
+}
+
+/// log(softmax(logits)[index]), accumulated in Double.
+public func logSoftmax<C: Collection>(_ logits: C, at index: Int) -> Float where C.Element == Float, C.Index == Int {
+    var m = -Float.infinity
+    for v in logits where v > m { m = v }
+    var sum = 0.0
+    for v in logits { sum += exp(Double(v - m)) }
+    return Float(Double(logits[index] - m) - log(sum))
+}
+
+/// Keys and values of a prompt prefix, (layer, token, kv_dim) each; owns its memory.
+public final class KVSnapshot: @unchecked Sendable {
+    public let layers: Int
+    public let tokenCount: Int
+    public let kvDim: Int
+    let keys: UnsafeMutablePointer<Float>
+    let values: UnsafeMutablePointer<Float>
+
+    init(layers: Int, tokens: Int, kvDim: Int) {
+        self.layers = layers
+        self.tokenCount = tokens
+        self.kvDim = kvDim
+        let n = max(1, layers * tokens * kvDim)
+        keys = .allocate(capacity: n)
+        values = .allocate(capacity: n)
+    }
+
+    public var byteCount: Int { 2 * layers * tokenCount * kvDim * MemoryLayout<Float>.size }
+
+    deinit {
+        keys.deallocate()
+        values.deallocate()
+    }
+}
+
+/// An Int buffer allocated once and freed in `deinit`.
+final class IntBuffer {
+    let pointer: UnsafeMutablePointer<Int>
+    init(_ count: Int) {
+        pointer = .allocate(capacity: max(count, 1))
+        pointer.initialize(repeating: 0, count: max(count, 1))
+    }
+    deinit { pointer.deallocate() }
 }
 
 /// A float buffer allocated once and freed in `deinit`.
@@ -46,6 +99,10 @@ public final class LlamaSession {
     public let logitChunk: Int
     /// Tokens in the KV cache.
     public private(set) var position = 0
+    /// Threads for decode matvecs (and OpenBLAS's own threads during prefill).
+    public let threads: Int
+    /// How decode feeds activations to quantized weights.
+    public let activations: DecodeActivations
 
     // Activations, (maxBatch × n) row-major, owned by this session.
     private let x: FloatBuffer        // (batch, dim) residual stream
@@ -64,11 +121,32 @@ public final class LlamaSession {
     private let ropeTable: FloatBuffer  // (context, rope_dim/2, 2) cos, sin
     /// Dequantization panel for prompt matmuls (≤ 16 MiB).
     private let scratch: FloatBuffer
+    /// (max(dim, q_dim, ffn) / 32) blocks: the current decode input quantized to int8.
+    private let xq: UnsafeMutablePointer<palr_q8_block>
+    private let xqBlocks: Int
+    /// (batch, context) attention scores of one head during prefill.
+    private let batchScores: FloatBuffer
+    // Layout of the current batch, (maxBatch) each: token i has RoPE position
+    // `tokPos[i]`, writes its K/V to cache slot `tokSlot[i]`, and attends to cache
+    // slots [0, tokPrefix[i]) and [tokSegment[i], tokSlot[i]]. Plain causal
+    // prefill is tokPrefix = tokSegment = 0; candidate continuations that share a
+    // prompt use tokPrefix = prompt length, tokSegment = the candidate's first slot.
+    private let tokPos: IntBuffer
+    private let tokSlot: IntBuffer
+    private let tokPrefix: IntBuffer
+    private let tokSegment: IntBuffer
+    /// Decode worker threads, owned by this session.
+    private let pool: ThreadPool
 
     public static let maxScratchBytes = 16 << 20
 
-    public init(model: LlamaModel, contextLength: Int? = nil, maxBatch: Int = 64, logitChunk: Int = 16) throws(LlamaError) {
+    public init(model: LlamaModel, contextLength: Int? = nil, maxBatch: Int = 64, logitChunk: Int = 16,
+                threads: Int? = nil, activations: DecodeActivations = .float32) throws(LlamaError) {
         let c = model.config
+        let nThreads = max(1, threads ?? ThreadPool.defaultThreadCount)
+        self.threads = nThreads
+        self.activations = activations
+        pool = ThreadPool(threads: nThreads)
         self.model = model
         self.config = c
         let ctx = contextLength ?? c.contextLength
@@ -86,6 +164,14 @@ public final class LlamaSession {
         hb = FloatBuffer(maxBatch * c.ffnDim)
         hb2 = FloatBuffer(maxBatch * c.ffnDim)
         scores = FloatBuffer(ctx)
+        batchScores = FloatBuffer(maxBatch * ctx)
+        tokPos = IntBuffer(maxBatch)
+        tokSlot = IntBuffer(maxBatch)
+        tokPrefix = IntBuffer(maxBatch)
+        tokSegment = IntBuffer(maxBatch)
+        xqBlocks = max(c.dim, c.qDim, c.ffnDim) / 32 + 1
+        xq = .allocate(capacity: xqBlocks)
+        xq.initialize(repeating: palr_q8_block(), count: xqBlocks)
         logits = FloatBuffer(logitChunk * c.vocabSize)
         gathered = FloatBuffer(logitChunk * c.dim)
         keyCache = FloatBuffer(c.layerCount * ctx * c.kvDim)
@@ -109,14 +195,16 @@ public final class LlamaSession {
         }
     }
 
+    deinit { xq.deallocate() }
+
     /// Bytes held by the KV cache.
     public var kvCacheBytes: Int { (keyCache.count + valueCache.count) * 4 }
     /// Bytes of the dequantization scratch panel.
     public var scratchBytes: Int { scratch.count * 4 }
     /// Bytes of all session buffers.
     public var bufferBytes: Int {
-        [x, xb, q, k, v, att, hb, hb2, scores, logits, gathered, keyCache, valueCache, ropeTable, scratch]
-            .reduce(0) { $0 + $1.count * 4 }
+        [x, xb, q, k, v, att, hb, hb2, scores, batchScores, logits, gathered, keyCache, valueCache, ropeTable, scratch]
+            .reduce(0) { $0 + $1.count * 4 } + xqBlocks * MemoryLayout<palr_q8_block>.stride
     }
 
     /// Forgets cached tokens from `newPosition` on.
@@ -133,39 +221,136 @@ public final class LlamaSession {
     public func prefill(_ tokens: [Int32], logits rows: LogitRows = .last,
                         _ body: (Int, UnsafeBufferPointer<Float>) throws -> Void = { _, _ in }) throws {
         try checkTokens(tokens)
-        var wanted: [Int]
-        switch rows {
-        case .none: wanted = []
-        case .last: wanted = tokens.isEmpty ? [] : [tokens.count - 1]
-        case .all: wanted = Array(0..<tokens.count)
-        case .indices(let i):
+        if case .indices(let i) = rows {
             guard i.allSatisfy({ $0 >= 0 && $0 < tokens.count }), zip(i, i.dropFirst()).allSatisfy({ $0 < $1 }) else {
                 throw LlamaError.invalidArgument("logit row indices must be ascending and inside the batch")
             }
-            wanted = i
         }
+        // Chunks of ≤ maxBatch tokens; `w` walks the requested indices (no arrays are built).
         var start = 0
         var w = 0
         while start < tokens.count {
             let n = min(maxBatch, tokens.count - start)
-            var local: [Int] = []
-            while w < wanted.count, wanted[w] < start + n {
-                local.append(wanted[w] - start)
-                w += 1
+            let end = start + n
+            let first: Int, count: Int
+            switch rows {
+            case .none: (first, count) = (0, 0)
+            case .last: (first, count) = tokens.count - 1 < end ? (tokens.count - 1 - start, 1) : (0, 0)
+            case .all: (first, count) = (0, n)
+            case .indices(let idx):
+                let w0 = w
+                while w < idx.count, idx[w] < end { w += 1 }
+                (first, count) = (w0, w - w0)
+            }
+            for i in 0..<n {
+                tokPos.pointer[i] = position + i
+                tokSlot.pointer[i] = position + i
+                tokPrefix.pointer[i] = 0
+                tokSegment.pointer[i] = 0
             }
             try tokens.withUnsafeBufferPointer { buf throws in
-                try forward(UnsafeBufferPointer(rebasing: buf[start..<(start + n)]), logitRows: local) { i, l in
-                    try body(start + i, l)
+                let chunk = UnsafeBufferPointer(rebasing: buf[start..<end])
+                try forward(chunk, logitCount: count, logitRow: { j in
+                    if case .indices(let idx) = rows { return idx[first + j] - start }
+                    return first + j
+                }) { i, l in try body(start + i, l) }
+            }
+            position += n
+            start = end
+        }
+    }
+
+    /// A copy of the cached keys and values of positions 0..<position, so a later
+    /// request that starts with the same tokens can skip recomputing them.
+    public func snapshot() -> KVSnapshot {
+        let c = config
+        let snap = KVSnapshot(layers: c.layerCount, tokens: position, kvDim: c.kvDim)
+        for l in 0..<c.layerCount {
+            let src = l * contextLength * c.kvDim, dst = l * position * c.kvDim
+            (snap.keys + dst).update(from: keyCache.pointer + src, count: position * c.kvDim)
+            (snap.values + dst).update(from: valueCache.pointer + src, count: position * c.kvDim)
+        }
+        return snap
+    }
+
+    /// Restores the first `tokens` positions of a snapshot (default: all of them).
+    public func restore(_ snap: KVSnapshot, tokens: Int? = nil) throws(LlamaError) {
+        let c = config
+        let n = tokens ?? snap.tokenCount
+        guard snap.layers == c.layerCount, snap.kvDim == c.kvDim else {
+            throw .invalidArgument("the snapshot belongs to another model shape")
+        }
+        guard n >= 0, n <= snap.tokenCount, n <= contextLength else {
+            throw .invalidArgument("cannot restore \(n) tokens from a \(snap.tokenCount)-token snapshot into a \(contextLength)-token context")
+        }
+        for l in 0..<c.layerCount {
+            let dst = l * contextLength * c.kvDim, src = l * snap.tokenCount * c.kvDim
+            (keyCache.pointer + dst).update(from: snap.keys + src, count: n * c.kvDim)
+            (valueCache.pointer + dst).update(from: snap.values + src, count: n * c.kvDim)
+        }
+        position = n
+    }
+
+    /// Scores continuations of the cached prefix in one batched pass. Every
+    /// continuation is placed after the prefix's `position` tokens, attends to the
+    /// prefix and causally to itself, never to another continuation, and starts at
+    /// RoPE position `position`, exactly as if it were the only one. Returns each
+    /// continuation's per-token log-probabilities; the first token's comes from
+    /// `prefixLogits`, the logits of the prefix's last position. The cache keeps only
+    /// the prefix afterwards (`position` is unchanged).
+    public func scoreContinuations(_ continuations: [[Int32]], prefixLogits: [Float]) throws -> [[Float]] {
+        let c = config
+        let p0 = position
+        guard prefixLogits.count == c.vocabSize else {
+            throw LlamaError.invalidArgument("prefix logits have \(prefixLogits.count) entries, the vocabulary \(c.vocabSize)")
+        }
+        let total = continuations.reduce(0) { $0 + $1.count }
+        guard p0 + total <= contextLength else {
+            throw LlamaError.contextFull(position: p0, tokens: total, capacity: contextLength)
+        }
+        var result: [[Float]] = []
+        var owner: [(cand: Int, index: Int)] = []   // flat token -> (continuation, index)
+        var firstSlot: [Int] = []
+        owner.reserveCapacity(total)
+        for (ci, cont) in continuations.enumerated() {
+            guard !cont.isEmpty else { throw LlamaError.invalidArgument("continuation \(ci) is empty") }
+            try checkTokens(cont)
+            firstSlot.append(p0 + owner.count)
+            for j in 0..<cont.count { owner.append((ci, j)) }
+            var lp = [Float](repeating: 0, count: cont.count)
+            lp[0] = logSoftmax(prefixLogits, at: Int(cont[0]))
+            result.append(lp)
+        }
+        let flat = continuations.flatMap { $0 }
+        var start = 0
+        while start < total {
+            let n = min(maxBatch, total - start)
+            var rows: [Int] = []       // batch rows whose logits score the next token
+            for i in 0..<n {
+                let (ci, j) = owner[start + i]
+                tokPos.pointer[i] = p0 + j
+                tokSlot.pointer[i] = firstSlot[ci] + j
+                tokPrefix.pointer[i] = p0
+                tokSegment.pointer[i] = firstSlot[ci]
+                if j + 1 < continuations[ci].count { rows.append(i) }
+            }
+            try flat.withUnsafeBufferPointer { buf throws in
+                try forward(UnsafeBufferPointer(rebasing: buf[start..<(start + n)]), logitCount: rows.count,
+                            logitRow: { rows[$0] }) { i, logits in
+                    let (ci, j) = owner[start + i]
+                    result[ci][j + 1] = logSoftmax(logits, at: Int(continuations[ci][j + 1]))
                 }
             }
             start += n
         }
+        return result
     }
 
     /// Runs one token at `position` through the fused quantized path and calls
     /// `body` with its logits (valid only inside `body`).
     public func decode<R>(_ token: Int32, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
-        try checkTokens(CollectionOfOne(token))
+        guard position < contextLength else { throw LlamaError.contextFull(position: position, tokens: 1, capacity: contextLength) }
+        try checkToken(token)
         let c = config
         let pos = position
         let w = model.weights
@@ -179,38 +364,63 @@ public final class LlamaSession {
             L.attnNorm.withUnsafeBufferPointer { rmsnorm(xb, x, $0.baseAddress!, c.dim, eps: eps) }
             let kRow = keyCache.pointer + (l * contextLength + pos) * c.kvDim
             let vRow = valueCache.pointer + (l * contextLength + pos) * c.kvDim
-            matvec(L.wq, xb, q.pointer, rows: 0..<c.qDim)
-            matvec(L.wk, xb, kRow, rows: 0..<c.kvDim)
-            matvec(L.wv, xb, vRow, rows: 0..<c.kvDim)
+            let xbq = quantizeInput(xb, c.dim)
+            matvec(L.wq, xb, xbq, q.pointer)
+            matvec(L.wk, xb, xbq, kRow)
+            matvec(L.wv, xb, xbq, vRow)
             let table = ropeTable.pointer + pos * c.ropeDim
             rope(q.pointer, heads: c.headCount, headDim: c.headDim, ropeDim: c.ropeDim, table: table)
             rope(kRow, heads: c.kvHeadCount, headDim: c.headDim, ropeDim: c.ropeDim, table: table)
             attention(layer: l, query: q.pointer, out: att.pointer, upTo: pos + 1)
-            matvec(L.wo, att.pointer, xb, rows: 0..<c.dim)
+            matvec(L.wo, att.pointer, quantizeInput(att.pointer, c.qDim), xb)
             for i in 0..<c.dim { x[i] += xb[i] }
 
             // x = h + ffn(norm(h))
             L.ffnNorm.withUnsafeBufferPointer { rmsnorm(xb, x, $0.baseAddress!, c.dim, eps: eps) }
-            matvec(L.wGate, xb, hb.pointer, rows: 0..<c.ffnDim)
-            matvec(L.wUp, xb, hb2.pointer, rows: 0..<c.ffnDim)
+            let xbq2 = quantizeInput(xb, c.dim)
+            matvec(L.wGate, xb, xbq2, hb.pointer)
+            matvec(L.wUp, xb, xbq2, hb2.pointer)
             swiglu(hb.pointer, hb2.pointer, c.ffnDim)
-            matvec(L.wDown, hb.pointer, xb, rows: 0..<c.dim)
+            matvec(L.wDown, hb.pointer, quantizeInput(hb.pointer, c.ffnDim), xb)
             for i in 0..<c.dim { x[i] += xb[i] }
         }
         position = pos + 1
         w.outputNorm.withUnsafeBufferPointer { rmsnorm(xb, x, $0.baseAddress!, c.dim, eps: eps) }
-        matvec(w.output, xb, logits.pointer, rows: 0..<c.vocabSize)
+        matvec(w.output, xb, quantizeInput(xb, c.dim), logits.pointer)
         return try body(UnsafeBufferPointer(start: logits.pointer, count: c.vocabSize))
     }
 
-    private func checkTokens<C: Collection>(_ tokens: C) throws(LlamaError) where C.Element == Int32 {
+    /// The int8 copy of a decode input, when that mode is on (nil means float activations).
+    private func quantizeInput(_ x: UnsafePointer<Float>, _ n: Int) -> UnsafePointer<palr_q8_block>? {
+        guard activations == .int8 else { return nil }
+        palr_kernels().pointee.quantize_act(x, xq, n)
+        return UnsafePointer(xq)
+    }
+
+    /// y = W x over the session's thread pool, fused on the quantized blocks.
+    private func matvec(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ xq: UnsafePointer<palr_q8_block>?,
+                        _ y: UnsafeMutablePointer<Float>) {
+        var args = palr_matvec_args(type: Int32(w.type.rawValue), w: w.base, row_bytes: w.rowBytes,
+                                    rows: Int32(w.rows), cols: Int32(w.cols), x: x, xq: xq, y: y)
+        palr_matvec(pool.raw, &args)
+    }
+
+    private func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int) {
+        Llama.matmul(w, x, y, batch: batch, scratch: scratch.pointer, scratchCount: scratch.count, pool: pool.raw)
+    }
+
+    /// Non-generic on purpose: an unspecialised generic iterator allocates in debug builds.
+    private func checkTokens(_ tokens: [Int32]) throws(LlamaError) {
         guard position + tokens.count <= contextLength else {
             throw .contextFull(position: position, tokens: tokens.count, capacity: contextLength)
         }
-        for t in tokens where t < 0 || Int(t) >= config.vocabSize {
-            throw .tokenOutOfRange(token: t, vocab: config.vocabSize)
-        }
+        for i in 0..<tokens.count { try checkToken(tokens[i]) }
     }
+
+    private func checkToken(_ t: Int32) throws(LlamaError) {
+        guard t >= 0, Int(t) < config.vocabSize else { throw .tokenOutOfRange(token: t, vocab: config.vocabSize) }
+    }
+
 
     /// out(n_heads*head_dim) = softmax(q·Kᵀ/√d) V over cache positions 0..<count of `layer`.
     private func attention(layer l: Int, query: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, upTo count: Int) {
@@ -219,11 +429,12 @@ public final class LlamaSession {
         let scale = 1 / Float(c.headDim).squareRoot()
         let kBase = keyCache.pointer + l * contextLength * c.kvDim
         let vBase = valueCache.pointer + l * contextLength * c.kvDim
+        let dot = palr_kernels().pointee.dot_f32!
         for h in 0..<c.headCount {
             let qh = query + h * c.headDim
             let kvOff = (h / c.groupSize) * c.headDim
             for t in 0..<count {
-                s[t] = palr_dot_f32(qh, kBase + t * c.kvDim + kvOff, c.headDim) * scale
+                s[t] = dot(qh, kBase + t * c.kvDim + kvOff, c.headDim) * scale
             }
             softmax(s, count)
             let oh = out + h * c.headDim
@@ -236,16 +447,45 @@ public final class LlamaSession {
         }
     }
 
+    /// Attention of the `count` batch tokens (their K/V already in the cache) with two
+    /// GEMMs per head over cache slots 0..<total: S = Q Kᵀ, masked to each token's
+    /// visible slots (see `tokSlot`), then O = softmax(S) V. Scores live in
+    /// `batchScores` (batch × context), so memory is bounded by maxBatch.
+    private func batchAttention(layer l: Int, count n: Int, total: Int) {
+        let c = config
+        let s = batchScores.pointer
+        let scale = 1 / Float(c.headDim).squareRoot()
+        let kBase = keyCache.pointer + l * contextLength * c.kvDim
+        let vBase = valueCache.pointer + l * contextLength * c.kvDim
+        let hd = Int32(c.headDim), kv = Int32(c.kvDim), qd = Int32(c.qDim), ld = Int32(total)
+        for h in 0..<c.headCount {
+            let kvOff = (h / c.groupSize) * c.headDim
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(total), hd,
+                        scale, q.pointer + h * c.headDim, qd, kBase + kvOff, kv, 0, s, ld)
+            for i in 0..<n {
+                let row = s + i * total
+                let a = tokPrefix.pointer[i], b = tokSegment.pointer[i], slot = tokSlot.pointer[i]
+                if b > a { (row + a).update(repeating: -.infinity, count: b - a) }
+                if slot + 1 < total { (row + slot + 1).update(repeating: -.infinity, count: total - slot - 1) }
+                softmax(row, slot + 1)
+                if slot + 1 < total { (row + slot + 1).update(repeating: 0, count: total - slot - 1) }
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), hd, Int32(total),
+                        1, s, ld, vBase + kvOff, kv, 0, att.pointer + h * c.headDim, qd)
+        }
+    }
+
     /// One batch (≤ maxBatch tokens) through every layer with GEMMs.
-    private func forward(_ tokens: UnsafeBufferPointer<Int32>, logitRows: [Int],
+    /// `logitRow(j)` for j in 0..<logitCount names the batch rows that need logits, ascending.
+    private func forward(_ tokens: UnsafeBufferPointer<Int32>, logitCount: Int, logitRow: (Int) -> Int,
                          _ body: (Int, UnsafeBufferPointer<Float>) throws -> Void) throws {
         let c = config
         let n = tokens.count
-        let pos0 = position
         let w = model.weights
+        var total = 0
+        for i in 0..<n { total = max(total, tokSlot.pointer[i] + 1) }
         let eps = Float(c.rmsEpsilon)
         let x = self.x.pointer, xb = self.xb.pointer
-        let sc = scratch.pointer, scn = scratch.count
         for (i, t) in tokens.enumerated() {
             w.tokenEmbedding.type.dequantize(w.tokenEmbedding.row(Int(t)), into: x + i * c.dim, count: c.dim)
         }
@@ -255,48 +495,47 @@ public final class LlamaSession {
             L.attnNorm.withUnsafeBufferPointer { nw in
                 for i in 0..<n { rmsnorm(xb + i * c.dim, x + i * c.dim, nw.baseAddress!, c.dim, eps: eps) }
             }
-            matmul(L.wq, xb, q.pointer, batch: n, scratch: sc, scratchCount: scn)
-            matmul(L.wk, xb, k.pointer, batch: n, scratch: sc, scratchCount: scn)
-            matmul(L.wv, xb, v.pointer, batch: n, scratch: sc, scratchCount: scn)
+            matmul(L.wq, xb, q.pointer, batch: n)
+            matmul(L.wk, xb, k.pointer, batch: n)
+            matmul(L.wv, xb, v.pointer, batch: n)
             for i in 0..<n {
-                let table = ropeTable.pointer + (pos0 + i) * c.ropeDim
+                let table = ropeTable.pointer + tokPos.pointer[i] * c.ropeDim
                 rope(q.pointer + i * c.qDim, heads: c.headCount, headDim: c.headDim, ropeDim: c.ropeDim, table: table)
                 rope(k.pointer + i * c.kvDim, heads: c.kvHeadCount, headDim: c.headDim, ropeDim: c.ropeDim, table: table)
             }
-            // Append this batch's keys and values to the cache, then attend causally.
-            let slot = (l * contextLength + pos0) * c.kvDim
-            (keyCache.pointer + slot).update(from: k.pointer, count: n * c.kvDim)
-            (valueCache.pointer + slot).update(from: v.pointer, count: n * c.kvDim)
+            // Write this batch's keys and values to their cache slots, then attend.
             for i in 0..<n {
-                attention(layer: l, query: q.pointer + i * c.qDim, out: att.pointer + i * c.qDim, upTo: pos0 + i + 1)
+                let slot = (l * contextLength + tokSlot.pointer[i]) * c.kvDim
+                (keyCache.pointer + slot).update(from: k.pointer + i * c.kvDim, count: c.kvDim)
+                (valueCache.pointer + slot).update(from: v.pointer + i * c.kvDim, count: c.kvDim)
             }
-            matmul(L.wo, att.pointer, xb, batch: n, scratch: sc, scratchCount: scn)
+            batchAttention(layer: l, count: n, total: total)
+            matmul(L.wo, att.pointer, xb, batch: n)
             for i in 0..<(n * c.dim) { x[i] += xb[i] }
 
             L.ffnNorm.withUnsafeBufferPointer { nw in
                 for i in 0..<n { rmsnorm(xb + i * c.dim, x + i * c.dim, nw.baseAddress!, c.dim, eps: eps) }
             }
-            matmul(L.wGate, xb, hb.pointer, batch: n, scratch: sc, scratchCount: scn)
-            matmul(L.wUp, xb, hb2.pointer, batch: n, scratch: sc, scratchCount: scn)
+            matmul(L.wGate, xb, hb.pointer, batch: n)
+            matmul(L.wUp, xb, hb2.pointer, batch: n)
             swiglu(hb.pointer, hb2.pointer, n * c.ffnDim)
-            matmul(L.wDown, hb.pointer, xb, batch: n, scratch: sc, scratchCount: scn)
+            matmul(L.wDown, hb.pointer, xb, batch: n)
             for i in 0..<(n * c.dim) { x[i] += xb[i] }
         }
-        position = pos0 + n
 
         // Logits only for the rows asked for, `logitChunk` rows per output matmul.
         var start = 0
-        while start < logitRows.count {
-            let m = min(logitChunk, logitRows.count - start)
+        while start < logitCount {
+            let m = min(logitChunk, logitCount - start)
             for j in 0..<m {
-                let row = logitRows[start + j]
+                let row = logitRow(start + j)
                 w.outputNorm.withUnsafeBufferPointer { nw in
                     rmsnorm(gathered.pointer + j * c.dim, x + row * c.dim, nw.baseAddress!, c.dim, eps: eps)
                 }
             }
-            matmul(w.output, gathered.pointer, logits.pointer, batch: m, scratch: sc, scratchCount: scn)
+            matmul(w.output, gathered.pointer, logits.pointer, batch: m)
             for j in 0..<m {
-                try body(logitRows[start + j], UnsafeBufferPointer(start: logits.pointer + j * c.vocabSize, count: c.vocabSize))
+                try body(logitRow(start + j), UnsafeBufferPointer(start: logits.pointer + j * c.vocabSize, count: c.vocabSize))
             }
             start += m
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Llama
+import Tokenizer
 
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -10,13 +11,13 @@ struct GenerateCommand: ParsableCommand {
             Greedy with --temp 0; otherwise softmax sampling at that temperature within the top-p \
             nucleus. Generation stops after -n tokens, or at an end-of-sequence or beginning-of-\
             sequence token (unless --ignore-eos). The prompt is printed first (without BOS). \
-            --prompt TEXT needs the tokenizer (issue 3) and is not available yet: use --prompt-tokens.
+            BOS is prepended when the model's tokenizer.ggml.add_bos_token says so (the default).
             """)
 
     @Option(name: .long, help: "A LLaMA GGUF model.")
     var model: String
 
-    @Option(name: .long, help: "Prompt text (needs the tokenizer; not available yet).")
+    @Option(name: .long, help: "Prompt text (encoded with the model's tokenizer).")
     var prompt: String?
 
     @Option(name: .long, help: "Prompt token ids, e.g. 1,403,407 (BOS is added if the model wants it).")
@@ -38,27 +39,38 @@ struct GenerateCommand: ParsableCommand {
     var ignoreEOS = false
 
     func validate() throws {
-        if prompt != nil {
-            throw ValidationError("--prompt needs the tokenizer, which is not in this build yet; give token ids with --prompt-tokens")
-        }
+        if prompt != nil && promptTokens != nil { throw ValidationError("give --prompt or --prompt-tokens, not both") }
         if maxTokens < 0 { throw ValidationError("-n must not be negative") }
         if temp < 0 { throw ValidationError("--temp must not be negative") }
     }
 
     func run() throws {
         let m = try loadModel(model)
-        var text = PieceText(m.gguf)
-        if text == nil { printErr("note: \(model) has no tokenizer.ggml.tokens; printing token ids") }
+        var tokenizer: SentencePieceTokenizer?
+        do { tokenizer = try SentencePieceTokenizer(gguf: m.gguf) } catch {
+            if prompt != nil { throw CLIError(path: model, error) }
+            printErr("note: \(model): \(error); printing token ids")
+        }
+        var text = tokenizer?.makeStreamingDecoder()
+        let addBOS = tokenizer?.vocabulary.addBOS ?? true
+        let bos = tokenizer?.bos ?? 1
 
-        var ids: [Int32] = try promptTokens.map(parseTokenList) ?? []
-        let bos = text?.bos ?? 1
-        if text?.addBOS ?? true, ids.first != bos { ids.insert(bos, at: 0) }
-        let stops: Set<Int32> = ignoreEOS ? [] : Set([text?.eos, text?.bos].compactMap { $0 })
+        var ids: [Int32] = []
+        if let prompt, let tokenizer {
+            ids = tokenizer.encode(prompt, addBOS: addBOS)
+        } else if let promptTokens {
+            ids = try parseTokenList(promptTokens)
+        }
+        if addBOS, ids.first != bos { ids.insert(bos, at: 0) }
+        let stops: Set<Int32> = ignoreEOS ? [] : Set([tokenizer?.eos, tokenizer?.bos].compactMap { $0 })
 
-        let context = min(m.config.contextLength, ids.count + maxTokens)
-        guard ids.count <= context else {
+        guard ids.count <= m.config.contextLength else {
             throw CLIError("the prompt has \(ids.count) tokens; the model's context is \(m.config.contextLength)")
         }
+        // The last token printed is never run through the model, so n tokens need n - 1 positions.
+        let steps = min(maxTokens, m.config.contextLength - ids.count + 1)
+        if steps < maxTokens { printErr("note: stopping after \(steps) tokens, at the model's context of \(m.config.contextLength)") }
+        let context = ids.count + max(steps - 1, 0)
         let out = FileHandle.standardOutput
         func emit(_ token: Int32) {
             let s = text != nil ? text!.append(token) : "\(token) "
@@ -71,14 +83,14 @@ struct GenerateCommand: ParsableCommand {
             for t in ids { emit(t) }
             var next: Int32 = 0
             try session.prefill(ids, logits: .last) { _, logits in next = sampler.sample(logits) }
-            for step in 0..<maxTokens {
+            for step in 0..<steps {
                 if stops.contains(next) { break }
                 emit(next)
-                if step + 1 == maxTokens { break }
+                if step + 1 == steps { break }
                 next = try session.decode(next) { sampler.sample($0) }
             }
         } catch { throw CLIError(path: model, "\(error)") }
-        if let rest = text?.flush(), !rest.isEmpty { out.write(Data(rest.utf8)) }
+        if let rest = text?.finish(), !rest.isEmpty { out.write(Data(rest.utf8)) }
         out.write(Data("\n".utf8))
     }
 }

@@ -33,7 +33,7 @@ struct LogitsCommand: ParsableCommand {
             } else {
                 try session.prefill(ids, logits: .all) { _, l in rows.append(Array(l)) }
             }
-        } catch { throw CLIError(path: model, error as? CustomStringConvertible ?? "\(error)") }
+        } catch { throw CLIError(path: model, "\(error)") }
         let argmax = rows.map { r in r.indices.max { r[$0] < r[$1] } ?? 0 }
         if json {
             var s = "{\"logits\": ["

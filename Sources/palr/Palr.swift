@@ -5,12 +5,15 @@ struct Palr: ParsableCommand {
         commandName: "palr",
         abstract: "On-device PALR recommender: history store, retrieval and LLM ranking.",
         discussion: """
-            Model engineers: `info`, `logits`, `generate`. Environment: OPENBLAS_CORETYPE (palr sets it \
+            Model engineers: `info`, `logits`, `tokenize`, `generate`. Environment: OPENBLAS_CORETYPE (palr sets it \
             itself when OpenBLAS misdetects the CPU; an explicit value always wins).
             """,
         subcommands: [
             InfoCommand.self,
             LogitsCommand.self,
+            BenchCommand.self,
+            HistoryCommand.self,
+            TokenizeCommand.self,
             GenerateCommand.self,
         ]
     )

@@ -1,33 +1,55 @@
 import Foundation
 import GGUF
 import Testing
+import Tokenizer
 @testable import Convert
 
 @Suite struct ParsingTests {
-    /// Our tokenizer.model reading against llama.cpp's own conversion of the LLaMA-2 tokenizer.
-    @Test(.enabled(if: FileManager.default.fileExists(atPath: shared.appendingPathComponent("models/llama2-tokenizer").path)))
-    func tokenizerKeysMatchLlamaCpp() throws {
-        let v = try SentencePieceVocab(path: shared.appendingPathComponent("models/llama2-tokenizer/tokenizer.model").path)
-        let ref = try GGUFFile(path: shared.appendingPathComponent("models/llama-spm-vocab-gguf/ggml-vocab-llama-spm.gguf").path)
-        #expect(v.pieces == ref["tokenizer.ggml.tokens"]?.stringArray)
-        #expect(v.scores == ref["tokenizer.ggml.scores"]?.floatArray)
-        #expect(v.types.map(Int.init) == ref["tokenizer.ggml.token_type"]?.intArray)
-        let meta = Dictionary(v.ggufMetadata(), uniquingKeysWith: { a, _ in a })
-        for key in ["tokenizer.ggml.model", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
-                    "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_eos_token",
-                    "tokenizer.ggml.pre"] {
-            #expect(meta[key] == ref[key], "\(key)")
-        }
-        #expect(v.padId == -1 && v.addDummyPrefix)
+    /// The converted file's tokenizer keys load back as the same vocabulary as tokenizer.model
+    /// (the Tokenizer module's own tests check it against sentencepiece and llama.cpp).
+    @Test func tokenizerKeysRoundTrip() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanUp() }
+        let f = try GGUFFile(path: try convert(fixture("tiny-sharded"), to: tmp.file("t.gguf"), type: .q8_0))
+        let back = try SentencePieceTokenizer(gguf: f).vocabulary
+        let source = try SentencePieceTokenizer(modelFile: fixture("tiny-sharded") + "/tokenizer.model").vocabulary
+        #expect(back.pieces == source.pieces)
+        #expect(back.scores == source.scores)
+        #expect(back.types == source.types)
+        #expect(back.bos == source.bos && back.eos == source.eos && back.pad == source.pad)
+        #expect(back.addDummyPrefix == source.addDummyPrefix && back.removeExtraWhitespaces == source.removeExtraWhitespaces)
+        #expect(back.addBOS == source.addBOS && back.addEOS == source.addEOS && back.byteFallback == source.byteFallback)
+        // (unknownSurface is not compared: no GGUF key carries it, in llama.cpp either.)
+        #expect(f["tokenizer.ggml.model"]?.string == "llama" && f["tokenizer.ggml.bos_token_id"]?.int == 1)
     }
 
-    @Test func tokenizerErrors() throws {
-        let d = try TempDir()
-        defer { d.cleanUp() }
-        try Data([0x0A, 0x05, 0x0A, 0x01]).write(to: URL(fileURLWithPath: d.file("t.model")))  // truncated piece
-        #expect(throws: ConvertError.self) { try SentencePieceVocab(path: d.file("t.model")) }
-        try Data().write(to: URL(fileURLWithPath: d.file("e.model")))
-        #expect(throws: ConvertError.self) { try SentencePieceVocab(path: d.file("e.model")) }
+    @Test func tokenizerProblems() throws {
+        // A vocabulary smaller than the embedding is padded as llama.cpp pads it.
+        let small = try TempDir()
+        defer { small.cleanUp() }
+        try small.copy(from: fixture("tiny-f32"))
+        let config = URL(fileURLWithPath: small.file("config.json"))
+        var c = try JSONSerialization.jsonObject(with: Data(contentsOf: config)) as! [String: Any]
+        c["vocab_size"] = 520
+        try JSONSerialization.data(withJSONObject: c).write(to: config)
+        try rewriteSafetensors(small.file("model.safetensors")) { t in
+            for i in t.indices where t[i].1 == [512, 64] {
+                t[i].1 = [520, 64]
+                t[i].2 += [Float](repeating: 0.01, count: 8 * 64)
+            }
+        }
+        let f = try GGUFFile(path: try convert(small.path, to: small.file("p.gguf")))
+        #expect(f["tokenizer.ggml.tokens"]?.stringArray?.suffix(2) == ["[PAD518]", "[PAD519]"])
+        #expect(f["tokenizer.ggml.token_type"]?.intArray?.last == 5)
+
+        // A broken tokenizer.model is an error naming it, and so is a missing one.
+        try Data([0x0A, 0x05, 0x0A, 0x01]).write(to: URL(fileURLWithPath: small.file("tokenizer.model")))
+        #expect(throws: ConvertError.self) { try ConversionPlan(directory: small.path, options: ConvertOptions()) }
+        try FileManager.default.removeItem(atPath: small.file("tokenizer.model"))
+        #expect(throws: ConvertError.self) { try ConversionPlan(directory: small.path, options: ConvertOptions()) }
+        var o = ConvertOptions()
+        o.includeTokenizer = false
+        #expect(try ConversionPlan(directory: small.path, options: o).metadata.allSatisfy { !$0.0.hasPrefix("tokenizer.") })
     }
 
     @Test func bothRopeStylesReadTheSame() throws {

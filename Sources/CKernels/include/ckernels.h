@@ -47,6 +47,81 @@ float palr_dot_bf16_f32(const uint16_t *w, const float *x, size_t n);
 float palr_dot_q4_0_f32(const void *w, const float *x, size_t n);
 float palr_dot_q8_0_f32(const void *w, const float *x, size_t n);
 
+// ---- activations quantized for the fused kernels -------------------------
+// Activations are quantized per 32-block to int8 with a float scale, as llama.cpp
+// does for its Q4_0 x Q8_0 path (it stores the scale as fp16; a float is kept here).
+typedef struct {
+    float d;
+    int8_t qs[PALR_QK];
+} palr_q8_block;
+
+// Scalar reference (round half away from zero); the SIMD variants must match it exactly.
+void palr_quantize_act_ref(const float *x, palr_q8_block *y, size_t n);
+// Reference dot products of one quantized weight row with quantized activations.
+float palr_dot_q4_0_q8_ref(const void *w, const palr_q8_block *a, size_t n);
+float palr_dot_q8_0_q8_ref(const void *w, const palr_q8_block *a, size_t n);
+
+// ---- dispatched kernels -------------------------------------------------------
+// One table of function pointers, chosen once from the CPU's features, or forced by
+// the environment variable PALR_KERNELS (scalar | avx2 | avx512 | neon | neon_dotprod).
+typedef struct {
+    const char *name;
+    void (*quantize_act)(const float *x, palr_q8_block *y, size_t n);
+    float (*dot_q4_0_q8)(const void *w, const palr_q8_block *a, size_t n);
+    float (*dot_q8_0_q8)(const void *w, const palr_q8_block *a, size_t n);
+    float (*dot_q4_0_f32)(const void *w, const float *x, size_t n);
+    float (*dot_q8_0_f32)(const void *w, const float *x, size_t n);
+    float (*dot_f16_f32)(const uint16_t *w, const float *x, size_t n);
+    float (*dot_f32)(const float *w, const float *x, size_t n);
+    void (*dequant_q4_0)(const void *src, float *dst, size_t n);
+    void (*dequant_q8_0)(const void *src, float *dst, size_t n);
+    void (*dequant_f16)(const uint16_t *src, float *dst, size_t n);
+} palr_kernel_table;
+
+// The active table (selected on first call).
+const palr_kernel_table *palr_kernels(void);
+// Makes the named table active; returns 0 if it is unknown or this CPU cannot run it.
+int palr_kernels_force(const char *name);
+// Whether this CPU can run the named table.
+int palr_kernels_available(const char *name);
+// The named table, or NULL when unknown or not runnable here (for tests).
+const palr_kernel_table *palr_kernels_named(const char *name);
+
+// ---- thread pool ------------------------------------------------------------------
+// Persistent workers; `palr_pool_run` runs fn(arg, i, n) for i in 0..<n on n threads
+// (the caller is thread 0) and returns when all are done. Workers spin briefly, then
+// sleep. No allocation after create.
+typedef struct palr_pool palr_pool;
+typedef void (*palr_task_fn)(void *arg, int ith, int nth);
+palr_pool *palr_pool_create(int n_threads);
+void palr_pool_destroy(palr_pool *pool);
+int palr_pool_size(const palr_pool *pool);
+void palr_pool_run(palr_pool *pool, palr_task_fn fn, void *arg);
+
+// ---- matrix x vector ---------------------------------------------------------
+// y[r] = W[r] . x for r in 0..<rows, rows split over the pool (pool may be NULL).
+// ggml type ids: 0 F32, 1 F16, 2 Q4_0, 8 Q8_0, 30 BF16. Q4_0/Q8_0 rows use `xq`
+// (x quantized by quantize_act) when it is not NULL, else the float `x`.
+typedef struct {
+    int type;
+    const void *w;
+    size_t row_bytes;
+    int rows;
+    int cols;
+    const float *x;
+    const palr_q8_block *xq;
+    float *y;
+} palr_matvec_args;
+void palr_matvec(palr_pool *pool, const palr_matvec_args *args);
+
+// Dequantizes `rows` rows of `cols` elements starting at `w` into `dst` (rows x cols),
+// split over the pool (pool may be NULL).
+void palr_dequant_rows(palr_pool *pool, int type, const void *w, size_t row_bytes, int rows, int cols, float *dst);
+
+// Reads `bytes` of `buf` (split over the pool) and returns a checksum: times a
+// memory read-bandwidth measurement for `palr bench`.
+uint64_t palr_read_sum(palr_pool *pool, const void *buf, size_t bytes);
+
 // ---- CPU features -----------------------------------------------------------
 #define PALR_CPU_AVX2       (1u << 0)
 #define PALR_CPU_FMA        (1u << 1)

@@ -1,0 +1,43 @@
+// Forwards to glibc's own entry points and counts the calls. Only an atomic
+// increment is added per allocation.
+#include "alloc_counter.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#if defined(__GLIBC__) || defined(__linux__)
+#include <errno.h>
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+extern void __libc_free(void *);
+
+static _Atomic uint64_t count;
+static _Thread_local uint64_t thread_count;
+#define COUNT() (atomic_fetch_add_explicit(&count, 1, memory_order_relaxed), thread_count++)
+
+void *malloc(size_t n) { COUNT(); return __libc_malloc(n); }
+void *calloc(size_t a, size_t b) { COUNT(); return __libc_calloc(a, b); }
+void *realloc(void *p, size_t n) { COUNT(); return __libc_realloc(p, n); }
+void free(void *p) { __libc_free(p); }
+void *memalign(size_t a, size_t n) { COUNT(); return __libc_memalign(a, n); }
+void *aligned_alloc(size_t a, size_t n) { COUNT(); return __libc_memalign(a, n); }
+int posix_memalign(void **out, size_t a, size_t n) {
+    COUNT();
+    if (a < sizeof(void *) || (a & (a - 1)) != 0) return EINVAL;
+    void *p = __libc_memalign(a, n);
+    if (!p && n) return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+uint64_t palr_alloc_count(void) { return atomic_load_explicit(&count, memory_order_relaxed); }
+uint64_t palr_alloc_count_thread(void) { return thread_count; }
+int palr_alloc_counter_active(void) { return 1; }
+#else
+uint64_t palr_alloc_count(void) { return 0; }
+uint64_t palr_alloc_count_thread(void) { return 0; }
+int palr_alloc_counter_active(void) { return 0; }
+#endif

@@ -1,0 +1,690 @@
+// Fast kernels (AVX2, AVX-512 VNNI, NEON, NEON dotprod), their run-time dispatch,
+// the thread pool and the threaded matrix-vector product.
+//
+// Each SIMD function is compiled for its ISA with a target attribute, so one binary
+// runs on any CPU of its architecture; the table is chosen from palr_cpu_features().
+// Every kernel is tested against the scalar reference (Tests/CKernelsTests).
+#define _GNU_SOURCE
+#include "ckernels.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+static inline float f16_at(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return palr_fp16_to_fp32(h); }
+
+// ---- scalar references ---------------------------------------------------------
+
+void palr_quantize_act_ref(const float *x, palr_q8_block *y, size_t n) {
+    for (size_t b = 0; b < n / PALR_QK; b++) {
+        const float *xb = x + b * PALR_QK;
+        float amax = 0.0f;
+        for (int j = 0; j < PALR_QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 127.0f / amax : 0.0f;
+        y[b].d = d;
+        for (int j = 0; j < PALR_QK; j++) y[b].qs[j] = (int8_t)roundf(xb[j] * id);
+    }
+}
+
+float palr_dot_q4_0_q8_ref(const void *w, const palr_q8_block *a, size_t n) {
+    const uint8_t *in = (const uint8_t *)w;
+    float s = 0.0f;
+    for (size_t b = 0; b < n / PALR_QK; b++) {
+        const uint8_t *blk = in + b * PALR_Q4_0_BLOCK_BYTES;
+        int acc = 0;
+        for (int j = 0; j < PALR_QK / 2; j++) {
+            acc += ((int)(blk[2 + j] & 0x0f) - 8) * a[b].qs[j];
+            acc += ((int)(blk[2 + j] >> 4) - 8) * a[b].qs[j + PALR_QK / 2];
+        }
+        s += f16_at(blk) * a[b].d * (float)acc;
+    }
+    return s;
+}
+
+float palr_dot_q8_0_q8_ref(const void *w, const palr_q8_block *a, size_t n) {
+    const uint8_t *in = (const uint8_t *)w;
+    float s = 0.0f;
+    for (size_t b = 0; b < n / PALR_QK; b++) {
+        const uint8_t *blk = in + b * PALR_Q8_0_BLOCK_BYTES;
+        int acc = 0;
+        for (int j = 0; j < PALR_QK; j++) acc += (int8_t)blk[2 + j] * a[b].qs[j];
+        s += f16_at(blk) * a[b].d * (float)acc;
+    }
+    return s;
+}
+
+static const palr_kernel_table table_scalar = {
+    "scalar", palr_quantize_act_ref, palr_dot_q4_0_q8_ref, palr_dot_q8_0_q8_ref,
+    palr_dot_q4_0_f32, palr_dot_q8_0_f32, palr_dot_f16_f32, palr_dot_f32, palr_dequantize_row_q4_0, palr_dequantize_row_q8_0,
+    palr_fp16_to_fp32_row,
+};
+
+// ---- x86: AVX2 and AVX-512 VNNI ---------------------------------------------------
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+AVX2 static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// 16 bytes of nibbles -> 32 signed bytes in [-8, 7]: low nibbles first, then high.
+AVX2 static inline __m256i q4_unpack(const uint8_t *qs) {
+    const __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    const __m256i both = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0f)), _mm256_set1_epi8(8));
+}
+
+// Same rounding as the reference: round half away from zero.
+AVX2 static void quantize_act_avx2(const float *x, palr_q8_block *y, size_t n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (size_t b = 0; b < n / PALR_QK; b++) {
+        const float *xb = x + b * PALR_QK;
+        __m256 v[4];
+        __m256 m = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(xb + 8 * i);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[i]));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 127.0f / amax : 0.0f;
+        y[b].d = d;
+        const __m256 vid = _mm256_set1_ps(id);
+        const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+        __m256i q[4];
+        for (int i = 0; i < 4; i++) {
+            __m256 s = _mm256_mul_ps(v[i], vid);
+            // roundf exactly: t = trunc(|s|), plus one when the (exact) fraction is ≥ ½.
+            const __m256 a = _mm256_andnot_ps(sign, s);
+            __m256 t = _mm256_round_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __m256 up = _mm256_cmp_ps(_mm256_sub_ps(a, t), half, _CMP_GE_OQ);
+            t = _mm256_add_ps(t, _mm256_and_ps(up, one));
+            q[i] = _mm256_cvttps_epi32(_mm256_or_ps(t, _mm256_and_ps(sign, s)));
+        }
+        // Pack 32 int32 -> 32 int8 in order.
+        __m256i p01 = _mm256_packs_epi32(q[0], q[1]);
+        __m256i p23 = _mm256_packs_epi32(q[2], q[3]);
+        __m256i p = _mm256_packs_epi16(p01, p23);
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)y[b].qs, p);
+    }
+}
+
+AVX2 static float dot_q4_0_q8_avx2(const void *w, const palr_q8_block *a, size_t n) {
+    const uint8_t *in = (const uint8_t *)w;
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (size_t b = 0; b < n / PALR_QK; b++) {
+        const uint8_t *blk = in + b * PALR_Q4_0_BLOCK_BYTES;
+        const __m256i qx = q4_unpack(blk + 2);
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)a[b].qs);
+        // |x| (unsigned) times y with x's sign: maddubs needs one unsigned operand.
+        const __m256i ax = _mm256_sign_epi8(qx, qx);
+        const __m256i sy = _mm256_sign_epi8(qy, qx);
+        const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), ones);
+        const __m256 d = _mm256_set1_ps(f16_at(blk) * a[b].d);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc);
+    }
+    return hsum256(acc);
+}
+
+AVX2 static float dot_q8_0_q8_avx2(const void *w, const palr_q8_block *a, size_t n) {
+    const uint8_t *in = (const uint8_t *)w;
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (size_t b = 0; b < n / PALR_QK; b++) {
+        const uint8_t *blk = in + b * PALR_Q8_0_BLOCK_BYTES;
+        const __m256i qx = _mm256_loadu_si256((const __m256i *)(blk + 2));
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)a[b].qs);
+        const __m256i ax = _mm256_sign_epi8(qx, qx);
+        const __m256i sy = _mm256_sign_epi8(qy, qx);
+        const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), ones);
+        const __m256 d = _mm256_set1_ps(f16_at(blk) * a[b].d);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc);
+    }
+    return hsum256(acc);
+}
+
+// Float activations: the weights are widened in registers, never stored as floats.
+AVX2 static float dot_q4_0_f32_avx2(const void *w, const float *x, size_t n) {
+    const uint8_t *in = (const uint8_t *)w;
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t b = 0; b < n / PALR_QK; b++) {
+        const uint8_t *blk = in + b * PALR_Q4_0_BLOCK_BYTES;
+        const float *xb = x + b * PALR_QK;
+        const __m256i q = q4_unpack(blk + 2);
+        const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+        __m256 s = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), _mm256_loadu_ps(xb));
+        s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(xb + 8), s);
+        s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), _mm256_loadu_ps(xb + 16), s);
+        s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(xb + 24), s);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(blk)), s, acc);
+    }
+    return hsum256(acc);
+}
+
+AVX2 static float dot_q8_0_f32_avx2(const void *w, const float *x, size_t n) {
+    const uint8_t *in = (const uint8_t *)w;
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t b = 0; b < n / PALR_QK; b++) {
+        const uint8_t *blk = in + b * PALR_Q8_0_BLOCK_BYTES;
+        const float *xb = x + b * PALR_QK;
+        __m256 s = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            const __m128i q = _mm_loadl_epi64((const __m128i *)(blk + 2 + 8 * i));
+            s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_loadu_ps(xb + 8 * i), s);
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(blk)), s, acc);
+    }
+    return hsum256(acc);
+}
+
+AVX2 static float dot_f32_avx2(const float *w, const float *x, size_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+    }
+    float s = hsum256(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += w[i] * x[i];
+    return s;
+}
+
+AVX2 static float dot_f16_f32_avx2(const uint16_t *w, const float *x, size_t n) {
+    __m256 a0 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 wf = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i)));
+        a0 = _mm256_fmadd_ps(wf, _mm256_loadu_ps(x + i), a0);
+    }
+    float s = hsum256(a0);
+    for (; i < n; i++) s += palr_fp16_to_fp32(w[i]) * x[i];
+    return s;
+}
+
+AVX2 static void dequant_q4_0_avx2(const void *src, float *dst, size_t n) {
+    const uint8_t *in = (const uint8_t *)src;
+    for (size_t b = 0; b < n / PALR_QK; b++) {
+        const uint8_t *blk = in + b * PALR_Q4_0_BLOCK_BYTES;
+        const __m256 d = _mm256_set1_ps(f16_at(blk));
+        const __m256i q = q4_unpack(blk + 2);
+        const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+        float *y = dst + b * PALR_QK;
+        _mm256_storeu_ps(y + 0, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+        _mm256_storeu_ps(y + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+        _mm256_storeu_ps(y + 16, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+        _mm256_storeu_ps(y + 24, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+    }
+}
+
+AVX2 static void dequant_q8_0_avx2(const void *src, float *dst, size_t n) {
+    const uint8_t *in = (const uint8_t *)src;
+    for (size_t b = 0; b < n / PALR_QK; b++) {
+        const uint8_t *blk = in + b * PALR_Q8_0_BLOCK_BYTES;
+        const __m256 d = _mm256_set1_ps(f16_at(blk));
+        float *y = dst + b * PALR_QK;
+        for (int i = 0; i < 4; i++) {
+            const __m128i q = _mm_loadl_epi64((const __m128i *)(blk + 2 + 8 * i));
+            _mm256_storeu_ps(y + 8 * i, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q))));
+        }
+    }
+}
+
+AVX2 static void dequant_f16_avx2(const uint16_t *src, float *dst, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    for (; i < n; i++) dst[i] = palr_fp16_to_fp32(src[i]);
+}
+
+// AVX-512 VNNI: vpdpbusd does maddubs + madd in one instruction, without the
+// int16 saturation of maddubs.
+AVX512 static float dot_q4_0_q8_avx512(const void *w, const palr_q8_block *a, size_t n) {
+    const uint8_t *in = (const uint8_t *)w;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    size_t b = 0;
+    const size_t nb = n / PALR_QK;
+    for (; b + 2 <= nb; b += 2) {
+        const uint8_t *b0 = in + b * PALR_Q4_0_BLOCK_BYTES, *b1 = b0 + PALR_Q4_0_BLOCK_BYTES;
+        const __m256i x0 = q4_unpack(b0 + 2), x1 = q4_unpack(b1 + 2);
+        const __m256i y0 = _mm256_loadu_si256((const __m256i *)a[b].qs);
+        const __m256i y1 = _mm256_loadu_si256((const __m256i *)a[b + 1].qs);
+        const __m256i d0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(x0, x0), _mm256_sign_epi8(y0, x0));
+        const __m256i d1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(x1, x1), _mm256_sign_epi8(y1, x1));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b0) * a[b].d), _mm256_cvtepi32_ps(d0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b1) * a[b + 1].d), _mm256_cvtepi32_ps(d1), acc1);
+    }
+    for (; b < nb; b++) {
+        const uint8_t *b0 = in + b * PALR_Q4_0_BLOCK_BYTES;
+        const __m256i x0 = q4_unpack(b0 + 2);
+        const __m256i y0 = _mm256_loadu_si256((const __m256i *)a[b].qs);
+        const __m256i d0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(x0, x0), _mm256_sign_epi8(y0, x0));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b0) * a[b].d), _mm256_cvtepi32_ps(d0), acc0);
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+AVX512 static float dot_q8_0_q8_avx512(const void *w, const palr_q8_block *a, size_t n) {
+    const uint8_t *in = (const uint8_t *)w;
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t b = 0; b < n / PALR_QK; b++) {
+        const uint8_t *blk = in + b * PALR_Q8_0_BLOCK_BYTES;
+        const __m256i qx = _mm256_loadu_si256((const __m256i *)(blk + 2));
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)a[b].qs);
+        const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(blk) * a[b].d), _mm256_cvtepi32_ps(dot), acc);
+    }
+    return hsum256(acc);
+}
+
+static const palr_kernel_table table_avx2 = {
+    "avx2", quantize_act_avx2, dot_q4_0_q8_avx2, dot_q8_0_q8_avx2, dot_q4_0_f32_avx2, dot_q8_0_f32_avx2, dot_f16_f32_avx2, dot_f32_avx2,
+    dequant_q4_0_avx2, dequant_q8_0_avx2, dequant_f16_avx2,
+};
+static const palr_kernel_table table_avx512 = {
+    "avx512", quantize_act_avx2, dot_q4_0_q8_avx512, dot_q8_0_q8_avx512, dot_q4_0_f32_avx2, dot_q8_0_f32_avx2, dot_f16_f32_avx2, dot_f32_avx2,
+    dequant_q4_0_avx2, dequant_q8_0_avx2, dequant_f16_avx2,
+};
+#endif  // __x86_64__
+
+// ---- ARM: NEON and NEON dotprod --------------------------------------------------
+#if defined(__aarch64__)
+#include <arm_neon.h>
+
+#if defined(__clang__)
+#define DOTPROD __attribute__((target("dotprod")))
+#else
+#define DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+#endif
+
+static inline int8x16x2_t q4_unpack_neon(const uint8_t *qs) {
+    const uint8x16_t v = vld1q_u8(qs);
+    const int8x16_t eight = vdupq_n_s8(8);
+    int8x16x2_t r;
+    r.val[0] = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0f))), eight);
+    r.val[1] = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), eight);
+    return r;
+}
+
+// int8 x int8 products of 16 lanes, widened and summed into 4 int32 lanes.
+static inline int32x4_t dot16_neon(int8x16_t x, int8x16_t y) {
+    const int16x8_t lo = vmull_s8(vget_low_s8(x), vget_low_s8(y));
+    const int16x8_t hi = vmull_high_s8(x, y);
+    return vaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi));
+}
+
+static float dot_q4_0_q8_neon(const void *w, const palr_q8_block *a, size_t n) {
+    const uint8_t *in = (const uint8_t *)w;
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (size_t b = 0; b < n / PALR_QK; b++) {
+        const uint8_t *blk = in + b * PALR_Q4_0_BLOCK_BYTES;
+        const int8x16x2_t x = q4_unpack_neon(blk + 2);
+        const int32x4_t s = vaddq_s32(dot16_neon(x.val[0], vld1q_s8(a[b].qs)), dot16_neon(x.val[1], vld1q_s8(a[b].qs + 16)));
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(s), f16_at(blk) * a[b].d);
+    }
+    return vaddvq_f32(acc);
+}
+
+static float dot_q8_0_q8_neon(const void *w, const palr_q8_block *a, size_t n) {
+    const uint8_t *in = (const uint8_t *)w;
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (size_t b = 0; b < n / PALR_QK; b++) {
+        const uint8_t *blk = in + b * PALR_Q8_0_BLOCK_BYTES;
+        const int32x4_t s = vaddq_s32(dot16_neon(vld1q_s8((const int8_t *)blk + 2), vld1q_s8(a[b].qs)),
+                                      dot16_neon(vld1q_s8((const int8_t *)blk + 18), vld1q_s8(a[b].qs + 16)));
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(s), f16_at(blk) * a[b].d);
+    }
+    return vaddvq_f32(acc);
+}
+
+DOTPROD static float dot_q4_0_q8_neon_dot(const void *w, const palr_q8_block *a, size_t n) {
+    const uint8_t *in = (const uint8_t *)w;
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (size_t b = 0; b < n / PALR_QK; b++) {
+        const uint8_t *blk = in + b * PALR_Q4_0_BLOCK_BYTES;
+        const int8x16x2_t x = q4_unpack_neon(blk + 2);
+        int32x4_t s = vdotq_s32(vdupq_n_s32(0), x.val[0], vld1q_s8(a[b].qs));
+        s = vdotq_s32(s, x.val[1], vld1q_s8(a[b].qs + 16));
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(s), f16_at(blk) * a[b].d);
+    }
+    return vaddvq_f32(acc);
+}
+
+DOTPROD static float dot_q8_0_q8_neon_dot(const void *w, const palr_q8_block *a, size_t n) {
+    const uint8_t *in = (const uint8_t *)w;
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (size_t b = 0; b < n / PALR_QK; b++) {
+        const uint8_t *blk = in + b * PALR_Q8_0_BLOCK_BYTES;
+        int32x4_t s = vdotq_s32(vdupq_n_s32(0), vld1q_s8((const int8_t *)blk + 2), vld1q_s8(a[b].qs));
+        s = vdotq_s32(s, vld1q_s8((const int8_t *)blk + 18), vld1q_s8(a[b].qs + 16));
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(s), f16_at(blk) * a[b].d);
+    }
+    return vaddvq_f32(acc);
+}
+
+static float dot_q4_0_f32_neon(const void *w, const float *x, size_t n) {
+    const uint8_t *in = (const uint8_t *)w;
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (size_t b = 0; b < n / PALR_QK; b++) {
+        const uint8_t *blk = in + b * PALR_Q4_0_BLOCK_BYTES;
+        const float *xb = x + b * PALR_QK;
+        const int8x16x2_t q = q4_unpack_neon(blk + 2);
+        float32x4_t s = vdupq_n_f32(0.0f);
+        for (int h = 0; h < 2; h++) {
+            const int16x8_t lo = vmovl_s8(vget_low_s8(q.val[h])), hi = vmovl_high_s8(q.val[h]);
+            s = vfmaq_f32(s, vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))), vld1q_f32(xb + 16 * h + 0));
+            s = vfmaq_f32(s, vcvtq_f32_s32(vmovl_high_s16(lo)), vld1q_f32(xb + 16 * h + 4));
+            s = vfmaq_f32(s, vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))), vld1q_f32(xb + 16 * h + 8));
+            s = vfmaq_f32(s, vcvtq_f32_s32(vmovl_high_s16(hi)), vld1q_f32(xb + 16 * h + 12));
+        }
+        acc = vfmaq_n_f32(acc, s, f16_at(blk));
+    }
+    return vaddvq_f32(acc);
+}
+
+static float dot_f32_neon(const float *w, const float *x, size_t n) {
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        a0 = vfmaq_f32(a0, vld1q_f32(w + i), vld1q_f32(x + i));
+        a1 = vfmaq_f32(a1, vld1q_f32(w + i + 4), vld1q_f32(x + i + 4));
+    }
+    float s = vaddvq_f32(vaddq_f32(a0, a1));
+    for (; i < n; i++) s += w[i] * x[i];
+    return s;
+}
+
+static void dequant_q4_0_neon(const void *src, float *dst, size_t n) {
+    const uint8_t *in = (const uint8_t *)src;
+    for (size_t b = 0; b < n / PALR_QK; b++) {
+        const uint8_t *blk = in + b * PALR_Q4_0_BLOCK_BYTES;
+        const float d = f16_at(blk);
+        const int8x16x2_t x = q4_unpack_neon(blk + 2);
+        float *y = dst + b * PALR_QK;
+        for (int h = 0; h < 2; h++) {
+            const int16x8_t lo = vmovl_s8(vget_low_s8(x.val[h])), hi = vmovl_high_s8(x.val[h]);
+            vst1q_f32(y + 16 * h + 0, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))), d));
+            vst1q_f32(y + 16 * h + 4, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(lo)), d));
+            vst1q_f32(y + 16 * h + 8, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))), d));
+            vst1q_f32(y + 16 * h + 12, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(hi)), d));
+        }
+    }
+}
+
+static const palr_kernel_table table_neon = {
+    "neon", palr_quantize_act_ref, dot_q4_0_q8_neon, dot_q8_0_q8_neon, dot_q4_0_f32_neon, palr_dot_q8_0_f32, palr_dot_f16_f32, dot_f32_neon,
+    dequant_q4_0_neon, palr_dequantize_row_q8_0, palr_fp16_to_fp32_row,
+};
+static const palr_kernel_table table_neon_dot = {
+    "neon_dotprod", palr_quantize_act_ref, dot_q4_0_q8_neon_dot, dot_q8_0_q8_neon_dot, dot_q4_0_f32_neon, palr_dot_q8_0_f32, palr_dot_f16_f32, dot_f32_neon,
+    dequant_q4_0_neon, palr_dequantize_row_q8_0, palr_fp16_to_fp32_row,
+};
+#endif  // __aarch64__
+
+// ---- dispatch ----------------------------------------------------------------------
+
+static const palr_kernel_table *table_named(const char *name) {
+    const uint32_t f = palr_cpu_features();
+    if (!name) return NULL;
+    if (strcmp(name, "scalar") == 0) return &table_scalar;
+#if defined(__x86_64__)
+    const uint32_t avx2 = PALR_CPU_AVX2 | PALR_CPU_FMA | PALR_CPU_F16C;
+    const uint32_t avx512 = avx2 | PALR_CPU_AVX512F | PALR_CPU_AVX512BW | PALR_CPU_AVX512VL | PALR_CPU_AVX512VNNI;
+    if (strcmp(name, "avx2") == 0) return (f & avx2) == avx2 ? &table_avx2 : NULL;
+    if (strcmp(name, "avx512") == 0) return (f & avx512) == avx512 ? &table_avx512 : NULL;
+#endif
+#if defined(__aarch64__)
+    if (strcmp(name, "neon") == 0) return &table_neon;
+    if (strcmp(name, "neon_dotprod") == 0) return (f & PALR_CPU_DOTPROD) ? &table_neon_dot : NULL;
+#endif
+    (void)f;
+    return NULL;
+}
+
+static const palr_kernel_table *best_table(void) {
+    static const char *order[] = {"avx512", "avx2", "neon_dotprod", "neon", "scalar"};
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        const palr_kernel_table *t = table_named(order[i]);
+        if (t) return t;
+    }
+    return &table_scalar;
+}
+
+static _Atomic(const palr_kernel_table *) active_table = NULL;
+
+const palr_kernel_table *palr_kernels(void) {
+    const palr_kernel_table *t = atomic_load_explicit(&active_table, memory_order_acquire);
+    if (t) return t;
+    const char *forced = getenv("PALR_KERNELS");
+    t = forced ? table_named(forced) : NULL;
+    if (!t) t = best_table();
+    atomic_store_explicit(&active_table, t, memory_order_release);
+    return t;
+}
+
+int palr_kernels_force(const char *name) {
+    const palr_kernel_table *t = table_named(name);
+    if (!t) return 0;
+    atomic_store_explicit(&active_table, t, memory_order_release);
+    return 1;
+}
+
+int palr_kernels_available(const char *name) { return table_named(name) != NULL; }
+
+const palr_kernel_table *palr_kernels_named(const char *name) { return table_named(name); }
+
+// ---- thread pool --------------------------------------------------------------------
+
+struct palr_pool {
+    int n;
+    pthread_t *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    _Atomic unsigned generation;   // bumped once per job
+    _Atomic int pending;           // workers still running the current job
+    _Atomic int stop;
+    palr_task_fn fn;
+    void *arg;
+};
+
+typedef struct { palr_pool *pool; int index; } worker_start;
+
+static void *worker_main(void *p) {
+    worker_start ws = *(worker_start *)p;
+    free(p);
+    palr_pool *pool = ws.pool;
+    unsigned seen = 0;
+    for (;;) {
+        // Spin a little (the next matvec usually follows within microseconds), then sleep.
+        unsigned g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&pool->generation, memory_order_acquire)) == seen) {
+            if (atomic_load_explicit(&pool->stop, memory_order_relaxed)) return NULL;
+            if (++spins < 20000) {
+#if defined(__x86_64__)
+                __builtin_ia32_pause();
+#elif defined(__aarch64__)
+                __asm__ volatile("yield");
+#endif
+                continue;
+            }
+            pthread_mutex_lock(&pool->mu);
+            while (atomic_load(&pool->generation) == seen && !atomic_load(&pool->stop)) pthread_cond_wait(&pool->cv, &pool->mu);
+            pthread_mutex_unlock(&pool->mu);
+        }
+        if (atomic_load(&pool->stop)) return NULL;
+        seen = g;
+        pool->fn(pool->arg, ws.index, pool->n);
+        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel);
+    }
+}
+
+palr_pool *palr_pool_create(int n_threads) {
+    if (n_threads < 1) n_threads = 1;
+    palr_pool *pool = calloc(1, sizeof(palr_pool));
+    if (!pool) return NULL;
+    pool->n = n_threads;
+    pthread_mutex_init(&pool->mu, NULL);
+    pthread_cond_init(&pool->cv, NULL);
+    pool->threads = calloc((size_t)n_threads, sizeof(pthread_t));
+    for (int i = 1; i < n_threads; i++) {
+        worker_start *ws = malloc(sizeof(worker_start));
+        ws->pool = pool;
+        ws->index = i;
+        if (pthread_create(&pool->threads[i], NULL, worker_main, ws) != 0) {
+            free(ws);
+            pool->n = i;   // run with the threads we have
+            break;
+        }
+    }
+    return pool;
+}
+
+void palr_pool_destroy(palr_pool *pool) {
+    if (!pool) return;
+    atomic_store(&pool->stop, 1);
+    pthread_mutex_lock(&pool->mu);
+    pthread_cond_broadcast(&pool->cv);
+    pthread_mutex_unlock(&pool->mu);
+    for (int i = 1; i < pool->n; i++) pthread_join(pool->threads[i], NULL);
+    pthread_mutex_destroy(&pool->mu);
+    pthread_cond_destroy(&pool->cv);
+    free(pool->threads);
+    free(pool);
+}
+
+int palr_pool_size(const palr_pool *pool) { return pool ? pool->n : 1; }
+
+void palr_pool_run(palr_pool *pool, palr_task_fn fn, void *arg) {
+    if (!pool || pool->n == 1) {
+        fn(arg, 0, 1);
+        return;
+    }
+    pool->fn = fn;
+    pool->arg = arg;
+    atomic_store_explicit(&pool->pending, pool->n - 1, memory_order_release);
+    pthread_mutex_lock(&pool->mu);
+    atomic_fetch_add_explicit(&pool->generation, 1, memory_order_acq_rel);
+    pthread_cond_broadcast(&pool->cv);
+    pthread_mutex_unlock(&pool->mu);
+    fn(arg, 0, pool->n);
+    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) {
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        __asm__ volatile("yield");
+#endif
+    }
+}
+
+// ---- threaded matrix-vector product -----------------------------------------------
+
+static void matvec_task(void *p, int ith, int nth) {
+    const palr_matvec_args *a = (const palr_matvec_args *)p;
+    const palr_kernel_table *k = palr_kernels();
+    // Contiguous row ranges, rounded to 16 rows so threads do not share cache lines of y.
+    int per = (a->rows + nth - 1) / nth;
+    per = (per + 15) & ~15;
+    const int r0 = ith * per;
+    const int r1 = r0 + per < a->rows ? r0 + per : a->rows;
+    const uint8_t *w = (const uint8_t *)a->w;
+    switch (a->type) {
+    case 2:
+        if (a->xq)
+            for (int r = r0; r < r1; r++) a->y[r] = k->dot_q4_0_q8(w + (size_t)r * a->row_bytes, a->xq, (size_t)a->cols);
+        else
+            for (int r = r0; r < r1; r++) a->y[r] = k->dot_q4_0_f32(w + (size_t)r * a->row_bytes, a->x, (size_t)a->cols);
+        break;
+    case 8:
+        if (a->xq)
+            for (int r = r0; r < r1; r++) a->y[r] = k->dot_q8_0_q8(w + (size_t)r * a->row_bytes, a->xq, (size_t)a->cols);
+        else
+            for (int r = r0; r < r1; r++) a->y[r] = k->dot_q8_0_f32(w + (size_t)r * a->row_bytes, a->x, (size_t)a->cols);
+        break;
+    case 1:
+        for (int r = r0; r < r1; r++) a->y[r] = k->dot_f16_f32((const uint16_t *)(w + (size_t)r * a->row_bytes), a->x, (size_t)a->cols);
+        break;
+    case 30:
+        for (int r = r0; r < r1; r++) a->y[r] = palr_dot_bf16_f32((const uint16_t *)(w + (size_t)r * a->row_bytes), a->x, (size_t)a->cols);
+        break;
+    default:
+        for (int r = r0; r < r1; r++) a->y[r] = k->dot_f32((const float *)(w + (size_t)r * a->row_bytes), a->x, (size_t)a->cols);
+        break;
+    }
+}
+
+void palr_matvec(palr_pool *pool, const palr_matvec_args *args) {
+    palr_pool_run(pool, matvec_task, (void *)args);
+}
+
+typedef struct {
+    int type;
+    const uint8_t *w;
+    size_t row_bytes;
+    int rows, cols;
+    float *dst;
+} dequant_args;
+
+static void dequant_task(void *p, int ith, int nth) {
+    const dequant_args *a = (const dequant_args *)p;
+    const palr_kernel_table *k = palr_kernels();
+    const int per = (a->rows + nth - 1) / nth;
+    const int r0 = ith * per;
+    const int r1 = r0 + per < a->rows ? r0 + per : a->rows;
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *src = a->w + (size_t)r * a->row_bytes;
+        float *dst = a->dst + (size_t)r * (size_t)a->cols;
+        switch (a->type) {
+        case 2: k->dequant_q4_0(src, dst, (size_t)a->cols); break;
+        case 8: k->dequant_q8_0(src, dst, (size_t)a->cols); break;
+        case 1: k->dequant_f16((const uint16_t *)src, dst, (size_t)a->cols); break;
+        case 30: palr_bf16_to_fp32_row((const uint16_t *)src, dst, (size_t)a->cols); break;
+        default: memcpy(dst, src, (size_t)a->cols * sizeof(float)); break;
+        }
+    }
+}
+
+void palr_dequant_rows(palr_pool *pool, int type, const void *w, size_t row_bytes, int rows, int cols, float *dst) {
+    dequant_args a = {type, (const uint8_t *)w, row_bytes, rows, cols, dst};
+    palr_pool_run(pool, dequant_task, &a);
+}
+
+// ---- read bandwidth probe ------------------------------------------------------
+
+typedef struct { const uint64_t *p; size_t words; uint64_t sums[64]; } read_args;
+
+static void read_task(void *p, int ith, int nth) {
+    read_args *a = (read_args *)p;
+    const size_t per = (a->words + (size_t)nth - 1) / (size_t)nth;
+    const size_t w0 = (size_t)ith * per;
+    const size_t w1 = w0 + per < a->words ? w0 + per : a->words;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = w0;
+    for (; i + 4 <= w1; i += 4) { s0 += a->p[i]; s1 += a->p[i + 1]; s2 += a->p[i + 2]; s3 += a->p[i + 3]; }
+    for (; i < w1; i++) s0 += a->p[i];
+    if (ith < 64) a->sums[ith] = s0 + s1 + s2 + s3;
+}
+
+uint64_t palr_read_sum(palr_pool *pool, const void *buf, size_t bytes) {
+    read_args a;
+    memset(&a, 0, sizeof a);
+    a.p = (const uint64_t *)buf;
+    a.words = bytes / 8;
+    palr_pool_run(pool, read_task, &a);
+    uint64_t s = 0;
+    for (int i = 0; i < 64; i++) s += a.sums[i];
+    return s;
+}

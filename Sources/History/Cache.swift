@@ -1,0 +1,96 @@
+// Results derived from a history, kept for the ranker and the UI: cached
+// recommendations per (profile, model, catalog) and one keyword summary per
+// profile. Each carries the history digest it was computed from; the caller
+// compares it with the current digest to know whether it is still valid.
+// Forgetting a profile or one of its items deletes both.
+import Foundation
+
+extension HistoryStore {
+    /// Stores (or replaces) the cached recommendations of a profile for one
+    /// model and catalog.
+    public func putCachedRecommendations(_ entry: CachedRecommendations) throws {
+        if let problem = Validation.problem(entry.modelID, as: "model id")
+            ?? Validation.problem(entry.catalogID, as: "catalog id")
+            ?? entry.items.lazy.compactMap({ Validation.problem($0.item, as: "item id")
+                ?? ($0.score.isFinite ? nil : "score \($0.score) of item \($0.item) is not a finite number") }).first {
+            throw HistoryError.invalidArgument(problem)
+        }
+        let items = String(decoding: try JSONEncoder().encode(entry.items), as: UTF8.self)
+        try connection.write("cache recommendations") {
+            let statement = try connection.prepare("""
+                INSERT OR REPLACE INTO cached_recommendations
+                    (profile, model_id, catalog_id, history_digest, created_at, items)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                """)
+            try statement.bind(1, try requireProfile(entry.profile))
+            try statement.bind(2, entry.modelID)
+            try statement.bind(3, entry.catalogID)
+            try statement.bind(4, entry.historyDigest.description)
+            try statement.bind(5, entry.createdAt)
+            try statement.bind(6, items)
+            try statement.run()
+        }
+    }
+
+    /// The cached recommendations of a profile for one model and catalog, or nil.
+    public func cachedRecommendations(profile: String, modelID: String, catalogID: String) throws
+        -> CachedRecommendations? {
+        let row = try connection.read("read cached recommendations") { () -> (String, Int64, String)? in
+            let statement = try connection.prepare("""
+                SELECT history_digest, created_at, items FROM cached_recommendations
+                WHERE profile = ?1 AND model_id = ?2 AND catalog_id = ?3
+                """)
+            defer { statement.reset() }
+            try statement.bind(1, try requireProfile(profile))
+            try statement.bind(2, modelID)
+            try statement.bind(3, catalogID)
+            return try statement.step() ? (statement.text(0), statement.int64(1), statement.text(2)) : nil
+        }
+        guard let (digest, createdAt, itemsJSON) = row else { return nil }
+        let what = "cached recommendations of profile '\(profile)' (model \(modelID), catalog \(catalogID))"
+        guard let historyDigest = HistoryDigest(hex: digest),
+              let items = try? JSONDecoder().decode([ScoredItem].self, from: Data(itemsJSON.utf8)) else {
+            throw HistoryError.corrupt(path: path, reason: "\(what) cannot be decoded")
+        }
+        return CachedRecommendations(profile: profile, modelID: modelID, catalogID: catalogID,
+                                     historyDigest: historyDigest, createdAt: createdAt, items: items)
+    }
+
+    /// Stores (or replaces) the keyword summary of a profile.
+    public func putProfileSummary(_ summary: ProfileSummary) throws {
+        guard summary.interactionCount >= 0 else {
+            throw HistoryError.invalidArgument("interaction count must not be negative (got \(summary.interactionCount))")
+        }
+        try connection.write("store profile summary") {
+            let statement = try connection.prepare("""
+                INSERT OR REPLACE INTO profile_summaries(profile, text, history_digest, interaction_count, created_at)
+                VALUES (?1, ?2, ?3, ?4, ?5)
+                """)
+            try statement.bind(1, try requireProfile(summary.profile))
+            try statement.bind(2, summary.text)
+            try statement.bind(3, summary.historyDigest.description)
+            try statement.bind(4, summary.interactionCount)
+            try statement.bind(5, summary.createdAt)
+            try statement.run()
+        }
+    }
+
+    /// The keyword summary of a profile, or nil.
+    public func profileSummary(profile: String) throws -> ProfileSummary? {
+        let row = try connection.read("read profile summary") { () -> (String, String, Int, Int64)? in
+            let statement = try connection.prepare("""
+                SELECT text, history_digest, interaction_count, created_at FROM profile_summaries WHERE profile = ?1
+                """)
+            defer { statement.reset() }
+            try statement.bind(1, try requireProfile(profile))
+            return try statement.step()
+                ? (statement.text(0), statement.text(1), statement.int(2), statement.int64(3)) : nil
+        }
+        guard let (text, digest, count, createdAt) = row else { return nil }
+        guard let historyDigest = HistoryDigest(hex: digest) else {
+            throw HistoryError.corrupt(path: path, reason: "summary of profile '\(profile)' has digest '\(digest)'")
+        }
+        return ProfileSummary(profile: profile, text: text, historyDigest: historyDigest, interactionCount: count,
+                              createdAt: createdAt)
+    }
+}

@@ -1,0 +1,591 @@
+// The history store: profiles, their interactions, and results derived from
+// them, in one SQLite database (WAL, synchronous=FULL).
+import Foundation
+
+/// A palr history database. Cheap to copy (copies share one connection);
+/// safe to use from several threads (calls are serialised). Several processes
+/// may open the same file: SQLite's locks coordinate them, and calls wait up
+/// to `Options.busyTimeout` for another process's write to finish.
+public struct HistoryStore: Sendable {
+    /// How a store is opened.
+    public struct Options: Sendable {
+        /// Create the file (and schema) when it does not exist.
+        public var createIfMissing: Bool
+        /// Seconds a call may wait for another connection's lock before it
+        /// fails with `HistoryError.busy`.
+        public var busyTimeout: Double
+        /// When a commit reaches the disk.
+        public var durability: Durability
+        /// Caps the database at this many pages (emulates a full disk in tests).
+        public var maxPageCount: Int?
+
+        public init(createIfMissing: Bool = true, busyTimeout: Double = 30, durability: Durability = .powerLossSafe,
+                    maxPageCount: Int? = nil) {
+            self.createIfMissing = createIfMissing
+            self.busyTimeout = busyTimeout
+            self.durability = durability
+            self.maxPageCount = maxPageCount
+        }
+    }
+
+    /// The SQLite `synchronous` setting.
+    public enum Durability: String, Sendable {
+        /// `synchronous=FULL`: the WAL is fsynced at every commit. A commit that
+        /// returned survives a power cut. The default.
+        case powerLossSafe = "FULL"
+        /// `synchronous=NORMAL`: fsync only at checkpoints. Consistent after a
+        /// power cut, but the last commits before it may be rolled back. For
+        /// benchmarks and throw-away databases.
+        case crashSafe = "NORMAL"
+    }
+
+    /// Retention cap of a new database: interactions kept per profile.
+    public static let defaultRetentionCap = 1000
+
+    /// Largest accepted timestamp: 9999-12-31T23:59:59Z in Unix seconds. A
+    /// larger number is almost surely milliseconds given as seconds.
+    public static let maxTimestamp: Int64 = 253_402_300_799
+
+    let connection: Connection
+
+    /// The database file.
+    public var path: String { connection.path }
+
+    /// Opens (or creates) the database at `path` and brings its schema up to date.
+    public init(path: String, options: Options = Options()) throws {
+        guard !path.isEmpty, !path.hasPrefix(":memory:"), !path.hasPrefix("file:") else {
+            throw HistoryError.invalidArgument("history database path must be a file path, not '\(path)'")
+        }
+        let connection = try Connection(path: path, create: options.createIfMissing, busyTimeout: options.busyTimeout)
+        try connection.run("open") {
+            try connection.exec("""
+                PRAGMA foreign_keys = ON;
+                PRAGMA synchronous = \(options.durability.rawValue);
+                PRAGMA secure_delete = FAST;
+                PRAGMA journal_size_limit = 4194304;
+                PRAGMA cache_size = -8192;
+                """)
+            if let pages = options.maxPageCount {
+                try connection.exec("PRAGMA max_page_count = \(max(1, pages))")
+            }
+        }
+        try connection.migrate()
+        self.connection = connection
+    }
+
+    /// Closes the database now (the last connection to close also checkpoints
+    /// the WAL into the main file and deletes it). Later calls fail.
+    public func close() {
+        connection.lock.lock()
+        defer { connection.lock.unlock() }
+        connection.close()
+    }
+
+    // MARK: profiles
+
+    /// Creates a profile; returns false when it already existed.
+    @discardableResult
+    public func createProfile(_ name: String) throws -> Bool {
+        if let problem = Validation.problem(name, as: "profile name") { throw HistoryError.invalidArgument(problem) }
+        return try connection.write("create profile") {
+            if try lookupProfile(name) != nil { return false }
+            _ = try insertProfile(name)
+            return true
+        }
+    }
+
+    /// All profiles, by name, with the extent of their histories.
+    public func profiles() throws -> [ProfileInfo] {
+        try connection.read("list profiles") {
+            let statement = try connection.prepare("""
+                SELECT p.name, p.created_at, count(i.profile), min(i.ts), max(i.ts)
+                FROM profiles AS p LEFT JOIN interactions AS i ON i.profile = p.id
+                GROUP BY p.id ORDER BY p.name
+                """)
+            defer { statement.reset() }
+            var result: [ProfileInfo] = []
+            while try statement.step() {
+                result.append(ProfileInfo(name: statement.text(0), interactions: statement.int(2),
+                                          firstTimestamp: statement.optionalInt64(3),
+                                          lastTimestamp: statement.optionalInt64(4), createdAt: statement.int64(1)))
+            }
+            return result
+        }
+    }
+
+    // MARK: recording
+
+    /// Records one interaction; returns its id. The profile must exist unless
+    /// `createProfile` is true.
+    @discardableResult
+    public func record(_ interaction: NewInteraction, createProfile: Bool = false) throws -> Int64 {
+        try record([interaction], createProfiles: createProfile)[0]
+    }
+
+    /// Records interactions in one transaction (all or none); returns their
+    /// ids in order. Every profile must exist unless `createProfiles` is true.
+    /// Profiles that go over the retention cap lose their oldest interactions
+    /// in the same transaction.
+    @discardableResult
+    public func record(_ batch: [NewInteraction], createProfiles: Bool = false) throws -> [Int64] {
+        for (index, interaction) in batch.enumerated() {
+            if let problem = Validation.problem(interaction) {
+                throw HistoryError.invalidArgument(batch.count == 1 ? problem : "interaction \(index + 1): \(problem)")
+            }
+        }
+        if batch.isEmpty { return [] }
+        return try connection.write("record") {
+            var resolver = IDResolver(store: self, createProfiles: createProfiles, now: Self.now())
+            let rows = try resolver.rows(batch)
+            let ids = try insert(rows)
+            if let cap = try retentionCapValue() {
+                for profile in Set(rows.map(\.profile)) { _ = try trim(profile: profile, cap: cap) }
+            }
+            return ids
+        }
+    }
+
+    // MARK: reading
+
+    /// The profile's last `limit` interactions (of the given kinds; nil: all
+    /// kinds) in time order, oldest first. Interactions with equal timestamps
+    /// keep their insertion order.
+    public func recent(profile: String, limit: Int = 50, kinds: Set<InteractionKind>? = nil) throws -> [Interaction] {
+        guard limit >= 0 else { throw HistoryError.invalidArgument("limit must not be negative (got \(limit))") }
+        return try connection.read("read recent history") {
+            try fetchRecent(profile: try requireProfile(profile), name: profile, limit: limit, kinds: kinds)
+        }
+    }
+
+    /// The digest of exactly what `recent(profile:limit:kinds:)` returns: it
+    /// changes when, and only when, that history changes.
+    public func historyDigest(profile: String, limit: Int = 50, kinds: Set<InteractionKind>? = nil) throws
+        -> HistoryDigest {
+        HistoryDigest(of: try recent(profile: profile, limit: limit, kinds: kinds))
+    }
+
+    /// How many interactions the profile has.
+    public func interactionCount(profile: String) throws -> Int {
+        try connection.read("count interactions") {
+            try count(profile: try requireProfile(profile))
+        }
+    }
+
+    // MARK: forgetting
+
+    /// Deletes a profile with its interactions, cached results and summary;
+    /// returns how many interactions were deleted.
+    @discardableResult
+    public func forget(profile: String) throws -> Int {
+        try scrubbing("forget profile") {
+            let id = try requireProfile(profile)
+            let removed = try count(profile: id)
+            let delete = try connection.prepare("DELETE FROM profiles WHERE id = ?1")
+            try delete.bind(1, id)
+            try delete.run()
+            try deleteOrphanItems()
+            return removed
+        }
+    }
+
+    /// Deletes every interaction with `item`, of one profile or (nil) of all,
+    /// and the cached results and summaries derived from those histories;
+    /// returns how many interactions were deleted.
+    @discardableResult
+    public func forget(item: String, profile: String? = nil) throws -> Int {
+        try scrubbing("forget item") {
+            let profileID = try profile.map { try requireProfile($0) }
+            guard let itemID = try lookup("SELECT id FROM items WHERE external_id = ?1", item) else { return 0 }
+            let affected = try connection.prepare("""
+                SELECT DISTINCT profile FROM interactions WHERE item = ?1 AND (?2 = 0 OR profile = ?2)
+                """)
+            try affected.bind(1, itemID)
+            try affected.bind(2, profileID ?? 0)  // profile ids start at 1
+            var profiles: [Int64] = []
+            while try affected.step() { profiles.append(affected.int64(0)) }
+            affected.reset()
+            var removed = 0
+            let delete = try connection.prepare("DELETE FROM interactions WHERE profile = ?1 AND item = ?2")
+            for id in profiles {
+                try delete.bind(1, id)
+                try delete.bind(2, itemID)
+                try delete.run()
+                removed += Int(connection.changes)
+                try deleteDerived(profile: id)
+            }
+            let orphan = try connection.prepare(
+                "DELETE FROM items WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM interactions WHERE item = ?1)")
+            try orphan.bind(1, itemID)
+            try orphan.run()
+            return removed
+        }
+    }
+
+    /// Runs a deletion with secure_delete=ON (freed bytes are zeroed) and then
+    /// truncates the WAL, so the deleted history does not linger in either file.
+    private func scrubbing<T>(_ operation: String, _ body: () throws -> T) throws -> T {
+        try connection.run(operation) { try connection.exec("PRAGMA secure_delete = ON") }
+        defer { try? connection.run(operation) { try connection.exec("PRAGMA secure_delete = FAST") } }
+        let result = try connection.write(operation, body)
+        _ = try? checkpoint()
+        return result
+    }
+
+    // MARK: retention and maintenance
+
+    /// Interactions kept per profile; nil: unlimited.
+    public func retentionCap() throws -> Int? {
+        try connection.read("read retention cap") { try retentionCapValue() }
+    }
+
+    /// Sets the retention cap (nil: unlimited). It applies from the next write
+    /// of each profile, and to all profiles at the next `compact()`.
+    public func setRetentionCap(_ cap: Int?) throws {
+        if let cap, cap < 1 { throw HistoryError.invalidArgument("retention cap must be at least 1 (got \(cap))") }
+        try connection.write("set retention cap") { try setMeta("retention_cap", Int64(cap ?? 0)) }
+    }
+
+    /// Trims every profile to the retention cap, drops item ids nothing refers
+    /// to, and (with `vacuum`) gives free pages back to the file system and
+    /// truncates the WAL.
+    public func compact(vacuum: Bool = true) throws -> CompactionReport {
+        let before = fileSize(path)
+        let (trimmed, removedItems) = try connection.write("compact") {
+            var trimmed = 0
+            if let cap = try retentionCapValue() {
+                let over = try connection.prepare("SELECT profile FROM interactions GROUP BY profile HAVING count(*) > ?1")
+                try over.bind(1, cap)
+                var profiles: [Int64] = []
+                while try over.step() { profiles.append(over.int64(0)) }
+                over.reset()
+                for profile in profiles { trimmed += try trim(profile: profile, cap: cap) }
+            }
+            return (trimmed, try deleteOrphanItems())
+        }
+        var freed = 0
+        if vacuum {
+            freed = try connection.run("compact") {
+                let free = Int(try connection.scalar("PRAGMA freelist_count"))
+                try connection.exec("PRAGMA incremental_vacuum")
+                return free - Int(try connection.scalar("PRAGMA freelist_count"))
+            }
+            _ = try checkpoint()
+        }
+        return CompactionReport(trimmedInteractions: trimmed, removedItems: removedItems, freedPages: freed,
+                                databaseBytesBefore: before, databaseBytesAfter: fileSize(path))
+    }
+
+    /// Copies the WAL into the database file and truncates it. Returns false
+    /// when a reader in another process kept it from finishing.
+    @discardableResult
+    public func checkpoint() throws -> Bool {
+        try connection.run("checkpoint") {
+            let statement = try connection.prepare("PRAGMA wal_checkpoint(TRUNCATE)")
+            defer { statement.reset() }
+            return try statement.step() ? statement.int(0) == 0 : true
+        }
+    }
+
+    /// SQLite's `PRAGMA integrity_check`: ["ok"] for a sound database.
+    public func integrityCheck() throws -> [String] {
+        try connection.read("integrity check") {
+            let statement = try connection.prepare("PRAGMA integrity_check")
+            defer { statement.reset() }
+            var lines: [String] = []
+            while try statement.step() { lines.append(statement.text(0)) }
+            return lines
+        }
+    }
+
+    /// Counts and sizes.
+    public func stats() throws -> HistoryStats {
+        var stats = try connection.read("stats") {
+            let cap = try retentionCapValue()
+            var byKind: [String: Int] = [:]
+            let kinds = try connection.prepare("""
+                SELECT k.name, count(*) FROM interactions AS i JOIN kinds AS k ON k.id = i.kind GROUP BY k.name
+                """)
+            while try kinds.step() { byKind[kinds.text(0)] = kinds.int(1) }
+            kinds.reset()
+            let perProfile = try connection.prepare("""
+                SELECT p.name, c.n, (SELECT count(*) FROM (SELECT 1 FROM interactions GROUP BY profile
+                                                           HAVING count(*) > ?1))
+                FROM (SELECT profile, count(*) AS n FROM interactions GROUP BY profile ORDER BY n DESC LIMIT 1) AS c
+                JOIN profiles AS p ON p.id = c.profile
+                """)
+            try perProfile.bind(1, cap ?? Int.max)
+            let hasLargest = try perProfile.step()
+            let largest = hasLargest ? perProfile.text(0) : nil
+            let largestCount = hasLargest ? perProfile.int(1) : 0
+            let overCap = hasLargest && cap != nil ? perProfile.int(2) : 0
+            perProfile.reset()
+            let times = try connection.prepare("SELECT min(ts), max(ts), count(*) FROM interactions")
+            _ = try times.step()
+            let (oldest, newest, total) = (times.optionalInt64(0), times.optionalInt64(1), times.int(2))
+            times.reset()
+            return HistoryStats(
+                path: path, schemaVersion: Int(try connection.scalar("PRAGMA user_version")),
+                profiles: Int(try connection.scalar("SELECT count(*) FROM profiles")), interactions: total,
+                items: Int(try connection.scalar("SELECT count(*) FROM items")), interactionsByKind: byKind,
+                oldestTimestamp: oldest, newestTimestamp: newest, largestProfile: largest,
+                largestProfileInteractions: largestCount, retentionCap: cap, profilesOverCap: overCap,
+                cachedRecommendations: Int(try connection.scalar("SELECT count(*) FROM cached_recommendations")),
+                profileSummaries: Int(try connection.scalar("SELECT count(*) FROM profile_summaries")),
+                pageSize: Int(try connection.scalar("PRAGMA page_size")),
+                pageCount: Int(try connection.scalar("PRAGMA page_count")),
+                freePages: Int(try connection.scalar("PRAGMA freelist_count")), databaseBytes: 0, walBytes: 0)
+        }
+        stats.databaseBytes = fileSize(path)
+        stats.walBytes = fileSize(path + "-wal")
+        return stats
+    }
+
+    // MARK: internals shared by the store's files (call inside a transaction)
+
+    /// One interaction row with its integer keys resolved.
+    struct Row {
+        var profile: Int64
+        var item: Int64
+        var kind: Int64
+        var value: Double?
+        var timestamp: Int64
+    }
+
+    /// Inserts rows in order, giving them the next interaction ids.
+    func insert(_ rows: [Row]) throws -> [Int64] {
+        var next = try meta("next_interaction_id") ?? 1
+        let statement = try connection.prepare(
+            "INSERT INTO interactions(profile, ts, seq, item, kind, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+        var ids: [Int64] = []
+        ids.reserveCapacity(rows.count)
+        for row in rows {
+            try statement.bind(1, row.profile)
+            try statement.bind(2, row.timestamp)
+            try statement.bind(3, next)
+            try statement.bind(4, row.item)
+            try statement.bind(5, row.kind)
+            try statement.bind(6, row.value)
+            try statement.run()
+            ids.append(next)
+            next += 1
+        }
+        try setMeta("next_interaction_id", next)
+        return ids
+    }
+
+    func fetchRecent(profile: Int64, name: String, limit: Int, kinds: Set<InteractionKind>?) throws -> [Interaction] {
+        let kindNames = kinds.map { $0.map(\.rawValue).sorted() }
+        if limit == 0 || kindNames?.isEmpty == true { return [] }
+        var sql = """
+            SELECT i.seq, i.ts, it.external_id, k.name, i.value
+            FROM interactions AS i CROSS JOIN items AS it ON it.id = i.item CROSS JOIN kinds AS k ON k.id = i.kind
+            WHERE i.profile = ?1
+            """
+        if let kindNames {
+            sql += " AND k.name IN (" + (0..<kindNames.count).map { "?\($0 + 3)" }.joined(separator: ", ") + ")"
+        }
+        sql += " ORDER BY i.ts DESC, i.seq DESC LIMIT ?2"
+        let statement = try connection.prepare(sql)
+        defer { statement.reset() }
+        try statement.bind(1, profile)
+        try statement.bind(2, limit)
+        for (index, kind) in (kindNames ?? []).enumerated() { try statement.bind(Int32(index + 3), kind) }
+        var result: [Interaction] = []
+        result.reserveCapacity(min(limit, 1024))
+        while try statement.step() {
+            result.append(Interaction(id: statement.int64(0), profile: name, item: statement.text(2),
+                                      kind: InteractionKind(rawValue: statement.text(3)),
+                                      value: statement.optionalDouble(4), timestamp: statement.int64(1)))
+        }
+        result.reverse()
+        return result
+    }
+
+    /// Deletes the profile's oldest interactions beyond `cap`; returns how many.
+    func trim(profile: Int64, cap: Int) throws -> Int {
+        let statement = try connection.prepare("""
+            DELETE FROM interactions WHERE profile = ?1 AND (ts, seq) <
+                (SELECT ts, seq FROM interactions WHERE profile = ?1 ORDER BY ts DESC, seq DESC LIMIT 1 OFFSET ?2)
+            """)
+        try statement.bind(1, profile)
+        try statement.bind(2, cap - 1)
+        try statement.run()
+        return Int(connection.changes)
+    }
+
+    func count(profile: Int64) throws -> Int {
+        let statement = try connection.prepare("SELECT count(*) FROM interactions WHERE profile = ?1")
+        defer { statement.reset() }
+        try statement.bind(1, profile)
+        return try statement.step() ? statement.int(0) : 0
+    }
+
+    func retentionCapValue() throws -> Int? {
+        let cap = try meta("retention_cap") ?? Int64(Self.defaultRetentionCap)
+        return cap > 0 ? Int(cap) : nil
+    }
+
+    func lookupProfile(_ name: String) throws -> Int64? {
+        try lookup("SELECT id FROM profiles WHERE name = ?1", name)
+    }
+
+    func requireProfile(_ name: String) throws -> Int64 {
+        guard let id = try lookupProfile(name) else { throw HistoryError.unknownProfile(name) }
+        return id
+    }
+
+    func insertProfile(_ name: String) throws -> Int64 {
+        let statement = try connection.prepare("INSERT INTO profiles(name, created_at) VALUES (?1, ?2)")
+        try statement.bind(1, name)
+        try statement.bind(2, Self.now())
+        try statement.run()
+        return connection.lastInsertRowID
+    }
+
+    /// The integer the single-parameter query `sql` returns, if any row.
+    func lookup(_ sql: String, _ parameter: String) throws -> Int64? {
+        let statement = try connection.prepare(sql)
+        defer { statement.reset() }
+        try statement.bind(1, parameter)
+        return try statement.step() ? statement.int64(0) : nil
+    }
+
+    func meta(_ key: String) throws -> Int64? {
+        try lookup("SELECT value FROM meta WHERE key = ?1", key)
+    }
+
+    func setMeta(_ key: String, _ value: Int64) throws {
+        let statement = try connection.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)")
+        try statement.bind(1, key)
+        try statement.bind(2, value)
+        try statement.run()
+    }
+
+    /// Deletes a profile's cached recommendations and summary.
+    func deleteDerived(profile: Int64) throws {
+        for table in ["cached_recommendations", "profile_summaries"] {
+            let statement = try connection.prepare("DELETE FROM \(table) WHERE profile = ?1")
+            try statement.bind(1, profile)
+            try statement.run()
+        }
+    }
+
+    /// Deletes item ids that no interaction refers to; returns how many.
+    @discardableResult
+    func deleteOrphanItems() throws -> Int {
+        try connection.exec("DELETE FROM items WHERE id NOT IN (SELECT item FROM interactions)")
+        return Int(connection.changes)
+    }
+
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
+}
+
+/// Maps names to integer ids within one write transaction, creating items and
+/// kinds (and profiles, when allowed) that do not exist yet.
+struct IDResolver {
+    let store: HistoryStore
+    let createProfiles: Bool
+    let now: Int64
+    private var profiles: [String: Int64] = [:]
+    private var items: [String: Int64] = [:]
+    private var kinds: [String: Int64] = [:]
+    private(set) var createdProfiles: [String] = []
+    private(set) var createdItems = 0
+
+    init(store: HistoryStore, createProfiles: Bool, now: Int64) {
+        self.store = store
+        self.createProfiles = createProfiles
+        self.now = now
+    }
+
+    /// `interactions` with their names resolved to ids.
+    mutating func rows(_ interactions: [NewInteraction]) throws -> [HistoryStore.Row] {
+        var rows: [HistoryStore.Row] = []
+        rows.reserveCapacity(interactions.count)
+        for interaction in interactions {
+            rows.append(HistoryStore.Row(profile: try profile(interaction.profile), item: try item(interaction.item),
+                                         kind: try kind(interaction.kind), value: interaction.value,
+                                         timestamp: interaction.timestamp))
+        }
+        return rows
+    }
+
+    /// Profile names met so far, mapped to their ids.
+    var profileIDs: [String: Int64] { profiles }
+
+    mutating func profile(_ name: String) throws -> Int64 {
+        if let id = profiles[name] { return id }
+        var id = try store.lookupProfile(name)
+        if id == nil {
+            guard createProfiles else { throw HistoryError.unknownProfile(name) }
+            id = try store.insertProfile(name)
+            createdProfiles.append(name)
+        }
+        profiles[name] = id
+        return id ?? 0
+    }
+
+    mutating func item(_ external: String) throws -> Int64 {
+        if let id = items[external] { return id }
+        let id = try cachedOrInserted(external, lookup: "SELECT id FROM items WHERE external_id = ?1",
+                                      insert: "INSERT INTO items(external_id) VALUES (?1)", created: &createdItems)
+        items[external] = id
+        return id
+    }
+
+    mutating func kind(_ kind: InteractionKind) throws -> Int64 {
+        if let id = kinds[kind.rawValue] { return id }
+        var created = 0
+        let id = try cachedOrInserted(kind.rawValue, lookup: "SELECT id FROM kinds WHERE name = ?1",
+                                      insert: "INSERT INTO kinds(name) VALUES (?1)", created: &created)
+        kinds[kind.rawValue] = id
+        return id
+    }
+
+    private func cachedOrInserted(_ name: String, lookup: String, insert: String, created: inout Int) throws -> Int64 {
+        if let id = try store.lookup(lookup, name) { return id }
+        let statement = try store.connection.prepare(insert)
+        try statement.bind(1, name)
+        try statement.run()
+        created += 1
+        return store.connection.lastInsertRowID
+    }
+}
+
+/// The rules every stored field follows, shared by record() and import.
+enum Validation {
+    /// Longest profile name or item id, in UTF-8 bytes.
+    static let maxNameBytes = 256
+
+    /// Why `name` cannot be stored as a profile name or item id, or nil.
+    static func problem(_ name: String, as what: String) -> String? {
+        if name.isEmpty { return "\(what) is empty" }
+        if name.utf8.count > maxNameBytes { return "\(what) is longer than \(maxNameBytes) bytes" }
+        if name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
+            return "\(what) '\(name.debugDescription.dropFirst().dropLast())' contains a control character"
+        }
+        return nil
+    }
+
+    static func problem(value: Double?) -> String? {
+        guard let value, !value.isFinite else { return nil }
+        return "value \(value) is not a finite number"
+    }
+
+    static func problem(timestamp: Int64) -> String? {
+        guard timestamp < 0 || timestamp > HistoryStore.maxTimestamp else { return nil }
+        return "timestamp \(timestamp) is out of range (expected Unix seconds, 0...\(HistoryStore.maxTimestamp))"
+    }
+
+    static func problem(_ interaction: NewInteraction) -> String? {
+        problem(interaction.profile, as: "profile name") ?? problem(interaction.item, as: "item id")
+            ?? interaction.kind.problem ?? problem(value: interaction.value)
+            ?? problem(timestamp: interaction.timestamp)
+    }
+}
+
+/// Size of a file in bytes; 0 when it does not exist.
+func fileSize(_ path: String) -> Int64 {
+    let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+    return (attributes?[.size] as? NSNumber)?.int64Value ?? 0
+}

@@ -1,0 +1,363 @@
+// Import of interaction files: MovieLens u.data, ratings.dat and ratings.csv,
+// and any CSV whose header names the columns.
+//
+// An import is all or nothing: the whole file is parsed and checked first, and
+// only then written, in one transaction. The first malformed line aborts the
+// import with an ImportError naming the file, the 1-based line number and the
+// reason; the store is left as it was. Lines end in LF or CRLF; one final line
+// ending is allowed, empty lines elsewhere are errors. Quoted CSV fields may
+// contain the delimiter and doubled quotes, but not line breaks.
+//
+// Import appends: importing the same file twice records its rows twice. It does
+// not apply the retention cap (which would silently drop rows); the report
+// lists profiles now over the cap, which the next write to them or the next
+// compaction trims.
+import Foundation
+
+/// The layout of an import file.
+public enum ImportFormat: Hashable, Sendable {
+    /// MovieLens 100K `u.data`: `user<TAB>item<TAB>rating<TAB>timestamp`, no header.
+    case movieLensUData
+    /// MovieLens 1M/10M `ratings.dat`: `user::item::rating::timestamp`, no header.
+    case movieLensDat
+    /// MovieLens (latest) `ratings.csv`: header `userId,movieId,rating,timestamp`.
+    case movieLensCSV
+    /// A CSV file with a header; the mapping names the columns to use.
+    case csv(CSVMapping)
+}
+
+/// Which columns of a CSV file hold what. Other columns are ignored.
+public struct CSVMapping: Hashable, Sendable {
+    public var profileColumn: String
+    public var itemColumn: String
+    public var timeColumn: String
+    /// Column of the optional value; an empty field means no value.
+    public var valueColumn: String?
+    /// Column of the interaction kind; without one, `ImportOptions.kind` is used.
+    public var kindColumn: String?
+    /// One ASCII character; ',' by default.
+    public var delimiter: UInt8
+    public var timeUnit: TimeUnit
+
+    public init(profileColumn: String, itemColumn: String, timeColumn: String, valueColumn: String? = nil,
+                kindColumn: String? = nil, delimiter: UInt8 = UInt8(ascii: ","), timeUnit: TimeUnit = .seconds) {
+        self.profileColumn = profileColumn
+        self.itemColumn = itemColumn
+        self.timeColumn = timeColumn
+        self.valueColumn = valueColumn
+        self.kindColumn = kindColumn
+        self.delimiter = delimiter
+        self.timeUnit = timeUnit
+    }
+}
+
+/// The unit of a time column: integers since the Unix epoch.
+public enum TimeUnit: String, Hashable, Sendable, CaseIterable {
+    case seconds
+    case milliseconds
+}
+
+/// How to import a file.
+public struct ImportOptions: Hashable, Sendable {
+    public var format: ImportFormat
+    /// Put before every profile name (e.g. "ml100k:"), to keep several data
+    /// sets apart in one store. Empty by default: ML-100K user 196 becomes
+    /// profile "196".
+    public var profilePrefix: String
+    /// The kind of every row when the file has no kind column. nil: `.rating`
+    /// for the MovieLens formats, `.view` for CSV.
+    public var kind: InteractionKind?
+
+    public init(format: ImportFormat, profilePrefix: String = "", kind: InteractionKind? = nil) {
+        self.format = format
+        self.profilePrefix = profilePrefix
+        self.kind = kind
+    }
+}
+
+/// What an import did.
+public struct ImportReport: Hashable, Sendable, Codable {
+    public var file: String
+    /// Interactions imported (data lines in the file).
+    public var interactions: Int
+    /// Profiles the file has rows for, and how many of them were new.
+    public var profiles: Int
+    public var newProfiles: Int
+    public var newItems: Int
+    /// Ids given to the first and last imported interaction (nil when none).
+    public var firstID: Int64?
+    public var lastID: Int64?
+    /// Profiles with more interactions than the retention cap after the import,
+    /// by name; the next write to them or the next compaction trims them.
+    public var profilesOverCap: [String]
+    public var retentionCap: Int?
+}
+
+extension HistoryStore {
+    /// Imports the file at `path` in one transaction; see `ImportOptions`.
+    public func importFile(_ path: String, options: ImportOptions) throws -> ImportReport {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
+        } catch {
+            throw ImportError(file: path, line: 0, reason: "cannot read the file: \(error.localizedDescription)")
+        }
+        return try importData(data, name: path, options: options)
+    }
+
+    /// Imports `data` (the contents of a file called `name` in messages).
+    public func importData(_ data: Data, name: String, options: ImportOptions) throws -> ImportReport {
+        let parsed = try data.withUnsafeBytes { bytes in
+            var parser = ImportParser(file: name, options: options)
+            return try parser.parse(bytes)
+        }
+        // Every profile id is looked up or created in the same transaction, so
+        // the per-row foreign-key check is redundant work here (it can only be
+        // switched outside a transaction).
+        try connection.run("import \(name)") { try connection.exec("PRAGMA foreign_keys = OFF") }
+        defer { try? connection.run("import \(name)") { try connection.exec("PRAGMA foreign_keys = ON") } }
+        return try connection.write("import \(name)") {
+            var resolver = IDResolver(store: self, createProfiles: true, now: Self.now())
+            let rows = try resolver.rows(parsed)
+            let ids = try insert(rows)
+            let cap = try retentionCapValue()
+            var overCap: [String] = []
+            if let cap {
+                for (name, id) in resolver.profileIDs where try count(profile: id) > cap { overCap.append(name) }
+            }
+            return ImportReport(file: name, interactions: rows.count, profiles: resolver.profileIDs.count,
+                                newProfiles: resolver.createdProfiles.count, newItems: resolver.createdItems,
+                                firstID: ids.first, lastID: ids.last, profilesOverCap: overCap.sorted(),
+                                retentionCap: cap)
+        }
+    }
+}
+
+/// Splits a file into lines and fields, and checks every field.
+struct ImportParser {
+    let file: String
+    let options: ImportOptions
+    private var line = 0
+
+    init(file: String, options: ImportOptions) {
+        self.file = file
+        self.options = options
+    }
+
+    /// Where the fields of a data line are, once the header (if any) is read.
+    private struct Columns {
+        var profile = 0, item = 1, value: Int? = 2, time = 3, kind: Int? = nil
+        var count = 4
+        var timeUnit = TimeUnit.seconds
+    }
+
+    mutating func parse(_ raw: UnsafeRawBufferPointer) throws -> [NewInteraction] {
+        let bytes = raw.assumingMemoryBound(to: UInt8.self)
+        var position = 0
+        if bytes.starts(with: [0xef, 0xbb, 0xbf]) { position = 3 }  // UTF-8 byte order mark
+        let defaultKind: InteractionKind
+        switch options.format {
+        case .csv: defaultKind = options.kind ?? .view
+        default: defaultKind = options.kind ?? .rating
+        }
+        if let problem = defaultKind.problem { throw ImportError(file: file, line: 0, reason: problem) }
+
+        var columns: Columns? = nil
+        switch options.format {
+        case .movieLensUData, .movieLensDat: columns = Columns()
+        case .movieLensCSV, .csv: break  // read from the header
+        }
+        var rows: [NewInteraction] = []
+        rows.reserveCapacity(bytes.count / 20)
+        var fields: [String] = []
+        while position < bytes.count {
+            line += 1
+            var end = position
+            while end < bytes.count && bytes[end] != UInt8(ascii: "\n") { end += 1 }
+            var text = position..<end
+            position = end + 1
+            if !text.isEmpty && bytes[text.upperBound - 1] == UInt8(ascii: "\r") { text = text.dropLast() }
+            if text.isEmpty { throw error("empty line") }
+            fields.removeAll(keepingCapacity: true)
+            try split(bytes, text, into: &fields)
+            guard let layout = columns else {
+                columns = try header(fields)
+                continue
+            }
+            guard fields.count == layout.count else {
+                throw error("expected \(layout.count) fields\(separatorName), found \(fields.count)")
+            }
+            rows.append(try row(fields, layout, defaultKind: defaultKind))
+        }
+        if columns == nil { throw error("the file is empty: expected a header line") }
+        return rows
+    }
+
+    private var separatorName: String {
+        switch options.format {
+        case .movieLensUData: return " separated by tabs"
+        case .movieLensDat: return " separated by '::'"
+        case .movieLensCSV: return " separated by ','"
+        case .csv(let mapping): return " separated by '\(Character(Unicode.Scalar(mapping.delimiter)))'"
+        }
+    }
+
+    /// Maps the header's column names to positions.
+    private func header(_ names: [String]) throws -> Columns {
+        switch options.format {
+        case .movieLensCSV:
+            let expected = ["userId", "movieId", "rating", "timestamp"]
+            guard names == expected else {
+                throw error("expected the header '\(expected.joined(separator: ","))', found '\(names.joined(separator: ","))'")
+            }
+            return Columns()
+        case .csv(let mapping):
+            func position(_ name: String) throws -> Int {
+                let matches = names.indices.filter { names[$0] == name }
+                guard matches.count == 1 else {
+                    throw error(matches.isEmpty
+                        ? "no column named '\(name)' in the header (columns: \(names.joined(separator: ", ")))"
+                        : "the header names column '\(name)' \(matches.count) times")
+                }
+                return matches[0]
+            }
+            return Columns(profile: try position(mapping.profileColumn), item: try position(mapping.itemColumn),
+                           value: try mapping.valueColumn.map(position), time: try position(mapping.timeColumn),
+                           kind: try mapping.kindColumn.map(position), count: names.count,
+                           timeUnit: mapping.timeUnit)
+        case .movieLensUData, .movieLensDat:
+            return Columns()
+        }
+    }
+
+    private func row(_ fields: [String], _ columns: Columns, defaultKind: InteractionKind) throws -> NewInteraction {
+        let profile = options.profilePrefix + fields[columns.profile]
+        if let problem = Validation.problem(profile, as: "profile name") { throw error(problem) }
+        let item = fields[columns.item]
+        if let problem = Validation.problem(item, as: "item id") { throw error(problem) }
+
+        var kind = defaultKind
+        if let index = columns.kind {
+            kind = InteractionKind(rawValue: fields[index])
+            if let problem = kind.problem { throw error(problem) }
+        }
+
+        var value: Double? = nil
+        if let index = columns.value {
+            let text = fields[index]
+            let required: Bool
+            if case .csv = options.format { required = false } else { required = true }
+            if !text.isEmpty || required {
+                guard let number = Double(text), number.isFinite else {
+                    throw error("value '\(text)' is not a finite number")
+                }
+                value = number
+            }
+        }
+
+        let timeText = fields[columns.time]
+        guard var timestamp = Int64(timeText) else {
+            throw error("timestamp '\(timeText)' is not an integer")
+        }
+        if columns.timeUnit == .milliseconds { timestamp = timestamp.quotientFloor(1000) }
+        if let problem = Validation.problem(timestamp: timestamp) { throw error(problem) }
+        return NewInteraction(profile: profile, item: item, kind: kind, value: value, timestamp: timestamp)
+    }
+
+    /// Splits one line (the range `text` of `bytes`, without its line ending) into fields.
+    private func split(_ bytes: UnsafeBufferPointer<UInt8>, _ text: Range<Int>, into fields: inout [String]) throws {
+        switch options.format {
+        case .movieLensUData:
+            try splitPlain(bytes, text, separator: UInt8(ascii: "\t"), width: 1, into: &fields)
+        case .movieLensDat:
+            try splitPlain(bytes, text, separator: UInt8(ascii: ":"), width: 2, into: &fields)
+        case .movieLensCSV:
+            try splitCSV(bytes, text, delimiter: UInt8(ascii: ","), into: &fields)
+        case .csv(let mapping):
+            try splitCSV(bytes, text, delimiter: mapping.delimiter, into: &fields)
+        }
+    }
+
+    /// Fields separated by `width` copies of `separator` (a tab; "::").
+    private func splitPlain(_ bytes: UnsafeBufferPointer<UInt8>, _ text: Range<Int>, separator: UInt8, width: Int,
+                            into fields: inout [String]) throws {
+        var start = text.lowerBound
+        var index = start
+        while index <= text.upperBound - width {
+            if bytes[index] == separator && (width == 1 || bytes[index + 1] == separator) {
+                fields.append(try string(bytes, start..<index))
+                index += width
+                start = index
+            } else {
+                index += 1
+            }
+        }
+        fields.append(try string(bytes, start..<text.upperBound))
+    }
+
+    /// RFC 4180 fields: "quoted" fields may hold the delimiter and "" for ".
+    private func splitCSV(_ bytes: UnsafeBufferPointer<UInt8>, _ text: Range<Int>, delimiter: UInt8,
+                          into fields: inout [String]) throws {
+        let quote = UInt8(ascii: "\"")
+        var index = text.lowerBound
+        while true {
+            if index < text.upperBound, bytes[index] == quote {
+                var field: [UInt8] = []
+                index += 1
+                while true {
+                    guard index < text.upperBound else {
+                        throw error("unterminated quoted field (a quoted field must end on its own line)")
+                    }
+                    if bytes[index] == quote {
+                        if index + 1 < text.upperBound, bytes[index + 1] == quote {
+                            field.append(quote)
+                            index += 2
+                            continue
+                        }
+                        index += 1
+                        break
+                    }
+                    field.append(bytes[index])
+                    index += 1
+                }
+                fields.append(try field.withUnsafeBufferPointer { try string($0, 0..<$0.count) })
+                if index == text.upperBound { return }
+                guard bytes[index] == delimiter else {
+                    throw error("unexpected character after the closing quote of field \(fields.count)")
+                }
+                index += 1
+            } else {
+                var end = index
+                while end < text.upperBound && bytes[end] != delimiter { end += 1 }
+                fields.append(try string(bytes, index..<end))
+                if end == text.upperBound { return }
+                index = end + 1
+            }
+        }
+    }
+
+    /// The UTF-8 text in `range` of `bytes`; ASCII (the usual case) skips validation.
+    private func string(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) throws -> String {
+        let slice = UnsafeBufferPointer(rebasing: bytes[range])
+        var ascii = true
+        for byte in slice where byte >= 0x80 {
+            ascii = false
+            break
+        }
+        if ascii { return String(decoding: slice, as: UTF8.self) }
+        guard let text = String(validating: slice, as: UTF8.self) else { throw error("invalid UTF-8") }
+        return text
+    }
+
+    private func error(_ reason: String) -> ImportError {
+        ImportError(file: file, line: line, reason: reason)
+    }
+}
+
+extension Int64 {
+    /// Division rounding toward negative infinity.
+    func quotientFloor(_ divisor: Int64) -> Int64 {
+        let (quotient, remainder) = quotientAndRemainder(dividingBy: divisor)
+        return remainder < 0 ? quotient - 1 : quotient
+    }
+}

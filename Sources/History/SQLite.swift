@@ -1,0 +1,271 @@
+// A thin layer over the SQLite C API: one connection, cached prepared
+// statements, transactions, and the mapping of result codes to HistoryError.
+//
+// Locking model (WAL):
+//   - every write is one `BEGIN IMMEDIATE … COMMIT`: the write lock is taken up
+//     front, so a transaction never has to upgrade (no SQLITE_BUSY_SNAPSHOT);
+//   - every read is one `BEGIN … COMMIT`: all its statements see one snapshot;
+//   - SQLite's busy handler waits `busyTimeout` for a lock; the few SQLITE_BUSY
+//     cases that do not go through the handler (WAL recovery, a reader racing a
+//     WAL restart) are retried here, with backoff, until the same deadline.
+// So a caller sees `HistoryError.busy` only after the whole timeout has passed.
+import CSQLite
+import Foundation
+
+/// SQLite's SQLITE_TRANSIENT (the macro is not imported): "copy the bytes now".
+private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+/// A failed SQLite call, before it is given the store's context.
+struct SQLiteError: Error {
+    let code: Int32  // extended result code
+    let message: String
+
+    var primaryCode: Int32 { code & 0xff }
+    var isBusy: Bool { primaryCode == SQLITE_BUSY || primaryCode == SQLITE_LOCKED }
+}
+
+/// One prepared statement, owned by the connection's statement cache.
+final class Statement {
+    let handle: OpaquePointer  // sqlite3_stmt*
+    unowned let connection: Connection
+
+    init(handle: OpaquePointer, connection: Connection) {
+        self.handle = handle
+        self.connection = connection
+    }
+
+    deinit { sqlite3_finalize(handle) }
+
+    // MARK: binding (1-based parameter indices)
+
+    func bind(_ index: Int32, _ value: Int64) throws {
+        try check(sqlite3_bind_int64(handle, index, value))
+    }
+
+    func bind(_ index: Int32, _ value: Int) throws {
+        try bind(index, Int64(value))
+    }
+
+    func bind(_ index: Int32, _ value: Double?) throws {
+        if let value {
+            try check(sqlite3_bind_double(handle, index, value))
+        } else {
+            try check(sqlite3_bind_null(handle, index))
+        }
+    }
+
+    func bind(_ index: Int32, _ value: String) throws {
+        try check(sqlite3_bind_text(handle, index, value, -1, transient))
+    }
+
+    // MARK: stepping
+
+    /// Runs one step: true when a row is ready, false when done.
+    func step() throws -> Bool {
+        let rc = sqlite3_step(handle)
+        if rc == SQLITE_ROW { return true }
+        if rc == SQLITE_DONE { return false }
+        throw connection.lastError(rc)
+    }
+
+    /// Runs a statement that returns no rows (or whose rows are not needed).
+    func run() throws {
+        defer { reset() }
+        while try step() {}
+    }
+
+    /// Resets the statement and clears its bindings for the next use.
+    func reset() {
+        sqlite3_reset(handle)
+        sqlite3_clear_bindings(handle)
+    }
+
+    // MARK: columns (0-based)
+
+    func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+    func int(_ column: Int32) -> Int { Int(sqlite3_column_int64(handle, column)) }
+    func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+    func optionalDouble(_ column: Int32) -> Double? {
+        isNull(column) ? nil : sqlite3_column_double(handle, column)
+    }
+    func optionalInt64(_ column: Int32) -> Int64? {
+        isNull(column) ? nil : sqlite3_column_int64(handle, column)
+    }
+    func text(_ column: Int32) -> String {
+        guard let bytes = sqlite3_column_text(handle, column) else { return "" }
+        let count = Int(sqlite3_column_bytes(handle, column))
+        return String(decoding: UnsafeBufferPointer(start: bytes, count: count), as: UTF8.self)
+    }
+
+    private func check(_ rc: Int32) throws {
+        if rc != SQLITE_OK { throw connection.lastError(rc) }
+    }
+}
+
+/// Owns one `sqlite3*` handle and closes it in `deinit`. Not thread-safe by
+/// itself: `HistoryStore` serialises all use through `lock`.
+final class Connection: @unchecked Sendable {
+    let path: String
+    let busyTimeout: Double
+    let lock = NSLock()
+    private var handle: OpaquePointer?  // sqlite3*; nil once closed
+    private var statements: [String: Statement] = [:]
+
+    init(path: String, create: Bool, busyTimeout: Double) throws(HistoryError) {
+        self.path = path
+        self.busyTimeout = busyTimeout
+        if !create && !FileManager.default.fileExists(atPath: path) {
+            throw .cannotOpen(path: path, reason: "no such file (it is created by a write: add or import)")
+        }
+        var db: OpaquePointer?
+        // NOMUTEX: HistoryStore serialises all use of a connection through `lock`.
+        var flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_EXRESCODE | SQLITE_OPEN_NOMUTEX
+        if create { flags |= SQLITE_OPEN_CREATE }
+        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        guard rc == SQLITE_OK, let db else {
+            let reason = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
+            sqlite3_close_v2(db)
+            let directory = (path as NSString).deletingLastPathComponent
+            let hint = directory.isEmpty || FileManager.default.fileExists(atPath: directory)
+                ? "" : " (directory \(directory) does not exist)"
+            throw .cannotOpen(path: path, reason: reason + hint)
+        }
+        handle = db
+        sqlite3_extended_result_codes(db, 1)
+        sqlite3_busy_timeout(db, Int32(clamping: Int((busyTimeout * 1000).rounded())))
+    }
+
+    deinit { close() }
+
+    /// Finalizes all statements and closes the handle. The last connection to
+    /// close checkpoints the WAL into the database file and removes it.
+    func close() {
+        statements.removeAll()
+        if let handle { sqlite3_close_v2(handle) }
+        handle = nil
+    }
+
+    var isOpen: Bool { handle != nil }
+
+    /// The error SQLite reports for the last failed call on this connection.
+    func lastError(_ rc: Int32) -> SQLiteError {
+        guard let handle else { return SQLiteError(code: SQLITE_MISUSE, message: "the history store is closed") }
+        let code = sqlite3_extended_errcode(handle)
+        let message = String(cString: sqlite3_errmsg(handle))
+        // sqlite3_step returns the primary code; the handle holds the extended one.
+        return SQLiteError(code: (code & 0xff) == (rc & 0xff) ? code : rc, message: message)
+    }
+
+    // MARK: statements
+
+    /// A cached prepared statement for `sql`, reset and ready to bind.
+    func prepare(_ sql: String) throws -> Statement {
+        if let cached = statements[sql] {
+            cached.reset()  // in case an error left it mid-way
+            return cached
+        }
+        guard let handle else { throw SQLiteError(code: SQLITE_MISUSE, message: "the history store is closed") }
+        var stmt: OpaquePointer?
+        let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, nil)
+        guard rc == SQLITE_OK, let stmt else { throw lastError(rc) }
+        let statement = Statement(handle: stmt, connection: self)
+        statements[sql] = statement
+        return statement
+    }
+
+    /// Runs one or more SQL statements without parameters or results.
+    func exec(_ sql: String) throws {
+        guard let handle else { throw SQLiteError(code: SQLITE_MISUSE, message: "the history store is closed") }
+        let rc = sqlite3_exec(handle, sql, nil, nil, nil)
+        if rc != SQLITE_OK { throw lastError(rc) }
+    }
+
+    /// The first column of the first row of `sql` as an integer (0 if no row).
+    func scalar(_ sql: String) throws -> Int64 {
+        let statement = try prepare(sql)
+        defer { statement.reset() }
+        return try statement.step() ? statement.int64(0) : 0
+    }
+
+    /// The first column of the first row of `sql` as text ("" if no row).
+    func scalarText(_ sql: String) throws -> String {
+        let statement = try prepare(sql)
+        defer { statement.reset() }
+        return try statement.step() ? statement.text(0) : ""
+    }
+
+    /// Rows changed by the last INSERT, UPDATE or DELETE.
+    var changes: Int64 { handle.map { sqlite3_changes64($0) } ?? 0 }
+
+    /// The rowid of the last INSERT.
+    var lastInsertRowID: Int64 { handle.map { sqlite3_last_insert_rowid($0) } ?? 0 }
+
+    var inTransaction: Bool { handle.map { sqlite3_get_autocommit($0) == 0 } ?? false }
+
+    // MARK: transactions
+
+    /// Runs `body` in one write transaction (`BEGIN IMMEDIATE`), retried as a
+    /// whole while the database is busy. `body` must only change the database.
+    func write<T>(_ operation: String, _ body: () throws -> T) throws -> T {
+        try run(operation) {
+            try transaction("BEGIN IMMEDIATE", body)
+        }
+    }
+
+    /// Runs `body` in one read transaction: every statement sees one snapshot.
+    func read<T>(_ operation: String, _ body: () throws -> T) throws -> T {
+        try run(operation) {
+            try transaction("BEGIN", body)
+        }
+    }
+
+    /// Runs `body` outside an explicit transaction (for PRAGMAs that refuse to
+    /// run inside one), with the same locking, retries and error mapping.
+    func run<T>(_ operation: String, _ body: () throws -> T) throws -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        let deadline = Date().addingTimeInterval(busyTimeout)
+        var pause = 0.001
+        while true {
+            do {
+                return try body()
+            } catch let error as SQLiteError where error.isBusy && Date() < deadline {
+                Thread.sleep(forTimeInterval: pause)
+                pause = min(pause * 2, 0.05)
+            } catch let error as SQLiteError {
+                throw mapped(error, operation: operation)
+            }
+        }
+    }
+
+    private func transaction<T>(_ begin: String, _ body: () throws -> T) throws -> T {
+        try exec(begin)
+        do {
+            let result = try body()
+            try exec("COMMIT")
+            return result
+        } catch {
+            // A statement an error left mid-way would keep its snapshot open.
+            for statement in statements.values { statement.reset() }
+            // SQLite may already have rolled back (SQLITE_FULL, SQLITE_IOERR).
+            if inTransaction { try? exec("ROLLBACK") }
+            throw error
+        }
+    }
+
+    /// Gives a raw SQLite failure the store's context and a typed case.
+    func mapped(_ error: SQLiteError, operation: String) -> HistoryError {
+        switch error.primaryCode {
+        case SQLITE_BUSY, SQLITE_LOCKED:
+            return .busy(path: path, operation: operation, waitedSeconds: busyTimeout)
+        case SQLITE_FULL:
+            return .diskFull(path: path, operation: operation)
+        case SQLITE_NOTADB:
+            return .notAHistoryDatabase(path: path, reason: error.message)
+        case SQLITE_CORRUPT:
+            return .corrupt(path: path, reason: error.message)
+        default:
+            return .sqlite(path: path, operation: operation, code: error.code, message: error.message)
+        }
+    }
+}

@@ -1,0 +1,152 @@
+// The schema and its migrations, versioned with PRAGMA user_version.
+//
+// Version 1:
+//   meta(key, value)                      settings and counters: next_interaction_id,
+//                                         retention_cap (0 = unlimited)
+//   profiles(id, name, created_at)        external name → small integer
+//   items(id, external_id)                catalog's text id → small integer
+//   kinds(id, name)                       view=1 click=2 purchase=3 rating=4 skip=5, then own kinds
+//   interactions(profile, ts, seq, item, kind, value)
+//       WITHOUT ROWID, primary key (profile, ts, seq): one B-tree holds the rows
+//       in exactly the order recent() reads them (time, then insertion order),
+//       so there is no second index and each row is ~20 bytes on disk.
+//       seq is the interaction id: global, increasing, never reused.
+//   cached_recommendations(profile, model_id, catalog_id, history_digest, created_at, items JSON)
+//   profile_summaries(profile, text, history_digest, interaction_count, created_at)
+// Deleting a profile cascades to its interactions, cached results and summary.
+//
+// A migration runs in one write transaction that also bumps user_version, so
+// a crash leaves the database at the old version or the new one, never between.
+
+/// The schema version this build writes and understands.
+let schemaVersion = 1
+
+/// 'palr' in ASCII: PRAGMA application_id marks the file as ours.
+let applicationID: Int32 = 0x7061_6c72
+
+/// migrations[n] takes a database from version n to version n + 1.
+let migrations: [String] = [
+    """
+    CREATE TABLE meta(
+        key TEXT PRIMARY KEY,
+        value NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO meta(key, value) VALUES ('next_interaction_id', 1), ('retention_cap', 1000);
+
+    CREATE TABLE profiles(
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+
+    CREATE TABLE items(
+        id INTEGER PRIMARY KEY,
+        external_id TEXT NOT NULL UNIQUE
+    );
+
+    CREATE TABLE kinds(
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
+    INSERT INTO kinds(id, name) VALUES (1, 'view'), (2, 'click'), (3, 'purchase'), (4, 'rating'), (5, 'skip');
+
+    CREATE TABLE interactions(
+        profile INTEGER NOT NULL REFERENCES profiles(id) ON DELETE CASCADE,
+        ts INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        item INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        value REAL,
+        PRIMARY KEY(profile, ts, seq)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE cached_recommendations(
+        profile INTEGER NOT NULL REFERENCES profiles(id) ON DELETE CASCADE,
+        model_id TEXT NOT NULL,
+        catalog_id TEXT NOT NULL,
+        history_digest TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        items TEXT NOT NULL,
+        PRIMARY KEY(profile, model_id, catalog_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE profile_summaries(
+        profile INTEGER PRIMARY KEY REFERENCES profiles(id) ON DELETE CASCADE,
+        text TEXT NOT NULL,
+        history_digest TEXT NOT NULL,
+        interaction_count INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    """,
+]
+
+extension Connection {
+    /// Brings the database to `schemaVersion`, creating it when empty.
+    /// Refuses files that are not ours and databases newer than this build.
+    func migrate() throws {
+        try run("open") {
+            let found = try currentVersion()
+            if found == schemaVersion {
+                try ensureWAL()
+                return
+            }
+            if found == 0 {
+                // A brand-new file: page-level settings must be set before the
+                // first table exists. auto_vacuum=INCREMENTAL lets compaction give
+                // freed pages back to the file system.
+                try exec("PRAGMA auto_vacuum = INCREMENTAL")
+            }
+            try ensureWAL()
+            try exec("BEGIN IMMEDIATE")
+            do {
+                // Another process may have migrated while we waited for the lock.
+                let start = try currentVersion()
+                for version in start..<schemaVersion {
+                    try exec(migrations[version])
+                }
+                if start < schemaVersion {
+                    try exec("PRAGMA application_id = \(applicationID)")
+                    try exec("PRAGMA user_version = \(schemaVersion)")
+                }
+                try exec("COMMIT")
+            } catch {
+                if inTransaction { try? exec("ROLLBACK") }
+                throw error
+            }
+        }
+    }
+
+    /// The schema version, after checking that the file is a palr history
+    /// database this build can read.
+    private func currentVersion() throws -> Int {
+        let version = Int(try scalar("PRAGMA user_version"))
+        let application = Int32(truncatingIfNeeded: try scalar("PRAGMA application_id"))
+        if version == 0 {
+            let tables = try scalar("SELECT count(*) FROM sqlite_schema")
+            if tables > 0 || application != 0 {
+                throw HistoryError.notAHistoryDatabase(
+                    path: path, reason: "it has \(tables) schema objects but no palr schema version")
+            }
+            return 0
+        }
+        if application != applicationID {
+            throw HistoryError.notAHistoryDatabase(
+                path: path, reason: "its application id is \(application), not palr's \(applicationID)")
+        }
+        if version > schemaVersion {
+            throw HistoryError.newerSchema(path: path, found: version, supported: schemaVersion)
+        }
+        return version
+    }
+
+    /// Switches to write-ahead logging (a persistent setting of the file).
+    private func ensureWAL() throws {
+        let mode = try scalarText("PRAGMA journal_mode")
+        guard mode.lowercased() != "wal" else { return }
+        let switched = try scalarText("PRAGMA journal_mode = WAL")
+        guard switched.lowercased() == "wal" else {
+            throw HistoryError.cannotOpen(path: path, reason: "the file system does not support SQLite's WAL mode "
+                                          + "(journal mode stayed '\(switched)')")
+        }
+    }
+}

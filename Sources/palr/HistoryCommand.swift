@@ -1,0 +1,355 @@
+// `palr history`: the viewing-history store from the command line. Thin: it
+// parses arguments, calls the History module, and prints.
+import ArgumentParser
+import Foundation
+import History
+
+struct HistoryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "history",
+        abstract: "Record, import, list, forget and export viewing history.",
+        discussion: """
+            The database is --db FILE, else $PALR_DB, else $XDG_DATA_HOME/palr/history.sqlite, \
+            else ~/.local/share/palr/history.sqlite. Times are Unix seconds.
+            """,
+        subcommands: [
+            Add.self, Import.self, List.self, Forget.self, Stats.self, Export.self, Compact.self, Bench.self,
+            StressWriter.self,
+        ]
+    )
+
+    /// Declared here too so that `palr history --db FILE add …` works as well as
+    /// `palr history add --db FILE …`.
+    @OptionGroup var database: DatabaseOptions
+}
+
+// MARK: shared options and output
+
+struct DatabaseOptions: ParsableArguments {
+    @Option(help: "History database file (default: $PALR_DB, else $XDG_DATA_HOME/palr/history.sqlite).")
+    var db: String?
+
+    /// Opens the store; `create` also creates the default location's folder.
+    func open(create: Bool) throws -> HistoryStore {
+        guard let path = db ?? HistoryStore.defaultPath() else {
+            throw ValidationError("no --db given, and neither PALR_DB, XDG_DATA_HOME nor HOME is set")
+        }
+        if create && db == nil {
+            let folder = (path as NSString).deletingLastPathComponent
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        }
+        return try HistoryStore(path: path, options: .init(createIfMissing: create))
+    }
+}
+
+/// Prints a value as pretty, key-sorted JSON.
+func printJSON(_ value: some Encodable) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+/// Writes to standard output at once (unbuffered), for lines a parent reads.
+func writeNow(_ text: String) {
+    FileHandle.standardOutput.write(Data(text.utf8))
+}
+
+func isoTime(_ seconds: Int64?) -> String {
+    guard let seconds else { return "-" }
+    let formatter = ISO8601DateFormatter()
+    return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
+}
+
+extension InteractionKind: ExpressibleByArgument {
+    public init?(argument: String) {
+        self.init(rawValue: argument)
+    }
+}
+
+// MARK: add
+
+extension HistoryCommand {
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Record interactions of one profile (one transaction); prints their ids.")
+
+        @OptionGroup var database: DatabaseOptions
+        @Option(help: "Profile name.") var profile: String
+        @Option(help: "Interaction kind: view, click, purchase, rating, skip, or your own.") var kind: InteractionKind = .view
+        @Option(help: "Value (rating, watch fraction).") var value: Double?
+        @Option(help: "Unix seconds (default: now).") var time: Int64?
+        @Flag(help: "Create the profile if it does not exist.") var createProfile = false
+        @Flag(help: "Print JSON.") var json = false
+        @Argument(help: "Catalog item ids.") var items: [String]
+
+        func run() throws {
+            let store = try database.open(create: true)
+            let time = self.time ?? Int64(Date().timeIntervalSince1970)
+            let batch = items.map {
+                NewInteraction(profile: profile, item: $0, kind: kind, value: value, timestamp: time)
+            }
+            let ids = try store.record(batch, createProfiles: createProfile)
+            if json { try printJSON(["ids": ids]) } else { ids.forEach { print($0) } }
+        }
+    }
+}
+
+// MARK: import
+
+extension HistoryCommand {
+    struct Import: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Import an interaction file, all or nothing.",
+            discussion: """
+                Formats: udata (MovieLens u.data: user TAB item TAB rating TAB time), dat (ratings.dat: \
+                user::item::rating::time), movielens-csv (ratings.csv with header userId,movieId,rating,timestamp), \
+                csv (any CSV with a header; name the columns with --profile-column, --item-column, --time-column \
+                and optionally --value-column, --kind-column). A malformed line aborts the import and names the \
+                line; nothing is written. Import appends and does not apply the retention cap.
+                """)
+
+        enum Format: String, ExpressibleByArgument, CaseIterable {
+            case udata, dat, movielensCsv = "movielens-csv", csv
+        }
+
+        @OptionGroup var database: DatabaseOptions
+        @Option(help: "File format.") var format: Format
+        @Option(help: "Prefix for every profile name (e.g. ml100k:).") var profilePrefix = ""
+        @Option(help: "Kind of every row without a kind column (default: rating for MovieLens, view for csv).")
+        var kind: InteractionKind?
+        @Option(help: "csv: the profile column.") var profileColumn: String?
+        @Option(help: "csv: the item column.") var itemColumn: String?
+        @Option(help: "csv: the time column.") var timeColumn: String?
+        @Option(help: "csv: the value column (optional).") var valueColumn: String?
+        @Option(help: "csv: the kind column (optional).") var kindColumn: String?
+        @Option(help: "csv: the field delimiter, one ASCII character or 'tab'.") var delimiter = ","
+        @Option(help: "csv: unit of the time column: seconds or milliseconds.") var timeUnit = "seconds"
+        @Flag(help: "Print JSON.") var json = false
+        @Argument(help: "The file to import.") var file: String
+
+        func importFormat() throws -> ImportFormat {
+            switch format {
+            case .udata: return .movieLensUData
+            case .dat: return .movieLensDat
+            case .movielensCsv: return .movieLensCSV
+            case .csv:
+                guard let profileColumn, let itemColumn, let timeColumn else {
+                    throw ValidationError("--format csv needs --profile-column, --item-column and --time-column")
+                }
+                let separator = delimiter == "tab" ? "\t" : delimiter
+                guard separator.utf8.count == 1, let byte = separator.utf8.first, byte < 0x80 else {
+                    throw ValidationError("--delimiter must be one ASCII character or 'tab'")
+                }
+                guard let unit = TimeUnit(rawValue: timeUnit) else {
+                    throw ValidationError("--time-unit must be seconds or milliseconds")
+                }
+                return .csv(CSVMapping(profileColumn: profileColumn, itemColumn: itemColumn, timeColumn: timeColumn,
+                                       valueColumn: valueColumn, kindColumn: kindColumn, delimiter: byte,
+                                       timeUnit: unit))
+            }
+        }
+
+        func run() throws {
+            let options = ImportOptions(format: try importFormat(), profilePrefix: profilePrefix, kind: kind)
+            let store = try database.open(create: true)
+            let start = ContinuousClock.now
+            let report = try store.importFile(file, options: options)
+            let seconds = (ContinuousClock.now - start).seconds
+            if json {
+                try printJSON(report)
+                return
+            }
+            print("imported \(report.interactions) interactions of \(report.profiles) profiles "
+                  + "(\(report.newProfiles) new), \(report.newItems) new items, in \(String(format: "%.2f", seconds)) s")
+            if !report.profilesOverCap.isEmpty, let cap = report.retentionCap {
+                print("note: \(report.profilesOverCap.count) profiles have more than the retention cap of \(cap) "
+                      + "interactions; their next write or `palr history compact` keeps only the newest \(cap). "
+                      + "Raise it with `palr history compact --retention-cap N` (or --unlimited).")
+            }
+        }
+    }
+}
+
+// MARK: list
+
+extension HistoryCommand {
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List profiles, or a profile's recent interactions (oldest first) with their digest.")
+
+        @OptionGroup var database: DatabaseOptions
+        @Option(help: "Show this profile's interactions.") var profile: String?
+        @Option(help: "How many recent interactions.") var limit = 50
+        @Option(help: "Only these kinds (repeatable).") var kind: [InteractionKind] = []
+        @Flag(help: "Print JSON.") var json = false
+
+        struct Recent: Encodable {
+            var profile: String
+            var limit: Int
+            var kinds: [String]?
+            var digest: HistoryDigest
+            var interactions: [Interaction]
+        }
+
+        func run() throws {
+            let store = try database.open(create: false)
+            guard let profile else {
+                let profiles = try store.profiles()
+                if json { return try printJSON(profiles) }
+                print("profile\tinteractions\tfirst\tlast")
+                for info in profiles {
+                    print("\(info.name)\t\(info.interactions)\t\(isoTime(info.firstTimestamp))\t\(isoTime(info.lastTimestamp))")
+                }
+                return
+            }
+            let kinds = kind.isEmpty ? nil : Set(kind)
+            let recent = try store.recent(profile: profile, limit: limit, kinds: kinds)
+            let digest = HistoryDigest(of: recent)
+            if json {
+                return try printJSON(Recent(profile: profile, limit: limit, kinds: kinds?.map(\.rawValue).sorted(),
+                                            digest: digest, interactions: recent))
+            }
+            print("id\ttime\tkind\titem\tvalue")
+            for interaction in recent {
+                let value = interaction.value.map { "\($0)" } ?? ""
+                print("\(interaction.id)\t\(isoTime(interaction.timestamp))\t\(interaction.kind)\t\(interaction.item)\t\(value)")
+            }
+            print("digest \(digest) of \(recent.count) interactions")
+        }
+    }
+}
+
+// MARK: forget
+
+extension HistoryCommand {
+    struct Forget: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove a profile, or an item from a profile's (or every profile's) history.",
+            discussion: """
+                --profile P: delete P with its history, cached results and summary. \
+                --profile P --item I: remove I from P's history. --item I --all-profiles: from every history. \
+                Removing history also drops the cached results and summaries derived from it; deleted bytes are \
+                zeroed in the database and the write-ahead log is truncated.
+                """)
+
+        @OptionGroup var database: DatabaseOptions
+        @Option(help: "Profile name.") var profile: String?
+        @Option(help: "Catalog item id.") var item: String?
+        @Flag(help: "With --item and no --profile: remove the item from every profile.") var allProfiles = false
+        @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            if profile == nil && item == nil { throw ValidationError("give --profile, --item, or both") }
+            if profile == nil && !allProfiles {
+                throw ValidationError("--item without --profile removes it from every profile: add --all-profiles")
+            }
+            if profile != nil && allProfiles { throw ValidationError("--all-profiles goes with --item alone") }
+        }
+
+        func run() throws {
+            let store = try database.open(create: false)
+            let removed: Int
+            if let item {
+                removed = try store.forget(item: item, profile: profile)
+            } else {
+                removed = try store.forget(profile: profile ?? "")
+            }
+            if json { return try printJSON(["removedInteractions": removed]) }
+            print("removed \(removed) interactions")
+        }
+    }
+}
+
+// MARK: stats, export, compact
+
+extension HistoryCommand {
+    struct Stats: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Counts and sizes of the store.")
+
+        @OptionGroup var database: DatabaseOptions
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let stats = try database.open(create: false).stats()
+            if json { return try printJSON(stats) }
+            let kinds = stats.interactionsByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+            print("""
+                database       \(stats.path) (schema \(stats.schemaVersion))
+                size           \(stats.databaseBytes) bytes + \(stats.walBytes) bytes WAL \
+                (\(stats.pageCount) pages of \(stats.pageSize), \(stats.freePages) free)
+                profiles       \(stats.profiles)
+                interactions   \(stats.interactions) (\(kinds.joined(separator: ", ")))
+                items          \(stats.items)
+                time span      \(isoTime(stats.oldestTimestamp)) … \(isoTime(stats.newestTimestamp))
+                largest        \(stats.largestProfile ?? "-") (\(stats.largestProfileInteractions) interactions)
+                retention cap  \(stats.retentionCap.map(String.init) ?? "unlimited") \
+                (\(stats.profilesOverCap) profiles over it)
+                cached results \(stats.cachedRecommendations), summaries \(stats.profileSummaries)
+                """)
+        }
+    }
+
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Export interactions as CSV or JSON Lines.",
+            discussion: """
+                CSV columns: id,profile,item,kind,value,timestamp. It re-imports with --format csv \
+                --profile-column profile --item-column item --time-column timestamp --value-column value \
+                --kind-column kind.
+                """)
+
+        @OptionGroup var database: DatabaseOptions
+        @Option(help: "csv or jsonl.") var format: String = "csv"
+        @Option(help: "Only this profile.") var profile: String?
+        @Option(name: .shortAndLong, help: "Write to this file instead of standard output.") var output: String?
+
+        func run() throws {
+            guard let format = ExportFormat(rawValue: format) else {
+                throw ValidationError("--format must be csv or jsonl")
+            }
+            let store = try database.open(create: false)
+            let handle: FileHandle
+            if let output {
+                guard FileManager.default.createFile(atPath: output, contents: nil) else {
+                    throw ValidationError("cannot create \(output)")
+                }
+                handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+            } else {
+                handle = FileHandle.standardOutput
+            }
+            let rows = try store.export(format: format, profile: profile) { try handle.write(contentsOf: Data($0.utf8)) }
+            if let output {
+                try handle.close()
+                print("exported \(rows) interactions to \(output)")
+            }
+        }
+    }
+
+    struct Compact: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Trim profiles to the retention cap, drop unused item ids, and shrink the file.")
+
+        @OptionGroup var database: DatabaseOptions
+        @Option(help: "Set the retention cap (interactions kept per profile) first.") var retentionCap: Int?
+        @Flag(help: "Set the retention cap to unlimited first.") var unlimited = false
+        @Flag(help: "Skip giving free pages back to the file system.") var noVacuum = false
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let store = try database.open(create: false)
+            if unlimited { try store.setRetentionCap(nil) } else if let retentionCap { try store.setRetentionCap(retentionCap) }
+            let report = try store.compact(vacuum: !noVacuum)
+            if json { return try printJSON(report) }
+            print("trimmed \(report.trimmedInteractions) interactions, removed \(report.removedItems) unused items, "
+                  + "freed \(report.freedPages) pages; \(report.databaseBytesBefore) → \(report.databaseBytesAfter) bytes "
+                  + "(retention cap \(try store.retentionCap().map(String.init) ?? "unlimited"))")
+        }
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (whole, attoseconds) = components
+        return Double(whole) + Double(attoseconds) * 1e-18
+    }
+}

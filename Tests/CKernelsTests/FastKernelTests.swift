@@ -1,0 +1,119 @@
+import CKernels
+import Foundation
+import GGUF
+import Testing
+
+/// Every SIMD table this CPU can run, against the scalar reference.
+let fastTables: [String] = ["avx2", "avx512", "neon", "neon_dotprod"].filter { (name: String) in palr_kernels_available(name) != 0 }
+
+func randomFloats(_ n: Int, _ rng: inout SystemRandomNumberGenerator, scale: Float = 1) -> [Float] {
+    (0..<n).map { i in
+        // Include exact .5 ties after scaling and zero blocks.
+        if i % 97 == 0 { return 0 }
+        if i % 61 == 0 { return scale * 0.5 }
+        return Float.random(in: -scale...scale, using: &rng)
+    }
+}
+
+@Suite struct FastKernelTests {
+    let n = 4096
+
+    @Test func tablesExist() {
+        print("fast kernel tables on this CPU: \(fastTables), default: \(String(cString: palr_kernels().pointee.name))")
+        #expect(palr_kernels_available("scalar") != 0)
+    }
+
+    @Test(arguments: fastTables)
+    func activationQuantizationIsExact(table: String) throws {
+        let t = try #require(palr_kernels_named(table)).pointee
+        let ref = try #require(palr_kernels_named("scalar")).pointee
+        var rng = SystemRandomNumberGenerator()
+        for scale in [Float(1e-3), 1, 127, 3e4] {
+            let x = randomFloats(n, &rng, scale: scale)
+            var a = [palr_q8_block](repeating: palr_q8_block(), count: n / 32)
+            var b = a
+            t.quantize_act(x, &a, n)
+            ref.quantize_act(x, &b, n)
+            let same = zip(a, b).allSatisfy { l, r in
+                l.d == r.d && withUnsafeBytes(of: l.qs) { lb in withUnsafeBytes(of: r.qs) { Array(lb) == Array($0) } }
+            }
+            #expect(same, "\(table) activation quantization differs at scale \(scale)")
+        }
+    }
+
+    @Test(arguments: fastTables)
+    func dotProductsMatchReference(table: String) throws {
+        let t = try #require(palr_kernels_named(table)).pointee
+        let ref = try #require(palr_kernels_named("scalar")).pointee
+        var rng = SystemRandomNumberGenerator()
+        var worst: Float = 0
+        for _ in 0..<20 {
+            let w = randomFloats(n, &rng, scale: 0.1)
+            let x = randomFloats(n, &rng)
+            let bound = zip(w, x).reduce(Float(0)) { $0 + abs($1.0 * $1.1) }  // Σ|w·x|: the error scale
+            var xq = [palr_q8_block](repeating: palr_q8_block(), count: n / 32)
+            ref.quantize_act(x, &xq, n)
+            let q4 = GGMLType.q4_0.quantize(w)!, q8 = GGMLType.q8_0.quantize(w)!, f16 = GGMLType.f16.quantize(w)!
+            func rel(_ a: Float, _ b: Float) -> Float { abs(a - b) / max(bound, 1e-30) }
+            q4.withUnsafeBytes { q in
+                worst = max(worst, rel(t.dot_q4_0_q8(q.baseAddress!, xq, n), ref.dot_q4_0_q8(q.baseAddress!, xq, n)))
+                worst = max(worst, rel(t.dot_q4_0_f32(q.baseAddress!, x, n), ref.dot_q4_0_f32(q.baseAddress!, x, n)))
+            }
+            q8.withUnsafeBytes { q in
+                worst = max(worst, rel(t.dot_q8_0_q8(q.baseAddress!, xq, n), ref.dot_q8_0_q8(q.baseAddress!, xq, n)))
+                worst = max(worst, rel(t.dot_q8_0_f32(q.baseAddress!, x, n), ref.dot_q8_0_f32(q.baseAddress!, x, n)))
+            }
+            f16.withUnsafeBytes { q in
+                let p = q.baseAddress!.assumingMemoryBound(to: UInt16.self)
+                worst = max(worst, rel(t.dot_f16_f32(p, x, n), ref.dot_f16_f32(p, x, n)))
+            }
+            worst = max(worst, rel(t.dot_f32(w, x, n), ref.dot_f32(w, x, n)))
+        }
+        print("\(table): worst dot-product difference from scalar, relative to Σ|w·x|: \(worst)")
+        #expect(worst < 1e-5)
+    }
+
+    @Test(arguments: fastTables)
+    func dequantizationIsExact(table: String) throws {
+        let t = try #require(palr_kernels_named(table)).pointee
+        var rng = SystemRandomNumberGenerator()
+        let w = randomFloats(n, &rng, scale: 3)
+        for (type, fn) in [(GGMLType.q4_0, t.dequant_q4_0!), (.q8_0, t.dequant_q8_0!)] {
+            let q = type.quantize(w)!
+            let expected = q.withUnsafeBytes { type.dequantize($0, count: n)! }
+            var got = [Float](repeating: .nan, count: n)
+            q.withUnsafeBytes { fn($0.baseAddress!, &got, n) }
+            #expect(got == expected, "\(table) \(type) dequantization differs")
+        }
+        let h = GGMLType.f16.quantize(w)!
+        let expected = h.withUnsafeBytes { GGMLType.f16.dequantize($0, count: n)! }
+        var got = [Float](repeating: .nan, count: n)
+        h.withUnsafeBytes { t.dequant_f16($0.baseAddress!.assumingMemoryBound(to: UInt16.self), &got, n) }
+        #expect(got == expected)
+    }
+
+    @Test func threadedMatvecEqualsSingleThreaded() throws {
+        var rng = SystemRandomNumberGenerator()
+        let rows = 1000, cols = 512
+        let w = GGMLType.q4_0.quantize(randomFloats(rows * cols, &rng))!
+        let x = randomFloats(cols, &rng)
+        var xq = [palr_q8_block](repeating: palr_q8_block(), count: cols / 32)
+        palr_kernels().pointee.quantize_act(x, &xq, cols)
+        let pool = palr_pool_create(3)
+        defer { palr_pool_destroy(pool) }
+        for useInt8 in [false, true] {
+            var one = [Float](repeating: 0, count: rows), many = one
+            w.withUnsafeBytes { wb in
+                x.withUnsafeBufferPointer { xb in
+                    xq.withUnsafeBufferPointer { qb in
+                        var a = palr_matvec_args(type: 2, w: wb.baseAddress, row_bytes: cols / 32 * 18, rows: Int32(rows),
+                                                 cols: Int32(cols), x: xb.baseAddress, xq: useInt8 ? qb.baseAddress : nil, y: nil)
+                        one.withUnsafeMutableBufferPointer { a.y = $0.baseAddress; palr_matvec(nil, &a) }
+                        for _ in 0..<50 { many.withUnsafeMutableBufferPointer { a.y = $0.baseAddress; palr_matvec(pool, &a) } }
+                    }
+                }
+            }
+            #expect(one == many)
+        }
+    }
+}
