@@ -107,9 +107,8 @@ public struct LoRAAdapter: Sendable {
         let rslora = c["use_rslora"]?.bool ?? false
         guard r >= 1, r == r.rounded() else { throw .badConfig(path: cfgPath, key: "r", reason: "is \(r), not a positive integer") }
         // PEFT's default targets for LLaMA when target_modules is null.
-        let targets = c["target_modules"].map({ $0.isNull }) ?? true
-            ? ModuleSet.names(["q_proj", "v_proj"])
-            : try ModuleSet(c["target_modules"], key: "target_modules", path: cfgPath)
+        var targets = try ModuleSet(c["target_modules"], key: "target_modules", path: cfgPath)
+        if case .none = targets { targets = .names(["q_proj", "v_proj"]) }
         let excluded = try ModuleSet(c["exclude_modules"], key: "exclude_modules", path: cfgPath)
         var layers: Set<Int>?
         if let l = present("layers_to_transform") {
