@@ -37,6 +37,8 @@ let package = Package(
         .target(name: "Tokenizer", dependencies: ["GGUF"], swiftSettings: optimised),
         .target(name: "History", dependencies: ["CSQLite"]),
         .target(name: "Catalog", dependencies: ["GGUF"]),
+        // The converter's logic (palr-convert is its thin executable).
+        .target(name: "Convert", dependencies: ["GGUF", "CKernels", "Tokenizer"]),
         .target(name: "Ranker", dependencies: ["Llama", "Tokenizer", "Catalog", "History"]),
 
         // Executables: thin (argument parsing, progress, printing).
@@ -46,7 +48,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "palr-convert",
-            dependencies: ["GGUF", "Tokenizer", "Catalog", argumentParser],
+            dependencies: ["Convert", "GGUF", "Tokenizer", "Catalog", argumentParser],
             path: "tools/convert"
         ),
 
@@ -58,5 +60,6 @@ let package = Package(
         .testTarget(name: "HistoryTests", dependencies: ["History"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "GGUF"]),
         .testTarget(name: "RankerTests", dependencies: ["Ranker", "Llama", "Tokenizer", "Catalog", "History", "GGUF"]),
+        .testTarget(name: "ConvertTests", dependencies: ["Convert", "GGUF", "Llama", "Tokenizer"]),
     ]
 )

@@ -5,7 +5,7 @@ struct Palr: ParsableCommand {
         commandName: "palr",
         abstract: "On-device PALR recommender: history store, retrieval and LLM ranking.",
         discussion: """
-            Model engineers: `info`, `logits`, `tokenize`. Environment: OPENBLAS_CORETYPE (palr sets it \
+            Model engineers: `info`, `logits`, `tokenize`, `generate`. Environment: OPENBLAS_CORETYPE (palr sets it \
             itself when OpenBLAS misdetects the CPU; an explicit value always wins).
             """,
         subcommands: [
@@ -18,6 +18,7 @@ struct Palr: ParsableCommand {
             RetrieveCommand.self,
             RecommendCommand.self,
             RefreshCommand.self,
+            GenerateCommand.self,
         ]
     )
 }

@@ -1,0 +1,2 @@
+// palr-convert: offline model preparation. The logic lives in the Convert library.
+PalrConvert.main()
