@@ -18,6 +18,7 @@ struct Palr: ParsableCommand {
             RetrieveCommand.self,
             RecommendCommand.self,
             RefreshCommand.self,
+            ProfileCommand.self,
             GenerateCommand.self,
         ]
     )

@@ -143,8 +143,13 @@ struct RefreshCommand: ParsableCommand {
             names = try rec.store.profiles().map(\.name).filter { try rec.isStale(profile: $0, mode: mode, candidates: pipeline.candidates) }
         }
         print("refreshing \(names.count) profile(s)")
+        let usesProfile = rec.ranker.settings.template(for: mode ?? rec.ranker.settings.mode).contains("{profile}")
         for p in names {
             do {
+                // Keyword summaries first (when the template shows them), then the ranking.
+                if usesProfile, let g = try rec.refreshProfile(p).generated {
+                    print(String(format: "%@: profile summary regenerated in %.2f s", p, g.promptSeconds + g.decodeSeconds))
+                }
                 let r = try rec.recommend(profile: p, k: k, mode: mode, candidates: pipeline.candidates, useCache: false)
                 print(String(format: "%@: %d items in %.2f s", p, r.items.count, r.timings.totalSeconds))
             } catch {
