@@ -11,8 +11,8 @@
 //     palr.catalog.neighbour_method         string   cooc | seq | combined | imported
 //     palr.catalog.k                        uint32   K, neighbour slots per item
 //     palr.catalog.neighbour_parameters     string   builder parameters as JSON (optional)
-//     palr.catalog.retrieval.history_length uint32   (optional, default 20)
-//     palr.catalog.retrieval.recency_decay  float32  (optional, default 0.8)
+//     palr.catalog.retrieval.history_length uint32   (optional, default 10)
+//     palr.catalog.retrieval.recency_decay  float32  (optional, default 0.7)
 //     palr.catalog.retrieval.popularity_weight float32 (optional, default 0)
 //   tensors (dims fastest first, as in all GGUF)
 //     popularity        F32 [n_items]      training interactions per item

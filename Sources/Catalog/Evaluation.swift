@@ -84,6 +84,15 @@ public struct MetricsAccumulator: Sendable {
         sum.recall50 += Metrics.hit(rank: r, cutoff: 50)
     }
 
+    public mutating func merge(_ o: MetricsAccumulator) {
+        users += o.users
+        sum.hr10 += o.sum.hr10
+        sum.ndcg10 += o.sum.ndcg10
+        sum.hr20 += o.sum.hr20
+        sum.recall20 += o.sum.recall20
+        sum.recall50 += o.sum.recall50
+    }
+
     public var mean: RankingMetrics {
         guard users > 0 else { return sum }
         let n = Double(users)
@@ -214,7 +223,7 @@ public struct LeaveOneOutData: Sendable {
         let catalog = try trainingCatalog(cut: o.trainingCut, parameters: o.neighbours, retrieval: o.retrieval, threads: o.threads)
         let t1 = Date()
         var report = try evaluate(catalog: catalog, heldOut: o.heldOut, users: users, settings: [o.retrieval],
-                                  candidates: o.candidates, reranker: reranker)[0]
+                                  candidates: o.candidates, threads: o.threads, reranker: reranker)[0]
         report.buildSeconds = t1.timeIntervalSince(t0)
         report.evaluateSeconds = Date().timeIntervalSince(t1)
         return report
@@ -222,14 +231,59 @@ public struct LeaveOneOutData: Sendable {
 
     /// Ranks every user's held-out item with each retrieval setting on one training
     /// catalog (which must come from `trainingCut` for `heldOut`). One report per setting.
+    /// Without a reranker, users are split across `threads` threads (one retriever each).
     public func evaluate(catalog: ItemCatalog, heldOut: HeldOut, users: [Int], settings: [RetrievalSettings],
-                         candidates: Int = 20, reranker: Reranker? = nil) throws -> [EvaluationReport] {
+                         candidates: Int = 20, threads: Int = 2, reranker: Reranker? = nil) throws -> [EvaluationReport] {
+        var tally: Tally
+        if let reranker {
+            tally = try score(users[...], catalog: catalog, heldOut: heldOut, settings: settings) { history, retrieved, user in
+                try Self.pipelineList(catalog: catalog, history: history, retrieved: retrieved, candidates: candidates,
+                                      user: user, reranker: reranker)
+            }
+        } else {
+            let parts = max(1, min(threads, users.count / 64, 16))
+            let results = ParallelResults<Tally>(count: parts)
+            let chunk = (users.count + parts - 1) / parts
+            DispatchQueue.concurrentPerform(iterations: parts) { t in
+                let mine = users[min(t * chunk, users.count)..<min((t + 1) * chunk, users.count)]
+                // Without a pipeline closure nothing in score() throws.
+                results[t] = try? self.score(mine, catalog: catalog, heldOut: heldOut, settings: settings, pipeline: nil)
+            }
+            tally = Tally(settings: settings.count)
+            for t in 0..<parts { if let r = results[t] { tally.merge(r) } }
+        }
+        return tally.retrieval.map { a in
+            var rep = EvaluationReport()
+            rep.users = users.count
+            rep.heldOut = heldOut
+            rep.retrieval = a.mean
+            rep.popularity = tally.popularity.mean
+            rep.pipeline = reranker == nil ? nil : tally.pipeline.mean
+            return rep
+        }
+    }
+
+    /// Metric sums of one slice of users.
+    struct Tally: Sendable {
+        var retrieval: [MetricsAccumulator]   // one per retrieval setting
+        var popularity = MetricsAccumulator()
+        var pipeline = MetricsAccumulator()
+
+        init(settings: Int) { retrieval = Array(repeating: MetricsAccumulator(), count: settings) }
+
+        mutating func merge(_ o: Tally) {
+            for i in retrieval.indices { retrieval[i].merge(o.retrieval[i]) }
+            popularity.merge(o.popularity)
+            pipeline.merge(o.pipeline)
+        }
+    }
+
+    private func score(_ users: ArraySlice<Int>, catalog: ItemCatalog, heldOut: HeldOut, settings: [RetrievalSettings],
+                       pipeline: ((ArraySlice<Int32>, [RetrievedItem], Int) throws -> [RetrievedItem])?) throws -> Tally {
         let depth = RankingMetrics.depth
         let retrievers = settings.map { Retriever(catalog: catalog, settings: $0) }
         let popular = Retriever(catalog: catalog, settings: RetrievalSettings(historyLength: 0, recencyDecay: 1, popularityWeight: 1))
-        var acc = [MetricsAccumulator](repeating: MetricsAccumulator(), count: settings.count)
-        var popAcc = MetricsAccumulator()
-        var pipeAcc = MetricsAccumulator()
+        var tally = Tally(settings: settings.count)
         let back = heldOut == .test ? 1 : 2
         for u in users {
             let seq = sequences.sequence(u)
@@ -238,24 +292,14 @@ public struct LeaveOneOutData: Sendable {
             let target = seq[targetPos]
             for (s, r) in retrievers.enumerated() {
                 let got = r.retrieve(indices: history, count: depth)
-                acc[s].add(rank: Metrics.rank(of: target, in: got.items))
-                if s == 0, let reranker {
-                    let list = try Self.pipelineList(catalog: catalog, history: history, retrieved: got.items,
-                                                     candidates: candidates, user: u, reranker: reranker)
-                    pipeAcc.add(rank: Metrics.rank(of: target, in: list))
+                tally.retrieval[s].add(rank: Metrics.rank(of: target, in: got.items))
+                if s == 0, let pipeline {
+                    tally.pipeline.add(rank: Metrics.rank(of: target, in: try pipeline(history, got.items, u)))
                 }
             }
-            popAcc.add(rank: Metrics.rank(of: target, in: popular.retrieve(indices: history, count: depth).items))
+            tally.popularity.add(rank: Metrics.rank(of: target, in: popular.retrieve(indices: history, count: depth).items))
         }
-        return acc.map { a in
-            var rep = EvaluationReport()
-            rep.users = users.count
-            rep.heldOut = heldOut
-            rep.retrieval = a.mean
-            rep.popularity = popAcc.mean
-            rep.pipeline = reranker == nil ? nil : pipeAcc.mean
-            return rep
-        }
+        return tally
     }
 
     /// The reranked candidates, then candidates it left out, then the rest of the retrieved list.
@@ -284,6 +328,28 @@ public struct LeaveOneOutData: Sendable {
             list.append(RetrievedItem(index: r.index, score: position))
         }
         return list
+    }
+}
+
+/// One slot per worker thread; each thread writes only its own slot.
+final class ParallelResults<T>: @unchecked Sendable {
+    private let slots: UnsafeMutablePointer<T?>   // (count) owned; freed in deinit
+    private let count: Int
+
+    init(count: Int) {
+        self.count = count
+        slots = .allocate(capacity: count)
+        slots.initialize(repeating: nil, count: count)
+    }
+
+    deinit {
+        slots.deinitialize(count: count)
+        slots.deallocate()
+    }
+
+    subscript(i: Int) -> T? {
+        get { slots[i] }
+        set { slots[i] = newValue }
     }
 }
 

@@ -6,9 +6,9 @@
 //   cooc      C_cooc(i,j) = Σ over users who have both i and j: 1 / |user|^userDamping
 //   combined  seq + coocWeight · cooc (each normalised as below)
 //
-// normalised  S(i,j) = C(i,j) / (n_i^alpha · n_j^beta), n = occurrences (seq) or users (cooc).
-// alpha = beta = 0.5 is cosine; alpha = 1 makes a row a conditional rate, and beta > 0
-// discounts popular targets.
+// normalised  S(i,j) = C(i,j) / ((n_i + shrink)^alpha · n_j^beta), n = occurrences (seq) or
+// users (cooc). alpha = beta = 0.5 is cosine; alpha = 1 makes a row a conditional rate;
+// beta > 0 discounts popular targets; shrink > 0 trusts rows of rarely seen items less.
 //
 // Work per item: a dense accumulator row (n_items floats) plus a touched list, so
 // the cost is the number of (i, j) pairs visited, not n_items²: about
@@ -21,6 +21,9 @@ public enum NeighbourMethod: String, Sendable, CaseIterable, Codable {
     case cooc, seq, combined
 }
 
+/// How neighbours are built. The defaults of each method were chosen on the
+/// validation items of ML-100K and ML-latest-small together (README, "Catalog
+/// and retrieval"); `init(method:)` sets them.
 public struct NeighbourParameters: Sendable, Equatable, Codable {
     public var method: NeighbourMethod
     /// Neighbour slots kept per item.
@@ -28,24 +31,30 @@ public struct NeighbourParameters: Sendable, Equatable, Codable {
     /// seq: how many positions after (and before) an occurrence count.
     public var window: Int = 10
     /// seq: weight decay^(distance - 1).
-    public var decay: Double = 0.8
+    public var decay: Double = 0.9
     /// seq: weight of items that came before, relative to items that follow.
     public var backward: Double = 0.5
     /// Normalisation exponents (see the file header).
-    public var alpha: Double = 1.0
-    public var beta: Double = 0.3
+    public var alpha: Double = 0.75
+    public var beta: Double = 0.25
+    /// Added to the source item's count before normalising (see the file header).
+    public var shrink: Double = 5
     /// cooc: a user with m items contributes 1/m^userDamping to each pair.
-    public var userDamping: Double = 0.0
+    public var userDamping: Double = 0.5
     /// combined: weight of the cooc score added to the seq score.
-    public var coocWeight: Double = 1.0
+    public var coocWeight: Double = 0.5
 
     public init(method: NeighbourMethod) {
         self.method = method
         switch method {
-        case .seq, .combined: break
+        case .combined: break
+        case .seq:
+            window = 20
+            alpha = 1
+            shrink = 20
         case .cooc:
-            alpha = 0.5
             beta = 0.5
+            shrink = 20
         }
     }
 
@@ -59,7 +68,7 @@ public struct NeighbourParameters: Sendable, Equatable, Codable {
     public func validated() throws(NeighbourError) -> NeighbourParameters {
         guard k >= 1 && k <= 10_000 else { throw .badParameter("k must be in 1...10000, is \(k)") }
         guard window >= 1 else { throw .badParameter("window must be at least 1, is \(window)") }
-        for (name, v) in [("decay", decay), ("backward", backward), ("alpha", alpha), ("beta", beta),
+        for (name, v) in [("decay", decay), ("backward", backward), ("alpha", alpha), ("beta", beta), ("shrink", shrink),
                           ("userDamping", userDamping), ("coocWeight", coocWeight)] {
             guard v.isFinite && v >= 0 else { throw .badParameter("\(name) must be a finite number ≥ 0, is \(v)") }
         }
@@ -177,7 +186,7 @@ private final class BuildJob: @unchecked Sendable {
     let table: NeighbourTable
     let threads: Int
     let progress: (@Sendable (Int, Int) -> Void)?
-    let invA: [Float]       // (n_items) 1 / n_i^alpha (seq counts)
+    let invA: [Float]       // (n_items) 1 / (n_i + shrink)^alpha (seq counts)
     let invB: [Float]       // (n_items) 1 / n_j^beta
     let invAU: [Float]      // (n_items) same with user counts (cooc)
     let invBU: [Float]
@@ -192,10 +201,10 @@ private final class BuildJob: @unchecked Sendable {
         self.table = table
         self.threads = threads
         self.progress = progress
-        func inv(_ c: [Int], _ e: Double) -> [Float] { c.map { Float(1 / pow(Double(max($0, 1)), e)) } }
-        invA = inv(index.occurrenceCount, p.alpha)
+        func inv(_ c: [Int], _ e: Double, plus: Double = 0) -> [Float] { c.map { Float(1 / pow(Double(max($0, 1)) + plus, e)) } }
+        invA = inv(index.occurrenceCount, p.alpha, plus: p.shrink)
         invB = inv(index.occurrenceCount, p.beta)
-        invAU = inv(index.userCount, p.alpha)
+        invAU = inv(index.userCount, p.alpha, plus: p.shrink)
         invBU = inv(index.userCount, p.beta)
         decayPow = (0...p.window).map { d in d == 0 ? 0 : Float(pow(p.decay, Double(d - 1))) }
         userWeight = (0..<seqs.userCount).map { u in

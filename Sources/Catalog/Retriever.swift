@@ -13,16 +13,17 @@
 // item ranks below every untouched, unseen item more popular than it. So a
 // request costs O(L·K + N + |history|), never O(n_items).
 
-/// How a retriever turns a history into candidates; a catalog pack stores tuned values.
+/// How a retriever turns a history into candidates; a catalog pack stores tuned
+/// values. The defaults are the combined method's (see `RetrieverConfiguration.defaults`).
 public struct RetrievalSettings: Sendable, Equatable, Codable {
     /// The most recent known items whose neighbours are summed.
-    public var historyLength: Int = 20
+    public var historyLength: Int = 10
     /// Weight of the item `a` steps back from the newest: recencyDecay^a.
-    public var recencyDecay: Double = 0.8
+    public var recencyDecay: Double = 0.7
     /// Weight of normalised popularity added to every score.
     public var popularityWeight: Double = 0
 
-    public init(historyLength: Int = 20, recencyDecay: Double = 0.8, popularityWeight: Double = 0) {
+    public init(historyLength: Int = 10, recencyDecay: Double = 0.7, popularityWeight: Double = 0) {
         self.historyLength = historyLength
         self.recencyDecay = recencyDecay
         self.popularityWeight = popularityWeight

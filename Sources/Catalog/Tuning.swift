@@ -14,10 +14,16 @@ public struct RetrieverConfiguration: Sendable, Equatable {
 
     /// The shipped defaults of each method (chosen on validation items; README, "Catalog and retrieval").
     public static func defaults(for method: NeighbourMethod) -> RetrieverConfiguration {
-        RetrieverConfiguration(neighbours: NeighbourParameters(method: method), retrieval: RetrievalSettings())
+        var retrieval = RetrievalSettings()
+        switch method {
+        case .combined: break
+        case .seq: retrieval = RetrievalSettings(historyLength: 20, recencyDecay: 0.8, popularityWeight: 0)
+        case .cooc: retrieval = RetrievalSettings(historyLength: 20, recencyDecay: 0.7, popularityWeight: 0)
+        }
+        return RetrieverConfiguration(neighbours: NeighbourParameters(method: method), retrieval: retrieval)
     }
 
-    public static let keys = ["k", "window", "decay", "backward", "alpha", "beta", "user_damping", "cooc_weight",
+    public static let keys = ["k", "window", "decay", "backward", "alpha", "beta", "shrink", "user_damping", "cooc_weight",
                               "history_length", "recency_decay", "popularity_weight"]
 
     /// Applies "window=10,decay=0.8,history_length=20" (keys as in `keys`).
@@ -38,6 +44,7 @@ public struct RetrieverConfiguration: Sendable, Equatable {
             case "backward": neighbours.backward = v
             case "alpha": neighbours.alpha = v
             case "beta": neighbours.beta = v
+            case "shrink": neighbours.shrink = v
             case "user_damping": neighbours.userDamping = v
             case "cooc_weight": neighbours.coocWeight = v
             case "history_length":
@@ -60,7 +67,7 @@ public struct RetrieverConfiguration: Sendable, Equatable {
         let n = neighbours, r = retrieval
         var parts = ["k=\(n.k)"]
         if n.method != .cooc { parts += ["window=\(n.window)", "decay=\(g(n.decay))", "backward=\(g(n.backward))"] }
-        parts += ["alpha=\(g(n.alpha))", "beta=\(g(n.beta))"]
+        parts += ["alpha=\(g(n.alpha))", "beta=\(g(n.beta))", "shrink=\(g(n.shrink))"]
         if n.method != .seq { parts += ["user_damping=\(g(n.userDamping))"] }
         if n.method == .combined { parts += ["cooc_weight=\(g(n.coocWeight))"] }
         parts += ["history_length=\(r.historyLength)", "recency_decay=\(g(r.recencyDecay))", "popularity_weight=\(g(r.popularityWeight))"]
@@ -107,24 +114,47 @@ public struct TuningGrid: Sendable {
         return TuningGrid(builds: builds, retrieval: retrieval)
     }
 
-    /// The grid `palr eval --tune` searches for a method.
-    public static func standard(for method: NeighbourMethod) -> TuningGrid {
-        var values: [String: [Double]] = [
-            "alpha": [0.5, 0.75, 1],
-            "beta": [0, 0.25, 0.5],
-            "history_length": [5, 10, 20, 50],
-            "recency_decay": [0.7, 0.8, 0.9],
-            "popularity_weight": [0, 0.01, 0.05],
-        ]
-        if method != .cooc {
-            values["window"] = [5, 10, 20]
-            values["decay"] = [0.8, 0.9]
-            values["backward"] = [0.5, 1]
+    /// Parses "window=5/10/20,cooc_weight=0.1/0.3" into a grid around `base`.
+    public static func parse(_ text: String, base: RetrieverConfiguration) throws(NeighbourError) -> TuningGrid {
+        var values: [String: [Double]] = [:]
+        for part in text.split(separator: ",") {
+            let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
+            let vs = kv.count == 2 ? kv[1].split(separator: "/").compactMap { Double($0) } : []
+            guard kv.count == 2, !vs.isEmpty, vs.count == kv[1].split(separator: "/").count else {
+                throw .badParameter("'\(part)' is not key=value/value/… (keys: \(RetrieverConfiguration.keys.joined(separator: ", ")))")
+            }
+            values[kv[0]] = vs
         }
-        if method != .seq { values["user_damping"] = [0, 0.5] }
-        if method == .combined { values["cooc_weight"] = [0.5, 2] }
+        return try around(base, values: values)
+    }
+
+    /// The grid `palr eval --tune` searches around `base` (a method's defaults):
+    /// seq 162 builds, cooc 36, combined 54 (seq's shape fixed at `base`), each
+    /// with 27 retrieval settings.
+    public static func standard(around base: RetrieverConfiguration) -> TuningGrid {
+        var values: [String: [Double]] = [
+            "history_length": [10, 20, 50],
+            "recency_decay": [0.7, 0.8, 0.9],
+            "popularity_weight": [0, 0.02, 0.05],
+            "shrink": [0, 5, 20],
+        ]
+        switch base.neighbours.method {
+        case .seq:
+            values["window"] = [5, 10, 20]
+            values["backward"] = [0.5, 1]
+            values["alpha"] = [0.5, 0.75, 1]
+            values["beta"] = [0, 0.25, 0.5]
+        case .cooc:
+            values["alpha"] = [0.5, 0.75, 1]
+            values["beta"] = [0.25, 0.5]
+            values["user_damping"] = [0, 0.5]
+        case .combined:
+            values["window"] = [5, 10, 20]
+            values["cooc_weight"] = [0.05, 0.2, 0.5]
+            values["user_damping"] = [0, 0.5]
+        }
         // The keys and values above are all valid, so this cannot fail.
-        return (try? around(.defaults(for: method), values: values)) ?? TuningGrid(builds: [], retrieval: [])
+        return (try? around(base, values: values)) ?? TuningGrid(builds: [], retrieval: [])
     }
 }
 
@@ -143,7 +173,7 @@ extension LeaveOneOutData {
         var results: [TuningResult] = []
         for (b, build) in grid.builds.enumerated() {
             let catalog = try trainingCatalog(cut: 2, parameters: build, threads: threads)
-            let reports = try evaluate(catalog: catalog, heldOut: .validation, users: sample, settings: grid.retrieval)
+            let reports = try evaluate(catalog: catalog, heldOut: .validation, users: sample, settings: grid.retrieval, threads: threads)
             for (s, rep) in zip(grid.retrieval, reports) {
                 results.append(TuningResult(configuration: RetrieverConfiguration(neighbours: build, retrieval: s),
                                             validation: rep.retrieval))

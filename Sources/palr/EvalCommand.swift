@@ -38,6 +38,10 @@ struct EvalCommand: ParsableCommand {
     var strict = false
     @Flag(help: "Choose parameters on the validation items (grid search), then report the test items.")
     var tune = false
+    @Option(help: "Tune over this grid instead of the standard one, e.g. window=5/10/20,recency_decay=0.7/0.9.")
+    var grid: String?
+    @Option(help: "Write every grid point's validation metrics to this TSV file.")
+    var tuneReport: String?
     @Option(help: "Worker threads for building neighbours.")
     var threads = 2
     @Flag(help: "Print JSON.")
@@ -61,13 +65,20 @@ struct EvalCommand: ParsableCommand {
             + (data.skippedInteractions > 0 ? "; \(data.skippedInteractions) interactions with unknown items left out" : ""))
 
         var tuned: TuningResult?
-        if tune {
-            let grid = TuningGrid.standard(for: m)
+        if tune || grid != nil {
+            let grid = try grid.map { try TuningGrid.parse($0, base: config) } ?? TuningGrid.standard(around: config)
             note("tuning \(m.rawValue): \(grid.builds.count) neighbour builds × \(grid.retrieval.count) retrieval settings on the validation items")
             let results = try data.tune(grid, users: users, seed: seed, threads: threads) { done, total, best in
                 note("  \(done)/\(total) builds; best so far NDCG@10 \(f(best.validation.ndcg10)) HR@10 \(f(best.validation.hr10)): \(best.configuration.summary)")
             }
             tuned = results.first
+            if let tuneReport {
+                var tsv = "NDCG@10\tHR@10\tRecall@50\tparameters\n"
+                for r in results {
+                    tsv += "\(f(r.validation.ndcg10))\t\(f(r.validation.hr10))\t\(f(r.validation.recall50))\t\(r.configuration.summary)\n"
+                }
+                try tsv.write(toFile: tuneReport, atomically: true, encoding: .utf8)
+            }
             if !json {
                 print("validation, best 5 of \(results.count):")
                 for r in results.prefix(5) {

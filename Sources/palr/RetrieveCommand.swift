@@ -17,6 +17,8 @@ struct RetrieveCommand: ParsableCommand {
     var n = Retriever.defaultCount
     @Option(help: "Retrieval overrides: history_length=…,recency_decay=…,popularity_weight=….")
     var params: String?
+    @Option(name: .customLong("repeat"), help: "Repeat the request N times and report the mean retrieval time (benchmark).")
+    var repeats: Int = 1
     @Flag(help: "Print JSON.")
     var json = false
 
@@ -29,9 +31,10 @@ struct RetrieveCommand: ParsableCommand {
         if let params { try config.apply(params) }
         let retriever = Retriever(catalog: pack, settings: config.retrieval)
         let history = items.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        var result = retriever.retrieve(history: history, count: n)  // warm-up
         let t1 = Date()
-        let result = retriever.retrieve(history: history, count: n)
-        let retrieveMs = Date().timeIntervalSince(t1) * 1000
+        for _ in 0..<max(repeats, 1) { result = retriever.retrieve(history: history, count: n) }
+        let retrieveMs = Date().timeIntervalSince(t1) * 1000 / Double(max(repeats, 1))
         let loadMs = loaded.timeIntervalSince(t0) * 1000
 
         if json {

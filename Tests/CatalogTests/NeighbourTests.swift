@@ -19,29 +19,32 @@ import Testing
     @Test func seqCountsFollowersDecayedByDistance() throws {
         // window 2, decay 0.5, forward only, no normalisation:
         // C(0,1) = 1 (u0, d=1); C(0,2) = 0.5 (u0, d=2) + 1 (u1, d=1); C(1,2) = 1.
-        let t = try NeighbourBuilder.build(Self.tiny, parameters: Self.params(.seq, "k=3,window=2,decay=0.5,backward=0,alpha=0,beta=0"))
+        let t = try NeighbourBuilder.build(Self.tiny, parameters: Self.params(.seq, "k=3,window=2,decay=0.5,backward=0,alpha=0,beta=0,shrink=0"))
         #expect(Self.close(t.row(0), [(2, 1.5), (1, 1)]))
         #expect(Self.close(t.row(1), [(2, 1)]))
         #expect(t.row(2).isEmpty && t.row(3).isEmpty)
         // Backward links at weight 1: 2 ← 1 (d=1), 2 ← 0 (0.5 + 1); 1 ← 0.
-        let b = try NeighbourBuilder.build(Self.tiny, parameters: Self.params(.seq, "k=3,window=2,decay=0.5,backward=1,alpha=0,beta=0"))
+        let b = try NeighbourBuilder.build(Self.tiny, parameters: Self.params(.seq, "k=3,window=2,decay=0.5,backward=1,alpha=0,beta=0,shrink=0"))
         #expect(Self.close(b.row(2), [(0, 1.5), (1, 1)]))
         #expect(Self.close(b.row(1), [(0, 1), (2, 1)]))  // tie: lower index first
         // alpha = 1 divides a row by its item's occurrences (item 0 occurs twice).
-        let a = try NeighbourBuilder.build(Self.tiny, parameters: Self.params(.seq, "k=3,window=2,decay=0.5,backward=0,alpha=1,beta=0"))
+        let a = try NeighbourBuilder.build(Self.tiny, parameters: Self.params(.seq, "k=3,window=2,decay=0.5,backward=0,alpha=1,beta=0,shrink=0"))
         #expect(Self.close(a.row(0), [(2, 0.75), (1, 0.5)]))
         // K = 1 keeps only the best.
-        let one = try NeighbourBuilder.build(Self.tiny, parameters: Self.params(.seq, "k=1,window=2,decay=0.5,backward=0,alpha=0,beta=0"))
+        let one = try NeighbourBuilder.build(Self.tiny, parameters: Self.params(.seq, "k=1,window=2,decay=0.5,backward=0,alpha=0,beta=0,shrink=0"))
         #expect(Self.close(one.row(0), [(2, 1.5)]))
     }
 
     @Test func coocIsCosineOverUsers() throws {
         // Users {0,1,2} and {0,2}: C(0,1) = 1, C(0,2) = 2, C(1,2) = 1; users per item 2, 1, 2.
-        let t = try NeighbourBuilder.build(Self.tiny, parameters: Self.params(.cooc, "k=3"))
+        let t = try NeighbourBuilder.build(Self.tiny, parameters: Self.params(.cooc, "k=3,alpha=0.5,beta=0.5,shrink=0,user_damping=0"))
         let r2 = 2.0.squareRoot()
         #expect(Self.close(t.row(0), [(2, 1), (1, 1 / r2)]))
         #expect(Self.close(t.row(1), [(0, 1 / r2), (2, 1 / r2)]))
         #expect(Self.close(t.row(2), [(0, 1), (1, 1 / r2)]))
+        // shrink adds to the source's count: row 1 (one user) becomes C / sqrt((1 + 3) · n_j).
+        let s = try NeighbourBuilder.build(Self.tiny, parameters: Self.params(.cooc, "k=3,alpha=0.5,beta=0.5,shrink=3,user_damping=0"))
+        #expect(Self.close(s.row(1), [(0, 1 / (2 * r2)), (2, 1 / (2 * r2))]))
     }
 
     /// An independent dense reference: every pair scored with plain loops.
@@ -68,8 +71,8 @@ import Testing
         var out = [[Float]](repeating: [Float](repeating: 0, count: n), count: n)
         for i in 0..<n {
             for j in 0..<n {
-                let sv = seq[i][j] / pow(max(occ[i], 1), p.alpha) / pow(max(occ[j], 1), p.beta)
-                let cv = cooc[i][j] / pow(max(users[i], 1), p.alpha) / pow(max(users[j], 1), p.beta)
+                let sv = seq[i][j] / pow(max(occ[i], 1) + p.shrink, p.alpha) / pow(max(occ[j], 1), p.beta)
+                let cv = cooc[i][j] / pow(max(users[i], 1) + p.shrink, p.alpha) / pow(max(users[j], 1), p.beta)
                 switch p.method {
                 case .seq: out[i][j] = Float(sv)
                 case .cooc: out[i][j] = Float(cv)
@@ -87,7 +90,7 @@ import Testing
         let seqs = ItemSequences(itemCount: n, sequences: (0..<30).map { _ in
             (0..<(3 + Int(rng.next() % 25))).map { _ in Int32(rng.next() % UInt64(n)) }  // repeats allowed
         })
-        let p = try Self.params(method, "k=8,window=4,decay=0.7,backward=0.6,alpha=0.8,beta=0.3,user_damping=0.5,cooc_weight=0.7")
+        let p = try Self.params(method, "k=8,window=4,decay=0.7,backward=0.6,alpha=0.8,beta=0.3,shrink=3,user_damping=0.5,cooc_weight=0.7")
         let ref = Self.reference(seqs, p)
         for threads in [1, 2] {
             let t = try NeighbourBuilder.build(seqs, parameters: p, threads: threads)

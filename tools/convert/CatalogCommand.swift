@@ -27,6 +27,8 @@ struct CatalogCommand: ParsableCommand {
     var k: Int?
     @Option(help: "Parameter overrides, e.g. window=10,history_length=20 (see README).")
     var params: String?
+    @Flag(help: "Choose the parameters first: grid search on each user's second-to-last item (as palr eval --tune).")
+    var tune = false
     @Option(help: "Import neighbours from a CSV (item,neighbour,score) instead of building them.")
     var neighboursCsv: String?
     @Option(help: "Leave out each user's last N interactions (2 = the leave-one-out training part).")
@@ -45,6 +47,9 @@ struct CatalogCommand: ParsableCommand {
             throw ValidationError("unknown method '\(method)' (cooc, seq, combined)")
         }
         guard holdOut >= 0 else { throw ValidationError("--hold-out must be ≥ 0") }
+        guard !tune || (interactions != nil && neighboursCsv == nil) else {
+            throw ValidationError("--tune needs --interactions and builds the neighbours itself (no --neighbours-csv)")
+        }
         guard interactions != nil || neighboursCsv != nil else {
             throw ValidationError("give --interactions (to build neighbours) or --neighbours-csv (to import them)")
         }
@@ -64,6 +69,18 @@ struct CatalogCommand: ParsableCommand {
             let log = try DataFiles.readInteractions(path: interactions, formatName: interactionsFormat, columns: columns)
             let made = ItemSequences.make(from: log, itemCount: itemList.count) { index[$0] }
             training = holdOut > 0 ? made.sequences.droppingLast(holdOut) : made.sequences
+            if tune {
+                let data = LeaveOneOutData(items: itemList, sequences: made.sequences)
+                let grid = TuningGrid.standard(around: config)
+                note("tuning \(m.rawValue): \(grid.builds.count) builds × \(grid.retrieval.count) retrieval settings on the validation items")
+                let results = try data.tune(grid, threads: threads) { done, total, best in
+                    if done % 10 == 0 || done == total { note("  \(done)/\(total) builds; best NDCG@10 \(best.validation.ndcg10)") }
+                }
+                if let best = results.first {
+                    config = best.configuration
+                    note("chosen: \(config.summary) (validation NDCG@10 \(best.validation.ndcg10), HR@10 \(best.validation.hr10))")
+                }
+            }
             note("interactions: \(log.count) of \(log.userIds.count) users from \(interactions) (\(seconds(since: t)))"
                 + (made.skippedInteractions > 0 ? "; \(made.skippedInteractions) with items not in the item file skipped" : "")
                 + (holdOut > 0 ? "; \(training.interactionCount) kept after holding out each user's last \(holdOut)" : ""))
