@@ -8,6 +8,10 @@ import PackageDescription
 // implicit FMA contraction, so the reference quantizers round exactly as ggml's.
 let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]
 
+// The forward pass and tokenizer are optimised in debug builds too: their element
+// loops are test oracles for thousands of rankings and would otherwise take minutes.
+let optimised: [SwiftSetting] = [.unsafeFlags(["-O"])]
+
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 
 let package = Package(
@@ -29,10 +33,12 @@ let package = Package(
         // Interposes malloc to count allocations; linked only into `palr` and its tests.
         .target(name: "CAllocCounter"),
         .target(name: "GGUF", dependencies: ["CKernels"]),
-        .target(name: "Llama", dependencies: ["GGUF", "CKernels", "COpenBLAS"]),
-        .target(name: "Tokenizer", dependencies: ["GGUF"]),
+        .target(name: "Llama", dependencies: ["GGUF", "CKernels", "COpenBLAS"], swiftSettings: optimised),
+        .target(name: "Tokenizer", dependencies: ["GGUF"], swiftSettings: optimised),
         .target(name: "History", dependencies: ["CSQLite"]),
         .target(name: "Catalog", dependencies: ["GGUF"]),
+        // The converter's logic (palr-convert is its thin executable).
+        .target(name: "Convert", dependencies: ["GGUF", "CKernels", "Tokenizer"]),
         .target(name: "Ranker", dependencies: ["Llama", "Tokenizer", "Catalog", "History"]),
 
         // Executables: thin (argument parsing, progress, printing).
@@ -42,7 +48,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "palr-convert",
-            dependencies: ["GGUF", "Tokenizer", "Catalog", argumentParser],
+            dependencies: ["Convert", "GGUF", "Tokenizer", "Catalog", argumentParser],
             path: "tools/convert"
         ),
 
@@ -53,5 +59,7 @@ let package = Package(
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF"]),
         .testTarget(name: "HistoryTests", dependencies: ["History"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "GGUF"]),
+        .testTarget(name: "RankerTests", dependencies: ["Ranker", "Llama", "Tokenizer", "Catalog", "History", "GGUF"]),
+        .testTarget(name: "ConvertTests", dependencies: ["Convert", "GGUF", "Llama", "Tokenizer"]),
     ]
 )

@@ -513,7 +513,7 @@ static void *worker_main(void *p) {
         int spins = 0;
         while ((g = atomic_load_explicit(&pool->generation, memory_order_acquire)) == seen) {
             if (atomic_load_explicit(&pool->stop, memory_order_relaxed)) return NULL;
-            if (++spins < 20000) {
+            if (++spins < 4000) {
 #if defined(__x86_64__)
                 __builtin_ia32_pause();
 #elif defined(__aarch64__)
@@ -626,7 +626,14 @@ static void matvec_task(void *p, int ith, int nth) {
     }
 }
 
+// Below this many weights a matvec costs less than waking the workers.
+#define PALR_PARALLEL_MIN_WEIGHTS (1 << 16)
+
 void palr_matvec(palr_pool *pool, const palr_matvec_args *args) {
+    if ((size_t)args->rows * (size_t)args->cols < PALR_PARALLEL_MIN_WEIGHTS) {
+        matvec_task((void *)args, 0, 1);
+        return;
+    }
     palr_pool_run(pool, matvec_task, (void *)args);
 }
 
@@ -659,6 +666,10 @@ static void dequant_task(void *p, int ith, int nth) {
 
 void palr_dequant_rows(palr_pool *pool, int type, const void *w, size_t row_bytes, int rows, int cols, float *dst) {
     dequant_args a = {type, (const uint8_t *)w, row_bytes, rows, cols, dst};
+    if ((size_t)rows * (size_t)cols < PALR_PARALLEL_MIN_WEIGHTS) {
+        dequant_task(&a, 0, 1);
+        return;
+    }
     palr_pool_run(pool, dequant_task, &a);
 }
 

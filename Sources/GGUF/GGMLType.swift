@@ -11,6 +11,9 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     case q4_0 = 2
     case q8_0 = 8
     case bf16 = 30
+    /// Plain 32-bit signed integers (catalog neighbour ids). Not a weight type:
+    /// converting to float is exact up to 2^24, from float rounds to nearest and clamps.
+    case i32 = 26
 
     public struct Traits: Sendable {
         /// Elements per block (1 for plain float types).
@@ -27,6 +30,7 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
         case .bf16: return Traits(blockSize: 1, bytesPerBlock: 2, name: "BF16")
         case .q4_0: return Traits(blockSize: 32, bytesPerBlock: 18, name: "Q4_0")
         case .q8_0: return Traits(blockSize: 32, bytesPerBlock: 34, name: "Q8_0")
+        case .i32: return Traits(blockSize: 1, bytesPerBlock: 4, name: "I32")
         }
     }
 
@@ -58,6 +62,8 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
         case .bf16: palr_bf16_to_fp32_row(src.assumingMemoryBound(to: UInt16.self), dst, n)
         case .q4_0: palr_dequantize_row_q4_0(src, dst, n)
         case .q8_0: palr_dequantize_row_q8_0(src, dst, n)
+        case .i32:
+            for i in 0..<n { dst[i] = Float(src.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)) }
         }
     }
 
@@ -70,6 +76,11 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
         case .bf16: palr_fp32_to_bf16_row(src, dst.assumingMemoryBound(to: UInt16.self), n)
         case .q4_0: palr_quantize_row_q4_0(src, dst, n)
         case .q8_0: palr_quantize_row_q8_0(src, dst, n)
+        case .i32:
+            for i in 0..<n {
+                let v = src[i].isNaN ? 0 : min(max(src[i].rounded(), -2_147_483_648), 2_147_483_520)
+                dst.storeBytes(of: Int32(v), toByteOffset: 4 * i, as: Int32.self)
+            }
         }
     }
 
@@ -115,6 +126,6 @@ public struct GGMLTypeInfo: Sendable {
         3: ("Q4_1", 32, 20), 6: ("Q5_0", 32, 22), 7: ("Q5_1", 32, 24), 9: ("Q8_1", 32, 36),
         10: ("Q2_K", 256, 84), 11: ("Q3_K", 256, 110), 12: ("Q4_K", 256, 144),
         13: ("Q5_K", 256, 176), 14: ("Q6_K", 256, 210), 15: ("Q8_K", 256, 292),
-        24: ("I8", 1, 1), 25: ("I16", 1, 2), 26: ("I32", 1, 4), 27: ("I64", 1, 8), 28: ("F64", 1, 8),
+        24: ("I8", 1, 1), 25: ("I16", 1, 2), 27: ("I64", 1, 8), 28: ("F64", 1, 8),
     ]
 }

@@ -31,7 +31,8 @@ public final class GGUFWriter {
     public let path: String
     public let alignment: Int
     private let plan: [GGUFTensorPlan]
-    private let tempPath: String
+    /// Where the data goes until `finish()` renames it to `path`.
+    public let tempPath: String
     private var fd: Int32
     private var next = 0              // index of the next tensor whose data is expected
     private var written = 0           // bytes written so far
@@ -63,7 +64,7 @@ public final class GGUFWriter {
         self.path = path
         self.alignment = alignment
         self.plan = tensors
-        self.tempPath = path + ".tmp-\(getpid())"
+        self.tempPath = Self.temporaryPath(for: path)
         fd = open(tempPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .writeFailed(path: tempPath, reason: String(cString: strerror(errno))) }
 
@@ -94,6 +95,10 @@ public final class GGUFWriter {
             throw error
         }
     }
+
+    /// The temporary file a writer of `path` in this process uses, so a caller can
+    /// remove it from a signal handler (a killed process runs no `deinit`).
+    public static func temporaryPath(for path: String) -> String { path + ".tmp-\(getpid())" }
 
     static func alignUp(_ n: Int, _ a: Int) -> Int { (n + a - 1) / a * a }
 

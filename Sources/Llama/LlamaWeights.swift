@@ -54,14 +54,14 @@ public struct LlamaWeights: Sendable {
         }
         func matrix(_ name: String, rows: Int, cols: Int) throws(LlamaError) -> WeightMatrix {
             let t = try tensor(name, [cols, rows])
-            guard let type = t.type else { throw .unsupportedType(tensor: name, type: t.typeInfo.name) }
+            guard let type = t.type, type != .i32 else { throw .unsupportedType(tensor: name, type: t.typeInfo.name) }
             let data = gguf.data(of: t)
             guard let base = data.baseAddress else { throw .missingTensor(name) }
             return WeightMatrix(name: name, type: type, rows: rows, cols: cols, base: base, rowBytes: t.bytesPerRow)
         }
         func vector(_ name: String, _ n: Int) throws(LlamaError) -> [Float] {
             let t = try tensor(name, [n])
-            guard let type = t.type, type.blockSize == 1 else { throw .unsupportedType(tensor: name, type: t.typeInfo.name) }
+            guard let type = t.type, type.blockSize == 1, type != .i32 else { throw .unsupportedType(tensor: name, type: t.typeInfo.name) }
             guard let v = type.dequantize(gguf.data(of: t), count: n) else { throw .missingTensor(name) }
             return v
         }

@@ -147,6 +147,9 @@ public final class LlamaSession {
         self.threads = nThreads
         self.activations = activations
         pool = ThreadPool(threads: nThreads)
+        // OpenBLAS's own threads (prefill GEMMs) follow the session's count. The
+        // setting is process-wide; sessions of one process should agree on it.
+        BLAS.setThreadCount(nThreads)
         self.model = model
         self.config = c
         let ctx = contextLength ?? c.contextLength

@@ -1,1 +1,301 @@
-// The Ranker module.
+import Foundation
+import Llama
+import Tokenizer
+
+/// One item offered to the ranker.
+public struct Candidate: Sendable, Equatable {
+    public let id: String
+    public let title: String
+    public init(id: String, title: String) {
+        self.id = id
+        self.title = title
+    }
+}
+
+public struct RankedItem: Sendable, Equatable, Codable {
+    public let id: String
+    public let title: String
+    public let score: Double
+    public let rank: Int
+}
+
+/// Where the time of one ranking went, and how much model work it took.
+public struct RankTimings: Sendable, Equatable, Codable {
+    public var prefillSeconds = 0.0
+    public var scoringSeconds = 0.0
+    /// Prompt tokens in total, and those actually run (the rest came from the prefix cache).
+    public var promptTokens = 0
+    public var computedPromptTokens = 0
+    /// Tokens run in the scoring stage (continuations, or generated tokens).
+    public var scoringTokens = 0
+}
+
+public struct RankResult: Sendable {
+    public let items: [RankedItem]
+    public let mode: ScoringMode
+    public let timings: RankTimings
+    /// The exact prompt text (for debugging and tests).
+    public let prompt: String
+}
+
+public enum RankerError: Error, Equatable, CustomStringConvertible {
+    case noCandidates
+    case promptTooLong(tokens: Int, context: Int)
+    case labelNotInVocabulary(String)
+    case model(String)
+
+    public var description: String {
+        switch self {
+        case .noCandidates: return "there are no candidates to rank"
+        case .promptTooLong(let t, let c): return "the prompt needs \(t) tokens but the context holds \(c); lower palr.max_history or the title limit"
+        case .labelNotInVocabulary(let l): return "letters mode needs the label '\(l)' as one token, and the model's vocabulary has none"
+        case .model(let m): return m
+        }
+    }
+}
+
+/// Ranks candidates for one history with a PALR-tuned model. Owns one inference
+/// session (KV cache and buffers allocated once) and a prefix cache of KV snapshots.
+public final class Ranker {
+    public let model: LlamaModel
+    public let tokenizer: SentencePieceTokenizer
+    public let settings: PALRSettings
+    public let session: LlamaSession
+    public let prefixCache: PrefixCache
+    /// Label token ids for letters mode, (A)…(T); nil when the vocabulary lacks them.
+    private let labelTokens: [Int32]?
+    private let newline: [Int32]
+
+    public init(model: LlamaModel, tokenizer: SentencePieceTokenizer, settings: PALRSettings,
+                contextLength: Int? = nil, threads: Int? = nil, prefixCacheBytes: Int = 256 << 20) throws {
+        self.model = model
+        self.tokenizer = tokenizer
+        self.settings = settings
+        let ctx = min(model.config.contextLength, contextLength ?? 2048)
+        session = try LlamaSession(model: model, contextLength: ctx, maxBatch: 256, threads: threads)
+        prefixCache = PrefixCache(byteBudget: prefixCacheBytes)
+        let labels = PALRSettings.letters.map { tokenizer.id(ofPiece: $0) }
+        labelTokens = labels.allSatisfy { $0 != nil } ? labels.map { $0! } : nil
+        newline = Array(tokenizer.encode("\n", addBOS: false).drop { tokenizer.piece($0) == "▁" })
+    }
+
+    /// A title cut to `palr.title_token_limit` tokens.
+    public func cutTitle(_ title: String) -> String {
+        let ids = tokenizer.encode(title, addBOS: false)
+        guard ids.count > settings.titleTokenLimit else { return title }
+        return tokenizer.decode(Array(ids.prefix(settings.titleTokenLimit))).trimmingCharacters(in: .whitespaces)
+    }
+
+    /// The prompt text for a mode. History is oldest first and capped at `maxHistory` (most recent kept).
+    public func prompt(mode: ScoringMode, history: [String], profile: String?, candidates: [Candidate]) -> String {
+        let hist = history.suffix(settings.maxHistory).map { fill(settings.historyItem, ["title": cutTitle($0)]) }.joined()
+        let prof = profile.map { fill(settings.profileLine, ["summary": $0]) } ?? ""
+        var cands = ""
+        switch mode {
+        case .letters:
+            cands = candidates.enumerated().map { i, c in
+                fill(settings.candidateItem, ["label": PALRSettings.letters[i], "title": cutTitle(c.title)])
+            }.joined()
+        case .generate:
+            cands = candidates.map { fill(settings.generateCandidateItem, ["title": cutTitle($0.title)]) }.joined()
+        case .likelihood:
+            break
+        }
+        return fill(settings.template(for: mode), ["history": hist, "profile": prof, "candidates": cands])
+    }
+
+    /// Ranks `candidates` (in retrieval order) and returns the best `k`.
+    /// `cacheKey` names whose prompt prefix may be kept for reuse (e.g. the profile).
+    public func rank(history: [String], profile: String? = nil, candidates: [Candidate], k: Int,
+                     mode: ScoringMode? = nil, lengthNormalized: Bool = false, cacheKey: String? = nil) throws -> RankResult {
+        guard !candidates.isEmpty else { throw RankerError.noCandidates }
+        let mode = mode ?? settings.mode
+        let k = max(1, min(k, candidates.count))
+        switch mode {
+        case .letters: return try rankLetters(history: history, profile: profile, candidates: candidates, k: k, cacheKey: cacheKey)
+        case .likelihood:
+            return try rankLikelihood(history: history, profile: profile, candidates: candidates, k: k,
+                                      normalized: lengthNormalized, cacheKey: cacheKey)
+        case .generate: return try rankGenerate(history: history, profile: profile, candidates: candidates, k: k, cacheKey: cacheKey)
+        }
+    }
+
+    // MARK: prompt prefill with prefix reuse
+
+    /// Brings the session to exactly `tokens`, reusing the longest cached prefix,
+    /// and returns the logits of the last prompt position.
+    private func prefillPrompt(_ tokens: [Int32], cacheKey: String?, timings: inout RankTimings) throws -> [Float] {
+        guard tokens.count < session.contextLength else {
+            throw RankerError.promptTooLong(tokens: tokens.count, context: session.contextLength)
+        }
+        let start = Date()
+        // At least the last token is recomputed: its logits are needed.
+        var reuse = 0
+        if let hit = prefixCache.longestPrefix(of: tokens) {
+            reuse = min(hit.length, tokens.count - 1)
+            try session.restore(hit.snapshot, tokens: reuse)
+        } else {
+            try session.rewind(to: 0)
+        }
+        var last: [Float] = []
+        try session.prefill(Array(tokens[reuse...]), logits: .last) { _, l in last = Array(l) }
+        timings.promptTokens = tokens.count
+        timings.computedPromptTokens = tokens.count - reuse
+        if let cacheKey, reuse < tokens.count - 1 || prefixCache.entry(cacheKey)?.tokens != tokens {
+            prefixCache.put(cacheKey, tokens: tokens, snapshot: session.snapshot())
+        }
+        timings.prefillSeconds = Date().timeIntervalSince(start)
+        return last
+    }
+
+    private func encodePrompt(_ text: String) -> [Int32] { tokenizer.encode(text, addBOS: true) }
+
+    // MARK: letters
+
+    private func rankLetters(history: [String], profile: String?, candidates: [Candidate], k: Int,
+                             cacheKey: String?) throws -> RankResult {
+        guard let labels = labelTokens else { throw RankerError.labelNotInVocabulary("A") }
+        var timings = RankTimings()
+        // Windows of up to 20 candidates, in retrieval order. Within a window the score
+        // is the label's log-softmax over that window's labels; windows are merged by
+        // that score (ties keep retrieval order). One prefill per window.
+        var scored: [(index: Int, score: Double)] = []
+        var lastPrompt = ""
+        var window = 0
+        while window * labels.count < candidates.count {
+            let lo = window * labels.count, hi = min(candidates.count, lo + labels.count)
+            let slice = Array(candidates[lo..<hi])
+            lastPrompt = prompt(mode: .letters, history: history, profile: profile, candidates: slice)
+            var t = RankTimings()
+            let logits = try prefillPrompt(encodePrompt(lastPrompt), cacheKey: window == 0 ? cacheKey : nil, timings: &t)
+            timings.prefillSeconds += t.prefillSeconds
+            timings.promptTokens += t.promptTokens
+            timings.computedPromptTokens += t.computedPromptTokens
+            let s0 = Date()
+            let raw = (0..<slice.count).map { logits[Int(labels[$0])] }
+            let m = raw.max() ?? 0
+            let lse = Double(m) + log(raw.reduce(0.0) { $0 + exp(Double($1 - m)) })
+            for (i, r) in raw.enumerated() { scored.append((lo + i, Double(r) - lse)) }
+            timings.scoringSeconds += Date().timeIntervalSince(s0)
+            window += 1
+        }
+        return RankResult(items: top(scored, candidates, k), mode: .letters, timings: timings, prompt: lastPrompt)
+    }
+
+    // MARK: likelihood
+
+    private func rankLikelihood(history: [String], profile: String?, candidates: [Candidate], k: Int,
+                                normalized: Bool, cacheKey: String?) throws -> RankResult {
+        var timings = RankTimings()
+        let text = prompt(mode: .likelihood, history: history, profile: profile, candidates: [])
+        let last = try prefillPrompt(encodePrompt(text), cacheKey: cacheKey, timings: &timings)
+        let s0 = Date()
+        let conts = candidates.map { continuation($0.title) }
+        timings.scoringTokens = conts.reduce(0) { $0 + $1.count }
+        let logprobs = try session.scoreContinuations(conts, prefixLogits: last)
+        let scored = logprobs.enumerated().map { i, lp -> (index: Int, score: Double) in
+            let sum = lp.reduce(0.0) { $0 + Double($1) }
+            return (i, normalized ? sum / Double(lp.count) : sum)
+        }
+        timings.scoringSeconds = Date().timeIntervalSince(s0)
+        return RankResult(items: top(scored, candidates, k), mode: .likelihood, timings: timings, prompt: text)
+    }
+
+    /// The tokens of a title as the model writes it after the prompt: the cut title
+    /// with SentencePiece's leading space, then the newline that ends a list line.
+    func continuation(_ title: String) -> [Int32] {
+        tokenizer.encode(cutTitle(title), addBOS: false) + newline
+    }
+
+    // MARK: generate
+
+    private func rankGenerate(history: [String], profile: String?, candidates: [Candidate], k: Int,
+                              cacheKey: String?) throws -> RankResult {
+        var timings = RankTimings()
+        let text = prompt(mode: .generate, history: history, profile: profile, candidates: candidates)
+        var logits = try prefillPrompt(encodePrompt(text), cacheKey: cacheKey, timings: &timings)
+        let s0 = Date()
+        let sequences = candidates.map { continuation($0.title) }
+        var trie = TokenTrie(sequences)
+        var scored: [(index: Int, score: Double)] = []
+        var node = TokenTrie.root
+        var path: [Int32] = []
+        var pathScore = 0.0
+        // Greedy decoding over the trie: at each step only tokens that continue a
+        // remaining candidate are allowed; a completed title leaves the trie.
+        while scored.count < k, trie.remaining > 0 {
+            let allowed = trie.allowed(from: node)
+            guard let best = allowed.max(by: { logits[Int($0.token)] < logits[Int($1.token)] }) else { break }
+            pathScore += Double(logSoftmax(logits, at: Int(best.token)))
+            path.append(best.token)
+            node = best.child
+            if let done = trie.completed(at: node) {
+                scored.append((done, pathScore))
+                trie.remove(candidate: done, path: path)
+                node = TokenTrie.root
+                path = []
+                pathScore = 0
+            }
+            guard session.position < session.contextLength else { break }
+            if scored.count < k, trie.remaining > 0 {
+                logits = try session.decode(best.token) { Array($0) }
+                timings.scoringTokens += 1
+            }
+        }
+        timings.scoringSeconds = Date().timeIntervalSince(s0)
+        // Generated order is the ranking; the score reported is the title's log-probability.
+        let items = scored.prefix(k).enumerated().map { r, s in
+            RankedItem(id: candidates[s.index].id, title: candidates[s.index].title, score: s.score, rank: r + 1)
+        }
+        return RankResult(items: items, mode: .generate, timings: timings, prompt: text)
+    }
+
+    private func top(_ scored: [(index: Int, score: Double)], _ candidates: [Candidate], _ k: Int) -> [RankedItem] {
+        let order = scored.sorted { $0.score != $1.score ? $0.score > $1.score : $0.index < $1.index }
+        return order.prefix(k).enumerated().map { r, s in
+            RankedItem(id: candidates[s.index].id, title: candidates[s.index].title, score: s.score, rank: r + 1)
+        }
+    }
+}
+
+/// KV snapshots of recent prompt prefixes, least recently used first out, within a byte budget.
+public final class PrefixCache {
+    public struct Entry {
+        public let tokens: [Int32]
+        public let snapshot: KVSnapshot
+    }
+
+    public let byteBudget: Int
+    private var entries: [(key: String, entry: Entry)] = []   // most recent last
+
+    public init(byteBudget: Int) { self.byteBudget = byteBudget }
+
+    public var byteCount: Int { entries.reduce(0) { $0 + $1.entry.snapshot.byteCount } }
+    public var count: Int { entries.count }
+
+    public func entry(_ key: String) -> Entry? { entries.first { $0.key == key }?.entry }
+
+    /// The entry sharing the longest token prefix with `tokens` (touching it as used).
+    func longestPrefix(of tokens: [Int32]) -> (length: Int, snapshot: KVSnapshot)? {
+        var best: (i: Int, len: Int)?
+        for (i, e) in entries.enumerated() {
+            let n = min(e.entry.snapshot.tokenCount, tokens.count)
+            var len = 0
+            while len < n, e.entry.tokens[len] == tokens[len] { len += 1 }
+            if len > 0, len > (best?.len ?? 0) { best = (i, len) }
+        }
+        guard let best else { return nil }
+        let e = entries.remove(at: best.i)
+        entries.append(e)
+        return (best.len, e.entry.snapshot)
+    }
+
+    func put(_ key: String, tokens: [Int32], snapshot: KVSnapshot) {
+        entries.removeAll { $0.key == key }
+        guard snapshot.byteCount <= byteBudget else { return }
+        entries.append((key, Entry(tokens: tokens, snapshot: snapshot)))
+        while byteCount > byteBudget, !entries.isEmpty { entries.removeFirst() }
+    }
+
+    public func removeAll() { entries.removeAll() }
+}

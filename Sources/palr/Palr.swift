@@ -5,7 +5,7 @@ struct Palr: ParsableCommand {
         commandName: "palr",
         abstract: "On-device PALR recommender: history store, retrieval and LLM ranking.",
         discussion: """
-            Model engineers: `info`, `logits`. Environment: OPENBLAS_CORETYPE (palr sets it \
+            Model engineers: `info`, `logits`, `tokenize`, `generate`. Environment: OPENBLAS_CORETYPE (palr sets it \
             itself when OpenBLAS misdetects the CPU; an explicit value always wins).
             """,
         subcommands: [
@@ -13,6 +13,13 @@ struct Palr: ParsableCommand {
             LogitsCommand.self,
             BenchCommand.self,
             HistoryCommand.self,
+            TokenizeCommand.self,
+            EvalCommand.self,
+            RetrieveCommand.self,
+            RecommendCommand.self,
+            RefreshCommand.self,
+            ProfileCommand.self,
+            GenerateCommand.self,
         ]
     )
 }

@@ -1,1 +1,2 @@
-print("palr-convert: not built yet")
+// palr-convert: offline model preparation. The logic lives in the Convert library.
+PalrConvert.main()

@@ -1,0 +1,367 @@
+// Leave-one-out evaluation, as PALR and LlamaRec do it.
+//
+//   1. Each user's interactions are ordered by timestamp, ties by their order in
+//      the file (never by item id: that would put the lower-id item last and
+//      inflate results).
+//   2. The last item is the test target, the second-to-last the validation target.
+//      Users with fewer than 3 interactions are not evaluated.
+//   3. Neighbours and popularity are built only from what precedes the target in
+//      every user's sequence:
+//        validation: every sequence without its last 2 items;
+//        test:       every sequence without its last item (the validation item is
+//                    part of the history at test time, as in LlamaRec's test step);
+//                    with `strict`, without its last 2 items as well.
+//      So no held-out target, of any user, ever contributes to a neighbour list.
+//   4. Ranking is against the full catalog minus the user's history (no sampled
+//      negatives). Metrics come from the best-first list of the top 50.
+//
+// Metrics, one held-out item per user, averaged over users:
+//   HR@k = 1 if the target's rank r ≤ k;  NDCG@k = 1 / log2(r + 1) if r ≤ k;
+//   Recall@k = hits / held-out items, which with one held-out item equals HR@k.
+// Ties: items with equal scores form a run in a best-first list; the target is
+// counted at the last position of its run (pessimistic), so a ranker gains
+// nothing by ordering tied items favourably.
+
+import Foundation
+
+public struct RankingMetrics: Sendable, Equatable, Codable {
+    public var hr10 = 0.0
+    public var ndcg10 = 0.0
+    public var hr20 = 0.0
+    public var recall20 = 0.0
+    public var recall50 = 0.0
+
+    public init() {}
+
+    /// (name, value) in report order, names as in the JSON.
+    public var named: [(String, Double)] {
+        [("HR@10", hr10), ("NDCG@10", ndcg10), ("HR@20", hr20), ("Recall@20", recall20), ("Recall@50", recall50)]
+    }
+
+    /// Cutoffs the list must reach for every metric.
+    public static let depth = 50
+
+    enum CodingKeys: String, CodingKey {
+        case hr10 = "HR@10", ndcg10 = "NDCG@10", hr20 = "HR@20", recall20 = "Recall@20", recall50 = "Recall@50"
+    }
+}
+
+public enum Metrics {
+    /// 1-based rank of `target` in a best-first list, at the last position of its
+    /// run of equal scores; nil when absent.
+    public static func rank(of target: Int32, in list: [RetrievedItem]) -> Int? {
+        guard var i = list.firstIndex(where: { $0.index == target }) else { return nil }
+        let s = list[i].score
+        while i + 1 < list.count && list[i + 1].score == s { i += 1 }
+        return i + 1
+    }
+
+    public static func hit(rank: Int?, cutoff: Int) -> Double {
+        guard let r = rank else { return 0 }
+        return r <= cutoff ? 1 : 0
+    }
+
+    /// 1 / log2(rank + 1) within the cutoff (the ideal DCG of one relevant item is 1).
+    public static func ndcg(rank: Int?, cutoff: Int) -> Double {
+        guard let r = rank, r <= cutoff else { return 0 }
+        return 1 / log2(Double(r) + 1)
+    }
+}
+
+/// Sums per-user metrics; `mean` divides by the number of users added.
+public struct MetricsAccumulator: Sendable {
+    public private(set) var users = 0
+    private var sum = RankingMetrics()
+
+    public init() {}
+
+    public mutating func add(rank r: Int?) {
+        users += 1
+        sum.hr10 += Metrics.hit(rank: r, cutoff: 10)
+        sum.ndcg10 += Metrics.ndcg(rank: r, cutoff: 10)
+        sum.hr20 += Metrics.hit(rank: r, cutoff: 20)
+        sum.recall20 += Metrics.hit(rank: r, cutoff: 20)
+        sum.recall50 += Metrics.hit(rank: r, cutoff: 50)
+    }
+
+    public mutating func merge(_ o: MetricsAccumulator) {
+        users += o.users
+        sum.hr10 += o.sum.hr10
+        sum.ndcg10 += o.sum.ndcg10
+        sum.hr20 += o.sum.hr20
+        sum.recall20 += o.sum.recall20
+        sum.recall50 += o.sum.recall50
+    }
+
+    public var mean: RankingMetrics {
+        guard users > 0 else { return sum }
+        let n = Double(users)
+        var m = RankingMetrics()
+        m.hr10 = sum.hr10 / n
+        m.ndcg10 = sum.ndcg10 / n
+        m.hr20 = sum.hr20 / n
+        m.recall20 = sum.recall20 / n
+        m.recall50 = sum.recall50 / n
+        return m
+    }
+}
+
+public enum HeldOut: String, Sendable, CaseIterable, Codable {
+    case validation, test
+}
+
+/// Re-ranks retrieved candidates (the LLM ranker plugs in here). It gets the
+/// catalog, the user's history (catalog indices, oldest → newest) and the
+/// candidates best-first, and returns some or all of the candidates best-first.
+/// Returning anything that is not a candidate, or a candidate twice, is an error.
+public typealias Reranker = (_ catalog: ItemCatalog, _ history: ArraySlice<Int32>, _ candidates: [RetrievedItem]) throws -> [RetrievedItem]
+
+public struct EvaluationOptions: Sendable {
+    public var heldOut: HeldOut = .test
+    public var neighbours = NeighbourParameters(method: .combined)
+    public var retrieval = RetrievalSettings()
+    /// Evaluate a random sample of this many users (nil: all).
+    public var users: Int?
+    public var seed: UInt64 = 1
+    /// Test only: build neighbours without the validation items too.
+    public var strict = false
+    /// How many retrieved candidates the reranker sees.
+    public var candidates = 20
+    public var threads = 2
+
+    public init() {}
+
+    /// How many items at the end of every sequence the neighbour builder never sees.
+    public var trainingCut: Int { heldOut == .validation || strict ? 2 : 1 }
+}
+
+public struct EvaluationReport: Sendable, Codable {
+    public var users = 0
+    public var retrieval = RankingMetrics()
+    public var popularity = RankingMetrics()
+    /// Retrieval then the reranker (nil without one).
+    public var pipeline: RankingMetrics?
+    public var heldOut: HeldOut = .test
+    public var buildSeconds = 0.0
+    public var evaluateSeconds = 0.0
+}
+
+public enum EvaluationError: Error, Equatable, CustomStringConvertible {
+    case noUsers(String)
+    case rerankerReturnedNonCandidate(user: Int, item: Int32)
+    case rerankerRepeated(user: Int, item: Int32)
+    case neighbours(NeighbourError)
+    case catalog(CatalogPackError)
+
+    public var description: String {
+        switch self {
+        case .noUsers(let r): return "nothing to evaluate: \(r)"
+        case .rerankerReturnedNonCandidate(let u, let i): return "re-ranker returned item \(i), not a candidate, for user \(u)"
+        case .rerankerRepeated(let u, let i): return "re-ranker returned item \(i) twice for user \(u)"
+        case .neighbours(let e): return e.description
+        case .catalog(let e): return e.description
+        }
+    }
+}
+
+/// A dataset prepared for leave-one-out: catalog items and every user's full
+/// time-ordered sequence.
+public struct LeaveOneOutData: Sendable {
+    public let items: ItemList
+    public let sequences: ItemSequences
+    /// Interactions whose item is not in the item list (left out).
+    public let skippedInteractions: Int
+    /// Users with at least 3 interactions (history, validation, test).
+    public let evaluableUsers: [Int]
+
+    public init(items: ItemList, log: InteractionLog) {
+        var index: [String: Int32] = [:]
+        for (i, id) in items.ids.enumerated() { index[id] = Int32(i) }
+        let made = ItemSequences.make(from: log, itemCount: items.count) { index[$0] }
+        self.init(items: items, sequences: made.sequences, skippedInteractions: made.skippedInteractions)
+    }
+
+    public init(items: ItemList, sequences: ItemSequences, skippedInteractions: Int = 0) {
+        self.items = items
+        self.sequences = sequences
+        self.skippedInteractions = skippedInteractions
+        evaluableUsers = (0..<sequences.userCount).filter { sequences.sequence($0).count >= 3 }
+    }
+
+    /// The neighbour catalog built from the training part: every sequence without its last `cut` items.
+    public func trainingCatalog(cut: Int, parameters: NeighbourParameters, retrieval: RetrievalSettings = RetrievalSettings(),
+                                threads: Int = 2) throws(EvaluationError) -> ItemCatalog {
+        let train = sequences.droppingLast(cut)
+        let table: NeighbourTable
+        do { table = try NeighbourBuilder.build(train, parameters: parameters, threads: threads) } catch { throw .neighbours(error) }
+        let info = CatalogInfo(id: "eval", name: "leave-one-out training part", method: parameters.method.rawValue,
+                               parameters: parameters.json, retrieval: retrieval)
+        do {
+            return try ItemCatalog(info: info, items: items, popularity: train.itemCounts(), neighbours: table)
+        } catch {
+            throw .catalog(error)
+        }
+    }
+
+    /// The users to evaluate: all evaluable ones, or a seeded random sample.
+    public func sampleUsers(_ n: Int?, seed: UInt64) -> [Int] {
+        guard let n, n < evaluableUsers.count else { return evaluableUsers }
+        var users = evaluableUsers
+        var rng = SplitMix64(seed: seed)
+        for i in 0..<n {  // partial Fisher–Yates
+            let j = i + Int(rng.next() % UInt64(users.count - i))
+            users.swapAt(i, j)
+        }
+        return users[..<n].sorted()
+    }
+
+    /// Runs the protocol once: builds the training catalog, then ranks every user's target.
+    public func evaluate(_ o: EvaluationOptions, reranker: Reranker? = nil) throws -> EvaluationReport {
+        let users = sampleUsers(o.users, seed: o.seed)
+        guard !users.isEmpty else { throw EvaluationError.noUsers("no user has 3 or more interactions with catalog items") }
+        let t0 = Date()
+        let catalog = try trainingCatalog(cut: o.trainingCut, parameters: o.neighbours, retrieval: o.retrieval, threads: o.threads)
+        let t1 = Date()
+        var report = try evaluate(catalog: catalog, heldOut: o.heldOut, users: users, settings: [o.retrieval],
+                                  candidates: o.candidates, threads: o.threads, reranker: reranker)[0]
+        report.buildSeconds = t1.timeIntervalSince(t0)
+        report.evaluateSeconds = Date().timeIntervalSince(t1)
+        return report
+    }
+
+    /// Ranks every user's held-out item with each retrieval setting on one training
+    /// catalog (which must come from `trainingCut` for `heldOut`). One report per setting.
+    /// Without a reranker, users are split across `threads` threads (one retriever each).
+    public func evaluate(catalog: ItemCatalog, heldOut: HeldOut, users: [Int], settings: [RetrievalSettings],
+                         candidates: Int = 20, threads: Int = 2, reranker: Reranker? = nil) throws -> [EvaluationReport] {
+        var tally: Tally
+        if let reranker {
+            tally = try score(users[...], catalog: catalog, heldOut: heldOut, settings: settings) { history, retrieved, user in
+                try Self.pipelineList(catalog: catalog, history: history, retrieved: retrieved, candidates: candidates,
+                                      user: user, reranker: reranker)
+            }
+        } else {
+            let parts = max(1, min(threads, users.count / 64, 16))
+            let results = ParallelResults<Tally>(count: parts)
+            let chunk = (users.count + parts - 1) / parts
+            DispatchQueue.concurrentPerform(iterations: parts) { t in
+                let mine = users[min(t * chunk, users.count)..<min((t + 1) * chunk, users.count)]
+                // Without a pipeline closure nothing in score() throws.
+                results[t] = try? self.score(mine, catalog: catalog, heldOut: heldOut, settings: settings, pipeline: nil)
+            }
+            tally = Tally(settings: settings.count)
+            for t in 0..<parts { if let r = results[t] { tally.merge(r) } }
+        }
+        return tally.retrieval.map { a in
+            var rep = EvaluationReport()
+            rep.users = users.count
+            rep.heldOut = heldOut
+            rep.retrieval = a.mean
+            rep.popularity = tally.popularity.mean
+            rep.pipeline = reranker == nil ? nil : tally.pipeline.mean
+            return rep
+        }
+    }
+
+    /// Metric sums of one slice of users.
+    struct Tally: Sendable {
+        var retrieval: [MetricsAccumulator]   // one per retrieval setting
+        var popularity = MetricsAccumulator()
+        var pipeline = MetricsAccumulator()
+
+        init(settings: Int) { retrieval = Array(repeating: MetricsAccumulator(), count: settings) }
+
+        mutating func merge(_ o: Tally) {
+            for i in retrieval.indices { retrieval[i].merge(o.retrieval[i]) }
+            popularity.merge(o.popularity)
+            pipeline.merge(o.pipeline)
+        }
+    }
+
+    private func score(_ users: ArraySlice<Int>, catalog: ItemCatalog, heldOut: HeldOut, settings: [RetrievalSettings],
+                       pipeline: ((ArraySlice<Int32>, [RetrievedItem], Int) throws -> [RetrievedItem])?) throws -> Tally {
+        let depth = RankingMetrics.depth
+        let retrievers = settings.map { Retriever(catalog: catalog, settings: $0) }
+        let popular = Retriever(catalog: catalog, settings: RetrievalSettings(historyLength: 0, recencyDecay: 1, popularityWeight: 1))
+        var tally = Tally(settings: settings.count)
+        let back = heldOut == .test ? 1 : 2
+        for u in users {
+            let seq = sequences.sequence(u)
+            let targetPos = seq.endIndex - back
+            let history = seq[seq.startIndex..<targetPos]
+            let target = seq[targetPos]
+            for (s, r) in retrievers.enumerated() {
+                let got = r.retrieve(indices: history, count: depth)
+                tally.retrieval[s].add(rank: Metrics.rank(of: target, in: got.items))
+                if s == 0, let pipeline {
+                    tally.pipeline.add(rank: Metrics.rank(of: target, in: try pipeline(history, got.items, u)))
+                }
+            }
+            tally.popularity.add(rank: Metrics.rank(of: target, in: popular.retrieve(indices: history, count: depth).items))
+        }
+        return tally
+    }
+
+    /// The reranked candidates, then candidates it left out, then the rest of the retrieved list.
+    static func pipelineList(catalog: ItemCatalog, history: ArraySlice<Int32>, retrieved: [RetrievedItem], candidates: Int,
+                             user: Int, reranker: Reranker) throws -> [RetrievedItem] {
+        let cand = Array(retrieved.prefix(candidates))
+        let ranked = try reranker(catalog, history, cand)
+        var used = Set<Int32>()
+        let candidateSet = Set(cand.map(\.index))
+        for r in ranked {
+            guard candidateSet.contains(r.index) else { throw EvaluationError.rerankerReturnedNonCandidate(user: user, item: r.index) }
+            guard used.insert(r.index).inserted else { throw EvaluationError.rerankerRepeated(user: user, item: r.index) }
+        }
+        // Positions, not scores, order the merged list: give each entry a strictly
+        // decreasing score so only the reranker's own ties (kept by rank()) survive.
+        var list: [RetrievedItem] = []
+        var prev: Float? = nil
+        var position = Float(retrieved.count + ranked.count + 1)
+        for r in ranked {
+            if let p = prev, p != r.score { position -= 1 }
+            prev = r.score
+            list.append(RetrievedItem(index: r.index, score: position))
+        }
+        for r in retrieved where !used.contains(r.index) {
+            position -= 1
+            list.append(RetrievedItem(index: r.index, score: position))
+        }
+        return list
+    }
+}
+
+/// One slot per worker thread; each thread writes only its own slot.
+final class ParallelResults<T>: @unchecked Sendable {
+    private let slots: UnsafeMutablePointer<T?>   // (count) owned; freed in deinit
+    private let count: Int
+
+    init(count: Int) {
+        self.count = count
+        slots = .allocate(capacity: count)
+        slots.initialize(repeating: nil, count: count)
+    }
+
+    deinit {
+        slots.deinitialize(count: count)
+        slots.deallocate()
+    }
+
+    subscript(i: Int) -> T? {
+        get { slots[i] }
+        set { slots[i] = newValue }
+    }
+}
+
+/// A small deterministic generator (Steele et al.'s SplitMix64) for user samples.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E9B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

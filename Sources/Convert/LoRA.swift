@@ -1,0 +1,204 @@
+// PEFT LoRA adapters: adapter_config.json + adapter_model.safetensors.
+//
+// A LoRA adapter on a Linear layer with weight W [out, in] holds A [r, in] and
+// B [out, r]; merging is W += s·(B·A), with s = lora_alpha / r, or
+// lora_alpha / √r with use_rslora. r and lora_alpha may differ per module
+// (rank_pattern, alpha_pattern: the first pattern key that matches the end of the
+// module name wins, as in PEFT's get_pattern_key). The merge is done in fp32 in
+// Hugging Face row order, before the q/k permutation and before quantizing.
+
+/// One low-rank update of one weight matrix.
+public struct LoRAPatch: Sendable {
+    /// The module name, e.g. "model.layers.0.self_attn.q_proj".
+    public let module: String
+    public let a: SafeTensor     // [r, in]
+    public let b: SafeTensor     // [out, r]
+    public let rank: Int
+    public let alpha: Double
+    /// s: lora_alpha / r, or lora_alpha / √r with rsLoRA (rounded to fp32 as torch does).
+    public let scale: Float
+    public let adapter: String
+}
+
+/// A PEFT LoRA adapter folder, checked against the model it will be merged into.
+public struct LoRAAdapter: Sendable {
+    public let directory: String
+    /// Patches keyed by the Hugging Face name of the weight they update.
+    public let patches: [String: LoRAPatch]
+
+    public static let configFile = "adapter_config.json"
+    public static let weightsFile = "adapter_model.safetensors"
+    static let keyPrefix = "base_model.model."
+
+    /// Which modules an adapter_config.json targets (PEFT's check_target_module_exists).
+    enum ModuleSet {
+        case none
+        case regex(String, Regex<AnyRegexOutput>)   // a string: full match
+        case names([String])                        // a list: equal, or a suffix after "."
+
+        init(_ v: JSON?, key: String, path: String) throws(ConvertError) {
+            guard let v, !v.isNull else { self = .none; return }
+            if let s = v.string {
+                if s == "all-linear" {
+                    self = .names(LlamaNames.linearModules)
+                    return
+                }
+                do { self = .regex(s, try Regex(s)) } catch {
+                    throw .badConfig(path: path, key: key, reason: "is not a regular expression palr can read: \(error)")
+                }
+            } else if let a = v.array {
+                var names: [String] = []
+                for e in a {
+                    guard let s = e.string else { throw .badConfig(path: path, key: key, reason: "holds \(e.brief), not a module name") }
+                    names.append(s)
+                }
+                self = .names(names)
+            } else {
+                throw .badConfig(path: path, key: key, reason: "is \(v.brief), not a string or a list")
+            }
+        }
+
+        func contains(_ module: String) -> Bool {
+            switch self {
+            case .none: return false
+            case .regex(_, let r): return (try? r.wholeMatch(in: module)) != nil
+            case .names(let n): return n.contains { module == $0 || module.hasSuffix("." + $0) }
+            }
+        }
+    }
+
+    /// Reads an adapter and checks every patch against `checkpoint` (shapes) and `config` (tied output).
+    public init(directory: String, checkpoint: Checkpoint, config: HFConfig) throws(ConvertError) {
+        self.directory = directory
+        let cfgPath = Files.join(directory, Self.configFile)
+        let c = try Files.readJSON(cfgPath, what: "the LoRA adapter's settings")
+        guard c.object != nil else { throw .badConfig(path: cfgPath, key: "(top level)", reason: "is not a JSON object") }
+        func unsupported(_ key: String, _ why: String) -> ConvertError {
+            .unsupported(path: cfgPath, key: key, value: c[key]?.brief ?? "?", reason: why)
+        }
+        func present(_ key: String) -> JSON? {
+            guard let v = c[key], !v.isNull else { return nil }
+            if let a = v.array, a.isEmpty { return nil }
+            if let o = v.object, o.isEmpty { return nil }
+            if v.bool == false { return nil }
+            return v
+        }
+
+        guard c["peft_type"]?.string == "LORA" else { throw unsupported("peft_type", "palr merges LoRA adapters only") }
+        if present("use_dora") != nil { throw unsupported("use_dora", "DoRA's magnitude vector is not a low-rank update; merge it with PEFT first") }
+        if present("fan_in_fan_out") != nil { throw unsupported("fan_in_fan_out", "LLaMA's Linear layers store [out, in]") }
+        if let b = c["bias"], !b.isNull, b.string != "none" { throw unsupported("bias", "LLaMA has no bias terms to train") }
+        // Variants that change what the update is or where it applies (initialisation-only
+        // options such as loftq_config or eva_config do not matter to a merge).
+        for key in ["modules_to_save", "trainable_token_indices", "layer_replication", "target_parameters", "lora_bias",
+                    "alora_invocation_tokens", "use_qalora", "use_bdlora", "kasa_config", "monteclora_config",
+                    "velora_config", "arrow_config"]
+        where present(key) != nil {
+            throw unsupported(key, "palr merges plain LoRA updates of Linear weights only")
+        }
+
+        func number(_ key: String, default d: Double) throws(ConvertError) -> Double {
+            guard let v = c[key], !v.isNull else { return d }
+            guard let x = v.double, x.isFinite else { throw .badConfig(path: cfgPath, key: key, reason: "is \(v.brief), not a number") }
+            return x
+        }
+        let r = try number("r", default: 8)
+        let alpha = try number("lora_alpha", default: 8)
+        let rslora = c["use_rslora"]?.bool ?? false
+        guard r >= 1, r == r.rounded() else { throw .badConfig(path: cfgPath, key: "r", reason: "is \(r), not a positive integer") }
+        // PEFT's default targets for LLaMA when target_modules is null.
+        var targets = try ModuleSet(c["target_modules"], key: "target_modules", path: cfgPath)
+        if case .none = targets { targets = .names(["q_proj", "v_proj"]) }
+        let excluded = try ModuleSet(c["exclude_modules"], key: "exclude_modules", path: cfgPath)
+        var layers: Set<Int>?
+        if let l = present("layers_to_transform") {
+            if let i = l.int { layers = [i] } else if let a = l.array, a.allSatisfy({ $0.int != nil }) {
+                layers = Set(a.compactMap(\.int))
+            } else {
+                throw .badConfig(path: cfgPath, key: "layers_to_transform", reason: "is \(l.brief), not a layer index or a list of them")
+            }
+        }
+        func patterns(_ key: String) throws(ConvertError) -> [(Regex<AnyRegexOutput>, String, Double)] {
+            guard let v = c[key], !v.isNull else { return [] }
+            guard let o = v.object else { throw .badConfig(path: cfgPath, key: key, reason: "is \(v.brief), not an object") }
+            var out: [(Regex<AnyRegexOutput>, String, Double)] = []
+            for (pattern, value) in o {
+                guard let x = value.double, x.isFinite else { throw .badConfig(path: cfgPath, key: "\(key).\(pattern)", reason: "is \(value.brief), not a number") }
+                do { out.append((try Regex("(.*\\.)?(\(pattern))"), pattern, x)) } catch {
+                    throw .badConfig(path: cfgPath, key: "\(key).\(pattern)", reason: "is not a regular expression palr can read")
+                }
+            }
+            return out
+        }
+        let rankPattern = try patterns("rank_pattern")
+        let alphaPattern = try patterns("alpha_pattern")
+        func lookup(_ p: [(Regex<AnyRegexOutput>, String, Double)], _ module: String, default d: Double) -> Double {
+            p.first(where: { (try? $0.0.wholeMatch(in: module)) != nil })?.2 ?? d
+        }
+
+        // The weights: pairs of lora_A / lora_B per module.
+        let wPath = Files.join(directory, Self.weightsFile)
+        guard Files.exists(wPath) else {
+            let why = Files.exists(Files.join(directory, "adapter_model.bin"))
+                ? "only adapter_model.bin was found; save the adapter with safe_serialization=True"
+                : "the LoRA adapter's weights"
+            throw .missingFile(path: wPath, what: why)
+        }
+        let file = try SafeTensorsFile(path: wPath)
+        func bad(_ why: String) -> ConvertError { .badAdapter(path: directory, reason: why) }
+        var aTensors: [String: SafeTensor] = [:]
+        var bTensors: [String: SafeTensor] = [:]
+        var order: [String] = []
+        for t in file.tensors {
+            guard t.name.hasPrefix(Self.keyPrefix) else { throw bad("tensor '\(t.name)' does not start with '\(Self.keyPrefix)'") }
+            let key = t.name.dropFirst(Self.keyPrefix.count)
+            if key.contains("lora_magnitude_vector") { throw bad("tensor '\(t.name)' is a DoRA magnitude vector; DoRA is not supported") }
+            if key.contains("lora_embedding_") { throw bad("tensor '\(t.name)': LoRA on embeddings is not supported") }
+            if key.hasSuffix(".lora_A.weight") {
+                let m = String(key.dropLast(".lora_A.weight".count))
+                if aTensors[m] == nil && bTensors[m] == nil { order.append(m) }
+                aTensors[m] = t
+            } else if key.hasSuffix(".lora_B.weight") {
+                let m = String(key.dropLast(".lora_B.weight".count))
+                if aTensors[m] == nil && bTensors[m] == nil { order.append(m) }
+                bTensors[m] = t
+            } else {
+                throw bad("tensor '\(t.name)' is neither lora_A.weight nor lora_B.weight")
+            }
+        }
+        guard !order.isEmpty else { throw bad("\(wPath) holds no LoRA weights") }
+
+        var patches: [String: LoRAPatch] = [:]
+        for m in order {
+            guard let a = aTensors[m] else { throw bad("module \(m) has lora_B but no lora_A") }
+            guard let b = bTensors[m] else { throw bad("module \(m) has lora_A but no lora_B") }
+            guard targets.contains(m), !excluded.contains(m) else {
+                throw bad("it holds weights for \(m), which \(Self.configFile) does not target (target_modules \(c["target_modules"]?.brief ?? "null"))")
+            }
+            if let layers, let l = LlamaNames.layerIndex(m), !layers.contains(l) {
+                throw bad("it holds weights for \(m), but layers_to_transform excludes layer \(l)")
+            }
+            for t in [a, b] where !t.dtype.isConvertible {
+                throw bad("tensor '\(t.name)' has dtype \(t.dtype.rawValue); palr reads F32, F16 and BF16")
+            }
+            let baseName = m + ".weight"
+            guard let base = checkpoint[baseName] else {
+                throw .missingTensor(name: baseName, where: "\(checkpoint.directory) (the base model of LoRA adapter \(directory))")
+            }
+            if config.tiedEmbeddings && m == "lm_head" {
+                throw bad("it updates lm_head, but the model ties lm_head to embed_tokens")
+            }
+            let rank = Int(lookup(rankPattern, m, default: r))
+            let alphaM = lookup(alphaPattern, m, default: alpha)
+            guard base.shape.count == 2 else { throw bad("its base tensor \(baseName) is not a matrix") }
+            let (out, inp) = (base.shape[0], base.shape[1])
+            guard a.shape == [rank, inp], b.shape == [out, rank] else {
+                throw bad("module \(m): lora_A \(a.shape) and lora_B \(b.shape) do not fit the base weight \(base.shape) at rank \(rank) "
+                          + "(expected lora_A [\(rank), \(inp)], lora_B [\(out), \(rank)]): is it an adapter for another model?")
+            }
+            let s = rslora ? alphaM / Double(rank).squareRoot() : alphaM / Double(rank)
+            patches[baseName] = LoRAPatch(module: m, a: a, b: b, rank: rank, alpha: alphaM, scale: Float(s), adapter: directory)
+        }
+        self.patches = patches
+    }
+}

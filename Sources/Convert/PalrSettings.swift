@@ -1,0 +1,84 @@
+// PALR ranking settings stored in the model file under `palr.*`.
+
+import GGUF
+
+/// How the ranker scores candidates (ARCHITECTURE.md, "Three ranking modes").
+public enum ScoringMode: String, Sendable, CaseIterable {
+    /// Candidates labelled (A)…(T) in the prompt; one forward pass reads the label logits.
+    case letters
+    /// Every candidate title is a continuation scored by its log-probability.
+    case likelihood
+    /// The model writes the list, constrained to real candidate titles.
+    case generate
+}
+
+/// The `palr.*` keys. Defaults are written explicitly, so a file says what it was tuned for.
+public struct PalrSettings: Sendable, Equatable {
+    /// `palr.prompt_template`; nil: not written, the ranker uses its built-in template.
+    public var promptTemplate: String?
+    public var scoringMode: ScoringMode = .letters      // palr.scoring_mode
+    public var maxHistory = 20                         // palr.max_history: history items in the prompt
+    public var maxCandidates = 20                      // palr.max_candidates: candidates ranked at once
+    public var titleTokenLimit = 32                    // palr.title_token_limit: tokens per title
+
+    public init() {}
+
+    /// The keys a `--palr-config` JSON file may hold.
+    public static let jsonKeys = ["prompt_template", "scoring_mode", "max_history", "max_candidates", "title_token_limit"]
+
+    /// Reads a `--palr-config` file over the defaults. Unknown keys are errors (a typo
+    /// would otherwise silently keep a default).
+    public init(jsonFile path: String) throws(ConvertError) {
+        let j = try Files.readJSON(path, what: "the PALR settings given by --palr-config")
+        guard let members = j.object else { throw .badConfig(path: path, key: "(top level)", reason: "is not a JSON object") }
+        for (k, v) in members {
+            func int() throws(ConvertError) -> Int {
+                guard let i = v.int else { throw .badConfig(path: path, key: k, reason: "is \(v.brief), not an integer") }
+                return i
+            }
+            switch k {
+            case "prompt_template":
+                guard let s = v.string else { throw .badConfig(path: path, key: k, reason: "is \(v.brief), not a string") }
+                promptTemplate = s
+            case "scoring_mode":
+                guard let s = v.string else { throw .badConfig(path: path, key: k, reason: "is \(v.brief), not a string") }
+                scoringMode = try Self.mode(s)
+            case "max_history": maxHistory = try int()
+            case "max_candidates": maxCandidates = try int()
+            case "title_token_limit": titleTokenLimit = try int()
+            default:
+                throw .badConfig(path: path, key: k, reason: "is not a PALR setting (known: \(Self.jsonKeys.joined(separator: ", ")))")
+            }
+        }
+    }
+
+    public static func mode(_ s: String) throws(ConvertError) -> ScoringMode {
+        guard let m = ScoringMode(rawValue: s) else {
+            throw .badSettings(key: "palr.scoring_mode", reason: "'\(s)' is not one of \(ScoringMode.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return m
+    }
+
+    /// Letters mode labels candidates A…Z, so it ranks at most 26 at once.
+    public func validate() throws(ConvertError) {
+        for (k, v) in [("palr.max_history", maxHistory), ("palr.max_candidates", maxCandidates), ("palr.title_token_limit", titleTokenLimit)] {
+            guard v >= 1, v <= 1 << 16 else { throw .badSettings(key: k, reason: "\(v) is outside 1…65536") }
+        }
+        if scoringMode == .letters, maxCandidates > 26 {
+            throw .badSettings(key: "palr.max_candidates", reason: "\(maxCandidates) candidates cannot be labelled with the 26 letters of letters mode")
+        }
+        if let t = promptTemplate, t.isEmpty { throw .badSettings(key: "palr.prompt_template", reason: "is empty") }
+    }
+
+    public var ggufMetadata: [(String, GGUFValue)] {
+        var m: [(String, GGUFValue)] = []
+        if let t = promptTemplate { m.append(("palr.prompt_template", .string(t))) }
+        m += [
+            ("palr.scoring_mode", .string(scoringMode.rawValue)),
+            ("palr.max_history", .uint32(UInt32(maxHistory))),
+            ("palr.max_candidates", .uint32(UInt32(maxCandidates))),
+            ("palr.title_token_limit", .uint32(UInt32(titleTokenLimit))),
+        ]
+        return m
+    }
+}

@@ -1,0 +1,112 @@
+import Foundation
+import History
+import Llama
+import Tokenizer
+
+/// PALR stage 1: the model reads a longer slice of the history and writes a short
+/// keyword profile, which later ranking prompts include (template `{profile}`).
+public struct GeneratedProfile: Sendable, Codable {
+    public var text: String
+    /// The history titles the prompt showed, oldest first.
+    public var historyUsed: Int
+    public var promptTokens: Int
+    public var generatedTokens: Int
+    public var promptSeconds: Double
+    public var decodeSeconds: Double
+    public var decodeTokensPerSecond: Double { decodeSeconds > 0 ? Double(generatedTokens) / decodeSeconds : 0 }
+    /// Why generation stopped: "eos", "blank line" or "budget".
+    public var stop: String
+}
+
+extension Ranker {
+    /// The profile prompt for the last `palr.profile_history` titles.
+    public func profilePrompt(history: [String]) -> String {
+        let lines = history.suffix(settings.profileHistory).map { fill(settings.historyItem, ["title": cutTitle($0)]) }.joined()
+        return fill(settings.profileTemplate, ["history": lines])
+    }
+
+    /// Greedy decoding under `palr.profile_token_budget` tokens; stops at the end-of-text
+    /// token or a blank line. The result is sanitized (see `sanitizeProfile`).
+    public func generateProfile(history: [String]) throws -> GeneratedProfile {
+        let text = profilePrompt(history: history)
+        let tokens = tokenizer.encode(text, addBOS: true)
+        guard tokens.count + settings.profileTokenBudget < session.contextLength else {
+            throw RankerError.promptTooLong(tokens: tokens.count + settings.profileTokenBudget, context: session.contextLength)
+        }
+        let t0 = Date()
+        try session.rewind(to: 0)
+        var logits: [Float] = []
+        try session.prefill(tokens, logits: .last) { _, l in logits = Array(l) }
+        let t1 = Date()
+        var out = ""
+        var decoder = tokenizer.makeStreamingDecoder()
+        var generated = 0
+        var stop = "budget"
+        while generated < settings.profileTokenBudget {
+            var best = 0
+            for i in 1..<logits.count where logits[i] > logits[best] { best = i }
+            let token = Int32(best)
+            if token == tokenizer.eos { stop = "eos"; break }
+            generated += 1
+            out += decoder.append(token)
+            if out.contains("\n\n") { stop = "blank line"; break }
+            if generated == settings.profileTokenBudget { break }
+            logits = try session.decode(token) { Array($0) }
+        }
+        out += decoder.finish()
+        let t2 = Date()
+        // The prompt is not kept for reuse: it is not a ranking prefix.
+        try session.rewind(to: 0)
+        return GeneratedProfile(text: sanitizeProfile(out, maxCharacters: settings.profileTokenBudget * 8),
+                                historyUsed: min(history.count, settings.profileHistory), promptTokens: tokens.count,
+                                generatedTokens: generated, promptSeconds: t1.timeIntervalSince(t0),
+                                decodeSeconds: t2.timeIntervalSince(t1), stop: stop)
+    }
+}
+
+/// Plain text only: everything up to the first blank line, control characters
+/// (including newlines and tabs) turned into spaces, runs of spaces collapsed, and
+/// cut at `maxCharacters` on a word boundary, so a rambling model cannot break the
+/// ranking prompt's structure.
+public func sanitizeProfile(_ raw: String, maxCharacters: Int) -> String {
+    let firstParagraph = raw.components(separatedBy: "\n\n").first ?? raw
+    var s = ""
+    var lastWasSpace = true
+    for u in firstParagraph.unicodeScalars {
+        let isControl = u.properties.generalCategory == .control || u.properties.generalCategory == .format
+            || u == "\u{2028}" || u == "\u{2029}"
+        if isControl || u.properties.isWhitespace {
+            if !lastWasSpace { s.append(" ") }
+            lastWasSpace = true
+        } else {
+            s.unicodeScalars.append(u)
+            lastWasSpace = false
+        }
+    }
+    s = s.trimmingCharacters(in: .whitespaces)
+    if s.count > maxCharacters {
+        let cut = s.prefix(maxCharacters)
+        if let space = cut.lastIndex(of: " ") { s = String(cut[..<space]) } else { s = String(cut) }
+    }
+    return s
+}
+
+extension Recommender {
+    /// The stored summary, regenerated when missing, when forced, or when the history
+    /// has changed by at least `palr.profile_refresh_after` interactions since. Never
+    /// called by `recommend`: summaries are built in the background (`palr refresh`).
+    public func refreshProfile(_ profile: String, force: Bool = false) throws -> (summary: ProfileSummary, generated: GeneratedProfile?) {
+        let history = try store.recent(profile: profile, limit: historyWindow)
+        let digest = HistoryDigest(of: history)
+        if !force, let existing = try store.profileSummary(profile: profile) {
+            let changed = existing.historyDigest == digest ? 0 : max(1, abs(history.count - existing.interactionCount))
+            if changed < ranker.settings.profileRefreshAfter { return (existing, nil) }
+        }
+        let titles = history.compactMap { catalog.index(of: $0.item).map { catalog.titles[Int($0)] } }
+        let gen = try ranker.generateProfile(history: titles)
+        let summary = ProfileSummary(profile: profile, text: gen.text, historyDigest: digest,
+                                     interactionCount: history.count, createdAt: Int64(Date().timeIntervalSince1970))
+        try store.putProfileSummary(summary)
+        return (summary, gen)
+    }
+}

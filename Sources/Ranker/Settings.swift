@@ -1,0 +1,115 @@
+import GGUF
+
+/// How the model scores candidates (the model's `palr.scoring_mode` names its default).
+public enum ScoringMode: String, Sendable, CaseIterable, Codable {
+    /// LlamaRec's verbalizer: candidates labelled (A)…(T); one prefill; the label
+    /// tokens' logits at the last position rank them.
+    case letters
+    /// Every candidate title is a continuation of the prompt; all go through the
+    /// model as one batch sharing the prompt's KV cache; score = log-probability.
+    case likelihood
+    /// PALR's own: the model writes the list, constrained by a trie of the remaining
+    /// candidate titles so that it can only name real candidates.
+    case generate
+}
+
+/// PALR settings from the model's `palr.*` metadata, with documented defaults.
+///
+/// Templates use `{history}`, `{candidates}` and `{profile}`; items use `{title}`
+/// and `{label}`; the profile line uses `{summary}`. README.md ("Ranking") lists them.
+public struct PALRSettings: Sendable, Equatable {
+    public var mode: ScoringMode = .letters                 // palr.scoring_mode
+    public var maxHistory = 20                              // palr.max_history
+    public var maxCandidates = 20                           // palr.max_candidates
+    public var titleTokenLimit = 32                         // palr.title_token_limit
+    public var lettersTemplate = PALRSettings.defaultLettersTemplate        // palr.prompt_template (mode letters)
+    public var likelihoodTemplate = PALRSettings.defaultLikelihoodTemplate  // palr.prompt_template (mode likelihood)
+    public var generateTemplate = PALRSettings.defaultGenerateTemplate      // palr.prompt_template (mode generate)
+    public var historyItem = "- {title}\n"                  // palr.history_item
+    public var candidateItem = "({label}) {title}\n"        // palr.candidate_item (letters)
+    public var generateCandidateItem = "- {title}\n"        // palr.generate_candidate_item
+    public var profileLine = "Profile: {summary}\n"         // palr.profile_line
+    // PALR stage 1 (profile keywords).
+    public var profileTemplate = PALRSettings.defaultProfileTemplate        // palr.profile_template
+    public var profileHistory = 50                          // palr.profile_history
+    public var profileTokenBudget = 48                      // palr.profile_token_budget
+    public var profileRefreshAfter = 10                     // palr.profile_refresh_after
+
+    public static let defaultLettersTemplate =
+        "Watched, most recent last:\n{history}{profile}Candidates:\n{candidates}Next: ("
+    public static let defaultLikelihoodTemplate =
+        "Watched, most recent last:\n{history}{profile}Next:"
+    public static let defaultGenerateTemplate =
+        "Watched, most recent last:\n{history}{profile}Candidates:\n{candidates}Recommend from the candidate list:\n"
+    public static let defaultProfileTemplate =
+        "Watched:\n{history}Describe this viewer's tastes in a few keywords:\n"
+
+    /// The labels of letters mode, in order: (A)…(T).
+    public static let letters: [String] = (0..<20).map { String(UnicodeScalar(UInt8(65 + $0))) }
+
+    public init() {}
+
+    /// Reads `palr.*` keys; `defaulted` lists the keys that were absent.
+    public init(gguf: GGUFFile, defaulted: inout [String]) throws(GGUFError) {
+        self.init()
+        func int(_ key: String, _ value: inout Int, min: Int = 1) throws(GGUFError) {
+            if let v = try gguf.optionalInt(key) {
+                guard v >= min else { throw .wrongValueType(key: key, expected: "integer ≥ \(min)", found: String(v)) }
+                value = v
+            } else { defaulted.append(key) }
+        }
+        func string(_ key: String, _ value: inout String) throws(GGUFError) {
+            if let v = try gguf.optionalString(key) { value = v } else { defaulted.append(key) }
+        }
+        if let m = try gguf.optionalString("palr.scoring_mode") {
+            guard let mode = ScoringMode(rawValue: m) else {
+                throw .wrongValueType(key: "palr.scoring_mode", expected: "letters, likelihood or generate", found: m)
+            }
+            self.mode = mode
+        } else { defaulted.append("palr.scoring_mode") }
+        try int("palr.max_history", &maxHistory)
+        try int("palr.max_candidates", &maxCandidates)
+        try int("palr.title_token_limit", &titleTokenLimit)
+        if let t = try gguf.optionalString("palr.prompt_template") {
+            switch mode {
+            case .letters: lettersTemplate = t
+            case .likelihood: likelihoodTemplate = t
+            case .generate: generateTemplate = t
+            }
+        } else { defaulted.append("palr.prompt_template") }
+        try string("palr.history_item", &historyItem)
+        try string("palr.candidate_item", &candidateItem)
+        try string("palr.generate_candidate_item", &generateCandidateItem)
+        try string("palr.profile_line", &profileLine)
+        try string("palr.profile_template", &profileTemplate)
+        try int("palr.profile_history", &profileHistory)
+        try int("palr.profile_token_budget", &profileTokenBudget)
+        try int("palr.profile_refresh_after", &profileRefreshAfter, min: 0)
+    }
+
+    public func template(for mode: ScoringMode) -> String {
+        switch mode {
+        case .letters: return lettersTemplate
+        case .likelihood: return likelihoodTemplate
+        case .generate: return generateTemplate
+        }
+    }
+}
+
+/// Fills `{name}` placeholders; unknown placeholders are left as they are.
+func fill(_ template: String, _ values: [String: String]) -> String {
+    var out = ""
+    var rest = Substring(template)
+    while let open = rest.firstIndex(of: "{") {
+        out += rest[..<open]
+        let after = rest[rest.index(after: open)...]
+        if let close = after.firstIndex(of: "}"), let v = values[String(after[..<close])] {
+            out += v
+            rest = after[after.index(after: close)...]
+        } else {
+            out += "{"
+            rest = after
+        }
+    }
+    return out + rest
+}

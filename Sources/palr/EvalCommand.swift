@@ -1,0 +1,142 @@
+// `palr eval`: leave-one-out evaluation (protocol in Sources/Catalog/Evaluation.swift).
+
+import ArgumentParser
+import Catalog
+import Foundation
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Leave-one-out evaluation of retrieval on a MovieLens-format dataset.",
+        discussion: """
+            Each user's last item is the test target, the second-to-last the validation target; \
+            neighbours are built from the training part only; ranking is against the full catalog. \
+            --tune picks the retriever's parameters on the validation items and reports the test items.
+            """)
+
+    @Option(help: "Item file: u.item, movies.dat, movies.csv or a CSV with id,title.")
+    var items: String
+    @Option(help: "Item format when the name does not say: ml-100k, ml-1m, csv.")
+    var itemsFormat: String?
+    @Option(help: "Interaction file: u.data, ratings.dat, ratings.csv or a CSV with a header.")
+    var interactions: String
+    @Option(help: "Interaction format when the name does not say: ml-100k, ml-1m, csv.")
+    var interactionsFormat: String?
+    @Option(help: "CSV column mapping, e.g. user=uid,item=sku,time=ts.")
+    var columns: String?
+    @Option(help: "Evaluate a random sample of N users.")
+    var users: Int?
+    @Option(help: "Seed of the user sample.")
+    var seed: UInt64 = 1
+    @Option(help: "Neighbour method: cooc, seq, combined.")
+    var method: String = NeighbourMethod.combined.rawValue
+    @Option(help: "Parameter overrides, e.g. window=10,history_length=20 (see README).")
+    var params: String?
+    @Option(help: "Held-out item to score: test or validation.")
+    var heldOut: String = HeldOut.test.rawValue
+    @Flag(help: "Test: build neighbours without the validation items as well.")
+    var strict = false
+    @Flag(help: "Choose parameters on the validation items (grid search), then report the test items.")
+    var tune = false
+    @Option(help: "Tune over this grid instead of the standard one, e.g. window=5/10/20,recency_decay=0.7/0.9.")
+    var grid: String?
+    @Option(help: "Write every grid point's validation metrics to this TSV file.")
+    var tuneReport: String?
+    @Option(help: "Worker threads for building neighbours.")
+    var threads = 2
+    @Flag(help: "Print JSON.")
+    var json = false
+    // --model M (the ranker issue) plugs a Reranker into `evaluate(_:reranker:)`;
+    // its metrics then appear as "pipeline" beside "retrieval".
+
+    func run() throws {
+        guard let m = NeighbourMethod(rawValue: method) else {
+            throw ValidationError("unknown method '\(method)' (cooc, seq, combined)")
+        }
+        guard let h = HeldOut(rawValue: heldOut) else { throw ValidationError("--held-out is test or validation") }
+        var config = RetrieverConfiguration.defaults(for: m)
+        if let params { try config.apply(params) }
+
+        let t0 = Date()
+        let itemList = try DataFiles.readItems(path: items, formatName: itemsFormat)
+        let log = try DataFiles.readInteractions(path: interactions, formatName: interactionsFormat, columns: columns)
+        let data = LeaveOneOutData(items: itemList, log: log)
+        note("read \(itemList.count) items, \(log.count) interactions of \(log.userIds.count) users in \(seconds(since: t0))"
+            + (data.skippedInteractions > 0 ? "; \(data.skippedInteractions) interactions with unknown items left out" : ""))
+
+        var tuned: TuningResult?
+        if tune || grid != nil {
+            let grid = try grid.map { try TuningGrid.parse($0, base: config) } ?? TuningGrid.standard(around: config)
+            note("tuning \(m.rawValue): \(grid.builds.count) neighbour builds × \(grid.retrieval.count) retrieval settings on the validation items")
+            let results = try data.tune(grid, users: users, seed: seed, threads: threads) { done, total, best in
+                note("  \(done)/\(total) builds; best so far NDCG@10 \(f(best.validation.ndcg10)) HR@10 \(f(best.validation.hr10)): \(best.configuration.summary)")
+            }
+            tuned = results.first
+            if let tuneReport {
+                var tsv = "NDCG@10\tHR@10\tRecall@50\tparameters\n"
+                for r in results {
+                    tsv += "\(f(r.validation.ndcg10))\t\(f(r.validation.hr10))\t\(f(r.validation.recall50))\t\(r.configuration.summary)\n"
+                }
+                try tsv.write(toFile: tuneReport, atomically: true, encoding: .utf8)
+            }
+            if !json {
+                print("validation, best 5 of \(results.count):")
+                for r in results.prefix(5) {
+                    print("  NDCG@10 \(f(r.validation.ndcg10))  HR@10 \(f(r.validation.hr10))  \(r.configuration.summary)")
+                }
+            }
+            if let best = results.first { config = best.configuration }
+        }
+
+        var options = EvaluationOptions()
+        options.heldOut = h
+        options.neighbours = config.neighbours
+        options.retrieval = config.retrieval
+        options.users = users
+        options.seed = seed
+        options.strict = strict
+        options.threads = threads
+        let report = try data.evaluate(options)
+
+        if json {
+            var out: [String: Any] = [
+                "users": report.users,
+                "held_out": h.rawValue,
+                "method": m.rawValue,
+                "parameters": config.summary,
+                "retrieval": dict(report.retrieval),
+                "popularity": dict(report.popularity),
+            ]
+            if let p = report.pipeline { out["pipeline"] = dict(p) }
+            if let tuned { out["validation"] = dict(tuned.validation) }
+            let d = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys, .prettyPrinted])
+            print(String(decoding: d, as: UTF8.self))
+            return
+        }
+        let training = options.trainingCut == 1 ? "each sequence without its last item" : "each sequence without its last 2 items"
+        print("\(report.users) users, \(h.rawValue) item; neighbours from \(training)")
+        print("\(m.rawValue): \(config.summary)")
+        let names = RankingMetrics().named.map(\.0)
+        print("            " + names.map { $0.padding(toLength: 10, withPad: " ", startingAt: 0) }.joined())
+        var rows = [("retrieval", report.retrieval), ("popularity", report.popularity)]
+        if let p = report.pipeline { rows.append(("pipeline", p)) }
+        for (name, metrics) in rows {
+            print(name.padding(toLength: 12, withPad: " ", startingAt: 0)
+                + metrics.named.map { f($0.1).padding(toLength: 10, withPad: " ", startingAt: 0) }.joined())
+        }
+        print("neighbours built in \(String(format: "%.2f", report.buildSeconds)) s, \(report.users) users ranked in \(String(format: "%.2f", report.evaluateSeconds)) s")
+    }
+
+    private func dict(_ m: RankingMetrics) -> [String: Double] {
+        Dictionary(uniqueKeysWithValues: m.named.map { ($0.0, ($0.1 * 10000).rounded() / 10000) })
+    }
+}
+
+func f(_ v: Double) -> String { String(format: "%.4f", v) }
+
+func seconds(since t: Date) -> String { String(format: "%.2f s", Date().timeIntervalSince(t)) }
+
+/// Progress and notes go to stderr, so stdout stays the result.
+func note(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+}

@@ -1,0 +1,96 @@
+import ArgumentParser
+import Foundation
+import Llama
+import Tokenizer
+
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Generate text from a prompt (or from BOS), printed as it streams.",
+        discussion: """
+            Greedy with --temp 0; otherwise softmax sampling at that temperature within the top-p \
+            nucleus. Generation stops after -n tokens, or at an end-of-sequence or beginning-of-\
+            sequence token (unless --ignore-eos). The prompt is printed first (without BOS). \
+            BOS is prepended when the model's tokenizer.ggml.add_bos_token says so (the default).
+            """)
+
+    @Option(name: .long, help: "A LLaMA GGUF model.")
+    var model: String
+
+    @Option(name: .long, help: "Prompt text (encoded with the model's tokenizer).")
+    var prompt: String?
+
+    @Option(name: .long, help: "Prompt token ids, e.g. 1,403,407 (BOS is added if the model wants it).")
+    var promptTokens: String?
+
+    @Option(name: [.customShort("n"), .long], help: "Tokens to generate.")
+    var maxTokens = 256
+
+    @Option(name: .long, help: "Temperature; 0 is greedy.")
+    var temp: Float = 1.0
+
+    @Option(name: .long, help: "Top-p nucleus (1 disables it).")
+    var topP: Float = 0.9
+
+    @Option(name: .long, help: "Random seed (default: the clock).")
+    var seed: UInt64?
+
+    @Flag(name: .long, help: "Do not stop at end-of-sequence tokens.")
+    var ignoreEOS = false
+
+    func validate() throws {
+        if prompt != nil && promptTokens != nil { throw ValidationError("give --prompt or --prompt-tokens, not both") }
+        if maxTokens < 0 { throw ValidationError("-n must not be negative") }
+        if temp < 0 { throw ValidationError("--temp must not be negative") }
+    }
+
+    func run() throws {
+        let m = try loadModel(model)
+        var tokenizer: SentencePieceTokenizer?
+        do { tokenizer = try SentencePieceTokenizer(gguf: m.gguf) } catch {
+            if prompt != nil { throw CLIError(path: model, error) }
+            printErr("note: \(model): \(error); printing token ids")
+        }
+        var text = tokenizer?.makeStreamingDecoder()
+        let addBOS = tokenizer?.vocabulary.addBOS ?? true
+        let bos = tokenizer?.bos ?? 1
+
+        var ids: [Int32] = []
+        if let prompt, let tokenizer {
+            ids = tokenizer.encode(prompt, addBOS: addBOS)
+        } else if let promptTokens {
+            ids = try parseTokenList(promptTokens)
+        }
+        if addBOS, ids.first != bos { ids.insert(bos, at: 0) }
+        let stops: Set<Int32> = ignoreEOS ? [] : Set([tokenizer?.eos, tokenizer?.bos].compactMap { $0 })
+
+        guard ids.count <= m.config.contextLength else {
+            throw CLIError("the prompt has \(ids.count) tokens; the model's context is \(m.config.contextLength)")
+        }
+        // The last token printed is never run through the model, so n tokens need n - 1 positions.
+        let steps = min(maxTokens, m.config.contextLength - ids.count + 1)
+        if steps < maxTokens { printErr("note: stopping after \(steps) tokens, at the model's context of \(m.config.contextLength)") }
+        let context = ids.count + max(steps - 1, 0)
+        let out = FileHandle.standardOutput
+        func emit(_ token: Int32) {
+            let s = text != nil ? text!.append(token) : "\(token) "
+            if !s.isEmpty { out.write(Data(s.utf8)) }
+        }
+        do {
+            let session = try LlamaSession(model: m, contextLength: max(context, 1))
+            let sampler = Sampler(vocabSize: m.config.vocabSize, temperature: temp, topP: topP,
+                                  seed: seed ?? UInt64(Date().timeIntervalSince1970 * 1e6))
+            for t in ids { emit(t) }
+            var next: Int32 = 0
+            try session.prefill(ids, logits: .last) { _, logits in next = sampler.sample(logits) }
+            for step in 0..<steps {
+                if stops.contains(next) { break }
+                emit(next)
+                if step + 1 == steps { break }
+                next = try session.decode(next) { sampler.sample($0) }
+            }
+        } catch { throw CLIError(path: model, "\(error)") }
+        if let rest = text?.finish(), !rest.isEmpty { out.write(Data(rest.utf8)) }
+        out.write(Data("\n".utf8))
+    }
+}

@@ -1,0 +1,160 @@
+import ArgumentParser
+import Catalog
+import Foundation
+import GGUF
+import History
+import Llama
+import Ranker
+import Tokenizer
+
+/// Options shared by the commands that run the full pipeline.
+struct PipelineOptions: ParsableArguments {
+    @Option(name: .long, help: "The ranker model (GGUF with tokenizer and palr.* keys).")
+    var model: String
+
+    @Option(name: .long, help: "The catalog pack (palr-convert catalog).")
+    var catalog: String
+
+    @Option(name: .long, help: "The history database (default: $PALR_DB, else $XDG_DATA_HOME/palr/history.sqlite).")
+    var db: String?
+
+    @Option(name: .long, help: "Scoring mode: letters, likelihood or generate (default: the model's palr.scoring_mode).")
+    var mode: String?
+
+    @Option(name: .long, help: "Candidates retrieved for the ranker (default: the model's palr.max_candidates).")
+    var candidates: Int?
+
+    @Option(name: .short, help: "Threads (default: online CPUs).")
+    var t: Int?
+
+    func scoringMode() throws -> ScoringMode? {
+        guard let mode else { return nil }
+        guard let m = ScoringMode(rawValue: mode) else { throw ValidationError("--mode is letters, likelihood or generate") }
+        return m
+    }
+
+    /// Loads model, tokenizer, settings, catalog and store; prints the defaults applied.
+    func makeRecommender(quiet: Bool) throws -> Recommender {
+        let m = try loadModel(model)
+        let tok: SentencePieceTokenizer
+        do { tok = try SentencePieceTokenizer(gguf: m.gguf) } catch { throw CLIError(path: model, error) }
+        var defaulted: [String] = []
+        let settings: PALRSettings
+        do { settings = try PALRSettings(gguf: m.gguf, defaulted: &defaulted) } catch { throw CLIError(path: model, error) }
+        if !defaulted.isEmpty && !quiet {
+            printErr("note: \(model) has no \(defaulted.joined(separator: ", ")); palr's defaults apply (see README, Ranking)")
+        }
+        let cat: ItemCatalog
+        do { cat = try CatalogPack.open(path: catalog) } catch { throw CLIError(path: catalog, error) }
+        let store = try openStore(db)
+        let ranker = try Ranker(model: m, tokenizer: tok, settings: settings, threads: t)
+        let name = (model as NSString).lastPathComponent
+        do {
+            return try Recommender(ranker: ranker, catalog: cat, store: store, modelID: "\(name)@\(m.gguf.file.size)")
+        } catch { throw CLIError("\(catalog) with \(model): \(error)") }
+    }
+}
+
+/// Opens the history store at `path` or the default location.
+func openStore(_ path: String?) throws -> HistoryStore {
+    guard let p = path ?? HistoryStore.defaultPath() else {
+        throw CLIError("no history database: pass --db FILE or set PALR_DB")
+    }
+    do { return try HistoryStore(path: p) } catch { throw CLIError(path: p, "\(error)") }
+}
+
+struct RecommendCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "recommend",
+        abstract: "Recommend items for a profile: retrieval, then LLM ranking (cached per history).")
+
+    @OptionGroup var pipeline: PipelineOptions
+
+    @Option(name: .long, help: "The profile to recommend for.")
+    var profile: String
+
+    @Option(name: .long, help: "How many items to return.")
+    var k: Int = 10
+
+    @Flag(name: .long, help: "Ignore a cached result and recompute.")
+    var noCache = false
+
+    @Flag(name: .long, help: "Print JSON.")
+    var json = false
+
+    func validate() throws {
+        guard k > 0 else { throw ValidationError("--k must be positive") }
+    }
+
+    func run() throws {
+        let rec = try pipeline.makeRecommender(quiet: json)
+        let r: Recommendation
+        do {
+            r = try rec.recommend(profile: profile, k: k, mode: try pipeline.scoringMode(),
+                                  candidates: pipeline.candidates, useCache: !noCache)
+        } catch { throw CLIError("\(error)") }
+        printRecommendation(r, json: json)
+    }
+}
+
+func printRecommendation(_ r: Recommendation, json: Bool) {
+    if json {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        if let d = try? enc.encode(r) { print(String(decoding: d, as: UTF8.self)) }
+        return
+    }
+    for n in r.notes { printErr("note: \(n)") }
+    print("profile \(r.profile): \(r.items.count) items, mode \(r.mode.rawValue)\(r.fromCache ? " (cached)" : ""), \(r.candidates) candidates, history \(r.historyLength)")
+    for it in r.items { print(String(format: "%3d. %-60@ %9.4f  [%@]", it.rank, it.title as NSString, it.score, it.id as NSString)) }
+    let t = r.timings
+    print(String(format: "time: retrieval %.1f ms, prefill %.1f ms (%d of %d prompt tokens computed), scoring %.1f ms, total %.1f ms",
+                 t.retrievalSeconds * 1e3, t.prefillSeconds * 1e3, t.computedPromptTokens, t.promptTokens,
+                 t.scoringSeconds * 1e3, t.totalSeconds * 1e3))
+}
+
+struct RefreshCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "refresh",
+        abstract: "Recompute stale cached recommendations (for a box's background scheduler).")
+
+    @OptionGroup var pipeline: PipelineOptions
+
+    @Option(name: .long, help: "Refresh this profile (even when fresh).")
+    var profile: String?
+
+    @Flag(name: .long, help: "Refresh every profile whose cached result is missing or stale.")
+    var allStale = false
+
+    @Option(name: .long, help: "Items kept per profile.")
+    var k: Int = 10
+
+    func validate() throws {
+        guard (profile != nil) != allStale else { throw ValidationError("give either --profile P or --all-stale") }
+    }
+
+    func run() throws {
+        let rec = try pipeline.makeRecommender(quiet: false)
+        let mode = try pipeline.scoringMode()
+        let names: [String]
+        if let profile {
+            names = [profile]
+        } else {
+            names = try rec.store.profiles().map(\.name).filter { try rec.isStale(profile: $0, mode: mode, candidates: pipeline.candidates) }
+        }
+        print("refreshing \(names.count) profile(s)")
+        let usesProfile = rec.ranker.settings.template(for: mode ?? rec.ranker.settings.mode).contains("{profile}")
+        for p in names {
+            do {
+                // Keyword summaries first (when the template shows them), then the ranking.
+                if usesProfile, let g = try rec.refreshProfile(p).generated {
+                    print(String(format: "%@: profile summary regenerated in %.2f s", p, g.promptSeconds + g.decodeSeconds))
+                }
+                let r = try rec.recommend(profile: p, k: k, mode: mode, candidates: pipeline.candidates, useCache: false)
+                print(String(format: "%@: %d items in %.2f s", p, r.items.count, r.timings.totalSeconds))
+            } catch {
+                printErr("\(p): \(error)")
+            }
+        }
+    }
+}

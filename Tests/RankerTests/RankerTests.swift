@@ -1,0 +1,158 @@
+import Catalog
+import Foundation
+import GGUF
+import History
+import Llama
+import Testing
+import Tokenizer
+@testable import Ranker
+
+func makeRanker(_ edit: (inout PALRSettings) -> Void = { _ in }) throws -> Ranker {
+    let model = try LlamaModel(path: tinyRankerModelPath)
+    let tok = try SentencePieceTokenizer(gguf: model.gguf)
+    var defaulted: [String] = []
+    var settings = try PALRSettings(gguf: model.gguf, defaulted: &defaulted)
+    edit(&settings)
+    return try Ranker(model: model, tokenizer: tok, settings: settings, contextLength: 1024, threads: 1)
+}
+
+let someTitles = ["Toy Story (1995)", "GoldenEye (1995)", "Four Rooms (1995)", "Get Shorty (1995)", "Copycat (1995)"]
+let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking (1995)", "Richard III (1995)",
+                      "Seven (Se7en) (1995)", "Usual Suspects, The (1995)"].enumerated().map { Candidate(id: "c\($0)", title: $1) }
+
+@Suite struct RankerExactnessTests {
+    @Test func lettersScoresAreTheLabelLogitsAtTheLastPosition() throws {
+        let r = try makeRanker()
+        let res = try r.rank(history: someTitles, candidates: someCandidates, k: someCandidates.count, mode: .letters)
+        // Independent path: a fresh session, one plain prefill of the same prompt.
+        let s = try LlamaSession(model: r.model, contextLength: 1024)
+        var last: [Float] = []
+        try s.prefill(r.tokenizer.encode(res.prompt, addBOS: true), logits: .last) { _, l in last = Array(l) }
+        let labels = PALRSettings.letters.prefix(someCandidates.count).map { Int(r.tokenizer.id(ofPiece: $0)!) }
+        let raw = labels.map { last[$0] }
+        var worst = 0.0
+        for item in res.items {
+            let i = someCandidates.firstIndex { $0.id == item.id }!
+            worst = max(worst, abs(item.score - Double(logSoftmax(raw, at: i))))
+        }
+        print("letters: ranker scores vs label log-softmax of a plain prefill: max |Δ| = \(worst)")
+        #expect(worst <= 1e-4)
+        #expect(res.prompt.hasSuffix("Next: ("))
+        #expect(res.prompt.contains("(A) Twelve Monkeys (1995)\n(B) Babe (1995)\n"))
+    }
+
+    @Test(arguments: [false, true])
+    func likelihoodScoresEqualSeparateFullPasses(normalized: Bool) throws {
+        let r = try makeRanker()
+        let res = try r.rank(history: someTitles, candidates: someCandidates, k: someCandidates.count,
+                             mode: .likelihood, lengthNormalized: normalized)
+        let prompt = r.tokenizer.encode(res.prompt, addBOS: true)
+        var worst = 0.0
+        for item in res.items {
+            let cand = someCandidates.first { $0.id == item.id }!
+            let cont = r.continuation(cand.title)
+            let s = try LlamaSession(model: r.model, contextLength: 1024)
+            var rows: [[Float]] = []
+            try s.prefill(prompt + cont, logits: .all) { _, l in rows.append(Array(l)) }
+            var sum = 0.0
+            for (j, t) in cont.enumerated() { sum += Double(logSoftmax(rows[prompt.count - 1 + j], at: Int(t))) }
+            let expected = normalized ? sum / Double(cont.count) : sum
+            worst = max(worst, abs(item.score - expected))
+        }
+        print("likelihood (normalized: \(normalized)): batched shared-prefix scores vs separate passes: max |Δ| = \(worst)")
+        #expect(worst <= 1e-4)
+        #expect(res.timings.scoringTokens == someCandidates.reduce(0) { $0 + r.continuation($1.title).count })
+    }
+
+    @Test func generateNamesOnlyCandidatesInTrieOrder() throws {
+        let r = try makeRanker()
+        let res = try r.rank(history: someTitles, candidates: someCandidates, k: 4, mode: .generate)
+        #expect(res.items.count == 4)
+        #expect(Set(res.items.map(\.id)).count == 4)
+        #expect(res.items.allSatisfy { i in someCandidates.contains { $0.id == i.id } })
+        #expect(res.items.map(\.rank) == [1, 2, 3, 4])
+    }
+}
+
+@Suite struct PrefixReuseTests {
+    func commonPrefix(_ a: [Int32], _ b: [Int32]) -> Int {
+        var n = 0
+        while n < min(a.count, b.count), a[n] == b[n] { n += 1 }
+        return n
+    }
+
+    @Test func repeatedAndAppendedHistoriesRecomputeOnlyWhatChanged() throws {
+        let r = try makeRanker()
+        let history = Array(someTitles.prefix(4))
+        let cold = try r.rank(history: history, candidates: someCandidates, k: 3, mode: .likelihood, cacheKey: "p1")
+        #expect(cold.timings.computedPromptTokens == cold.timings.promptTokens)
+
+        // Same history again: only the last token is recomputed (its logits are needed).
+        let warm = try r.rank(history: history, candidates: someCandidates, k: 3, mode: .likelihood, cacheKey: "p1")
+        #expect(warm.timings.computedPromptTokens == 1)
+        #expect(zip(warm.items, cold.items).allSatisfy { $0.id == $1.id && abs($0.score - $1.score) < 1e-4 })
+
+        // One appended interaction: exactly the tokens after the common prefix.
+        let appended = try r.rank(history: history + [someTitles[4]], candidates: someCandidates, k: 3, mode: .likelihood, cacheKey: "p1")
+        let old = r.tokenizer.encode(cold.prompt, addBOS: true), new = r.tokenizer.encode(appended.prompt, addBOS: true)
+        let expected = new.count - commonPrefix(old, new)
+        print("appended interaction: \(appended.timings.computedPromptTokens) of \(new.count) prompt tokens recomputed (common prefix \(commonPrefix(old, new)))")
+        #expect(appended.timings.computedPromptTokens == expected)
+        let line = r.tokenizer.encode("- \(someTitles[4])\nNext:", addBOS: false).count
+        #expect(expected <= line + 2)
+
+        // And the reused state gives the same scores as a cold ranker.
+        let fresh = try makeRanker().rank(history: history + [someTitles[4]], candidates: someCandidates, k: 3, mode: .likelihood)
+        #expect(zip(fresh.items, appended.items).allSatisfy { $0.id == $1.id && abs($0.score - $1.score) < 1e-4 })
+    }
+
+    @Test func cacheStaysWithinItsBudget() throws {
+        let r = try makeRanker()
+        let c = PrefixCache(byteBudget: 60_000)
+        for i in 0..<6 {
+            let s = r.session
+            try s.rewind(to: 0)
+            try s.prefill(r.tokenizer.encode("profile \(i) " + String(repeating: "x", count: 40), addBOS: true), logits: .none)
+            c.put("p\(i)", tokens: [], snapshot: s.snapshot())
+            #expect(c.byteCount <= 60_000)
+        }
+        #expect(c.count >= 1 && c.count < 6)
+    }
+}
+
+@Suite struct RankerEdgeCaseTests {
+    @Test func modelWithoutPalrKeysUsesDefaults() throws {
+        let model = try LlamaModel(path: tinyRankerModelPath)
+        var defaulted: [String] = []
+        let s = try PALRSettings(gguf: model.gguf, defaulted: &defaulted)
+        #expect(s == PALRSettings())
+        #expect(defaulted.contains("palr.scoring_mode") && defaulted.contains("palr.max_history"))
+    }
+
+    @Test func longTitlesAreCutAtTheTokenLimit() throws {
+        let r = try makeRanker { $0.titleTokenLimit = 6 }
+        let long = String(repeating: "Extraordinarily Long Title ", count: 10)
+        let cut = r.cutTitle(long)
+        #expect(r.tokenizer.encode(cut, addBOS: false).count <= 6)
+        let res = try r.rank(history: [long], candidates: [Candidate(id: "x", title: long), someCandidates[0]], k: 2, mode: .letters)
+        #expect(res.items.count == 2)
+        #expect(!res.prompt.contains(long))
+    }
+
+    @Test func emptyHistoryAndNoCandidates() throws {
+        let r = try makeRanker()
+        for mode in ScoringMode.allCases {
+            let res = try r.rank(history: [], candidates: someCandidates, k: 3, mode: mode)
+            #expect(res.items.count == 3)
+        }
+        #expect(throws: RankerError.noCandidates) { try r.rank(history: someTitles, candidates: [], k: 3) }
+    }
+
+    @Test func moreCandidatesThanLettersAreRankedInWindows() throws {
+        let r = try makeRanker()
+        let many = (0..<45).map { Candidate(id: "m\($0)", title: "Movie number \($0) (19\(50 + $0 % 50))") }
+        let res = try r.rank(history: someTitles, candidates: many, k: 45, mode: .letters)
+        #expect(res.items.count == 45)
+        #expect(Set(res.items.map(\.id)).count == 45)
+    }
+}

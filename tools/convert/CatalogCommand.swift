@@ -1,0 +1,128 @@
+// `palr-convert catalog`: items + interactions → a catalog pack (GGUF).
+
+import ArgumentParser
+import Catalog
+import Foundation
+
+struct CatalogCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "catalog",
+        abstract: "Build a catalog pack: item ids and titles, popularity and every item's top-K neighbours.")
+
+    @Option(help: "Item file: u.item, movies.dat, movies.csv or a CSV with id,title.")
+    var items: String
+    @Option(help: "Item format when the name does not say: ml-100k, ml-1m, csv.")
+    var itemsFormat: String?
+    @Option(help: "Interaction file: u.data, ratings.dat, ratings.csv or a CSV with a header (optional with --neighbours-csv).")
+    var interactions: String?
+    @Option(help: "Interaction format when the name does not say: ml-100k, ml-1m, csv.")
+    var interactionsFormat: String?
+    @Option(help: "CSV column mapping, e.g. user=uid,item=sku,time=ts.")
+    var columns: String?
+    @Option(name: [.short, .customLong("output")], help: "The pack to write (.gguf).")
+    var output: String
+    @Option(help: "Neighbour method: cooc, seq, combined.")
+    var method: String = NeighbourMethod.combined.rawValue
+    @Option(help: "Neighbours kept per item.")
+    var k: Int?
+    @Option(help: "Parameter overrides, e.g. window=10,history_length=20 (see README).")
+    var params: String?
+    @Flag(help: "Choose the parameters first: grid search on each user's second-to-last item (as palr eval --tune).")
+    var tune = false
+    @Option(help: "Import neighbours from a CSV (item,neighbour,score) instead of building them.")
+    var neighboursCsv: String?
+    @Option(help: "Leave out each user's last N interactions (2 = the leave-one-out training part).")
+    var holdOut = 0
+    @Option(help: "Catalog id (default: the output file's name without extension).")
+    var id: String?
+    @Option(help: "Catalog name (default: the id).")
+    var name: String?
+    @Option(help: "Catalog version.")
+    var version = 1
+    @Option(help: "Worker threads.")
+    var threads = 2
+
+    func run() throws {
+        guard let m = NeighbourMethod(rawValue: method) else {
+            throw ValidationError("unknown method '\(method)' (cooc, seq, combined)")
+        }
+        guard holdOut >= 0 else { throw ValidationError("--hold-out must be ≥ 0") }
+        guard !tune || (interactions != nil && neighboursCsv == nil) else {
+            throw ValidationError("--tune needs --interactions and builds the neighbours itself (no --neighbours-csv)")
+        }
+        guard interactions != nil || neighboursCsv != nil else {
+            throw ValidationError("give --interactions (to build neighbours) or --neighbours-csv (to import them)")
+        }
+        var config = RetrieverConfiguration.defaults(for: m)
+        if let k { try config.apply("k=\(k)") }
+        if let params { try config.apply(params) }
+
+        let t0 = Date()
+        let itemList = try DataFiles.readItems(path: items, formatName: itemsFormat)
+        note("items: \(itemList.count) from \(items) (\(seconds(since: t0)))")
+        var index: [String: Int32] = [:]
+        for (i, id) in itemList.ids.enumerated() { index[id] = Int32(i) }
+
+        var training = ItemSequences(itemCount: itemList.count, sequences: [])
+        if let interactions {
+            let t = Date()
+            let log = try DataFiles.readInteractions(path: interactions, formatName: interactionsFormat, columns: columns)
+            let made = ItemSequences.make(from: log, itemCount: itemList.count) { index[$0] }
+            training = holdOut > 0 ? made.sequences.droppingLast(holdOut) : made.sequences
+            if tune {
+                let data = LeaveOneOutData(items: itemList, sequences: made.sequences)
+                let grid = TuningGrid.standard(around: config)
+                note("tuning \(m.rawValue): \(grid.builds.count) builds × \(grid.retrieval.count) retrieval settings on the validation items")
+                let results = try data.tune(grid, threads: threads) { done, total, best in
+                    if done % 10 == 0 || done == total { note("  \(done)/\(total) builds; best NDCG@10 \(best.validation.ndcg10)") }
+                }
+                if let best = results.first {
+                    config = best.configuration
+                    note("chosen: \(config.summary) (validation NDCG@10 \(best.validation.ndcg10), HR@10 \(best.validation.hr10))")
+                }
+            }
+            note("interactions: \(log.count) of \(log.userIds.count) users from \(interactions) (\(seconds(since: t)))"
+                + (made.skippedInteractions > 0 ? "; \(made.skippedInteractions) with items not in the item file skipped" : "")
+                + (holdOut > 0 ? "; \(training.interactionCount) kept after holding out each user's last \(holdOut)" : ""))
+        }
+
+        let t1 = Date()
+        let table: NeighbourTable
+        var methodName = m.rawValue
+        var parameters = config.neighbours.json
+        if let neighboursCsv {
+            let pairs = try DataFiles.readNeighbourPairs(path: neighboursCsv)
+            let imported = NeighbourBuilder.table(fromPairs: pairs, itemCount: itemList.count, k: config.neighbours.k) { index[$0] }
+            table = imported.table
+            methodName = "imported"
+            parameters = ""
+            note("neighbours: \(pairs.count) pairs imported from \(neighboursCsv)"
+                + (imported.skipped > 0 ? ", \(imported.skipped) skipped (unknown id, self pair or repeat)" : "")
+                + " (\(seconds(since: t1)))")
+        } else {
+            note("neighbours: \(m.rawValue), \(config.summary)")
+            let start = Date()
+            table = try NeighbourBuilder.build(training, parameters: config.neighbours, threads: threads) { done, total in
+                note("  \(done)/\(total) items (\(seconds(since: start)))")
+            }
+            note("neighbours built in \(seconds(since: t1))")
+        }
+
+        let catalogId = id ?? ((output as NSString).lastPathComponent as NSString).deletingPathExtension
+        let info = CatalogInfo(id: catalogId, name: name ?? catalogId, version: version, method: methodName,
+                               parameters: parameters, retrieval: config.retrieval)
+        let catalog = try ItemCatalog(info: info, items: itemList, popularity: training.itemCounts(), neighbours: table)
+        try CatalogPack.write(catalog, to: output)
+        let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        let empty = (0..<catalog.count).filter { catalog.neighbours(of: $0).isEmpty }.count
+        note("wrote \(output): \(catalog.count) items, K=\(catalog.k), \(empty) items without neighbours, "
+            + "\(size / 1024) KiB, \(seconds(since: t0)) in all")
+    }
+}
+
+func seconds(since t: Date) -> String { String(format: "%.2f s", Date().timeIntervalSince(t)) }
+
+/// Progress and notes go to stderr.
+func note(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+}

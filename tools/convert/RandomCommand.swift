@@ -1,0 +1,51 @@
+import ArgumentParser
+import Convert
+import GGUF
+
+extension RandomShape: ExpressibleByArgument {}
+
+struct RandomCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "random",
+        abstract: "Write a random-weight LLaMA GGUF of a standard shape, for benchmarks.",
+        discussion: """
+            Shapes: tiny (dim 256, 4 layers, 8 heads / 4 kv, ffn 768, vocab 1024, context 512); \
+            1b (TinyLlama: dim 2048, 22 layers, 32 heads / 4 kv, ffn 5632, vocab 32000, context 2048); \
+            7b (LLaMA-2: dim 4096, 32 layers, 32 heads, ffn 11008, vocab 32000, context 4096). \
+            Tensor types follow `hf` (Q8_0 output for q4_0). The vocabulary is a placeholder of the \
+            right size (<unk>, <s>, </s>, byte tokens, tokN); the text it produces means nothing.
+            """)
+
+    @Option(name: .long, help: "tiny, 1b or 7b.")
+    var shape: RandomShape
+
+    @Option(name: .long, help: "Type of the weight matrices: q4_0, q8_0, f16, bf16 or f32.")
+    var type: GGMLType = .q4_0
+
+    @Option(name: [.short, .customLong("output")], help: "The GGUF file to write.")
+    var output: String
+
+    @Option(name: .long, help: "Random seed (same seed, same file).")
+    var seed: UInt64 = 0
+
+    @Option(name: .long, help: "Threads (default: all cores).")
+    var threads: Int?
+
+    func run() throws {
+        var options = ConvertOptions()
+        options.type = type
+        options.threads = threads ?? defaultThreads()
+        removeTemporaryFileOnSignal(output: output)
+        var display = ProgressDisplay()
+        let start = now()
+        var total = 0
+        do {
+            try RandomModel.write(shape: shape, options: options, seed: seed, to: output) { i, n, p in
+                total += p.byteCount
+                display.update(index: i, count: n, done: total, total: 0, line: "\(p.name) \(p.dims) \(p.type)")
+            }
+        } catch { throw ToolError(error) }
+        let secs = ((now() - start) * 10).rounded() / 10
+        printErr("wrote \(output): random \(shape.rawValue) model, \(formatBytes(total)) of tensor data in \(secs) s")
+    }
+}

@@ -1,0 +1,105 @@
+// What the subcommands share: flag parsing for types, errors, the progress
+// display and removal of the temporary output file on SIGINT/SIGTERM.
+
+import ArgumentParser
+import Convert
+import GGUF
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension GGMLType: ExpressibleByArgument {
+    public init?(argument: String) { self.init(name: argument) }
+    public static var allValueStrings: [String] { ["q4_0", "q8_0", "f16", "bf16", "f32"] }
+}
+
+/// An error printed as one line.
+struct ToolError: Error, CustomStringConvertible {
+    let description: String
+    init(_ e: CustomStringConvertible) { description = e.description }
+}
+
+func printErr(_ s: String) { writeErr(s + "\n") }
+
+func writeErr(_ s: String) {
+    var s = s
+    s.withUTF8 { buf in
+        var p = buf.baseAddress!, left = buf.count
+        while left > 0 {
+            let n = write(STDERR_FILENO, p, left)
+            if n <= 0 { if errno == EINTR { continue } else { return } }
+            p += n
+            left -= n
+        }
+    }
+}
+
+func defaultThreads() -> Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
+/// Peak resident set size of this process so far, in bytes.
+func peakRSS() -> Int {
+    var u = rusage()
+    getrusage(0, &u)  // RUSAGE_SELF
+    return Int(u.ru_maxrss) * 1024
+}
+
+func now() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+}
+
+// MARK: temporary file removal on signals
+
+/// The GGUF writer's temporary file, as a C string the signal handler can use.
+nonisolated(unsafe) private var pendingTemp: UnsafeMutablePointer<CChar>?
+
+/// On SIGINT, SIGTERM or SIGHUP, removes the output's temporary file and dies of
+/// the signal. (SIGKILL cannot be caught: then `OUT.tmp-PID` stays behind, and the
+/// destination is untouched either way.)
+func removeTemporaryFileOnSignal(output: String) {
+    pendingTemp = strdup(GGUFWriter.temporaryPath(for: output))
+    let handler: @convention(c) (Int32) -> Void = { sig in
+        if let p = pendingTemp { unlink(p) }
+        signal(sig, SIG_DFL)
+        raise(sig)
+    }
+    for s in [SIGINT, SIGTERM, SIGHUP] { signal(s, handler) }
+}
+
+// MARK: progress
+
+/// A progress bar on a terminal (tensor i/n, bytes, rate, ETA), plain lines otherwise.
+struct ProgressDisplay {
+    let tty = isatty(STDERR_FILENO) != 0
+    let start = now()
+    var lastDraw = 0.0
+
+    mutating func update(index: Int, count: Int, done: Int, total: Int, line: String) {
+        let elapsed = max(now() - start, 1e-6)
+        let rate = Double(done) / elapsed
+        let eta = rate > 0 ? Double(total - done) / rate : 0
+        let stats = "\(formatBytes(done))/\(formatBytes(total)) \(formatBytes(Int(rate)))/s ETA \(clock(eta))"
+        if tty {
+            let t = now()
+            guard index + 1 == count || t - lastDraw > 0.1 else { return }
+            lastDraw = t
+            let width = 24
+            let filled = total > 0 ? min(width, width * done / total) : width
+            let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+            var s = "\r[\(index + 1)/\(count)] \(bar) \(stats)  \(line)\u{1B}[K"
+            if index + 1 == count { s += "\n" }
+            writeErr(s)
+        } else {
+            printErr("[\(index + 1)/\(count)] \(line) (\(stats))")
+        }
+    }
+
+    func clock(_ s: Double) -> String {
+        let t = Int(s.rounded())
+        return t >= 3600 ? "\(t / 3600)h\(t / 60 % 60)m" : "\(t / 60):" + (t % 60 < 10 ? "0" : "") + "\(t % 60)"
+    }
+}
