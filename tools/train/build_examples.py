@@ -76,6 +76,8 @@ def main() -> None:
                 if label >= 0:
                     titles = [pack.titles[pack.index[x]] for x in history if x in pack.index]
                     ex["ids"] = np.array(pb.ids(titles, [pack.titles[i] for i in cands]), dtype=np.int16)
+                    ex["history"] = [pack.index[x] for x in history if x in pack.index][-common.MAX_HISTORY:]
+                    ex["target"] = target
                 (val if is_val else train).append(ex)
         print(f"fold {f}: pack from {len(others)} users, {len(mine)} users' examples "
               f"({time.time() - t0:.0f} s)")
@@ -87,8 +89,16 @@ def main() -> None:
     print(f"prompt tokens: mean {lens.mean():.0f}, max {lens.max()}; label histogram "
           f"{np.bincount(labels, minlength=20).tolist()}")
     print(f"validation examples {len(val)}, {vhits} with the target among the candidates")
+    # For sampled negatives (train.py --neg-frac): titles, and how often each item
+    # occurs among the training users.
+    counts = np.zeros(len(pack.ids), dtype=np.int64)
+    for u in train_users:
+        for x in seqs[u]:
+            if x.item in pack.index:
+                counts[pack.index[x.item]] += 1
     with open(os.path.join(args.work, "examples.pkl"), "wb") as fo:
-        pickle.dump({"train": train, "val": val, "folds": args.folds}, fo)
+        pickle.dump({"train": train, "val": val, "folds": args.folds, "titles": pack.titles,
+                     "item_counts": counts}, fo)
     print(f"wrote {os.path.join(args.work, 'examples.pkl')} in {time.time() - t0:.0f} s")
 
 

@@ -132,6 +132,27 @@ class TinyLlama(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, n, self.c.head_dim).transpose(1, 2)
 
+    def _block(self, layer: Layer, x, cos, sin):
+        """One decoder layer over every position (causal): h = x + attn(norm(x)); h + mlp(norm(h))."""
+        B, T, _ = x.shape
+        nh, nkv, hd = self.c.num_attention_heads, self.c.num_key_value_heads, self.c.head_dim
+        q, k, v = self._qkv(layer, layer.input_layernorm(x))
+        q, k, v = self._heads(q, nh), self._heads(k, nkv), self._heads(v, nkv)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=nkv != nh)
+        x = x + layer.self_attn.o_proj(o.transpose(1, 2).reshape(B, T, nh * hd))
+        return x + layer.mlp(layer.post_attention_layernorm(x))
+
+    def lm_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """Next-token logits at every position (B, T, vocab): the plain causal LM."""
+        T = ids.shape[1]
+        cos, sin = self.cos[:T], self.sin[:T]
+        x = self.model.embed_tokens(ids)
+        for layer in self.model.layers:
+            x = self._block(layer, x, cos, sin)
+        return self.model.norm(x) @ self.model.embed_tokens.weight.T
+
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor, label_ids: torch.Tensor,
                 aux_positions: torch.Tensor | None = None):
         """ids (B, T) right-padded; lengths (B,). Returns the label logits (B, n_labels)
@@ -145,14 +166,7 @@ class TinyLlama(nn.Module):
         x = self.model.embed_tokens(ids)                           # (B, T, hidden)
         layers = self.model.layers
         for layer in layers[:-1]:
-            h = layer.input_layernorm(x)
-            q, k, v = self._qkv(layer, h)
-            q, k, v = self._heads(q, nh), self._heads(k, nkv), self._heads(v, nkv)
-            q = q * cos + rotate_half(q) * sin
-            k = k * cos + rotate_half(k) * sin
-            o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=nkv != nh)
-            x = x + layer.self_attn.o_proj(o.transpose(1, 2).reshape(B, T, nh * hd))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            x = self._block(layer, x, cos, sin)
         aux = None
         if aux_positions is not None:
             aux = x.gather(1, aux_positions[..., None].expand(-1, -1, x.shape[-1]))

@@ -40,6 +40,112 @@ def aux_positions(ids: np.ndarray, line_start: int, newline: int) -> np.ndarray:
     return np.concatenate([starts[1:] - 1, [last_nl - 1]])
 
 
+class NegativeSampler:
+    """Sampled-negative versions of training examples (a curriculum, --neg-frac): the
+    target among 19 items drawn by their frequency among the training users (not in
+    the history, distinct), at a uniformly random label. Easy lists that can only be
+    solved by reading the titles against the history: they teach the content circuits
+    (which candidate fits this history) that the real retrieval lists, dominated by the
+    position prior, teach slowly."""
+
+    def __init__(self, pb: common.PromptBuilder, titles: list[str], counts: np.ndarray, seed: int,
+                 line_start: int, newline: int):
+        self.pb = pb
+        self.titles = titles
+        self.p = counts / counts.sum()
+        self.rng = np.random.default_rng(seed)
+        self.line_start, self.newline = line_start, newline
+
+    def __call__(self, e: dict) -> dict:
+        exclude = set(e["history"]) | {e["target"]}
+        picks: list[int] = []
+        while len(picks) < common.MAX_CANDIDATES - 1:
+            for j in self.rng.choice(len(self.p), size=32, p=self.p).tolist():
+                if j not in exclude and len(picks) < common.MAX_CANDIDATES - 1:
+                    exclude.add(j)
+                    picks.append(j)
+        label = int(self.rng.integers(common.MAX_CANDIDATES))
+        cands = picks[:label] + [e["target"]] + picks[label:]
+        ids = np.array(self.pb.ids([self.titles[i] for i in e["history"]], [self.titles[i] for i in cands]),
+                       dtype=np.int16)
+        return {"ids": ids, "label": label, "candidates": cands,
+                "aux": aux_positions(ids, self.line_start, self.newline)}
+
+
+def init_year_pieces(net: M.TinyLlama, sp, scale: float = 0.5, seed: int = 0) -> int:
+    """Gives the year pieces ("▁(1995)") an ordinal component: a fixed random projection
+    of sinusoids of the year (periods 5-160 years) added to their random embedding, so
+    that nearby years start out similar. Returns how many pieces it touched."""
+    import re
+
+    g = torch.Generator().manual_seed(seed)
+    periods = torch.tensor([5.0, 10.0, 20.0, 40.0, 80.0, 160.0])
+    proj = torch.randn(2 * len(periods), net.c.hidden_size, generator=g) / np.sqrt(2 * len(periods))
+    n = 0
+    with torch.no_grad():
+        emb = net.model.embed_tokens.weight
+        for i in range(sp.get_piece_size()):
+            m = re.fullmatch(r"▁?\((\d{4})\)", sp.id_to_piece(i))
+            if not m:
+                continue
+            y = float(m.group(1))
+            f = torch.cat([torch.cos(2 * np.pi * y / periods), torch.sin(2 * np.pi * y / periods)])
+            v = f @ proj
+            emb[i] += scale * emb.norm(dim=1).mean() * v / v.norm()
+            n += 1
+    return n
+
+
+def lm_windows(pb: common.PromptBuilder, seqs, titles_by_id: dict[str, str], window: int, stride: int) -> list[np.ndarray]:
+    """Phase 1 data: the training users' histories as the prompt writes them
+    ("Watched, most recent last:\n- title\n..."), windows of `window` items every
+    `stride`, without each user's last two items (the validation targets)."""
+    out = []
+    for u, s in seqs.items():
+        if common.is_held_out(u):
+            continue
+        items = [titles_by_id[x.item] for x in s[:-2] if x.item in titles_by_id]
+        for a in range(0, max(1, len(items) - window + stride), stride):
+            w = items[a:a + window]
+            if len(w) < 2:
+                continue
+            text = common.LETTERS_TEMPLATE.split("{history}")[0] + "".join(
+                common.HISTORY_ITEM.replace("{title}", pb.cut_title(t)) for t in w)
+            out.append(np.array([pb.sp.bos_id()] + pb.sp.encode(text), dtype=np.int16))
+    return out
+
+
+def pretrain_lm(net, windows: list[np.ndarray], epochs: float, lr: float, warmup: int, weight_decay: float,
+                max_tokens: int, max_seqs: int, rng: random.Random, t0: float) -> None:
+    """Phase 1: next-token prediction on history windows (every title token is a target),
+    so that the letters phase starts from title representations that already know
+    what is watched with what, and when."""
+    exs = [{"ids": w} for w in windows]
+    n_epochs = int(np.ceil(epochs))
+    plan = [b for _ in range(n_epochs) for b in batches(exs, max_tokens, max_seqs, rng)]
+    plan = plan[: int(len(plan) * epochs / n_epochs)]
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
+    print(f"phase 1 (language model on {len(windows)} history windows): {len(plan)} steps", flush=True)
+    run = 0.0
+    for step, b in enumerate(plan, 1):
+        ids, lengths, _ = collate(b)
+        target = ids[:, 1:].clone()
+        pad = torch.arange(ids.shape[1] - 1)[None, :] >= (lengths[:, None] - 1)
+        target[pad] = -100
+        for g in opt.param_groups:
+            g["lr"] = M.cosine_lr(step - 1, len(plan), lr, warmup)
+        logits = net.lm_logits(ids[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        run += loss.item()
+        if step % 50 == 0:
+            print(f"  lm step {step}/{len(plan)}  loss {run / 50:.4f}  {(time.time() - t0) / 60:.1f} min", flush=True)
+            run = 0.0
+
+
 def batches(examples: list[dict], max_tokens: int, max_seqs: int, rng: random.Random) -> list[list[dict]]:
     """Length-grouped batches in random order: shuffle, sort within chunks of 50
     batches' worth, cut by padded size, shuffle the batches."""
@@ -68,7 +174,7 @@ def collate(batch: list[dict]):
     for i, e in enumerate(batch):
         ids[i, :len(e["ids"])] = torch.from_numpy(e["ids"].astype(np.int64))
     lengths = torch.tensor([len(e["ids"]) for e in batch])
-    labels = torch.tensor([e["label"] for e in batch])
+    labels = torch.tensor([e.get("label", -1) for e in batch])
     return ids, lengths, labels
 
 
@@ -124,6 +230,13 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=6144, help="padded tokens per batch")
     ap.add_argument("--max-seqs", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lm-epochs", type=float, default=1.0, help="phase 1 epochs over history windows (0: none)")
+    ap.add_argument("--lm-window", type=int, default=20)
+    ap.add_argument("--lm-stride", type=int, default=10)
+    ap.add_argument("--neg-frac", type=float, default=0.5,
+                    help="share of sampled-negative examples at the start (decays linearly to 0)")
+    ap.add_argument("--neg-until", type=float, default=0.4, help="fraction of the steps after which it is 0")
+    ap.add_argument("--year-init", type=float, default=0.5, help="ordinal year-piece init scale (0: off)")
     ap.add_argument("--val-every", type=int, default=250, help="also validate every N steps")
     ap.add_argument("--compile", type=int, default=1, help="torch.compile the model (1) or not (0)")
     args = ap.parse_args()
@@ -151,9 +264,18 @@ def main() -> None:
     cfg = M.Config(vocab_size=sp.get_piece_size(), hidden_size=args.hidden, intermediate_size=args.intermediate,
                    num_hidden_layers=args.layers, num_attention_heads=args.heads)
     net = M.build(cfg, args.seed)
+    if args.year_init > 0:
+        print(f"year pieces with an ordinal init: {init_year_pieces(net, sp, args.year_init, args.seed)}")
+    sampler = NegativeSampler(pb, data["titles"], data["item_counts"], args.seed, line_start, newline)
     aux_head = torch.nn.Linear(args.hidden, 1)          # training only
     torch.nn.init.zeros_(aux_head.weight)
     print(f"model: {net.num_parameters() / 1e6:.2f}M parameters, config {json.dumps(cfg.hf_dict())}")
+    if args.lm_epochs > 0:
+        seqs = common.read_sequences()
+        titles_by_id = dict(common.read_movies())
+        windows = lm_windows(pb, seqs, titles_by_id, args.lm_window, args.lm_stride)
+        pretrain_lm(net, windows, args.lm_epochs, args.lr, args.warmup, args.weight_decay,
+                    args.max_tokens, args.max_seqs * 2, rng, t0)
     fwd = torch.compile(net, dynamic=True) if args.compile else net
 
     decay = [p for n, p in net.named_parameters() if p.dim() >= 2] + [aux_head.weight]
@@ -179,6 +301,9 @@ def main() -> None:
         te = time.time()
         run_loss = run_main = 0.0
         for b in epoch_batches:
+            p_neg = args.neg_frac * max(0.0, 1.0 - step / max(1.0, args.neg_until * total))
+            if p_neg > 0:
+                b = [sampler(e) if rng.random() < p_neg else e for e in b]
             ids, lengths, labels = collate(b)
             aux_pos = torch.from_numpy(np.stack([e["aux"] for e in b]).astype(np.int64))
             for g in opt.param_groups:
