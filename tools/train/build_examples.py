@@ -97,7 +97,7 @@ def main() -> None:
             if x.item in pack.index:
                 counts[pack.index[x.item]] += 1
     with open(os.path.join(args.work, "examples.pkl"), "wb") as fo:
-        pickle.dump({"train": train, "val": val, "folds": args.folds, "titles": pack.titles,
+        pickle.dump({"train": train, "val": val, "folds": args.folds, "titles": pack.titles, "item_ids": pack.ids,
                      "item_counts": counts}, fo)
     print(f"wrote {os.path.join(args.work, 'examples.pkl')} in {time.time() - t0:.0f} s")
 

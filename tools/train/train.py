@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 import common
 import model as M
+import teacher
 
 
 def aux_positions(ids: np.ndarray, line_start: int, newline: int) -> np.ndarray:
@@ -230,10 +231,12 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=6144, help="padded tokens per batch")
     ap.add_argument("--max-seqs", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--lm-epochs", type=float, default=1.0, help="phase 1 epochs over history windows (0: none)")
+    ap.add_argument("--distill", type=float, default=0.7,
+                    help="weight of the feature teacher's soft targets in the loss (teacher.py; 0: off)")
+    ap.add_argument("--lm-epochs", type=float, default=0.0, help="phase 1 epochs over history windows (0: none)")
     ap.add_argument("--lm-window", type=int, default=20)
     ap.add_argument("--lm-stride", type=int, default=10)
-    ap.add_argument("--neg-frac", type=float, default=0.5,
+    ap.add_argument("--neg-frac", type=float, default=0.0,
                     help="share of sampled-negative examples at the start (decays linearly to 0)")
     ap.add_argument("--neg-until", type=float, default=0.4, help="fraction of the steps after which it is 0")
     ap.add_argument("--year-init", type=float, default=0.5, help="ordinal year-piece init scale (0: off)")
@@ -258,6 +261,12 @@ def main() -> None:
     for e in train:
         e["aux"] = aux_positions(e["ids"], line_start, newline)
         assert len(e["aux"]) == len(e["candidates"]) == common.MAX_CANDIDATES
+    if args.distill > 0:
+        feats = teacher.Features(data["titles"], data["item_ids"], data["item_counts"])
+        soft, ce_t, ce_p = teacher.soft_targets(train, feats, data["folds"], common.fold_of)
+        for e, p in zip(train, soft):
+            e["soft"] = p
+        print(f"teacher (cross-fitted): cross-entropy {ce_t:.4f} vs the position prior's {ce_p:.4f}")
     print(f"examples: {len(train)} training, {len(val)} validation "
           f"({sum(e['label'] >= 0 for e in val)} with the target among the candidates)")
 
@@ -309,11 +318,16 @@ def main() -> None:
             for g in opt.param_groups:
                 g["lr"] = M.cosine_lr(step, total, args.lr, args.warmup)
             logits, aux_h = fwd(ids, lengths, label_ids, aux_pos)
-            loss_main = F.cross_entropy(logits, labels)
+            target = F.one_hot(labels, common.MAX_CANDIDATES).float()
+            if args.distill > 0:
+                soft = torch.stack([torch.from_numpy(e["soft"]) if "soft" in e else target[i]
+                                    for i, e in enumerate(b)])
+                target = (1 - args.distill) * target + args.distill * soft
+            loss_main = F.cross_entropy(logits, target)
             loss = loss_main
             if args.aux > 0:
                 aux_logits = aux_head(net.model.norm(aux_h)).squeeze(-1)      # (B, 20)
-                loss = loss + args.aux * F.cross_entropy(aux_logits, labels)
+                loss = loss + args.aux * F.cross_entropy(aux_logits, target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(list(net.parameters()) + list(aux_head.parameters()), 1.0)
