@@ -19,6 +19,7 @@ struct Palr: ParsableCommand {
             RecommendCommand.self,
             RefreshCommand.self,
             ProfileCommand.self,
+            DemoCommand.self,
             GenerateCommand.self,
         ]
     )
