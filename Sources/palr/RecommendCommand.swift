@@ -82,18 +82,24 @@ struct RecommendCommand: ParsableCommand {
     @Flag(name: .long, help: "Print JSON.")
     var json = false
 
+    @Option(name: .customLong("repeat"), help: "Run the recommendation N times in this process (measures prefix reuse; implies --no-cache after the first).")
+    var repeats: Int = 1
+
     func validate() throws {
         guard k > 0 else { throw ValidationError("--k must be positive") }
+        guard repeats > 0 else { throw ValidationError("--repeat must be positive") }
     }
 
     func run() throws {
         let rec = try pipeline.makeRecommender(quiet: json)
-        let r: Recommendation
-        do {
-            r = try rec.recommend(profile: profile, k: k, mode: try pipeline.scoringMode(),
-                                  candidates: pipeline.candidates, useCache: !noCache)
-        } catch { throw CLIError("\(error)") }
-        printRecommendation(r, json: json)
+        for i in 0..<repeats {
+            let r: Recommendation
+            do {
+                r = try rec.recommend(profile: profile, k: k, mode: try pipeline.scoringMode(),
+                                      candidates: pipeline.candidates, useCache: !noCache && i == 0)
+            } catch { throw CLIError("\(error)") }
+            printRecommendation(r, json: json)
+        }
     }
 }
 
