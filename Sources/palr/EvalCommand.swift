@@ -150,13 +150,7 @@ struct EvalCommand: ParsableCommand {
     /// The LLM ranker as the evaluator's re-ranking closure: catalog indices in, the
     /// candidates in the model's order out.
     private func makeReranker(path: String) throws -> Reranker {
-        let m = try loadModel(path)
-        let tok: SentencePieceTokenizer
-        do { tok = try SentencePieceTokenizer(gguf: m.gguf) } catch { throw CLIError(path: path, error) }
-        var defaulted: [String] = []
-        let settings: PALRSettings
-        do { settings = try PALRSettings(gguf: m.gguf, defaulted: &defaulted) } catch { throw CLIError(path: path, error) }
-        if !defaulted.isEmpty { note("note: \(path) has no \(defaulted.joined(separator: ", ")); defaults apply") }
+        let (m, tok, settings) = try loadRankerModel(path, quiet: false)
         let scoring: ScoringMode?
         if let mode {
             guard let sm = ScoringMode(rawValue: mode) else { throw ValidationError("--mode is letters, likelihood or generate") }

@@ -35,15 +35,7 @@ struct PipelineOptions: ParsableArguments {
 
     /// Loads model, tokenizer, settings, catalog and store; prints the defaults applied.
     func makeRecommender(quiet: Bool) throws -> Recommender {
-        let m = try loadModel(model)
-        let tok: SentencePieceTokenizer
-        do { tok = try SentencePieceTokenizer(gguf: m.gguf) } catch { throw CLIError(path: model, error) }
-        var defaulted: [String] = []
-        let settings: PALRSettings
-        do { settings = try PALRSettings(gguf: m.gguf, defaulted: &defaulted) } catch { throw CLIError(path: model, error) }
-        if !defaulted.isEmpty && !quiet {
-            printErr("note: \(model) has no \(defaulted.joined(separator: ", ")); palr's defaults apply (see README, Ranking)")
-        }
+        let (m, tok, settings) = try loadRankerModel(model, quiet: quiet)
         let cat: ItemCatalog
         do { cat = try CatalogPack.open(path: catalog) } catch { throw CLIError(path: catalog, error) }
         let store = try openStore(db)
@@ -53,6 +45,20 @@ struct PipelineOptions: ParsableArguments {
             return try Recommender(ranker: ranker, catalog: cat, store: store, modelID: "\(name)@\(m.gguf.file.size)")
         } catch { throw CLIError("\(catalog) with \(model): \(error)") }
     }
+}
+
+/// A ranker model with its tokenizer and `palr.*` settings; notes the defaults applied.
+func loadRankerModel(_ path: String, quiet: Bool) throws -> (LlamaModel, SentencePieceTokenizer, PALRSettings) {
+    let m = try loadModel(path)
+    let tok: SentencePieceTokenizer
+    do { tok = try SentencePieceTokenizer(gguf: m.gguf) } catch { throw CLIError(path: path, error) }
+    var defaulted: [String] = []
+    let settings: PALRSettings
+    do { settings = try PALRSettings(gguf: m.gguf, defaulted: &defaulted) } catch { throw CLIError(path: path, error) }
+    if !defaulted.isEmpty && !quiet {
+        printErr("note: \(path) has no \(defaulted.joined(separator: ", ")); palr's defaults apply (see README, Ranking)")
+    }
+    return (m, tok, settings)
 }
 
 /// Opens the history store at `path` or the default location.
