@@ -118,7 +118,11 @@ func printRecommendation(_ r: Recommendation, json: Bool) {
     }
     for n in r.notes { printErr("note: \(n)") }
     print("profile \(r.profile): \(r.items.count) items, mode \(r.mode.rawValue)\(r.fromCache ? " (cached)" : ""), \(r.candidates) candidates, history \(r.historyLength)")
-    for it in r.items { print(String(format: "%3d. %-60@ %9.4f  [%@]", it.rank, it.title as NSString, it.score, it.id as NSString)) }
+    let width = min(60, r.items.map(\.title.count).max() ?? 0)
+    for it in r.items {
+        let title = it.title.count > width ? String(it.title.prefix(width - 1)) + "…" : it.title.padding(toLength: width, withPad: " ", startingAt: 0)
+        print(String(format: "%3d. ", it.rank) + title + String(format: " %9.4f  [", it.score) + it.id + "]")
+    }
     let t = r.timings
     print(String(format: "time: retrieval %.1f ms, prefill %.1f ms (%d of %d prompt tokens computed), scoring %.1f ms, total %.1f ms",
                  t.retrievalSeconds * 1e3, t.prefillSeconds * 1e3, t.computedPromptTokens, t.promptTokens,
