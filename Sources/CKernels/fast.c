@@ -267,6 +267,7 @@ AVX512 static float dot_q4_0_q8_avx512(const void *w, const palr_q8_block *a, si
     const size_t nb = n / PALR_QK;
     for (; b + 2 <= nb; b += 2) {
         const uint8_t *b0 = in + b * PALR_Q4_0_BLOCK_BYTES, *b1 = b0 + PALR_Q4_0_BLOCK_BYTES;
+        _mm_prefetch((const char *)(b0 + 512), _MM_HINT_T0);   // the weights stream from DRAM: ask early
         const __m256i x0 = q4_unpack(b0 + 2), x1 = q4_unpack(b1 + 2);
         const __m256i y0 = _mm256_loadu_si256((const __m256i *)a[b].qs);
         const __m256i y1 = _mm256_loadu_si256((const __m256i *)a[b + 1].qs);
