@@ -14,7 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__aarch64__)
+// AArch64 converts half precision in one instruction.
+static inline float f16_at(const uint8_t *p) { __fp16 h; memcpy(&h, p, 2); return (float)h; }
+#else
 static inline float f16_at(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return palr_fp16_to_fp32(h); }
+#endif
 
 // ---- scalar references ---------------------------------------------------------
 
@@ -77,6 +82,9 @@ AVX2 static inline float hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+// The block scale with the F16C instruction (the portable converter is a call).
+AVX2 static inline float f16_at_c(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return _cvtsh_ss(h); }
+
 // 16 bytes of nibbles -> 32 signed bytes in [-8, 7]: low nibbles first, then high.
 AVX2 static inline __m256i q4_unpack(const uint8_t *qs) {
     const __m128i t = _mm_loadu_si128((const __m128i *)qs);
@@ -135,7 +143,7 @@ AVX2 static float dot_q4_0_q8_avx2(const void *w, const palr_q8_block *a, size_t
         const __m256i ax = _mm256_sign_epi8(qx, qx);
         const __m256i sy = _mm256_sign_epi8(qy, qx);
         const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), ones);
-        const __m256 d = _mm256_set1_ps(f16_at(blk) * a[b].d);
+        const __m256 d = _mm256_set1_ps(f16_at_c(blk) * a[b].d);
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc);
     }
     return hsum256(acc);
@@ -152,7 +160,7 @@ AVX2 static float dot_q8_0_q8_avx2(const void *w, const palr_q8_block *a, size_t
         const __m256i ax = _mm256_sign_epi8(qx, qx);
         const __m256i sy = _mm256_sign_epi8(qy, qx);
         const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), ones);
-        const __m256 d = _mm256_set1_ps(f16_at(blk) * a[b].d);
+        const __m256 d = _mm256_set1_ps(f16_at_c(blk) * a[b].d);
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc);
     }
     return hsum256(acc);
@@ -171,7 +179,7 @@ AVX2 static float dot_q4_0_f32_avx2(const void *w, const float *x, size_t n) {
         s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(xb + 8), s);
         s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), _mm256_loadu_ps(xb + 16), s);
         s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(xb + 24), s);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(blk)), s, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at_c(blk)), s, acc);
     }
     return hsum256(acc);
 }
@@ -187,7 +195,7 @@ AVX2 static float dot_q8_0_f32_avx2(const void *w, const float *x, size_t n) {
             const __m128i q = _mm_loadl_epi64((const __m128i *)(blk + 2 + 8 * i));
             s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_loadu_ps(xb + 8 * i), s);
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(blk)), s, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at_c(blk)), s, acc);
     }
     return hsum256(acc);
 }
@@ -220,7 +228,7 @@ AVX2 static void dequant_q4_0_avx2(const void *src, float *dst, size_t n) {
     const uint8_t *in = (const uint8_t *)src;
     for (size_t b = 0; b < n / PALR_QK; b++) {
         const uint8_t *blk = in + b * PALR_Q4_0_BLOCK_BYTES;
-        const __m256 d = _mm256_set1_ps(f16_at(blk));
+        const __m256 d = _mm256_set1_ps(f16_at_c(blk));
         const __m256i q = q4_unpack(blk + 2);
         const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
         float *y = dst + b * PALR_QK;
@@ -235,7 +243,7 @@ AVX2 static void dequant_q8_0_avx2(const void *src, float *dst, size_t n) {
     const uint8_t *in = (const uint8_t *)src;
     for (size_t b = 0; b < n / PALR_QK; b++) {
         const uint8_t *blk = in + b * PALR_Q8_0_BLOCK_BYTES;
-        const __m256 d = _mm256_set1_ps(f16_at(blk));
+        const __m256 d = _mm256_set1_ps(f16_at_c(blk));
         float *y = dst + b * PALR_QK;
         for (int i = 0; i < 4; i++) {
             const __m128i q = _mm_loadl_epi64((const __m128i *)(blk + 2 + 8 * i));
@@ -259,20 +267,21 @@ AVX512 static float dot_q4_0_q8_avx512(const void *w, const palr_q8_block *a, si
     const size_t nb = n / PALR_QK;
     for (; b + 2 <= nb; b += 2) {
         const uint8_t *b0 = in + b * PALR_Q4_0_BLOCK_BYTES, *b1 = b0 + PALR_Q4_0_BLOCK_BYTES;
+        _mm_prefetch((const char *)(b0 + 512), _MM_HINT_T0);   // the weights stream from DRAM: ask early
         const __m256i x0 = q4_unpack(b0 + 2), x1 = q4_unpack(b1 + 2);
         const __m256i y0 = _mm256_loadu_si256((const __m256i *)a[b].qs);
         const __m256i y1 = _mm256_loadu_si256((const __m256i *)a[b + 1].qs);
         const __m256i d0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(x0, x0), _mm256_sign_epi8(y0, x0));
         const __m256i d1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(x1, x1), _mm256_sign_epi8(y1, x1));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b0) * a[b].d), _mm256_cvtepi32_ps(d0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b1) * a[b + 1].d), _mm256_cvtepi32_ps(d1), acc1);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at_c(b0) * a[b].d), _mm256_cvtepi32_ps(d0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at_c(b1) * a[b + 1].d), _mm256_cvtepi32_ps(d1), acc1);
     }
     for (; b < nb; b++) {
         const uint8_t *b0 = in + b * PALR_Q4_0_BLOCK_BYTES;
         const __m256i x0 = q4_unpack(b0 + 2);
         const __m256i y0 = _mm256_loadu_si256((const __m256i *)a[b].qs);
         const __m256i d0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(x0, x0), _mm256_sign_epi8(y0, x0));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b0) * a[b].d), _mm256_cvtepi32_ps(d0), acc0);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at_c(b0) * a[b].d), _mm256_cvtepi32_ps(d0), acc0);
     }
     return hsum256(_mm256_add_ps(acc0, acc1));
 }
@@ -285,7 +294,7 @@ AVX512 static float dot_q8_0_q8_avx512(const void *w, const palr_q8_block *a, si
         const __m256i qx = _mm256_loadu_si256((const __m256i *)(blk + 2));
         const __m256i qy = _mm256_loadu_si256((const __m256i *)a[b].qs);
         const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(blk) * a[b].d), _mm256_cvtepi32_ps(dot), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at_c(blk) * a[b].d), _mm256_cvtepi32_ps(dot), acc);
     }
     return hsum256(acc);
 }

@@ -122,6 +122,9 @@ public struct EvaluationOptions: Sendable {
     public var retrieval = RetrievalSettings()
     /// Evaluate a random sample of this many users (nil: all).
     public var users: Int?
+    /// Evaluate only these users (indices into the interaction log's user ids), e.g.
+    /// the users a model was not trained on. nil: every evaluable user.
+    public var onlyUsers: Set<Int>?
     public var seed: UInt64 = 1
     /// Test only: build neighbours without the validation items too.
     public var strict = false
@@ -204,9 +207,10 @@ public struct LeaveOneOutData: Sendable {
     }
 
     /// The users to evaluate: all evaluable ones, or a seeded random sample.
-    public func sampleUsers(_ n: Int?, seed: UInt64) -> [Int] {
-        guard let n, n < evaluableUsers.count else { return evaluableUsers }
-        var users = evaluableUsers
+    public func sampleUsers(_ n: Int?, seed: UInt64, from pool: Set<Int>? = nil) -> [Int] {
+        let eligible = pool.map { p in evaluableUsers.filter { p.contains($0) } } ?? evaluableUsers
+        guard let n, n < eligible.count else { return eligible }
+        var users = eligible
         var rng = SplitMix64(seed: seed)
         for i in 0..<n {  // partial Fisher–Yates
             let j = i + Int(rng.next() % UInt64(users.count - i))
@@ -217,7 +221,7 @@ public struct LeaveOneOutData: Sendable {
 
     /// Runs the protocol once: builds the training catalog, then ranks every user's target.
     public func evaluate(_ o: EvaluationOptions, reranker: Reranker? = nil) throws -> EvaluationReport {
-        let users = sampleUsers(o.users, seed: o.seed)
+        let users = sampleUsers(o.users, seed: o.seed, from: o.onlyUsers)
         guard !users.isEmpty else { throw EvaluationError.noUsers("no user has 3 or more interactions with catalog items") }
         let t0 = Date()
         let catalog = try trainingCatalog(cut: o.trainingCut, parameters: o.neighbours, retrieval: o.retrieval, threads: o.threads)

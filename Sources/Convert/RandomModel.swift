@@ -37,14 +37,20 @@ public enum RandomModel {
 
     /// Writes a random model of `shape`; tensor types follow `options` exactly as
     /// `palr-convert hf` would choose them.
+    /// `tokenizer`, when given, supplies a real vocabulary of the shape's size (e.g.
+    /// LLaMA-2's for 1b/7b), so benchmark prompts tokenize as they would on a real model.
     public static func write(shape: RandomShape, options: ConvertOptions, seed: UInt64, to path: String,
+                             tokenizer: SentencePieceTokenizer? = nil,
                              progress: (Int, Int, GGUFTensorPlan) -> Void = { _, _, _ in }) throws(ConvertError) {
         let config = shape.config
+        if let tokenizer, tokenizer.vocabSize != config.vocabSize {
+            throw .badConfig(path: "--tokenizer", key: "vocab_size", reason: "the tokenizer has \(tokenizer.vocabSize) pieces; the \(shape.rawValue) shape needs \(config.vocabSize)")
+        }
         let plans = LlamaNames.mappings(config).map { m in
             GGUFTensorPlan(name: m.gguf, dims: m.hfShape.reversed(), type: ConversionPlan.tensorType(m, config: config, options: options).0)
         }
         var meta = ConversionPlan.modelMetadata(config, name: options.name ?? "palr-random-\(shape.rawValue)", type: options.type)
-        meta += vocabulary(size: config.vocabSize)
+        meta += tokenizer?.ggufMetadata ?? vocabulary(size: config.vocabSize)
         meta += options.settings.ggufMetadata
         let writer: GGUFWriter
         do { writer = try GGUFWriter(path: path, metadata: meta, tensors: plans) } catch { throw .gguf(error) }

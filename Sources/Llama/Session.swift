@@ -135,6 +135,12 @@ public final class LlamaSession {
     private let tokSlot: IntBuffer
     private let tokPrefix: IntBuffer
     private let tokSegment: IntBuffer
+    /// The activation scheme of the decode step in progress.
+    private var int8Step = false
+    /// Prefill chunks of at most this many tokens take the matrix-vector path (float
+    /// activations, so they equal the GEMM path to rounding): dequantizing every weight
+    /// panel for one or two tokens costs more than reading the quantized weights once.
+    public static let smallPrefill = 2
     /// Decode worker threads, owned by this session.
     private let pool: ThreadPool
 
@@ -245,6 +251,18 @@ public final class LlamaSession {
                 while w < idx.count, idx[w] < end { w += 1 }
                 (first, count) = (w0, w - w0)
             }
+            if n <= Self.smallPrefill {
+                for i in 0..<n {
+                    let wanted = (0..<count).contains { j in
+                        if case .indices(let idx) = rows { return idx[first + j] - start == i }
+                        return first + j == i
+                    }
+                    decodeStep(tokens[start + i], int8: false, logits: wanted)
+                    if wanted { try body(start + i, UnsafeBufferPointer(start: logits.pointer, count: config.vocabSize)) }
+                }
+                start = end
+                continue
+            }
             for i in 0..<n {
                 tokPos.pointer[i] = position + i
                 tokSlot.pointer[i] = position + i
@@ -354,6 +372,16 @@ public final class LlamaSession {
     public func decode<R>(_ token: Int32, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
         guard position < contextLength else { throw LlamaError.contextFull(position: position, tokens: 1, capacity: contextLength) }
         try checkToken(token)
+        decodeStep(token, int8: activations == .int8, logits: true)
+        return try body(UnsafeBufferPointer(start: logits.pointer, count: config.vocabSize))
+    }
+
+    /// One token through the matrix-vector path at `position` (checked by the caller).
+    /// `int8` picks the activation scheme for this step; `logits: false` skips the output layer.
+    private func decodeStep(_ token: Int32, int8: Bool, logits wantLogits: Bool) {
+        let useInt8 = self.int8Step
+        self.int8Step = int8
+        defer { self.int8Step = useInt8 }
         let c = config
         let pos = position
         let w = model.weights
@@ -388,14 +416,14 @@ public final class LlamaSession {
             for i in 0..<c.dim { x[i] += xb[i] }
         }
         position = pos + 1
+        guard wantLogits else { return }
         w.outputNorm.withUnsafeBufferPointer { rmsnorm(xb, x, $0.baseAddress!, c.dim, eps: eps) }
         matvec(w.output, xb, quantizeInput(xb, c.dim), logits.pointer)
-        return try body(UnsafeBufferPointer(start: logits.pointer, count: c.vocabSize))
     }
 
     /// The int8 copy of a decode input, when that mode is on (nil means float activations).
     private func quantizeInput(_ x: UnsafePointer<Float>, _ n: Int) -> UnsafePointer<palr_q8_block>? {
-        guard activations == .int8 else { return nil }
+        guard int8Step else { return nil }
         palr_kernels().pointee.quantize_act(x, xq, n)
         return UnsafePointer(xq)
     }

@@ -72,7 +72,8 @@ public final class Ranker {
         self.tokenizer = tokenizer
         self.settings = settings
         let ctx = min(model.config.contextLength, contextLength ?? 2048)
-        session = try LlamaSession(model: model, contextLength: ctx, maxBatch: 256, threads: threads)
+        // Decode (generate mode, profile keywords) uses int8 activations, as llama.cpp does.
+        session = try LlamaSession(model: model, contextLength: ctx, maxBatch: 256, threads: threads, activations: .int8)
         prefixCache = PrefixCache(byteBudget: prefixCacheBytes)
         let labels = PALRSettings.letters.map { tokenizer.id(ofPiece: $0) }
         labelTokens = labels.allSatisfy { $0 != nil } ? labels.map { $0! } : nil

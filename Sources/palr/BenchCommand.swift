@@ -33,7 +33,7 @@ struct BenchCommand: ParsableCommand {
     var batch: Int = 512
 
     @Option(name: .long, help: "Decode activations: float32 (exact) or int8 (llama.cpp's Q4_0 x Q8_0).")
-    var activations: String = "float32"
+    var activations: String = "int8"
 
     @Flag(name: .long, help: "Print JSON.")
     var json = false

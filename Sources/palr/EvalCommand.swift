@@ -3,6 +3,8 @@
 import ArgumentParser
 import Catalog
 import Foundation
+import Ranker
+import Tokenizer
 
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -46,8 +48,16 @@ struct EvalCommand: ParsableCommand {
     var threads = 2
     @Flag(help: "Print JSON.")
     var json = false
-    // --model M (the ranker issue) plugs a Reranker into `evaluate(_:reranker:)`;
-    // its metrics then appear as "pipeline" beside "retrieval".
+    @Option(help: "A ranker model: its ranking of the retrieved candidates is scored as \"pipeline\".")
+    var model: String?
+    @Option(help: "Scoring mode with --model: letters, likelihood or generate (default: the model's).")
+    var mode: String?
+    @Option(help: "Candidates the model ranks (the rest of the retrieved list follows them).")
+    var candidates = 20
+    @Option(help: "A file of user ids (one per line) to evaluate, e.g. the users a model was not trained on.")
+    var userList: String?
+    @Option(name: .short, help: "Model threads (default: online CPUs).")
+    var t: Int?
 
     func run() throws {
         guard let m = NeighbourMethod(rawValue: method) else {
@@ -61,6 +71,14 @@ struct EvalCommand: ParsableCommand {
         let itemList = try DataFiles.readItems(path: items, formatName: itemsFormat)
         let log = try DataFiles.readInteractions(path: interactions, formatName: interactionsFormat, columns: columns)
         let data = LeaveOneOutData(items: itemList, log: log)
+        var only: Set<Int>?
+        if let userList {
+            let wanted = Set(try String(contentsOfFile: userList, encoding: .utf8)
+                .split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+            only = Set(log.userIds.enumerated().filter { wanted.contains($0.element) }.map(\.offset))
+            note("\(only?.count ?? 0) of \(wanted.count) listed users are in the interaction file")
+        }
+        let reranker = try model.map { try makeReranker(path: $0) }
         note("read \(itemList.count) items, \(log.count) interactions of \(log.userIds.count) users in \(seconds(since: t0))"
             + (data.skippedInteractions > 0 ? "; \(data.skippedInteractions) interactions with unknown items left out" : ""))
 
@@ -96,7 +114,9 @@ struct EvalCommand: ParsableCommand {
         options.seed = seed
         options.strict = strict
         options.threads = threads
-        let report = try data.evaluate(options)
+        options.onlyUsers = only
+        options.candidates = candidates
+        let report = try data.evaluate(options, reranker: reranker)
 
         if json {
             var out: [String: Any] = [
@@ -125,6 +145,28 @@ struct EvalCommand: ParsableCommand {
                 + metrics.named.map { f($0.1).padding(toLength: 10, withPad: " ", startingAt: 0) }.joined())
         }
         print("neighbours built in \(String(format: "%.2f", report.buildSeconds)) s, \(report.users) users ranked in \(String(format: "%.2f", report.evaluateSeconds)) s")
+    }
+
+    /// The LLM ranker as the evaluator's re-ranking closure: catalog indices in, the
+    /// candidates in the model's order out.
+    private func makeReranker(path: String) throws -> Reranker {
+        let (m, tok, settings) = try loadRankerModel(path, quiet: false)
+        let scoring: ScoringMode?
+        if let mode {
+            guard let sm = ScoringMode(rawValue: mode) else { throw ValidationError("--mode is letters, likelihood or generate") }
+            scoring = sm
+        } else { scoring = nil }
+        let ranker = try Ranker(model: m, tokenizer: tok, settings: settings, threads: t)
+        var done = 0
+        let start = Date()
+        return { catalog, history, candidates in
+            let titles = history.suffix(settings.maxHistory).map { catalog.titles[Int($0)] }
+            let cands = candidates.map { Candidate(id: String($0.index), title: catalog.titles[Int($0.index)]) }
+            let res = try ranker.rank(history: titles, candidates: cands, k: cands.count, mode: scoring)
+            done += 1
+            if done % 100 == 0 { note("  ranked \(done) users (\(String(format: "%.1f", Date().timeIntervalSince(start))) s)") }
+            return res.items.map { RetrievedItem(index: Int32($0.id)!, score: Float($0.score)) }
+        }
     }
 
     private func dict(_ m: RankingMetrics) -> [String: Double] {

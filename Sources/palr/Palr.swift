@@ -9,16 +9,17 @@ struct Palr: ParsableCommand {
             itself when OpenBLAS misdetects the CPU; an explicit value always wins).
             """,
         subcommands: [
-            InfoCommand.self,
-            LogitsCommand.self,
-            BenchCommand.self,
-            HistoryCommand.self,
-            TokenizeCommand.self,
-            EvalCommand.self,
-            RetrieveCommand.self,
+            DemoCommand.self,
             RecommendCommand.self,
             RefreshCommand.self,
             ProfileCommand.self,
+            HistoryCommand.self,
+            EvalCommand.self,
+            RetrieveCommand.self,
+            BenchCommand.self,
+            InfoCommand.self,
+            LogitsCommand.self,
+            TokenizeCommand.self,
             GenerateCommand.self,
         ]
     )

@@ -35,15 +35,7 @@ struct PipelineOptions: ParsableArguments {
 
     /// Loads model, tokenizer, settings, catalog and store; prints the defaults applied.
     func makeRecommender(quiet: Bool) throws -> Recommender {
-        let m = try loadModel(model)
-        let tok: SentencePieceTokenizer
-        do { tok = try SentencePieceTokenizer(gguf: m.gguf) } catch { throw CLIError(path: model, error) }
-        var defaulted: [String] = []
-        let settings: PALRSettings
-        do { settings = try PALRSettings(gguf: m.gguf, defaulted: &defaulted) } catch { throw CLIError(path: model, error) }
-        if !defaulted.isEmpty && !quiet {
-            printErr("note: \(model) has no \(defaulted.joined(separator: ", ")); palr's defaults apply (see README, Ranking)")
-        }
+        let (m, tok, settings) = try loadRankerModel(model, quiet: quiet)
         let cat: ItemCatalog
         do { cat = try CatalogPack.open(path: catalog) } catch { throw CLIError(path: catalog, error) }
         let store = try openStore(db)
@@ -53,6 +45,20 @@ struct PipelineOptions: ParsableArguments {
             return try Recommender(ranker: ranker, catalog: cat, store: store, modelID: "\(name)@\(m.gguf.file.size)")
         } catch { throw CLIError("\(catalog) with \(model): \(error)") }
     }
+}
+
+/// A ranker model with its tokenizer and `palr.*` settings; notes the defaults applied.
+func loadRankerModel(_ path: String, quiet: Bool) throws -> (LlamaModel, SentencePieceTokenizer, PALRSettings) {
+    let m = try loadModel(path)
+    let tok: SentencePieceTokenizer
+    do { tok = try SentencePieceTokenizer(gguf: m.gguf) } catch { throw CLIError(path: path, error) }
+    var defaulted: [String] = []
+    let settings: PALRSettings
+    do { settings = try PALRSettings(gguf: m.gguf, defaulted: &defaulted) } catch { throw CLIError(path: path, error) }
+    if !defaulted.isEmpty && !quiet {
+        printErr("note: \(path) has no \(defaulted.joined(separator: ", ")); palr's defaults apply (see README, Ranking)")
+    }
+    return (m, tok, settings)
 }
 
 /// Opens the history store at `path` or the default location.
@@ -82,18 +88,24 @@ struct RecommendCommand: ParsableCommand {
     @Flag(name: .long, help: "Print JSON.")
     var json = false
 
+    @Option(name: .customLong("repeat"), help: "Run the recommendation N times in this process (measures prefix reuse; implies --no-cache after the first).")
+    var repeats: Int = 1
+
     func validate() throws {
         guard k > 0 else { throw ValidationError("--k must be positive") }
+        guard repeats > 0 else { throw ValidationError("--repeat must be positive") }
     }
 
     func run() throws {
         let rec = try pipeline.makeRecommender(quiet: json)
-        let r: Recommendation
-        do {
-            r = try rec.recommend(profile: profile, k: k, mode: try pipeline.scoringMode(),
-                                  candidates: pipeline.candidates, useCache: !noCache)
-        } catch { throw CLIError("\(error)") }
-        printRecommendation(r, json: json)
+        for i in 0..<repeats {
+            let r: Recommendation
+            do {
+                r = try rec.recommend(profile: profile, k: k, mode: try pipeline.scoringMode(),
+                                      candidates: pipeline.candidates, useCache: !noCache && i == 0)
+            } catch { throw CLIError("\(error)") }
+            printRecommendation(r, json: json)
+        }
     }
 }
 
@@ -106,7 +118,11 @@ func printRecommendation(_ r: Recommendation, json: Bool) {
     }
     for n in r.notes { printErr("note: \(n)") }
     print("profile \(r.profile): \(r.items.count) items, mode \(r.mode.rawValue)\(r.fromCache ? " (cached)" : ""), \(r.candidates) candidates, history \(r.historyLength)")
-    for it in r.items { print(String(format: "%3d. %-60@ %9.4f  [%@]", it.rank, it.title as NSString, it.score, it.id as NSString)) }
+    let width = min(60, r.items.map(\.title.count).max() ?? 0)
+    for it in r.items {
+        let title = it.title.count > width ? String(it.title.prefix(width - 1)) + "…" : it.title.padding(toLength: width, withPad: " ", startingAt: 0)
+        print(String(format: "%3d. ", it.rank) + title + String(format: " %9.4f  [", it.score) + it.id + "]")
+    }
     let t = r.timings
     print(String(format: "time: retrieval %.1f ms, prefill %.1f ms (%d of %d prompt tokens computed), scoring %.1f ms, total %.1f ms",
                  t.retrievalSeconds * 1e3, t.prefillSeconds * 1e3, t.computedPromptTokens, t.promptTokens,

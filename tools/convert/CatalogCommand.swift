@@ -69,6 +69,9 @@ struct CatalogCommand: ParsableCommand {
             let log = try DataFiles.readInteractions(path: interactions, formatName: interactionsFormat, columns: columns)
             let made = ItemSequences.make(from: log, itemCount: itemList.count) { index[$0] }
             training = holdOut > 0 ? made.sequences.droppingLast(holdOut) : made.sequences
+            note("interactions: \(log.count) of \(log.userIds.count) users from \(interactions) (\(seconds(since: t)))"
+                + (made.skippedInteractions > 0 ? "; \(made.skippedInteractions) with items not in the item file skipped" : "")
+                + (holdOut > 0 ? "; \(training.interactionCount) kept after holding out each user's last \(holdOut)" : ""))
             if tune {
                 let data = LeaveOneOutData(items: itemList, sequences: made.sequences)
                 let grid = TuningGrid.standard(around: config)
@@ -81,9 +84,6 @@ struct CatalogCommand: ParsableCommand {
                     note("chosen: \(config.summary) (validation NDCG@10 \(best.validation.ndcg10), HR@10 \(best.validation.hr10))")
                 }
             }
-            note("interactions: \(log.count) of \(log.userIds.count) users from \(interactions) (\(seconds(since: t)))"
-                + (made.skippedInteractions > 0 ? "; \(made.skippedInteractions) with items not in the item file skipped" : "")
-                + (holdOut > 0 ? "; \(training.interactionCount) kept after holding out each user's last \(holdOut)" : ""))
         }
 
         let t1 = Date()

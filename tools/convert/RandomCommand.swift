@@ -1,4 +1,5 @@
 import ArgumentParser
+import Tokenizer
 import Convert
 import GGUF
 
@@ -31,6 +32,9 @@ struct RandomCommand: ParsableCommand {
     @Option(name: .long, help: "Threads (default: all cores).")
     var threads: Int?
 
+    @Option(name: .long, help: "A SentencePiece tokenizer.model of the shape's vocabulary size (default: a placeholder vocabulary).")
+    var tokenizer: String?
+
     func run() throws {
         var options = ConvertOptions()
         options.type = type
@@ -40,11 +44,14 @@ struct RandomCommand: ParsableCommand {
         let start = now()
         var total = 0
         do {
-            try RandomModel.write(shape: shape, options: options, seed: seed, to: output) { i, n, p in
+            let tok = try tokenizer.map { path throws in
+                do { return try SentencePieceTokenizer(modelFile: path) } catch { throw ToolError("\(path): \(error)") }
+            }
+            try RandomModel.write(shape: shape, options: options, seed: seed, to: output, tokenizer: tok) { i, n, p in
                 total += p.byteCount
                 display.update(index: i, count: n, done: total, total: 0, line: "\(p.name) \(p.dims) \(p.type)")
             }
-        } catch { throw ToolError(error) }
+        } catch let e as ToolError { throw e } catch let e as ConvertError { throw ToolError(e) } catch { throw ToolError("\(error)") }
         let secs = ((now() - start) * 10).rounded() / 10
         printErr("wrote \(output): random \(shape.rawValue) model, \(formatBytes(total)) of tensor data in \(secs) s")
     }

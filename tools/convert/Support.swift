@@ -14,6 +14,7 @@ import Darwin
 extension GGMLType: ExpressibleByArgument {
     public init?(argument: String) { self.init(name: argument) }
     public static var allValueStrings: [String] { ["q4_0", "q8_0", "f16", "bf16", "f32"] }
+    public var defaultValueDescription: String { description.lowercased() }
 }
 
 /// An error printed as one line.
@@ -82,7 +83,10 @@ struct ProgressDisplay {
         let elapsed = max(now() - start, 1e-6)
         let rate = Double(done) / elapsed
         let eta = rate > 0 ? Double(total - done) / rate : 0
-        let stats = "\(formatBytes(done))/\(formatBytes(total)) \(formatBytes(Int(rate)))/s ETA \(clock(eta))"
+        // Without a known total (random models), only what is done and the rate.
+        let stats = total > 0
+            ? "\(formatBytes(done))/\(formatBytes(total)) \(formatBytes(Int(rate)))/s ETA \(clock(eta))"
+            : "\(formatBytes(done)) \(formatBytes(Int(rate)))/s"
         if tty {
             let t = now()
             guard index + 1 == count || t - lastDraw > 0.1 else { return }

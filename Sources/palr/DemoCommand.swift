@@ -1,0 +1,89 @@
+import ArgumentParser
+import Catalog
+import Foundation
+import History
+import Llama
+import Ranker
+import Tokenizer
+
+/// `palr demo`: the bundled tiny ranker and catalog on a few sample profiles, in a
+/// temporary history store. Works offline on a fresh clone, right after the build.
+struct DemoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Recommend for the bundled sample profiles with the bundled model and catalog.",
+        discussion: """
+            Looks for models/ in $PALR_MODELS, the current directory, or next to the build \
+            folder of this executable. Nothing is downloaded and nothing outside a temporary \
+            folder is written.
+            """)
+
+    @Option(name: .long, help: "Folder with the bundled files (default: found automatically).")
+    var models: String?
+
+    @Option(name: .long, help: "Items per profile.")
+    var k: Int = 10
+
+    @Option(name: .long, help: "Scoring mode (default: the model's).")
+    var mode: String?
+
+    @Option(name: .short, help: "Threads (default: online CPUs).")
+    var t: Int?
+
+    static let modelFile = "palr-ml-small-q4_0.gguf"
+    static let catalogFile = "ml-small-catalog.gguf"
+    static let historyFile = "demo-history.csv"
+
+    func findModels() throws -> String {
+        var dirs: [String] = []
+        if let models { dirs.append(models) }
+        if let env = ProcessInfo.processInfo.environment["PALR_MODELS"] { dirs.append(env) }
+        dirs.append(FileManager.default.currentDirectoryPath + "/models")
+        var exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<4 {
+            dirs.append(exe.appendingPathComponent("models").path)
+            exe = exe.deletingLastPathComponent()
+        }
+        for d in dirs where FileManager.default.fileExists(atPath: d + "/" + Self.modelFile) { return d }
+        throw CLIError("the bundled model \(Self.modelFile) was not found in: \(dirs.joined(separator: ", ")); pass --models DIR")
+    }
+
+    func run() throws {
+        let dir = try findModels()
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("palr-demo-\(getpid())")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let db = tmp.appendingPathComponent("history.sqlite").path
+        let store: HistoryStore
+        do {
+            store = try HistoryStore(path: db)
+            // Either MovieLens ratings.csv columns or profile,item,timestamp.
+            let path = dir + "/" + Self.historyFile
+            let header = (try? String(contentsOfFile: path, encoding: .utf8))?.prefix { $0 != "\n" } ?? ""
+            let format: ImportFormat = header.hasPrefix("userId")
+                ? .movieLensCSV
+                : .csv(CSVMapping(profileColumn: "profile", itemColumn: "item", timeColumn: "timestamp"))
+            _ = try store.importFile(path, options: ImportOptions(format: format))
+        } catch { throw CLIError("\(dir)/\(Self.historyFile): \(error)") }
+
+        var options = try PipelineOptions.parse(["--model", dir + "/" + Self.modelFile, "--catalog", dir + "/" + Self.catalogFile, "--db", db])
+        options.mode = mode
+        options.t = t
+        let t0 = Date()
+        let rec = try options.makeRecommender(quiet: true)
+        print(String(format: "palr demo: model %@ (%.1f MB), catalog %@ (%d items), loaded in %.2f s",
+                     Self.modelFile, Double(rec.ranker.model.gguf.file.size) / 1e6, Self.catalogFile,
+                     rec.catalog.count, Date().timeIntervalSince(t0)))
+        for p in try store.profiles() {
+            let history = try store.recent(profile: p.name, limit: 100_000)
+            print("\nprofile \(p.name): \(history.count) interactions; most recent:")
+            for it in history.suffix(5) {
+                let title = rec.catalog.index(of: it.item).map { rec.catalog.titles[Int($0)] } ?? it.item
+                print("    \(title)")
+            }
+            let r: Recommendation
+            do { r = try rec.recommend(profile: p.name, k: k, mode: try options.scoringMode()) } catch { throw CLIError("\(error)") }
+            printRecommendation(r, json: false)
+        }
+    }
+}
