@@ -8,6 +8,9 @@ Profiles are picked deterministically so that their tastes differ: for each of a
 genres, the held-out user whose last N items lean most to it.
 
     python3 make_demo_history.py [--out models/demo-history.csv] [--items 20]
+
+It also writes the held-out user ids, one per line (`--heldout-out`, default
+models/heldout-users.txt), for `palr eval --user-list`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ def main() -> None:
     ap.add_argument("--out", default="models/demo-history.csv")
     ap.add_argument("--items", type=int, default=20)
     ap.add_argument("--profiles", type=int, default=4)
+    ap.add_argument("--heldout-out", default="models/heldout-users.txt")
     args = ap.parse_args()
 
     with open(os.path.join(common.DATA_DIR, "movies.csv"), newline="", encoding="utf-8") as f:
@@ -53,6 +57,9 @@ def main() -> None:
     for u, g in chosen:
         print(f"profile {u}: last {args.items} items, leaning {g}")
     print(f"wrote {args.out}")
+    with open(args.heldout_out, "w", encoding="utf-8") as f:
+        f.writelines(u + "\n" for u in held)
+    print(f"wrote {args.heldout_out}: {len(held)} held-out users")
 
 
 if __name__ == "__main__":

@@ -48,9 +48,13 @@ def main() -> None:
             f.write(line.replace("\n", " ") + "\n")
 
     prefix = args.out[: -len(".model")] if args.out.endswith(".model") else args.out
+    # Relative names from inside the output folder: the model file records them, and
+    # so it is byte-identical whatever the work folder is.
+    here = os.getcwd()
+    os.chdir(os.path.dirname(os.path.abspath(args.out)))
     spm.SentencePieceTrainer.train(
-        input=text_path,
-        model_prefix=prefix,
+        input=os.path.basename(text_path),
+        model_prefix=os.path.basename(prefix),
         model_type="bpe",
         vocab_size=args.vocab,
         character_coverage=1.0,
@@ -67,6 +71,7 @@ def main() -> None:
         minloglevel=2,
     )
 
+    os.chdir(here)
     sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
     assert (sp.unk_id(), sp.bos_id(), sp.eos_id()) == (0, 1, 2)
     common.PromptBuilder(sp)   # raises unless "A".."T" are single pieces

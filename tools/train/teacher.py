@@ -99,3 +99,45 @@ def soft_targets(train: list[dict], feats: Features, folds: int, fold_of) -> tup
         ce += torch.nn.functional.cross_entropy(logits, y[te], reduction="sum").item()
         ce_prior += torch.nn.functional.cross_entropy(X[te][..., :20].double() @ wp, y[te], reduction="sum").item()
     return probs, ce / len(train), ce_prior / len(train)
+
+
+TEXT_ONLY = list(range(20)) + [21, 22, 23, 24, 25, 26]   # position + what the titles show
+ALL = list(range(N_FEATURES))
+
+
+def _ndcg10(scores: torch.Tensor, y: torch.Tensor) -> float:
+    r = (scores >= scores.gather(1, y[:, None])).sum(1)
+    return torch.where(r <= 10, 1 / torch.log2(r.double() + 1), torch.zeros((), dtype=torch.float64)).mean().item()
+
+
+def main() -> None:
+    """How much a ranker could add over the retrieval order with these features: the
+    cross-fitted NDCG@10 of conditional-logit rankers on the training examples (all of
+    which have the target among the 20 candidates), relative to the retrieval order."""
+    import os
+    import pickle
+
+    import common
+
+    with open(os.path.join(common.WORK_DIR, "examples.pkl"), "rb") as f:
+        data = pickle.load(f)
+    train = data["train"]
+    feats = Features(data["titles"], data["item_ids"], data["item_counts"])
+    X = torch.tensor(np.stack([feats(e) for e in train]))
+    y = torch.tensor([e["label"] for e in train])
+    fold = np.array([common.fold_of(e["user"], data["folds"]) for e in train])
+    base = _ndcg10(-torch.arange(20.0).expand(len(train), 20).double(), y)
+    print(f"{len(train)} training prompts; retrieval order NDCG@10 {base:.4f} (target always among the 20)")
+    for name, cols in [("position only", list(range(20))), ("position + title features", TEXT_ONLY),
+                       ("position + title + popularity + id features", ALL)]:
+        scores = torch.zeros(len(train), 20, dtype=torch.float64)
+        for k in range(data["folds"]):
+            te = torch.from_numpy(fold == k)
+            w = fit(X[~te][..., cols], y[~te])
+            scores[te] = X[te][..., cols].double() @ w
+        n = _ndcg10(scores, y)
+        print(f"  {name:45s} NDCG@10 {n:.4f}  (×{n / base:.3f} of the retrieval order)")
+
+
+if __name__ == "__main__":
+    main()

@@ -9,9 +9,15 @@ those 20 scores get the same cross-entropy. It gives 20 gradient paths per promp
 
 Batches group prompts of similar length (right padding; the causal mask makes a
 padding tail harmless). Prints the validation NDCG@10 / HR@10 of the model's ranking
-and of the retrieval order after every epoch.
+and of the retrieval order after every epoch (and every --val-every steps).
 
-    python3 train.py [--epochs 2] [--hidden 192] [--layers 4] ... [--out /tmp/palr-train/ckpt]
+Options tried to get the model past the retrieval order (README, "What it reaches"):
+a sampled-negative curriculum (--neg-frac, on by default), an ordinal year-piece init
+(--year-init, on), language-model pre-training on history windows (--lm-epochs),
+distillation from a feature teacher (--distill, teacher.py) and a synthetic pointer
+curriculum (--copy-frac).
+
+    python3 train.py [--epochs 2] [--hidden 128] [--layers 4] ... [--out /tmp/palr-train/ckpt]
 """
 
 from __future__ import annotations
@@ -70,6 +76,31 @@ class NegativeSampler:
         ids = np.array(self.pb.ids([self.titles[i] for i in e["history"]], [self.titles[i] for i in cands]),
                        dtype=np.int16)
         return {"ids": ids, "label": label, "candidates": cands,
+                "aux": aux_positions(ids, self.line_start, self.newline)}
+
+
+class CopySampler:
+    """Synthetic pointer examples (a curriculum, --copy-frac): a real training prompt
+    whose candidate j is replaced by one of the five most recent history titles, and
+    the label is j. The answer is certain from the text, so the model quickly forms
+    the circuit the real task needs and finds slowly from its weak signal: match each
+    candidate line against the recent history, carry the line's label along, and point
+    the last position at the best line's label."""
+
+    def __init__(self, pb: common.PromptBuilder, titles: list[str], seed: int, line_start: int, newline: int):
+        self.pb = pb
+        self.titles = titles
+        self.rng = np.random.default_rng(seed + 1)
+        self.line_start, self.newline = line_start, newline
+
+    def __call__(self, e: dict) -> dict:
+        h = e["history"]
+        j = int(self.rng.integers(len(e["candidates"])))
+        src = h[-1 - int(self.rng.integers(min(5, len(h))))]
+        cand_titles = [self.titles[i] for i in e["cand_idx"]]
+        cand_titles[j] = self.titles[src]
+        ids = np.array(self.pb.ids([self.titles[i] for i in h], cand_titles), dtype=np.int16)
+        return {"ids": ids, "label": j, "candidates": e["candidates"],
                 "aux": aux_positions(ids, self.line_start, self.newline)}
 
 
@@ -220,10 +251,10 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="checkpoint folder (default WORK/ckpt)")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--epochs", type=float, default=2.0)
-    ap.add_argument("--hidden", type=int, default=192)
+    ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--heads", type=int, default=6)
-    ap.add_argument("--intermediate", type=int, default=512)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--intermediate", type=int, default=384)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--weight-decay", type=float, default=0.01)
@@ -231,14 +262,17 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=6144, help="padded tokens per batch")
     ap.add_argument("--max-seqs", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--distill", type=float, default=0.7,
+    ap.add_argument("--distill", type=float, default=0.0,
                     help="weight of the feature teacher's soft targets in the loss (teacher.py; 0: off)")
     ap.add_argument("--lm-epochs", type=float, default=0.0, help="phase 1 epochs over history windows (0: none)")
     ap.add_argument("--lm-window", type=int, default=20)
     ap.add_argument("--lm-stride", type=int, default=10)
-    ap.add_argument("--neg-frac", type=float, default=0.0,
+    ap.add_argument("--neg-frac", type=float, default=0.5,
                     help="share of sampled-negative examples at the start (decays linearly to 0)")
     ap.add_argument("--neg-until", type=float, default=0.4, help="fraction of the steps after which it is 0")
+    ap.add_argument("--copy-frac", type=float, default=0.0,
+                    help="share of synthetic pointer examples at the start (decays linearly to 0)")
+    ap.add_argument("--copy-until", type=float, default=0.5, help="fraction of the steps after which it is 0")
     ap.add_argument("--year-init", type=float, default=0.5, help="ordinal year-piece init scale (0: off)")
     ap.add_argument("--val-every", type=int, default=250, help="also validate every N steps")
     ap.add_argument("--compile", type=int, default=1, help="torch.compile the model (1) or not (0)")
@@ -276,6 +310,10 @@ def main() -> None:
     if args.year_init > 0:
         print(f"year pieces with an ordinal init: {init_year_pieces(net, sp, args.year_init, args.seed)}")
     sampler = NegativeSampler(pb, data["titles"], data["item_counts"], args.seed, line_start, newline)
+    copier = CopySampler(pb, data["titles"], args.seed, line_start, newline)
+    index = {x: i for i, x in enumerate(data["item_ids"])}
+    for e in train:
+        e["cand_idx"] = [index[x] for x in e["candidates"]]
     aux_head = torch.nn.Linear(args.hidden, 1)          # training only
     torch.nn.init.zeros_(aux_head.weight)
     print(f"model: {net.num_parameters() / 1e6:.2f}M parameters, config {json.dumps(cfg.hf_dict())}")
@@ -306,23 +344,27 @@ def main() -> None:
           f"HR@10 model {v['model']['HR@10']:.4f} retrieval {v['retrieval']['HR@10']:.4f}", flush=True)
     history = []
     step = 0
+    run_loss = run_main = 0.0
     for ep, epoch_batches in enumerate(plan, 1):
         te = time.time()
-        run_loss = run_main = 0.0
         for b in epoch_batches:
             p_neg = args.neg_frac * max(0.0, 1.0 - step / max(1.0, args.neg_until * total))
             if p_neg > 0:
                 b = [sampler(e) if rng.random() < p_neg else e for e in b]
+            p_copy = args.copy_frac * max(0.0, 1.0 - step / max(1.0, args.copy_until * total))
+            if p_copy > 0:
+                b = [copier(e) if rng.random() < p_copy else e for e in b]
             ids, lengths, labels = collate(b)
             aux_pos = torch.from_numpy(np.stack([e["aux"] for e in b]).astype(np.int64))
             for g in opt.param_groups:
                 g["lr"] = M.cosine_lr(step, total, args.lr, args.warmup)
             logits, aux_h = fwd(ids, lengths, label_ids, aux_pos)
-            target = F.one_hot(labels, common.MAX_CANDIDATES).float()
+            target = labels
             if args.distill > 0:
-                soft = torch.stack([torch.from_numpy(e["soft"]) if "soft" in e else target[i]
+                hard = F.one_hot(labels, common.MAX_CANDIDATES).float()
+                soft = torch.stack([torch.from_numpy(e["soft"]) if "soft" in e else hard[i]
                                     for i, e in enumerate(b)])
-                target = (1 - args.distill) * target + args.distill * soft
+                target = (1 - args.distill) * hard + args.distill * soft
             loss_main = F.cross_entropy(logits, target)
             loss = loss_main
             if args.aux > 0:
