@@ -299,13 +299,90 @@ AVX512 static float dot_q8_0_q8_avx512(const void *w, const palr_q8_block *a, si
     return hsum256(acc);
 }
 
+// Eight rows at a time. One zmm holds the 16 quant bytes of block b of four rows (a
+// 128-bit lane per row); the activation block is broadcast to every lane. vpdpbusd needs
+// an unsigned operand, so the weights enter as stored (Q4_0 nibbles 0..15, Q8_0 bytes
+// + 128 by flipping the sign bit) and the offset comes off afterwards:
+//   Σ (q - c)·y = Σ q·y - c·Σ y,  with c·Σ y also a vpdpbusd (of the constant c and y).
+// No saturation is possible (vpdpbusd adds four u8·s8 products into int32 exactly).
+// Each row ends as four partial sums, one per 32-bit lane of its 128-bit lane.
+AVX512 static inline __m512 row_scales4(const uint8_t *r0, size_t row_bytes, size_t off, float dy) {
+    uint16_t h[4];
+    for (int i = 0; i < 4; i++) memcpy(&h[i], r0 + (size_t)i * row_bytes + off, 2);
+    uint64_t packed;
+    memcpy(&packed, h, 8);
+    const __m128 d = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)packed)), _mm_set1_ps(dy));
+    const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    return _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(d));
+}
+
+AVX512 static inline __m512i load4x16(const uint8_t *p, size_t stride) {
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + stride)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 2 * stride)), 2);
+    return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 3 * stride)), 3);
+}
+
+// Sums each 128-bit lane of a and of b: out[0..3] from a, out[4..7] from b.
+AVX512 static inline void store_lane_sums(__m512 a, __m512 b, float *out) {
+    // Pairwise: lanes (a0 a1 a2 a3) -> per-lane totals via two horizontal adds.
+    const __m512 ta = _mm512_add_ps(a, _mm512_permute_ps(a, 0x4e));   // x0+x2, x1+x3, ...
+    const __m512 tb = _mm512_add_ps(b, _mm512_permute_ps(b, 0x4e));
+    const __m512 sa = _mm512_add_ps(ta, _mm512_permute_ps(ta, 0xb1));  // every element = lane total
+    const __m512 sb = _mm512_add_ps(tb, _mm512_permute_ps(tb, 0xb1));
+    const __m512i pick = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
+    _mm256_storeu_ps(out, _mm512_castps512_ps256(_mm512_permutex2var_ps(sa, pick, sb)));
+}
+
+AVX512 static void dot8_q4_0_q8_avx512(const void *w, size_t row_bytes, const palr_q8_block *a, size_t n, float *out) {
+    const uint8_t *r0 = (const uint8_t *)w, *r4 = r0 + 4 * row_bytes;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (size_t b = 0; b < n / PALR_QK; b++) {
+        const size_t off = b * PALR_Q4_0_BLOCK_BYTES;
+        const __m512i ylo = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)a[b].qs));
+        const __m512i yhi = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a[b].qs + 16)));
+        const __m512i corr = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, ylo), eight, yhi);
+        const __m512i q0 = load4x16(r0 + off + 2, row_bytes), q1 = load4x16(r4 + off + 2, row_bytes);
+        __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(q0, m4), ylo);
+        __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(q1, m4), ylo);
+        s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(_mm512_srli_epi16(q0, 4), m4), yhi);
+        s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi16(q1, 4), m4), yhi);
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s0, corr)), row_scales4(r0, row_bytes, off, a[b].d), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s1, corr)), row_scales4(r4, row_bytes, off, a[b].d), acc1);
+    }
+    store_lane_sums(acc0, acc1, out);
+}
+
+AVX512 static void dot8_q8_0_q8_avx512(const void *w, size_t row_bytes, const palr_q8_block *a, size_t n, float *out) {
+    const uint8_t *r0 = (const uint8_t *)w, *r4 = r0 + 4 * row_bytes;
+    const __m512i flip = _mm512_set1_epi8((char)0x80), c128 = _mm512_set1_epi8((char)0x80);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (size_t b = 0; b < n / PALR_QK; b++) {
+        const size_t off = b * PALR_Q8_0_BLOCK_BYTES;
+        const __m512i ylo = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)a[b].qs));
+        const __m512i yhi = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a[b].qs + 16)));
+        // 128 as an unsigned byte is 0x80.
+        const __m512i corr = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, ylo), c128, yhi);
+        const __m512i l0 = _mm512_xor_si512(load4x16(r0 + off + 2, row_bytes), flip);
+        const __m512i h0 = _mm512_xor_si512(load4x16(r0 + off + 18, row_bytes), flip);
+        const __m512i l1 = _mm512_xor_si512(load4x16(r4 + off + 2, row_bytes), flip);
+        const __m512i h1 = _mm512_xor_si512(load4x16(r4 + off + 18, row_bytes), flip);
+        const __m512i s0 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), l0, ylo), h0, yhi);
+        const __m512i s1 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), l1, ylo), h1, yhi);
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s0, corr)), row_scales4(r0, row_bytes, off, a[b].d), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s1, corr)), row_scales4(r4, row_bytes, off, a[b].d), acc1);
+    }
+    store_lane_sums(acc0, acc1, out);
+}
+
 static const palr_kernel_table table_avx2 = {
     "avx2", quantize_act_avx2, dot_q4_0_q8_avx2, dot_q8_0_q8_avx2, dot_q4_0_f32_avx2, dot_q8_0_f32_avx2, dot_f16_f32_avx2, dot_f32_avx2,
     dequant_q4_0_avx2, dequant_q8_0_avx2, dequant_f16_avx2,
 };
 static const palr_kernel_table table_avx512 = {
     "avx512", quantize_act_avx2, dot_q4_0_q8_avx512, dot_q8_0_q8_avx512, dot_q4_0_f32_avx2, dot_q8_0_f32_avx2, dot_f16_f32_avx2, dot_f32_avx2,
-    dequant_q4_0_avx2, dequant_q8_0_avx2, dequant_f16_avx2,
+    dequant_q4_0_avx2, dequant_q8_0_avx2, dequant_f16_avx2, dot8_q4_0_q8_avx512, dot8_q8_0_q8_avx512,
 };
 #endif  // __x86_64__
 
@@ -612,15 +689,23 @@ static void matvec_task(void *p, int ith, int nth) {
     const uint8_t *w = (const uint8_t *)a->w;
     switch (a->type) {
     case 2:
-        if (a->xq)
-            for (int r = r0; r < r1; r++) a->y[r] = k->dot_q4_0_q8(w + (size_t)r * a->row_bytes, a->xq, (size_t)a->cols);
-        else
+        if (a->xq) {
+            // Groups of eight start at multiples of 8 (r0 is one), so a row's result does
+            // not depend on the thread count.
+            int r = r0;
+            if (k->dot8_q4_0_q8)
+                for (; r + 8 <= r1; r += 8) k->dot8_q4_0_q8(w + (size_t)r * a->row_bytes, a->row_bytes, a->xq, (size_t)a->cols, a->y + r);
+            for (; r < r1; r++) a->y[r] = k->dot_q4_0_q8(w + (size_t)r * a->row_bytes, a->xq, (size_t)a->cols);
+        } else
             for (int r = r0; r < r1; r++) a->y[r] = k->dot_q4_0_f32(w + (size_t)r * a->row_bytes, a->x, (size_t)a->cols);
         break;
     case 8:
-        if (a->xq)
-            for (int r = r0; r < r1; r++) a->y[r] = k->dot_q8_0_q8(w + (size_t)r * a->row_bytes, a->xq, (size_t)a->cols);
-        else
+        if (a->xq) {
+            int r = r0;
+            if (k->dot8_q8_0_q8)
+                for (; r + 8 <= r1; r += 8) k->dot8_q8_0_q8(w + (size_t)r * a->row_bytes, a->row_bytes, a->xq, (size_t)a->cols, a->y + r);
+            for (; r < r1; r++) a->y[r] = k->dot_q8_0_q8(w + (size_t)r * a->row_bytes, a->xq, (size_t)a->cols);
+        } else
             for (int r = r0; r < r1; r++) a->y[r] = k->dot_q8_0_f32(w + (size_t)r * a->row_bytes, a->x, (size_t)a->cols);
         break;
     case 1:

@@ -73,6 +73,39 @@ func randomFloats(_ n: Int, _ rng: inout SystemRandomNumberGenerator, scale: Flo
         #expect(worst < 1e-5)
     }
 
+    /// The eight-row kernels, where a table has them, against the one-row reference for
+    /// each row, with row strides of real tensors (rows are not 16-byte aligned).
+    @Test(arguments: fastTables)
+    func eightRowKernelsMatchReference(table: String) throws {
+        let t = try #require(palr_kernels_named(table)).pointee
+        let ref = try #require(palr_kernels_named("scalar")).pointee
+        guard t.dot8_q4_0_q8 != nil || t.dot8_q8_0_q8 != nil else { return }
+        var rng = SystemRandomNumberGenerator()
+        var worst: Float = 0
+        for cols in [32, 96, 2048] {
+            let rows = 8
+            let w = randomFloats(rows * cols, &rng, scale: 0.1)
+            let x = randomFloats(cols, &rng, scale: 3)
+            var xq = [palr_q8_block](repeating: palr_q8_block(), count: cols / 32)
+            ref.quantize_act(x, &xq, cols)
+            for (type, blockBytes, fn, one) in [(GGMLType.q4_0, 18, t.dot8_q4_0_q8, ref.dot_q4_0_q8!),
+                                                (.q8_0, 34, t.dot8_q8_0_q8, ref.dot_q8_0_q8!)] {
+                guard let fn else { continue }
+                let rowBytes = cols / 32 * blockBytes
+                let q = type.quantize(w)!
+                var out = [Float](repeating: .nan, count: rows)
+                q.withUnsafeBytes { qb in fn(qb.baseAddress!, rowBytes, xq, cols, &out) }
+                for r in 0..<rows {
+                    let expected = q.withUnsafeBytes { one($0.baseAddress! + r * rowBytes, xq, cols) }
+                    let bound = (0..<cols).reduce(Float(0)) { $0 + abs(w[r * cols + $1] * x[$1]) }
+                    worst = max(worst, abs(out[r] - expected) / max(bound, 1e-30))
+                }
+            }
+        }
+        print("\(table): worst eight-row kernel difference from the one-row reference, relative to Σ|w·x|: \(worst)")
+        #expect(worst < 1e-5)
+    }
+
     @Test(arguments: fastTables)
     func dequantizationIsExact(table: String) throws {
         let t = try #require(palr_kernels_named(table)).pointee

@@ -76,6 +76,12 @@ typedef struct {
     void (*dequant_q4_0)(const void *src, float *dst, size_t n);
     void (*dequant_q8_0)(const void *src, float *dst, size_t n);
     void (*dequant_f16)(const uint16_t *src, float *dst, size_t n);
+    // Eight consecutive rows (row r at w + r * row_bytes) against one quantized input:
+    // out[r] for r in 0..<8. Reading eight rows at once shares each activation block and
+    // keeps eight memory streams in flight. NULL in tables without them (the matvec then
+    // uses the one-row kernels). Each out[r] matches the one-row reference within rounding.
+    void (*dot8_q4_0_q8)(const void *w, size_t row_bytes, const palr_q8_block *a, size_t n, float *out);
+    void (*dot8_q8_0_q8)(const void *w, size_t row_bytes, const palr_q8_block *a, size_t n, float *out);
 } palr_kernel_table;
 
 // The active table (selected on first call).
