@@ -334,12 +334,21 @@ AVX512 static inline void store_lane_sums(__m512 a, __m512 b, float *out) {
     _mm256_storeu_ps(out, _mm512_castps512_ps256(_mm512_permutex2var_ps(sa, pick, sb)));
 }
 
+#ifndef PALR_PREFETCH
+#define PALR_PREFETCH 512
+#endif
+// Asks for the line `ahead` bytes on in each of eight rows: the weights stream from DRAM.
+static inline void prefetch8(const uint8_t *p, size_t row_bytes) {
+    for (int i = 0; i < 8; i++) _mm_prefetch((const char *)(p + (size_t)i * row_bytes), _MM_HINT_T0);
+}
+
 AVX512 static void dot8_q4_0_q8_avx512(const void *w, size_t row_bytes, const palr_q8_block *a, size_t n, float *out) {
     const uint8_t *r0 = (const uint8_t *)w, *r4 = r0 + 4 * row_bytes;
     const __m512i m4 = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     for (size_t b = 0; b < n / PALR_QK; b++) {
         const size_t off = b * PALR_Q4_0_BLOCK_BYTES;
+        if ((b & 3) == 0) prefetch8(r0 + off + PALR_PREFETCH, row_bytes);
         const __m512i ylo = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)a[b].qs));
         const __m512i yhi = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a[b].qs + 16)));
         const __m512i corr = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, ylo), eight, yhi);
@@ -360,6 +369,7 @@ AVX512 static void dot8_q8_0_q8_avx512(const void *w, size_t row_bytes, const pa
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     for (size_t b = 0; b < n / PALR_QK; b++) {
         const size_t off = b * PALR_Q8_0_BLOCK_BYTES;
+        if ((b & 1) == 0) prefetch8(r0 + off + PALR_PREFETCH, row_bytes);
         const __m512i ylo = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)a[b].qs));
         const __m512i yhi = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a[b].qs + 16)));
         // 128 as an unsigned byte is 0x80.
