@@ -777,6 +777,50 @@ void palr_dequant_rows(palr_pool *pool, int type, const void *w, size_t row_byte
     palr_pool_run(pool, dequant_task, &a);
 }
 
+// ---- matrix x matrix: per-thread panels ------------------------------------------
+
+typedef struct {
+    const palr_matmul_args *a;
+    _Atomic int next;            // the next unclaimed panel
+} matmul_job;
+
+static void matmul_task(void *p, int ith, int nth) {
+    (void)nth;
+    matmul_job *job = (matmul_job *)p;
+    const palr_matmul_args *a = job->a;
+    const palr_kernel_table *k = palr_kernels();
+    float *panel = a->scratch + (size_t)ith * a->scratch_floats_per_thread;
+    for (;;) {
+        const int r0 = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed) * a->panel_rows;
+        if (r0 >= a->rows) return;
+        const int n = r0 + a->panel_rows < a->rows ? a->panel_rows : a->rows - r0;
+        const uint8_t *src = (const uint8_t *)a->w + (size_t)r0 * a->row_bytes;
+        const float *b = panel;
+        if (a->type == 0) {
+            b = (const float *)src;
+        } else {
+            for (int r = 0; r < n; r++) {
+                const uint8_t *row = src + (size_t)r * a->row_bytes;
+                float *dst = panel + (size_t)r * (size_t)a->cols;
+                switch (a->type) {
+                case 2: k->dequant_q4_0(row, dst, (size_t)a->cols); break;
+                case 8: k->dequant_q8_0(row, dst, (size_t)a->cols); break;
+                case 1: k->dequant_f16((const uint16_t *)row, dst, (size_t)a->cols); break;
+                default: palr_bf16_to_fp32_row((const uint16_t *)row, dst, (size_t)a->cols); break;
+                }
+            }
+        }
+        a->sgemm(a->batch, n, a->cols, a->x, a->cols, b, a->cols, a->y + r0, a->ldy);
+    }
+}
+
+void palr_matmul(palr_pool *pool, const palr_matmul_args *args) {
+    matmul_job job;
+    job.a = args;
+    atomic_init(&job.next, 0);
+    palr_pool_run(pool, matmul_task, &job);
+}
+
 // ---- read bandwidth probe ------------------------------------------------------
 
 typedef struct { const uint64_t *p; size_t words; uint64_t sums[64]; } read_args;

@@ -65,28 +65,27 @@ func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, ropeDim: I
     }
 }
 
+/// Row-major C (m × n) = A (m × k) · Bᵀ (B: n × k) with OpenBLAS, for `palr_matmul`.
+/// OpenBLAS runs single-threaded inside; the session's pool threads call it in parallel.
+let sgemmNT: palr_sgemm_nt_fn = { m, n, k, a, lda, b, ldb, c, ldc in
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
+}
+
 /// Y (batch × W.rows) = X (batch × W.cols) · Wᵀ: the prompt path.
-/// F32 weights go to sgemm straight from the mapping. Other types are converted
-/// panel by panel into `scratch` (capacity `scratchCount` floats, owned by the
-/// session; rows split over `pool`), each panel followed by one sgemm, so no
-/// whole-matrix copy exists.
+/// The rows of W are cut into panels of ≤ `panelRows` rows; each pool thread takes the
+/// next panel, converts it to float in its own slice of `scratch` (`scratchPerThread`
+/// floats per thread, owned by the session) and multiplies it at once with one sgemm
+/// while it is still in cache. No whole-matrix copy exists, and one thread's
+/// conversion overlaps another's GEMM. F32 weights go to sgemm straight from the mapping.
 func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int,
-            scratch: UnsafeMutablePointer<Float>, scratchCount: Int, pool: OpaquePointer?) {
-    let k = Int32(w.cols)
-    if w.type == .f32 {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(batch), Int32(w.rows), k,
-                    1, x, k, w.base.assumingMemoryBound(to: Float.self), k, 0, y, Int32(w.rows))
-        return
-    }
-    let panel = max(1, min(w.rows, scratchCount / w.cols))
-    var r0 = 0
-    while r0 < w.rows {
-        let n = min(panel, w.rows - r0)
-        palr_dequant_rows(pool, Int32(w.type.rawValue), w.row(r0), w.rowBytes, Int32(n), Int32(w.cols), scratch)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(batch), Int32(n), k,
-                    1, x, k, scratch, k, 0, y + r0, Int32(w.rows))
-        r0 += n
-    }
+            scratch: UnsafeMutablePointer<Float>, scratchPerThread: Int, panelRows: Int, pool: ThreadPool) {
+    let panel = w.type == .f32 ? panelRows : max(1, min(panelRows, scratchPerThread / w.cols))
+    var args = palr_matmul_args(type: Int32(w.type.rawValue), w: w.base, row_bytes: w.rowBytes,
+                                rows: Int32(w.rows), cols: Int32(w.cols), x: x, batch: Int32(batch),
+                                y: y, ldy: Int32(w.rows), scratch: scratch,
+                                scratch_floats_per_thread: scratchPerThread, panel_rows: Int32(panel),
+                                sgemm: sgemmNT)
+    palr_matmul(pool.raw, &args)
 }
 
 /// Persistent worker threads (C, in CKernels), destroyed with this object.

@@ -119,13 +119,17 @@ public final class LlamaSession {
     private let keyCache: FloatBuffer   // (layer, context, kv_dim)
     private let valueCache: FloatBuffer // (layer, context, kv_dim)
     private let ropeTable: FloatBuffer  // (context, rope_dim/2, 2) cos, sin
-    /// Dequantization panel for prompt matmuls (≤ 16 MiB).
+    /// Dequantization panels for prompt matmuls, `scratchPerThread` floats per pool
+    /// thread (≤ 16 MiB in all).
     private let scratch: FloatBuffer
+    private let scratchPerThread: Int
     /// (max(dim, q_dim, ffn) / 32) blocks: the current decode input quantized to int8.
     private let xq: UnsafeMutablePointer<palr_q8_block>
     private let xqBlocks: Int
-    /// (batch, context) attention scores of one head during prefill.
+    /// (threads, batch, context): each pool thread's attention scores of one head during prefill.
     private let batchScores: FloatBuffer
+    /// The batched attention the pool threads are running (set before each run).
+    private var attentionLayer = 0, attentionCount = 0, attentionTotal = 0
     // Layout of the current batch, (maxBatch) each: token i has RoPE position
     // `tokPos[i]`, writes its K/V to cache slot `tokSlot[i]`, and attends to cache
     // slots [0, tokPrefix[i]) and [tokSegment[i], tokSlot[i]]. Plain causal
@@ -146,6 +150,14 @@ public final class LlamaSession {
 
     public static let maxScratchBytes = 16 << 20
 
+    /// Rows per prompt-matmul panel. Measured on the 1B shape (see README, Performance):
+    /// small enough that a thread's panel is multiplied while still in cache, large
+    /// enough for sgemm's blocking. `PALR_PANEL_ROWS` overrides it (for tuning).
+    public static let panelRows: Int = {
+        if let v = getenv("PALR_PANEL_ROWS"), let n = Int(String(cString: v)), n > 0 { return n }
+        return 256
+    }()
+
     public init(model: LlamaModel, contextLength: Int? = nil, maxBatch: Int = 64, logitChunk: Int = 16,
                 threads: Int? = nil, activations: DecodeActivations = .float32) throws(LlamaError) {
         let c = model.config
@@ -153,9 +165,10 @@ public final class LlamaSession {
         self.threads = nThreads
         self.activations = activations
         pool = ThreadPool(threads: nThreads)
-        // OpenBLAS's own threads (prefill GEMMs) follow the session's count. The
-        // setting is process-wide; sessions of one process should agree on it.
-        BLAS.setThreadCount(nThreads)
+        // The session's own threads call OpenBLAS in parallel (panels, attention heads), so
+        // OpenBLAS runs single-threaded: its spinning workers would otherwise compete with
+        // ours for the same cores. The setting is process-wide.
+        BLAS.setThreadCount(1)
         self.model = model
         self.config = c
         let ctx = contextLength ?? c.contextLength
@@ -173,7 +186,7 @@ public final class LlamaSession {
         hb = FloatBuffer(maxBatch * c.ffnDim)
         hb2 = FloatBuffer(maxBatch * c.ffnDim)
         scores = FloatBuffer(ctx)
-        batchScores = FloatBuffer(maxBatch * ctx)
+        batchScores = FloatBuffer(pool.count * maxBatch * ctx)
         tokPos = IntBuffer(maxBatch)
         tokSlot = IntBuffer(maxBatch)
         tokPrefix = IntBuffer(maxBatch)
@@ -187,7 +200,8 @@ public final class LlamaSession {
         valueCache = FloatBuffer(c.layerCount * ctx * c.kvDim)
         let largestRow = model.weights.matrices.filter { $0.type != .f32 }.map(\.cols).max() ?? 1
         let largestMatrix = model.weights.matrices.filter { $0.type != .f32 }.map { $0.rows * $0.cols }.max() ?? 1
-        scratch = FloatBuffer(max(largestRow, min(largestMatrix, Self.maxScratchBytes / 4)))
+        scratchPerThread = max(largestRow, min(largestMatrix, Self.maxScratchBytes / 4 / pool.count))
+        scratch = FloatBuffer(scratchPerThread * pool.count)
 
         // RoPE angles for every position: θ = (pos / scale) · base^(-2i/rope_dim).
         ropeTable = FloatBuffer(ctx * c.ropeDim)
@@ -437,7 +451,8 @@ public final class LlamaSession {
     }
 
     private func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int) {
-        Llama.matmul(w, x, y, batch: batch, scratch: scratch.pointer, scratchCount: scratch.count, pool: pool.raw)
+        Llama.matmul(w, x, y, batch: batch, scratch: scratch.pointer, scratchPerThread: scratchPerThread,
+                     panelRows: Self.panelRows, pool: pool)
     }
 
     /// Non-generic on purpose: an unspecialised generic iterator allocates in debug builds.
@@ -480,16 +495,31 @@ public final class LlamaSession {
 
     /// Attention of the `count` batch tokens (their K/V already in the cache) with two
     /// GEMMs per head over cache slots 0..<total: S = Q Kᵀ, masked to each token's
-    /// visible slots (see `tokSlot`), then O = softmax(S) V. Scores live in
-    /// `batchScores` (batch × context), so memory is bounded by maxBatch.
+    /// visible slots (see `tokSlot`), then O = softmax(S) V. Heads are split over the
+    /// pool; each thread's scores live in its slice of `batchScores` (batch × context),
+    /// so memory is bounded by maxBatch.
     private func batchAttention(layer l: Int, count n: Int, total: Int) {
+        attentionLayer = l
+        attentionCount = n
+        attentionTotal = total
+        palr_pool_run(pool.raw, Self.attentionTask, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    private static let attentionTask: palr_task_fn = { arg, ith, nth in
+        guard let arg else { return }
+        Unmanaged<LlamaSession>.fromOpaque(arg).takeUnretainedValue().attentionHeads(thread: Int(ith), of: Int(nth))
+    }
+
+    /// Heads h ≡ thread (mod threads) of the batched attention set up by `batchAttention`.
+    private func attentionHeads(thread: Int, of threads: Int) {
         let c = config
-        let s = batchScores.pointer
+        let l = attentionLayer, n = attentionCount, total = attentionTotal
+        let s = batchScores.pointer + thread * maxBatch * contextLength
         let scale = 1 / Float(c.headDim).squareRoot()
         let kBase = keyCache.pointer + l * contextLength * c.kvDim
         let vBase = valueCache.pointer + l * contextLength * c.kvDim
         let hd = Int32(c.headDim), kv = Int32(c.kvDim), qd = Int32(c.qDim), ld = Int32(total)
-        for h in 0..<c.headCount {
+        for h in stride(from: thread, to: c.headCount, by: threads) {
             let kvOff = (h / c.groupSize) * c.headDim
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(total), hd,
                         scale, q.pointer + h * c.headDim, qd, kBase + kvOff, kv, 0, s, ld)

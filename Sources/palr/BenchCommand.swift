@@ -57,7 +57,6 @@ struct BenchCommand: ParsableCommand {
             session = try LlamaSession(model: m, contextLength: ctx, maxBatch: max(1, min(batch, max(p, 1))),
                                        threads: t, activations: acts)
         } catch { throw CLIError(path: model, error) }
-        BLAS.setThreadCount(session.threads)
 
         var rng = SystemRandomNumberGenerator()
         let prompt = (0..<p).map { _ in Int32.random(in: 0..<Int32(c.vocabSize), using: &rng) }

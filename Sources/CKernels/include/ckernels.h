@@ -124,6 +124,33 @@ void palr_matvec(palr_pool *pool, const palr_matvec_args *args);
 // split over the pool (pool may be NULL).
 void palr_dequant_rows(palr_pool *pool, int type, const void *w, size_t row_bytes, int rows, int cols, float *dst);
 
+// ---- matrix x matrix (the prompt path) ------------------------------------------
+// y (batch x ldy, columns 0..<rows) = x (batch x cols, row-major) . Wᵀ, with W's rows
+// converted to float panel by panel. `sgemm` computes one panel: C (m x n, ldc) =
+// A (m x k, lda) . Bᵀ (B: n x k, ldb), the caller's BLAS, run single-threaded: every
+// pool thread claims panels in turn, dequantizes its panel into its own slice of
+// `scratch` (`scratch_floats_per_thread` each, owned by the caller) and multiplies it at
+// once, while the panel is still in cache. One thread's conversion (integer work and
+// memory) then overlaps another's GEMM. F32 weights skip the conversion.
+typedef void (*palr_sgemm_nt_fn)(int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+                                 float *c, int ldc);
+typedef struct {
+    int type;
+    const void *w;
+    size_t row_bytes;
+    int rows;
+    int cols;
+    const float *x;
+    int batch;
+    float *y;
+    int ldy;
+    float *scratch;
+    size_t scratch_floats_per_thread;
+    int panel_rows;              // rows per panel (≤ scratch_floats_per_thread / cols)
+    palr_sgemm_nt_fn sgemm;
+} palr_matmul_args;
+void palr_matmul(palr_pool *pool, const palr_matmul_args *args);
+
 // Reads `bytes` of `buf` (split over the pool) and returns a checksum: times a
 // memory read-bandwidth measurement for `palr bench`.
 uint64_t palr_read_sum(palr_pool *pool, const void *buf, size_t bytes);
