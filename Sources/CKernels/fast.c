@@ -334,6 +334,40 @@ AVX512 static inline void store_lane_sums(__m512 a, __m512 b, float *out) {
     _mm256_storeu_ps(out, _mm512_castps512_ps256(_mm512_permutex2var_ps(sa, pick, sb)));
 }
 
+// AVX2 (no VNNI): eight Q4_0 rows, two per ymm (a 128-bit lane each), same offset scheme:
+// maddubs takes the nibbles (0..15) unsigned, so lo·y + hi·y pairs stay ≤ 4·15·127 in
+// int16, far from saturation. (Q8_0 weights + 128 would saturate maddubs: no eight-row
+// Q8_0 kernel here.)
+AVX2 static void dot8_q4_0_q8_avx2(const void *w, size_t row_bytes, const palr_q8_block *a, size_t n, float *out) {
+    const uint8_t *r0 = (const uint8_t *)w;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8), ones = _mm256_set1_epi16(1);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (size_t b = 0; b < n / PALR_QK; b++) {
+        const size_t off = b * PALR_Q4_0_BLOCK_BYTES;
+        if ((b & 3) == 0)
+            for (int i = 0; i < 8; i++) _mm_prefetch((const char *)(r0 + (size_t)i * row_bytes + off + 512), _MM_HINT_T0);
+        const __m256i ylo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)a[b].qs));
+        const __m256i yhi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(a[b].qs + 16)));
+        const __m256i corr = _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(eight, ylo), _mm256_maddubs_epi16(eight, yhi)), ones);
+        uint16_t h[8];
+        for (int i = 0; i < 8; i++) memcpy(&h[i], r0 + (size_t)i * row_bytes + off, 2);
+        const __m256 d8 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h)), _mm256_set1_ps(a[b].d));
+        for (int p = 0; p < 4; p++) {
+            const uint8_t *q = r0 + (size_t)(2 * p) * row_bytes + off + 2;
+            const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)q)),
+                                                      _mm_loadu_si128((const __m128i *)(q + row_bytes)), 1);
+            const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(lo, ylo), _mm256_maddubs_epi16(hi, yhi));
+            const __m256i dot = _mm256_sub_epi32(_mm256_madd_epi16(pairs, ones), corr);
+            const __m256 d = _mm256_permutevar8x32_ps(d8, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1));
+            acc[p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), d, acc[p]);
+        }
+    }
+    // Lane sums: hadd twice gives (r0 r2 r4 r6 | r1 r3 r5 r7), then restore the order.
+    const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+    _mm256_storeu_ps(out, _mm256_permutevar8x32_ps(s, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
+
 #ifndef PALR_PREFETCH
 #define PALR_PREFETCH 512
 #endif
@@ -388,7 +422,7 @@ AVX512 static void dot8_q8_0_q8_avx512(const void *w, size_t row_bytes, const pa
 
 static const palr_kernel_table table_avx2 = {
     "avx2", quantize_act_avx2, dot_q4_0_q8_avx2, dot_q8_0_q8_avx2, dot_q4_0_f32_avx2, dot_q8_0_f32_avx2, dot_f16_f32_avx2, dot_f32_avx2,
-    dequant_q4_0_avx2, dequant_q8_0_avx2, dequant_f16_avx2,
+    dequant_q4_0_avx2, dequant_q8_0_avx2, dequant_f16_avx2, dot8_q4_0_q8_avx2, NULL,
 };
 static const palr_kernel_table table_avx512 = {
     "avx512", quantize_act_avx2, dot_q4_0_q8_avx512, dot_q8_0_q8_avx512, dot_q4_0_f32_avx2, dot_q8_0_f32_avx2, dot_f16_f32_avx2, dot_f32_avx2,
