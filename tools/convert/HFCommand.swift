@@ -25,10 +25,10 @@ struct HFCommand: ParsableCommand {
     var output: String?
 
     @Option(name: .long, help: "Type of the weight matrices: q4_0, q8_0, f16, bf16 or f32.")
-    var type: GGMLType = .q4_0
+    var type: TypeArgument = .q4_0
 
     @Option(name: .long, help: "Type of the output projection (default: q8_0 for --type q4_0, else --type).")
-    var outputType: GGMLType?
+    var outputType: TypeArgument?
 
     @Option(name: .long, help: "A PEFT LoRA adapter folder to merge (repeatable; merged in order).")
     var lora: [String] = []
@@ -70,8 +70,8 @@ struct HFCommand: ParsableCommand {
 
     func run() throws {
         var options = ConvertOptions()
-        options.type = type
-        options.outputType = outputType
+        options.type = type.ggml
+        options.outputType = outputType?.ggml
         options.loraDirectories = lora
         options.name = name
         options.includeTokenizer = !noTokenizer

@@ -21,7 +21,7 @@ struct RandomCommand: ParsableCommand {
     var shape: RandomShape
 
     @Option(name: .long, help: "Type of the weight matrices: q4_0, q8_0, f16, bf16 or f32.")
-    var type: GGMLType = .q4_0
+    var type: TypeArgument = .q4_0
 
     @Option(name: [.short, .customLong("output")], help: "The GGUF file to write.")
     var output: String
@@ -37,7 +37,7 @@ struct RandomCommand: ParsableCommand {
 
     func run() throws {
         var options = ConvertOptions()
-        options.type = type
+        options.type = type.ggml
         options.threads = threads ?? defaultThreads()
         removeTemporaryFileOnSignal(output: output)
         var display = ProgressDisplay()

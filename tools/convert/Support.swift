@@ -11,10 +11,21 @@ import Glibc
 import Darwin
 #endif
 
-extension GGMLType: ExpressibleByArgument {
-    public init?(argument: String) { self.init(name: argument) }
-    public static var allValueStrings: [String] { ["q4_0", "q8_0", "f16", "bf16", "f32"] }
-    public var defaultValueDescription: String { description.lowercased() }
+/// A weight type on the command line. (ArgumentParser shows a CaseIterable
+/// RawRepresentable default by its raw value, GGMLType's numeric id; this enum's raw
+/// values are the names.)
+enum TypeArgument: String, CaseIterable, ExpressibleByArgument {
+    case q4_0, q8_0, f16, bf16, f32
+
+    var ggml: GGMLType {
+        switch self {
+        case .q4_0: .q4_0
+        case .q8_0: .q8_0
+        case .f16: .f16
+        case .bf16: .bf16
+        case .f32: .f32
+        }
+    }
 }
 
 /// An error printed as one line.
