@@ -40,7 +40,7 @@ func printErr(_ s: String) {
 
 /// The BLAS line shared by `info` and `bench`.
 func blasSummary() -> String {
-    var s = "OpenBLAS core \(BLAS.coreName), \(BLAS.threadCount) threads"
+    var s = "OpenBLAS core \(BLAS.coreName), called single-threaded from palr's own threads"
     if let first = ProcessInfo.processInfo.environment["PALR_BLAS_REEXEC"] {
         s += " (OpenBLAS chose \(first); palr set OPENBLAS_CORETYPE)"
     } else if let wanted = BLAS.recommendedCoreType() {
