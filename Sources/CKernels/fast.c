@@ -738,14 +738,8 @@ void palr_pool_run(palr_pool *pool, palr_task_fn fn, void *arg) {
 
 // ---- threaded matrix-vector product -----------------------------------------------
 
-static void matvec_task(void *p, int ith, int nth) {
-    const palr_matvec_args *a = (const palr_matvec_args *)p;
-    const palr_kernel_table *k = palr_kernels();
-    // Contiguous row ranges, rounded to 16 rows so threads do not share cache lines of y.
-    int per = (a->rows + nth - 1) / nth;
-    per = (per + 15) & ~15;
-    const int r0 = ith * per;
-    const int r1 = r0 + per < a->rows ? r0 + per : a->rows;
+// Rows r0..<r1 of y = W x (r0 a multiple of 8).
+static void matvec_rows(const palr_matvec_args *a, const palr_kernel_table *k, int r0, int r1) {
     const uint8_t *w = (const uint8_t *)a->w;
     switch (a->type) {
     case 2:
@@ -783,12 +777,39 @@ static void matvec_task(void *p, int ith, int nth) {
 // Below this many weights a matvec costs less than waking the workers.
 #define PALR_PARALLEL_MIN_WEIGHTS (1 << 16)
 
+typedef struct {
+    const palr_matvec_args *a;
+    int chunk;                   // rows per claim, a multiple of 16
+    _Atomic int next;            // the next unclaimed chunk
+} matvec_job;
+
+// Threads claim chunks of rows in turn, so a thread slowed by its sibling hyperthread
+// or another process takes fewer. Chunks are multiples of 16 rows (threads never share
+// a cache line of y) and start at multiples of 8 (results do not depend on the split).
+static void matvec_task(void *p, int ith, int nth) {
+    (void)ith;
+    (void)nth;
+    matvec_job *job = (matvec_job *)p;
+    const palr_kernel_table *k = palr_kernels();
+    for (;;) {
+        const int r0 = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed) * job->chunk;
+        if (r0 >= job->a->rows) return;
+        matvec_rows(job->a, k, r0, r0 + job->chunk < job->a->rows ? r0 + job->chunk : job->a->rows);
+    }
+}
+
 void palr_matvec(palr_pool *pool, const palr_matvec_args *args) {
-    if ((size_t)args->rows * (size_t)args->cols < PALR_PARALLEL_MIN_WEIGHTS) {
-        matvec_task((void *)args, 0, 1);
+    const int nth = palr_pool_size(pool);
+    if (nth == 1 || (size_t)args->rows * (size_t)args->cols < PALR_PARALLEL_MIN_WEIGHTS) {
+        matvec_rows(args, palr_kernels(), 0, args->rows);
         return;
     }
-    palr_pool_run(pool, matvec_task, (void *)args);
+    matvec_job job;
+    job.a = args;
+    job.chunk = ((args->rows / (4 * nth)) + 15) & ~15;
+    if (job.chunk < 16) job.chunk = 16;
+    atomic_init(&job.next, 0);
+    palr_pool_run(pool, matvec_task, &job);
 }
 
 typedef struct {
