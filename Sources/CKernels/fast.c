@@ -368,22 +368,6 @@ AVX2 static void dot8_q4_0_q8_avx2(const void *w, size_t row_bytes, const palr_q
     _mm256_storeu_ps(out, _mm256_permutevar8x32_ps(s, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
 }
 
-// 16 nibbles -> 16 floats per instruction group: (q - 8) · d, exact as the reference.
-AVX512 static void dequant_q4_0_avx512(const void *src, float *dst, size_t n) {
-    const uint8_t *in = (const uint8_t *)src;
-    const __m128i m4 = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
-    for (size_t b = 0; b < n / PALR_QK; b++) {
-        const uint8_t *blk = in + b * PALR_Q4_0_BLOCK_BYTES;
-        const __m512 d = _mm512_set1_ps(f16_at_c(blk));
-        const __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
-        const __m128i lo = _mm_sub_epi8(_mm_and_si128(q, m4), eight);
-        const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), m4), eight);
-        float *y = dst + b * PALR_QK;
-        _mm512_storeu_ps(y, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo))));
-        _mm512_storeu_ps(y + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi))));
-    }
-}
-
 #ifndef PALR_PREFETCH
 #define PALR_PREFETCH 512
 #endif
@@ -442,7 +426,7 @@ static const palr_kernel_table table_avx2 = {
 };
 static const palr_kernel_table table_avx512 = {
     "avx512", quantize_act_avx2, dot_q4_0_q8_avx512, dot_q8_0_q8_avx512, dot_q4_0_f32_avx2, dot_q8_0_f32_avx2, dot_f16_f32_avx2, dot_f32_avx2,
-    dequant_q4_0_avx512, dequant_q8_0_avx2, dequant_f16_avx2, dot8_q4_0_q8_avx512, dot8_q8_0_q8_avx512,
+    dequant_q4_0_avx2, dequant_q8_0_avx2, dequant_f16_avx2, dot8_q4_0_q8_avx512, dot8_q8_0_q8_avx512,
 };
 #endif  // __x86_64__
 
