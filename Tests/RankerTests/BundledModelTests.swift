@@ -16,8 +16,8 @@ import Tokenizer
         let settings = try PALRSettings(gguf: model.gguf, defaulted: &defaulted)
         #expect(settings.mode == .letters)
         let catalog = try CatalogPack.open(path: dir.appendingPathComponent("ml-small-catalog.gguf").path)
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("palr-demo-test-\(UUID().uuidString).sqlite").path
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        let path = temporaryStorePath("palr-demo-test")
+        defer { removeStore(path) }
         let store = try HistoryStore(path: path)
         _ = try store.importFile(dir.appendingPathComponent("demo-history.csv").path, options: ImportOptions(format: .movieLensCSV))
         let rec = try Recommender(ranker: try Ranker(model: model, tokenizer: tok, settings: settings, threads: 1),

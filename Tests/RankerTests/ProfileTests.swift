@@ -41,8 +41,8 @@ import Testing
 
     @Test func storedReusedBelowTheThresholdRegeneratedPastIt() throws {
         let ml = try #require(ML100K.shared)
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("palr-prof-\(UUID().uuidString).sqlite").path
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        let path = temporaryStorePath("palr-prof")
+        defer { removeStore(path) }
         let store = try HistoryStore(path: path)
         let rec = try Recommender(ranker: try makeRanker { $0.profileRefreshAfter = 3; $0.profileTokenBudget = 8 },
                                   catalog: ml.catalog, store: store, modelID: "tiny")

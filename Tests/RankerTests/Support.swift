@@ -8,6 +8,18 @@ import Tokenizer
 let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 let sharedDir = repoRoot.deletingLastPathComponent().appendingPathComponent("shared")
 
+/// A history-store path inside a fresh temporary directory. Remove it with
+/// `removeStore(_:)`, which deletes the directory, so SQLite's -wal and -shm files go too.
+func temporaryStorePath(_ prefix: String) -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
+    try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    return dir.appendingPathComponent("history.sqlite").path
+}
+
+func removeStore(_ path: String) {
+    try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent)
+}
+
 /// A small random-weight LLaMA with the real tok512 SentencePiece vocabulary: the
 /// ranking mechanics (prompts, modes, masks, trie, caches) do not need trained weights.
 /// Written once per process to a temp file.

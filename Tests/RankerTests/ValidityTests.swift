@@ -42,14 +42,14 @@ import Tokenizer
 /// The pipeline with a history store: cached results, stale detection, failures.
 @Suite struct RecommenderTests {
     func makeStore() throws -> (HistoryStore, String) {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("palr-rec-\(UUID().uuidString).sqlite").path
+        let path = temporaryStorePath("palr-rec")
         return (try HistoryStore(path: path), path)
     }
 
     @Test func cachedResultsAreServedUntilTheHistoryChanges() throws {
         let ml = try #require(ML100K.shared)
         let (store, path) = try makeStore()
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        defer { removeStore(path) }
         let rec = try Recommender(ranker: try makeRanker(), catalog: ml.catalog, store: store, modelID: "tiny")
         let seq = ml.data.sequences.sequence(0).prefix(8)
         _ = try store.record(seq.enumerated().map { i, item in
@@ -69,7 +69,7 @@ import Tokenizer
     @Test func unknownProfileAndEverythingSeenAreClearErrors() throws {
         let ml = try #require(ML100K.shared)
         let (store, path) = try makeStore()
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        defer { removeStore(path) }
         let rec = try Recommender(ranker: try makeRanker(), catalog: ml.catalog, store: store, modelID: "tiny")
         #expect(throws: HistoryError.unknownProfile("nobody")) { try rec.recommend(profile: "nobody") }
         // A profile that has seen every catalog item has nothing left.
