@@ -865,7 +865,17 @@ static void matmul_task(void *p, int ith, int nth) {
                 }
             }
         }
-        a->sgemm(a->batch, n, a->cols, a->x, a->cols, b, a->cols, a->y + r0, a->ldy);
+        if (a->sgemm_tn && a->batch <= a->small_batch) {
+            // t (batch x n, column-major) sits after the panel in this thread's slice.
+            float *t = a->type == 0 ? panel : panel + (size_t)a->panel_rows * (size_t)a->cols;
+            a->sgemm_tn(a->batch, n, a->cols, a->x, a->cols, b, a->cols, t, a->batch);
+            for (int i = 0; i < a->batch; i++) {
+                float *yi = a->y + (size_t)i * (size_t)a->ldy + r0;
+                for (int j = 0; j < n; j++) yi[j] = t[(size_t)j * (size_t)a->batch + i];
+            }
+        } else {
+            a->sgemm(a->batch, n, a->cols, a->x, a->cols, b, a->cols, a->y + r0, a->ldy);
+        }
     }
 }
 

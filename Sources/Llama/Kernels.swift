@@ -71,6 +71,15 @@ let sgemmNT: palr_sgemm_nt_fn = { m, n, k, a, lda, b, ldb, c, ldc in
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
 }
 
+/// Column-major C (m × n) = Aᵀ · B: the same product with the panel as OpenBLAS's B
+/// operand and the result transposed, for small batches (see `palr_matmul_args`).
+let sgemmTN: palr_sgemm_nt_fn = { m, n, k, a, lda, b, ldb, c, ldc in
+    cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
+}
+
+/// Batches up to this size take the transposed product (`sgemmTN`).
+let smallBatch = 128
+
 /// Y (batch × W.rows) = X (batch × W.cols) · Wᵀ: the prompt path.
 /// The rows of W are cut into panels of ≤ `panelRows` rows; each pool thread takes the
 /// next panel, converts it to float in its own slice of `scratch` (`scratchPerThread`
@@ -79,12 +88,16 @@ let sgemmNT: palr_sgemm_nt_fn = { m, n, k, a, lda, b, ldb, c, ldc in
 /// conversion overlaps another's GEMM. F32 weights go to sgemm straight from the mapping.
 func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int,
             scratch: UnsafeMutablePointer<Float>, scratchPerThread: Int, panelRows: Int, pool: ThreadPool) {
-    let panel = w.type == .f32 ? panelRows : max(1, min(panelRows, scratchPerThread / w.cols))
+    // A slice holds the panel (unless F32) and, for small batches, the transposed result.
+    let panelFloats = w.type == .f32 ? 0 : w.cols
+    let transposed = batch <= smallBatch && scratchPerThread >= panelFloats + batch
+    let perRow = panelFloats + (transposed ? batch : 0)
+    let panel = perRow == 0 ? panelRows : max(1, min(panelRows, scratchPerThread / perRow))
     var args = palr_matmul_args(type: Int32(w.type.rawValue), w: w.base, row_bytes: w.rowBytes,
                                 rows: Int32(w.rows), cols: Int32(w.cols), x: x, batch: Int32(batch),
                                 y: y, ldy: Int32(w.rows), scratch: scratch,
                                 scratch_floats_per_thread: scratchPerThread, panel_rows: Int32(panel),
-                                sgemm: sgemmNT)
+                                sgemm: sgemmNT, sgemm_tn: transposed ? sgemmTN : nil, small_batch: Int32(smallBatch))
     palr_matmul(pool.raw, &args)
 }
 
