@@ -762,13 +762,16 @@ static void matvec_rows(const palr_matvec_args *a, const palr_kernel_table *k, i
 #define PALR_PARALLEL_MIN_WEIGHTS (1 << 16)
 
 typedef struct {
-    const palr_matvec_args *a;
+    const palr_matvec_args *a[3];
+    int count;
     int chunk;                   // rows per claim, a multiple of 16
+    int first[4];                // chunk index where product i starts; first[count] = total
     _Atomic int next;            // the next unclaimed chunk
 } matvec_job;
 
-// Threads claim chunks of rows in turn, so a thread slowed by its sibling hyperthread
-// or another process takes fewer. Chunks are multiples of 16 rows (threads never share
+// Threads claim chunks of rows in turn, across all the job's products, so a thread
+// slowed by its sibling hyperthread or another process takes fewer, and products that
+// share an input cost one wake-up. Chunks are multiples of 16 rows (threads never share
 // a cache line of y) and start at multiples of 8 (results do not depend on the split).
 static void matvec_task(void *p, int ith, int nth) {
     (void)ith;
@@ -776,25 +779,43 @@ static void matvec_task(void *p, int ith, int nth) {
     matvec_job *job = (matvec_job *)p;
     const palr_kernel_table *k = palr_kernels();
     for (;;) {
-        const int r0 = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed) * job->chunk;
-        if (r0 >= job->a->rows) return;
-        matvec_rows(job->a, k, r0, r0 + job->chunk < job->a->rows ? r0 + job->chunk : job->a->rows);
+        const int c = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
+        if (c >= job->first[job->count]) return;
+        int i = 0;
+        while (c >= job->first[i + 1]) i++;
+        const palr_matvec_args *a = job->a[i];
+        const int r0 = (c - job->first[i]) * job->chunk;
+        matvec_rows(a, k, r0, r0 + job->chunk < a->rows ? r0 + job->chunk : a->rows);
     }
 }
 
-void palr_matvec(palr_pool *pool, const palr_matvec_args *args) {
+void palr_matvec_multi(palr_pool *pool, const palr_matvec_args *a0, const palr_matvec_args *a1,
+                       const palr_matvec_args *a2) {
+    matvec_job job;
+    job.count = 0;
+    size_t weights = 0;
+    int rows = 0;
+    const palr_matvec_args *all[3] = {a0, a1, a2};
+    for (int i = 0; i < 3; i++) {
+        if (!all[i]) continue;
+        job.a[job.count++] = all[i];
+        weights += (size_t)all[i]->rows * (size_t)all[i]->cols;
+        rows += all[i]->rows;
+    }
     const int nth = palr_pool_size(pool);
-    if (nth == 1 || (size_t)args->rows * (size_t)args->cols < PALR_PARALLEL_MIN_WEIGHTS) {
-        matvec_rows(args, palr_kernels(), 0, args->rows);
+    if (nth == 1 || weights < PALR_PARALLEL_MIN_WEIGHTS) {
+        for (int i = 0; i < job.count; i++) matvec_rows(job.a[i], palr_kernels(), 0, job.a[i]->rows);
         return;
     }
-    matvec_job job;
-    job.a = args;
-    job.chunk = ((args->rows / (4 * nth)) + 15) & ~15;
+    job.chunk = ((rows / (4 * nth)) + 15) & ~15;
     if (job.chunk < 16) job.chunk = 16;
+    job.first[0] = 0;
+    for (int i = 0; i < job.count; i++) job.first[i + 1] = job.first[i] + (job.a[i]->rows + job.chunk - 1) / job.chunk;
     atomic_init(&job.next, 0);
     palr_pool_run(pool, matvec_task, &job);
 }
+
+void palr_matvec(palr_pool *pool, const palr_matvec_args *args) { palr_matvec_multi(pool, args, NULL, NULL); }
 
 typedef struct {
     int type;

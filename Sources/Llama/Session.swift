@@ -410,9 +410,7 @@ public final class LlamaSession {
             let kRow = keyCache.pointer + (l * contextLength + pos) * c.kvDim
             let vRow = valueCache.pointer + (l * contextLength + pos) * c.kvDim
             let xbq = quantizeInput(xb, c.dim)
-            matvec(L.wq, xb, xbq, q.pointer)
-            matvec(L.wk, xb, xbq, kRow)
-            matvec(L.wv, xb, xbq, vRow)
+            matvec(L.wq, xb, xbq, q.pointer, L.wk, kRow, L.wv, vRow)
             let table = ropeTable.pointer + pos * c.ropeDim
             rope(q.pointer, heads: c.headCount, headDim: c.headDim, ropeDim: c.ropeDim, table: table)
             rope(kRow, heads: c.kvHeadCount, headDim: c.headDim, ropeDim: c.ropeDim, table: table)
@@ -423,8 +421,7 @@ public final class LlamaSession {
             // x = h + ffn(norm(h))
             L.ffnNorm.withUnsafeBufferPointer { rmsnorm(xb, x, $0.baseAddress!, c.dim, eps: eps) }
             let xbq2 = quantizeInput(xb, c.dim)
-            matvec(L.wGate, xb, xbq2, hb.pointer)
-            matvec(L.wUp, xb, xbq2, hb2.pointer)
+            matvec(L.wGate, xb, xbq2, hb.pointer, L.wUp, hb2.pointer)
             swiglu(hb.pointer, hb2.pointer, c.ffnDim)
             matvec(L.wDown, hb.pointer, quantizeInput(hb.pointer, c.ffnDim), xb)
             for i in 0..<c.dim { x[i] += xb[i] }
@@ -448,6 +445,23 @@ public final class LlamaSession {
         var args = palr_matvec_args(type: Int32(w.type.rawValue), w: w.base, row_bytes: w.rowBytes,
                                     rows: Int32(w.rows), cols: Int32(w.cols), x: x, xq: xq, y: y)
         palr_matvec(pool.raw, &args)
+    }
+
+    /// Two or three products of the same input in one pool run (q/k/v, gate/up).
+    private func matvec(_ w0: WeightMatrix, _ x: UnsafePointer<Float>, _ xq: UnsafePointer<palr_q8_block>?,
+                        _ y0: UnsafeMutablePointer<Float>, _ w1: WeightMatrix, _ y1: UnsafeMutablePointer<Float>,
+                        _ w2: WeightMatrix? = nil, _ y2: UnsafeMutablePointer<Float>? = nil) {
+        func args(_ w: WeightMatrix, _ y: UnsafeMutablePointer<Float>) -> palr_matvec_args {
+            palr_matvec_args(type: Int32(w.type.rawValue), w: w.base, row_bytes: w.rowBytes,
+                             rows: Int32(w.rows), cols: Int32(w.cols), x: x, xq: xq, y: y)
+        }
+        var a0 = args(w0, y0), a1 = args(w1, y1)
+        if let w2, let y2 {
+            var a2 = args(w2, y2)
+            palr_matvec_multi(pool.raw, &a0, &a1, &a2)
+        } else {
+            palr_matvec_multi(pool.raw, &a0, &a1, nil)
+        }
     }
 
     private func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int) {

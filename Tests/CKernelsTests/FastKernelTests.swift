@@ -125,6 +125,38 @@ func randomFloats(_ n: Int, _ rng: inout SystemRandomNumberGenerator, scale: Flo
         #expect(got == expected)
     }
 
+    /// Products claimed together in one pool run equal the same products run alone.
+    @Test func multiMatvecEqualsSeparateOnes() throws {
+        var rng = SystemRandomNumberGenerator()
+        let cols = 256, shapes = [1000, 40, 264]
+        let ws = shapes.map { GGMLType.q4_0.quantize(randomFloats($0 * cols, &rng))! }
+        let x = randomFloats(cols, &rng)
+        var xq = [palr_q8_block](repeating: palr_q8_block(), count: cols / 32)
+        palr_kernels().pointee.quantize_act(x, &xq, cols)
+        let pool = palr_pool_create(2)
+        defer { palr_pool_destroy(pool) }
+        var alone = shapes.map { [Float](repeating: 0, count: $0) }
+        var t0 = alone[0], t1 = alone[1], t2 = alone[2]
+        ws[0].withUnsafeBytes { w0 in ws[1].withUnsafeBytes { w1 in ws[2].withUnsafeBytes { w2 in
+            let bases = [w0.baseAddress!, w1.baseAddress!, w2.baseAddress!]
+            xq.withUnsafeBufferPointer { qb in
+                func args(_ i: Int, _ y: UnsafeMutablePointer<Float>) -> palr_matvec_args {
+                    palr_matvec_args(type: 2, w: bases[i], row_bytes: cols / 32 * 18, rows: Int32(shapes[i]),
+                                     cols: Int32(cols), x: nil, xq: qb.baseAddress, y: y)
+                }
+                for i in 0..<3 { alone[i].withUnsafeMutableBufferPointer { var a = args(i, $0.baseAddress!); palr_matvec(pool, &a) } }
+                t0.withUnsafeMutableBufferPointer { y0 in t1.withUnsafeMutableBufferPointer { y1 in
+                    t2.withUnsafeMutableBufferPointer { y2 in
+                        var a0 = args(0, y0.baseAddress!), a1 = args(1, y1.baseAddress!), a2 = args(2, y2.baseAddress!)
+                        palr_matvec_multi(pool, &a0, &a1, &a2)
+                    }
+                } }
+            }
+        } } }
+        #expect(alone == [t0, t1, t2])
+        #expect(alone[0].contains { $0 != 0 })
+    }
+
     @Test func threadedMatvecEqualsSingleThreaded() throws {
         var rng = SystemRandomNumberGenerator()
         let rows = 1000, cols = 512

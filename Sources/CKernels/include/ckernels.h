@@ -119,6 +119,11 @@ typedef struct {
     float *y;
 } palr_matvec_args;
 void palr_matvec(palr_pool *pool, const palr_matvec_args *args);
+// Up to three products (a1, a2 may be NULL) in one pool run: products that share an
+// input (q, k, v; gate, up) cost one wake-up and balance across threads together.
+// Each y equals what palr_matvec gives.
+void palr_matvec_multi(palr_pool *pool, const palr_matvec_args *a0, const palr_matvec_args *a1,
+                       const palr_matvec_args *a2);
 
 // Dequantizes `rows` rows of `cols` elements starting at `w` into `dst` (rows x cols),
 // split over the pool (pool may be NULL).
