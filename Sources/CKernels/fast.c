@@ -382,7 +382,7 @@ AVX512 static void dot8_q4_0_q8_avx512(const void *w, size_t row_bytes, const pa
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     for (size_t b = 0; b < n / PALR_QK; b++) {
         const size_t off = b * PALR_Q4_0_BLOCK_BYTES;
-        if ((b & 3) == 0) prefetch8(r0 + off + PALR_PREFETCH, row_bytes);
+        if ((b & 1) == 0) prefetch8(r0 + 8 * row_bytes + off, row_bytes);   // the next group of eight rows
         const __m512i ylo = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)a[b].qs));
         const __m512i yhi = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a[b].qs + 16)));
         const __m512i corr = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, ylo), eight, yhi);
@@ -403,7 +403,7 @@ AVX512 static void dot8_q8_0_q8_avx512(const void *w, size_t row_bytes, const pa
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     for (size_t b = 0; b < n / PALR_QK; b++) {
         const size_t off = b * PALR_Q8_0_BLOCK_BYTES;
-        if ((b & 1) == 0) prefetch8(r0 + off + PALR_PREFETCH, row_bytes);
+        prefetch8(r0 + 8 * row_bytes + off, row_bytes);
         const __m512i ylo = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)a[b].qs));
         const __m512i yhi = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a[b].qs + 16)));
         // 128 as an unsigned byte is 0x80.
