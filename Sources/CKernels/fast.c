@@ -368,10 +368,9 @@ AVX2 static void dot8_q4_0_q8_avx2(const void *w, size_t row_bytes, const palr_q
     _mm256_storeu_ps(out, _mm256_permutevar8x32_ps(s, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
 }
 
-#ifndef PALR_PREFETCH
-#define PALR_PREFETCH 512
-#endif
-// Asks for the line `ahead` bytes on in each of eight rows: the weights stream from DRAM.
+// Asks for one line in each of eight rows (at p, p + row_bytes, ...). The kernels below
+// ask for the next group of eight rows at the offset they are reading: the rows are
+// contiguous, so that is one group (≈9 KiB for 2,048 columns) ahead in the stream.
 static inline void prefetch8(const uint8_t *p, size_t row_bytes) {
     for (int i = 0; i < 8; i++) _mm_prefetch((const char *)(p + (size_t)i * row_bytes), _MM_HINT_T0);
 }
