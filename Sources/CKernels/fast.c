@@ -344,8 +344,8 @@ AVX2 static void dot8_q4_0_q8_avx2(const void *w, size_t row_bytes, const palr_q
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (size_t b = 0; b < n / PALR_QK; b++) {
         const size_t off = b * PALR_Q4_0_BLOCK_BYTES;
-        if ((b & 3) == 0)
-            for (int i = 0; i < 8; i++) _mm_prefetch((const char *)(r0 + (size_t)i * row_bytes + off + 512), _MM_HINT_T0);
+        if ((b & 1) == 0)   // the next group of eight rows, at this offset (see prefetch8)
+            for (int i = 8; i < 16; i++) _mm_prefetch((const char *)(r0 + (size_t)i * row_bytes + off), _MM_HINT_T0);
         const __m256i ylo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)a[b].qs));
         const __m256i yhi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(a[b].qs + 16)));
         const __m256i corr = _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(eight, ylo), _mm256_maddubs_epi16(eight, yhi)), ones);
@@ -876,6 +876,9 @@ static void matmul_task(void *p, int ith, int nth) {
         } else {
             for (int r = 0; r < n; r++) {
                 const uint8_t *row = src + (size_t)r * a->row_bytes;
+                // Ask for the row two ahead: the weights stream from DRAM and the hardware
+                // prefetcher alone leaves the loads waiting (measured on decode).
+                for (size_t o = 0; o < a->row_bytes; o += 64) __builtin_prefetch(row + 2 * a->row_bytes + o);
                 float *dst = panel + (size_t)r * (size_t)a->cols;
                 switch (a->type) {
                 case 2: k->dequant_q4_0(row, dst, (size_t)a->cols); break;
