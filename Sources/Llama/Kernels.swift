@@ -106,12 +106,9 @@ final class ThreadPool {
     let raw: OpaquePointer?
     let count: Int
 
-    /// Physical cores: this machine's 2 vCPUs share one core's FP units, but memory-bound
-    /// decode still gains from both, so the default is the online CPU count, capped at 8.
-    static var defaultThreadCount: Int {
-        let n = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        return max(1, min(n, 8))
-    }
+    /// The physical cores this process may run on (SMT siblings count once: they share a
+    /// core's load and FMA units), capped at 8, where memory-bound decode stops gaining.
+    static var defaultThreadCount: Int { max(1, min(Int(palr_physical_cores()), 8)) }
 
     init(threads: Int) {
         raw = threads > 1 ? palr_pool_create(Int32(threads)) : nil

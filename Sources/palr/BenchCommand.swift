@@ -23,7 +23,7 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .short, help: "Tokens per generation run.")
     var n: Int = 128
 
-    @Option(name: .short, help: "Threads (default: online CPUs).")
+    @Option(name: .short, help: "Threads (default: physical cores, at most 8).")
     var t: Int?
 
     @Option(name: .customLong("repeat"), help: "Runs of each measurement.")

@@ -27,7 +27,7 @@ struct DemoCommand: ParsableCommand {
     @Option(name: .long, help: "Scoring mode (default: the model's).")
     var mode: String?
 
-    @Option(name: .short, help: "Threads (default: online CPUs).")
+    @Option(name: .short, help: "Threads (default: physical cores, at most 8).")
     var t: Int?
 
     static let modelFile = "palr-ml-small-q4_0.gguf"

@@ -56,7 +56,7 @@ struct EvalCommand: ParsableCommand {
     var candidates = 20
     @Option(help: "A file of user ids (one per line) to evaluate, e.g. the users a model was not trained on.")
     var userList: String?
-    @Option(name: .short, help: "Model threads (default: online CPUs).")
+    @Option(name: .short, help: "Model threads (default: physical cores, at most 8).")
     var t: Int?
 
     func run() throws {

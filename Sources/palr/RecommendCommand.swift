@@ -24,7 +24,7 @@ struct PipelineOptions: ParsableArguments {
     @Option(name: .long, help: "Candidates retrieved for the ranker (default: the model's palr.max_candidates).")
     var candidates: Int?
 
-    @Option(name: .short, help: "Threads (default: online CPUs).")
+    @Option(name: .short, help: "Threads (default: physical cores, at most 8).")
     var t: Int?
 
     func scoringMode() throws -> ScoringMode? {

@@ -182,3 +182,14 @@ func randomFloats(_ n: Int, _ rng: inout SystemRandomNumberGenerator, scale: Flo
         }
     }
 }
+
+/// The default thread count: physical cores, never more than the CPUs this process may use.
+@Suite struct TopologyTests {
+    @Test func physicalCoresAreBetweenOneAndTheOnlineCPUs() {
+        let cores = Int(palr_physical_cores())
+        let online = sysconf(Int32(_SC_NPROCESSORS_ONLN))
+        print("physical cores \(cores), online CPUs \(online)")
+        #expect(cores >= 1)
+        #expect(cores <= online)
+    }
+}

@@ -180,6 +180,9 @@ uint64_t palr_read_sum(palr_pool *pool, const void *buf, size_t bytes);
 #define PALR_CPU_DOTPROD    (1u << 17)
 // cpuid (and XGETBV: the OS saves the vector state) on x86; HWCAP on ARM.
 uint32_t palr_cpu_features(void);
+// Physical cores this process may run on (its affinity mask; SMT siblings count once),
+// from Linux sysfs topology; the online CPU count where that is unavailable.
+int palr_physical_cores(void);
 
 #ifdef __cplusplus
 }
