@@ -721,39 +721,31 @@ void palr_pool_run(palr_pool *pool, palr_task_fn fn, void *arg) {
 
 // ---- threaded matrix-vector product -----------------------------------------------
 
-// Rows r0..<r1 of y = W x (r0 a multiple of 8).
+// One row's dot product with the job's input.
+static inline float dot_row(const palr_matvec_args *a, const palr_kernel_table *k, const uint8_t *row) {
+    switch (a->type) {
+    case 2: return a->xq ? k->dot_q4_0_q8(row, a->xq, (size_t)a->cols) : k->dot_q4_0_f32(row, a->x, (size_t)a->cols);
+    case 8: return a->xq ? k->dot_q8_0_q8(row, a->xq, (size_t)a->cols) : k->dot_q8_0_f32(row, a->x, (size_t)a->cols);
+    case 1: return k->dot_f16_f32((const uint16_t *)row, a->x, (size_t)a->cols);
+    case 30: return palr_dot_bf16_f32((const uint16_t *)row, a->x, (size_t)a->cols);
+    default: return k->dot_f32((const float *)row, a->x, (size_t)a->cols);
+    }
+}
+
+// Rows r0..<r1 of y = W x (r0 a multiple of 8). Groups of eight (where the table has
+// eight-row kernels) start at multiples of 8, so a row's result does not depend on the
+// thread count. (Asking for the row two ahead before each single row was measured on
+// x86 with the eight-row kernels switched off: no gain, so single rows rely on their
+// kernels' own prefetch.)
 static void matvec_rows(const palr_matvec_args *a, const palr_kernel_table *k, int r0, int r1) {
     const uint8_t *w = (const uint8_t *)a->w;
-    switch (a->type) {
-    case 2:
-        if (a->xq) {
-            // Groups of eight start at multiples of 8 (r0 is one), so a row's result does
-            // not depend on the thread count.
-            int r = r0;
-            if (k->dot8_q4_0_q8)
-                for (; r + 8 <= r1; r += 8) k->dot8_q4_0_q8(w + (size_t)r * a->row_bytes, a->row_bytes, a->xq, (size_t)a->cols, a->y + r);
-            for (; r < r1; r++) a->y[r] = k->dot_q4_0_q8(w + (size_t)r * a->row_bytes, a->xq, (size_t)a->cols);
-        } else
-            for (int r = r0; r < r1; r++) a->y[r] = k->dot_q4_0_f32(w + (size_t)r * a->row_bytes, a->x, (size_t)a->cols);
-        break;
-    case 8:
-        if (a->xq) {
-            int r = r0;
-            if (k->dot8_q8_0_q8)
-                for (; r + 8 <= r1; r += 8) k->dot8_q8_0_q8(w + (size_t)r * a->row_bytes, a->row_bytes, a->xq, (size_t)a->cols, a->y + r);
-            for (; r < r1; r++) a->y[r] = k->dot_q8_0_q8(w + (size_t)r * a->row_bytes, a->xq, (size_t)a->cols);
-        } else
-            for (int r = r0; r < r1; r++) a->y[r] = k->dot_q8_0_f32(w + (size_t)r * a->row_bytes, a->x, (size_t)a->cols);
-        break;
-    case 1:
-        for (int r = r0; r < r1; r++) a->y[r] = k->dot_f16_f32((const uint16_t *)(w + (size_t)r * a->row_bytes), a->x, (size_t)a->cols);
-        break;
-    case 30:
-        for (int r = r0; r < r1; r++) a->y[r] = palr_dot_bf16_f32((const uint16_t *)(w + (size_t)r * a->row_bytes), a->x, (size_t)a->cols);
-        break;
-    default:
-        for (int r = r0; r < r1; r++) a->y[r] = k->dot_f32((const float *)(w + (size_t)r * a->row_bytes), a->x, (size_t)a->cols);
-        break;
+    int r = r0;
+    if (a->xq && a->type == 2 && k->dot8_q4_0_q8)
+        for (; r + 8 <= r1; r += 8) k->dot8_q4_0_q8(w + (size_t)r * a->row_bytes, a->row_bytes, a->xq, (size_t)a->cols, a->y + r);
+    if (a->xq && a->type == 8 && k->dot8_q8_0_q8)
+        for (; r + 8 <= r1; r += 8) k->dot8_q8_0_q8(w + (size_t)r * a->row_bytes, a->row_bytes, a->xq, (size_t)a->cols, a->y + r);
+    for (; r < r1; r++) {
+        a->y[r] = dot_row(a, k, w + (size_t)r * a->row_bytes);
     }
 }
 
