@@ -723,12 +723,13 @@ void palr_pool_run(palr_pool *pool, palr_task_fn fn, void *arg) {
 
 // One row's dot product with the job's input.
 static inline float dot_row(const palr_matvec_args *a, const palr_kernel_table *k, const uint8_t *row) {
-    switch (a->type) {
-    case 2: return a->xq ? k->dot_q4_0_q8(row, a->xq, (size_t)a->cols) : k->dot_q4_0_f32(row, a->x, (size_t)a->cols);
-    case 8: return a->xq ? k->dot_q8_0_q8(row, a->xq, (size_t)a->cols) : k->dot_q8_0_f32(row, a->x, (size_t)a->cols);
-    case 1: return k->dot_f16_f32((const uint16_t *)row, a->x, (size_t)a->cols);
-    case 30: return palr_dot_bf16_f32((const uint16_t *)row, a->x, (size_t)a->cols);
-    default: return k->dot_f32((const float *)row, a->x, (size_t)a->cols);
+    const size_t n = (size_t)a->m.cols;
+    switch (a->m.type) {
+    case 2: return a->xq ? k->dot_q4_0_q8(row, a->xq, n) : k->dot_q4_0_f32(row, a->x, n);
+    case 8: return a->xq ? k->dot_q8_0_q8(row, a->xq, n) : k->dot_q8_0_f32(row, a->x, n);
+    case 1: return k->dot_f16_f32((const uint16_t *)row, a->x, n);
+    case 30: return palr_dot_bf16_f32((const uint16_t *)row, a->x, n);
+    default: return k->dot_f32((const float *)row, a->x, n);
     }
 }
 
@@ -738,14 +739,15 @@ static inline float dot_row(const palr_matvec_args *a, const palr_kernel_table *
 // x86 with the eight-row kernels switched off: no gain, so single rows rely on their
 // kernels' own prefetch.)
 static void matvec_rows(const palr_matvec_args *a, const palr_kernel_table *k, int r0, int r1) {
-    const uint8_t *w = (const uint8_t *)a->w;
+    const uint8_t *w = (const uint8_t *)a->m.w;
+    const size_t rb = a->m.row_bytes, n = (size_t)a->m.cols;
+    void (*dot8)(const void *, size_t, const palr_q8_block *, size_t, float *) =
+        !a->xq ? NULL : a->m.type == 2 ? k->dot8_q4_0_q8 : a->m.type == 8 ? k->dot8_q8_0_q8 : NULL;
     int r = r0;
-    if (a->xq && a->type == 2 && k->dot8_q4_0_q8)
-        for (; r + 8 <= r1; r += 8) k->dot8_q4_0_q8(w + (size_t)r * a->row_bytes, a->row_bytes, a->xq, (size_t)a->cols, a->y + r);
-    if (a->xq && a->type == 8 && k->dot8_q8_0_q8)
-        for (; r + 8 <= r1; r += 8) k->dot8_q8_0_q8(w + (size_t)r * a->row_bytes, a->row_bytes, a->xq, (size_t)a->cols, a->y + r);
+    if (dot8)
+        for (; r + 8 <= r1; r += 8) dot8(w + (size_t)r * rb, rb, a->xq, n, a->y + r);
     for (; r < r1; r++) {
-        a->y[r] = dot_row(a, k, w + (size_t)r * a->row_bytes);
+        a->y[r] = dot_row(a, k, w + (size_t)r * rb);
     }
 }
 
@@ -776,7 +778,7 @@ static void matvec_task(void *p, int ith, int nth) {
         while (c >= job->first[i + 1]) i++;
         const palr_matvec_args *a = job->a[i];
         const int r0 = (c - job->first[i]) * job->chunk;
-        matvec_rows(a, k, r0, r0 + job->chunk < a->rows ? r0 + job->chunk : a->rows);
+        matvec_rows(a, k, r0, r0 + job->chunk < a->m.rows ? r0 + job->chunk : a->m.rows);
     }
 }
 
@@ -790,59 +792,23 @@ void palr_matvec_multi(palr_pool *pool, const palr_matvec_args *a0, const palr_m
     for (int i = 0; i < 3; i++) {
         if (!all[i]) continue;
         job.a[job.count++] = all[i];
-        weights += (size_t)all[i]->rows * (size_t)all[i]->cols;
-        rows += all[i]->rows;
+        weights += (size_t)all[i]->m.rows * (size_t)all[i]->m.cols;
+        rows += all[i]->m.rows;
     }
     const int nth = palr_pool_size(pool);
     if (nth == 1 || weights < PALR_PARALLEL_MIN_WEIGHTS) {
-        for (int i = 0; i < job.count; i++) matvec_rows(job.a[i], palr_kernels(), 0, job.a[i]->rows);
+        for (int i = 0; i < job.count; i++) matvec_rows(job.a[i], palr_kernels(), 0, job.a[i]->m.rows);
         return;
     }
     job.chunk = ((rows / (4 * nth)) + 15) & ~15;
     if (job.chunk < 16) job.chunk = 16;
     job.first[0] = 0;
-    for (int i = 0; i < job.count; i++) job.first[i + 1] = job.first[i] + (job.a[i]->rows + job.chunk - 1) / job.chunk;
+    for (int i = 0; i < job.count; i++) job.first[i + 1] = job.first[i] + (job.a[i]->m.rows + job.chunk - 1) / job.chunk;
     atomic_init(&job.next, 0);
     palr_pool_run(pool, matvec_task, &job);
 }
 
 void palr_matvec(palr_pool *pool, const palr_matvec_args *args) { palr_matvec_multi(pool, args, NULL, NULL); }
-
-typedef struct {
-    int type;
-    const uint8_t *w;
-    size_t row_bytes;
-    int rows, cols;
-    float *dst;
-} dequant_args;
-
-static void dequant_task(void *p, int ith, int nth) {
-    const dequant_args *a = (const dequant_args *)p;
-    const palr_kernel_table *k = palr_kernels();
-    const int per = (a->rows + nth - 1) / nth;
-    const int r0 = ith * per;
-    const int r1 = r0 + per < a->rows ? r0 + per : a->rows;
-    for (int r = r0; r < r1; r++) {
-        const uint8_t *src = a->w + (size_t)r * a->row_bytes;
-        float *dst = a->dst + (size_t)r * (size_t)a->cols;
-        switch (a->type) {
-        case 2: k->dequant_q4_0(src, dst, (size_t)a->cols); break;
-        case 8: k->dequant_q8_0(src, dst, (size_t)a->cols); break;
-        case 1: k->dequant_f16((const uint16_t *)src, dst, (size_t)a->cols); break;
-        case 30: palr_bf16_to_fp32_row((const uint16_t *)src, dst, (size_t)a->cols); break;
-        default: memcpy(dst, src, (size_t)a->cols * sizeof(float)); break;
-        }
-    }
-}
-
-void palr_dequant_rows(palr_pool *pool, int type, const void *w, size_t row_bytes, int rows, int cols, float *dst) {
-    dequant_args a = {type, (const uint8_t *)w, row_bytes, rows, cols, dst};
-    if ((size_t)rows * (size_t)cols < PALR_PARALLEL_MIN_WEIGHTS) {
-        dequant_task(&a, 0, 1);
-        return;
-    }
-    palr_pool_run(pool, dequant_task, &a);
-}
 
 // ---- matrix x matrix: per-thread panels ------------------------------------------
 
@@ -851,45 +817,50 @@ typedef struct {
     _Atomic int next;            // the next unclaimed panel
 } matmul_job;
 
+// One stored row of weights to float.
+static inline void dequant_row(const palr_kernel_table *k, int type, const uint8_t *row, float *dst, size_t n) {
+    switch (type) {
+    case 2: k->dequant_q4_0(row, dst, n); break;
+    case 8: k->dequant_q8_0(row, dst, n); break;
+    case 1: k->dequant_f16((const uint16_t *)row, dst, n); break;
+    default: palr_bf16_to_fp32_row((const uint16_t *)row, dst, n); break;
+    }
+}
+
 static void matmul_task(void *p, int ith, int nth) {
     (void)nth;
     matmul_job *job = (matmul_job *)p;
     const palr_matmul_args *a = job->a;
+    const palr_weights *m = &a->m;
     const palr_kernel_table *k = palr_kernels();
     float *panel = a->scratch + (size_t)ith * a->scratch_floats_per_thread;
+    // The transposed result (batch x panel rows, column-major) follows the panel.
+    float *t = m->type == 0 ? panel : panel + (size_t)a->panel_rows * (size_t)m->cols;
     for (;;) {
         const int r0 = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed) * a->panel_rows;
-        if (r0 >= a->rows) return;
-        const int n = r0 + a->panel_rows < a->rows ? a->panel_rows : a->rows - r0;
-        const uint8_t *src = (const uint8_t *)a->w + (size_t)r0 * a->row_bytes;
+        if (r0 >= m->rows) return;
+        const int n = r0 + a->panel_rows < m->rows ? a->panel_rows : m->rows - r0;
+        const uint8_t *src = (const uint8_t *)m->w + (size_t)r0 * m->row_bytes;
         const float *b = panel;
-        if (a->type == 0) {
+        if (m->type == 0) {
             b = (const float *)src;
         } else {
             for (int r = 0; r < n; r++) {
-                const uint8_t *row = src + (size_t)r * a->row_bytes;
+                const uint8_t *row = src + (size_t)r * m->row_bytes;
                 // Ask for the row two ahead: the weights stream from DRAM and the hardware
                 // prefetcher alone leaves the loads waiting (measured on decode).
-                for (size_t o = 0; o < a->row_bytes; o += 64) __builtin_prefetch(row + 2 * a->row_bytes + o);
-                float *dst = panel + (size_t)r * (size_t)a->cols;
-                switch (a->type) {
-                case 2: k->dequant_q4_0(row, dst, (size_t)a->cols); break;
-                case 8: k->dequant_q8_0(row, dst, (size_t)a->cols); break;
-                case 1: k->dequant_f16((const uint16_t *)row, dst, (size_t)a->cols); break;
-                default: palr_bf16_to_fp32_row((const uint16_t *)row, dst, (size_t)a->cols); break;
-                }
+                for (size_t o = 0; o < m->row_bytes; o += 64) __builtin_prefetch(row + 2 * m->row_bytes + o);
+                dequant_row(k, m->type, row, panel + (size_t)r * (size_t)m->cols, (size_t)m->cols);
             }
         }
-        if (a->sgemm_tn && a->batch <= a->small_batch) {
-            // t (batch x n, column-major) sits after the panel in this thread's slice.
-            float *t = a->type == 0 ? panel : panel + (size_t)a->panel_rows * (size_t)a->cols;
-            a->sgemm_tn(a->batch, n, a->cols, a->x, a->cols, b, a->cols, t, a->batch);
+        if (a->sgemm_tn) {
+            a->sgemm_tn(a->batch, n, m->cols, a->x, m->cols, b, m->cols, t, a->batch);
             for (int i = 0; i < a->batch; i++) {
                 float *yi = a->y + (size_t)i * (size_t)a->ldy + r0;
                 for (int j = 0; j < n; j++) yi[j] = t[(size_t)j * (size_t)a->batch + i];
             }
         } else {
-            a->sgemm(a->batch, n, a->cols, a->x, a->cols, b, a->cols, a->y + r0, a->ldy);
+            a->sgemm(a->batch, n, m->cols, a->x, m->cols, b, m->cols, a->y + r0, a->ldy);
         }
     }
 }

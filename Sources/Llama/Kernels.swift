@@ -93,11 +93,9 @@ func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePoin
     let transposed = batch <= smallBatch && scratchPerThread >= panelFloats + batch
     let perRow = panelFloats + (transposed ? batch : 0)
     let panel = perRow == 0 ? panelRows : max(1, min(panelRows, scratchPerThread / perRow))
-    var args = palr_matmul_args(type: Int32(w.type.rawValue), w: w.base, row_bytes: w.rowBytes,
-                                rows: Int32(w.rows), cols: Int32(w.cols), x: x, batch: Int32(batch),
-                                y: y, ldy: Int32(w.rows), scratch: scratch,
-                                scratch_floats_per_thread: scratchPerThread, panel_rows: Int32(panel),
-                                sgemm: sgemmNT, sgemm_tn: transposed ? sgemmTN : nil, small_batch: Int32(smallBatch))
+    var args = palr_matmul_args(m: w.kernelView, x: x, batch: Int32(batch), y: y, ldy: Int32(w.rows),
+                                scratch: scratch, scratch_floats_per_thread: scratchPerThread,
+                                panel_rows: Int32(panel), sgemm: sgemmNT, sgemm_tn: transposed ? sgemmTN : nil)
     palr_matmul(pool.raw, &args)
 }
 

@@ -16,6 +16,11 @@ public struct WeightMatrix: @unchecked Sendable {
     public func row(_ r: Int) -> UnsafeRawPointer { base + r * rowBytes }
 
     public var byteCount: Int { rows * rowBytes }
+
+    /// The matrix as the C kernels take it.
+    var kernelView: palr_weights {
+        palr_weights(type: Int32(type.rawValue), w: base, row_bytes: rowBytes, rows: Int32(rows), cols: Int32(cols))
+    }
 }
 
 /// Per-layer weights. Shapes are (rows × cols) = (out × in).

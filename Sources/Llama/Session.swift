@@ -442,8 +442,7 @@ public final class LlamaSession {
     /// y = W x over the session's thread pool, fused on the quantized blocks.
     private func matvec(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ xq: UnsafePointer<palr_q8_block>?,
                         _ y: UnsafeMutablePointer<Float>) {
-        var args = palr_matvec_args(type: Int32(w.type.rawValue), w: w.base, row_bytes: w.rowBytes,
-                                    rows: Int32(w.rows), cols: Int32(w.cols), x: x, xq: xq, y: y)
+        var args = palr_matvec_args(m: w.kernelView, x: x, xq: xq, y: y)
         palr_matvec(pool.raw, &args)
     }
 
@@ -452,8 +451,7 @@ public final class LlamaSession {
                         _ y0: UnsafeMutablePointer<Float>, _ w1: WeightMatrix, _ y1: UnsafeMutablePointer<Float>,
                         _ w2: WeightMatrix? = nil, _ y2: UnsafeMutablePointer<Float>? = nil) {
         func args(_ w: WeightMatrix, _ y: UnsafeMutablePointer<Float>) -> palr_matvec_args {
-            palr_matvec_args(type: Int32(w.type.rawValue), w: w.base, row_bytes: w.rowBytes,
-                             rows: Int32(w.rows), cols: Int32(w.cols), x: x, xq: xq, y: y)
+            palr_matvec_args(m: w.kernelView, x: x, xq: xq, y: y)
         }
         var a0 = args(w0, y0), a1 = args(w1, y1)
         if let w2, let y2 {

@@ -141,8 +141,8 @@ func randomFloats(_ n: Int, _ rng: inout SystemRandomNumberGenerator, scale: Flo
             let bases = [w0.baseAddress!, w1.baseAddress!, w2.baseAddress!]
             xq.withUnsafeBufferPointer { qb in
                 func args(_ i: Int, _ y: UnsafeMutablePointer<Float>) -> palr_matvec_args {
-                    palr_matvec_args(type: 2, w: bases[i], row_bytes: cols / 32 * 18, rows: Int32(shapes[i]),
-                                     cols: Int32(cols), x: nil, xq: qb.baseAddress, y: y)
+                    palr_matvec_args(m: palr_weights(type: 2, w: bases[i], row_bytes: cols / 32 * 18, rows: Int32(shapes[i]),
+                                                     cols: Int32(cols)), x: nil, xq: qb.baseAddress, y: y)
                 }
                 for i in 0..<3 { alone[i].withUnsafeMutableBufferPointer { var a = args(i, $0.baseAddress!); palr_matvec(pool, &a) } }
                 t0.withUnsafeMutableBufferPointer { y0 in t1.withUnsafeMutableBufferPointer { y1 in
@@ -171,8 +171,9 @@ func randomFloats(_ n: Int, _ rng: inout SystemRandomNumberGenerator, scale: Flo
             w.withUnsafeBytes { wb in
                 x.withUnsafeBufferPointer { xb in
                     xq.withUnsafeBufferPointer { qb in
-                        var a = palr_matvec_args(type: 2, w: wb.baseAddress, row_bytes: cols / 32 * 18, rows: Int32(rows),
-                                                 cols: Int32(cols), x: xb.baseAddress, xq: useInt8 ? qb.baseAddress : nil, y: nil)
+                        var a = palr_matvec_args(m: palr_weights(type: 2, w: wb.baseAddress, row_bytes: cols / 32 * 18,
+                                                                 rows: Int32(rows), cols: Int32(cols)),
+                                                 x: xb.baseAddress, xq: useInt8 ? qb.baseAddress : nil, y: nil)
                         one.withUnsafeMutableBufferPointer { a.y = $0.baseAddress; palr_matvec(nil, &a) }
                         for _ in 0..<50 { many.withUnsafeMutableBufferPointer { a.y = $0.baseAddress; palr_matvec(pool, &a) } }
                     }

@@ -104,16 +104,23 @@ void palr_pool_destroy(palr_pool *pool);
 int palr_pool_size(const palr_pool *pool);
 void palr_pool_run(palr_pool *pool, palr_task_fn fn, void *arg);
 
-// ---- matrix x vector ---------------------------------------------------------
-// y[r] = W[r] . x for r in 0..<rows, rows split over the pool (pool may be NULL).
-// ggml type ids: 0 F32, 1 F16, 2 Q4_0, 8 Q8_0, 30 BF16. Q4_0/Q8_0 rows use `xq`
-// (x quantized by quantize_act) when it is not NULL, else the float `x`.
+// ---- weights as stored --------------------------------------------------------
+// `rows` rows of `cols` elements of ggml type `type` (0 F32, 1 F16, 2 Q4_0, 8 Q8_0,
+// 30 BF16); row r starts at w + r * row_bytes (the mapped file).
 typedef struct {
     int type;
     const void *w;
     size_t row_bytes;
     int rows;
     int cols;
+} palr_weights;
+
+// ---- matrix x vector ---------------------------------------------------------
+// y[r] = W[r] . x for r in 0..<rows, rows split over the pool (pool may be NULL).
+// Q4_0/Q8_0 rows use `xq` (x quantized by quantize_act) when it is not NULL, else the
+// float `x`.
+typedef struct {
+    palr_weights m;
     const float *x;
     const palr_q8_block *xq;
     float *y;
@@ -124,10 +131,6 @@ void palr_matvec(palr_pool *pool, const palr_matvec_args *args);
 // Each y equals what palr_matvec gives.
 void palr_matvec_multi(palr_pool *pool, const palr_matvec_args *a0, const palr_matvec_args *a1,
                        const palr_matvec_args *a2);
-
-// Dequantizes `rows` rows of `cols` elements starting at `w` into `dst` (rows x cols),
-// split over the pool (pool may be NULL).
-void palr_dequant_rows(palr_pool *pool, int type, const void *w, size_t row_bytes, int rows, int cols, float *dst);
 
 // ---- matrix x matrix (the prompt path) ------------------------------------------
 // y (batch x ldy, columns 0..<rows) = x (batch x cols, row-major) . Wᵀ, with W's rows
@@ -140,11 +143,7 @@ void palr_dequant_rows(palr_pool *pool, int type, const void *w, size_t row_byte
 typedef void (*palr_sgemm_nt_fn)(int m, int n, int k, const float *a, int lda, const float *b, int ldb,
                                  float *c, int ldc);
 typedef struct {
-    int type;
-    const void *w;
-    size_t row_bytes;
-    int rows;
-    int cols;
+    palr_weights m;
     const float *x;
     int batch;
     float *y;
@@ -153,14 +152,13 @@ typedef struct {
     size_t scratch_floats_per_thread;
     int panel_rows;              // rows per panel (see below for the scratch it needs)
     palr_sgemm_nt_fn sgemm;
-    // Optional, for batches ≤ small_batch: column-major C (m x n, ldc) = Aᵀ (A: k x m,
-    // lda) . B (k x n, ldb). The panel then enters OpenBLAS as the B operand, whose
-    // packing is cheaper (measured: 64 x 256 x 2048 ≈ 10% faster), and the result,
-    // batch x panel_rows column-major, is transposed into y from the thread's slice of
-    // scratch. Each slice must then hold panel_rows x (cols + batch) floats, else
-    // panel_rows x cols.
+    // Optional (the caller sets it for small batches): column-major C (m x n, ldc) =
+    // Aᵀ (A: k x m, lda) . B (k x n, ldb). The panel then enters OpenBLAS as the B
+    // operand, whose packing is cheaper (measured: 64 x 256 x 2048 ≈ 10% faster), and
+    // the result, batch x panel_rows column-major, is transposed into y from the
+    // thread's slice of scratch. Each slice must then hold panel_rows x (cols + batch)
+    // floats (F32 weights: panel_rows x batch), else panel_rows x cols.
     palr_sgemm_nt_fn sgemm_tn;
-    int small_batch;
 } palr_matmul_args;
 void palr_matmul(palr_pool *pool, const palr_matmul_args *args);
 
