@@ -20,11 +20,15 @@ public struct PalrSettings: Sendable, Equatable {
     public var maxHistory = 20                         // palr.max_history: history items in the prompt
     public var maxCandidates = 20                      // palr.max_candidates: candidates ranked at once
     public var titleTokenLimit = 32                    // palr.title_token_limit: tokens per title
+    /// palr.retrieval_prior: weight w of the retrieval order in the final score (the
+    /// candidate at retrieval position i, from 0, gets `score − w·ln(1 + i)`); 0 = off.
+    public var retrievalPrior = 0.0
 
     public init() {}
 
     /// The keys a `--palr-config` JSON file may hold.
-    public static let jsonKeys = ["prompt_template", "scoring_mode", "max_history", "max_candidates", "title_token_limit"]
+    public static let jsonKeys = ["prompt_template", "scoring_mode", "max_history", "max_candidates", "title_token_limit",
+                                  "retrieval_prior"]
 
     /// Reads a `--palr-config` file over the defaults. Unknown keys are errors (a typo
     /// would otherwise silently keep a default).
@@ -46,6 +50,9 @@ public struct PalrSettings: Sendable, Equatable {
             case "max_history": maxHistory = try int()
             case "max_candidates": maxCandidates = try int()
             case "title_token_limit": titleTokenLimit = try int()
+            case "retrieval_prior":
+                guard let d = v.double else { throw .badConfig(path: path, key: k, reason: "is \(v.brief), not a number") }
+                retrievalPrior = d
             default:
                 throw .badConfig(path: path, key: k, reason: "is not a PALR setting (known: \(Self.jsonKeys.joined(separator: ", ")))")
             }
@@ -68,6 +75,9 @@ public struct PalrSettings: Sendable, Equatable {
             throw .badSettings(key: "palr.max_candidates", reason: "\(maxCandidates) candidates cannot be labelled with the 26 letters of letters mode")
         }
         if let t = promptTemplate, t.isEmpty { throw .badSettings(key: "palr.prompt_template", reason: "is empty") }
+        guard retrievalPrior.isFinite, retrievalPrior >= 0, retrievalPrior <= 1000 else {
+            throw .badSettings(key: "palr.retrieval_prior", reason: "\(retrievalPrior) is outside 0…1000")
+        }
     }
 
     public var ggufMetadata: [(String, GGUFValue)] {
@@ -78,6 +88,7 @@ public struct PalrSettings: Sendable, Equatable {
             ("palr.max_history", .uint32(UInt32(maxHistory))),
             ("palr.max_candidates", .uint32(UInt32(maxCandidates))),
             ("palr.title_token_limit", .uint32(UInt32(titleTokenLimit))),
+            ("palr.retrieval_prior", .float32(Float(retrievalPrior))),
         ]
         return m
     }

@@ -92,7 +92,10 @@ func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePoin
     let panelFloats = w.type == .f32 ? 0 : w.cols
     let transposed = batch <= smallBatch && scratchPerThread >= panelFloats + batch
     let perRow = panelFloats + (transposed ? batch : 0)
-    let panel = perRow == 0 ? panelRows : max(1, min(panelRows, scratchPerThread / perRow))
+    // A matrix with fewer rows than threads × panelRows (k and v under GQA) is cut so
+    // that every thread gets a panel rather than one thread taking it all.
+    let balanced = max(16, (w.rows + 16 * pool.count - 1) / (16 * pool.count) * 16)
+    let panel = max(1, min(panelRows, balanced, perRow == 0 ? panelRows : scratchPerThread / perRow))
     var args = palr_matmul_args(m: w.kernelView, x: x, batch: Int32(batch), y: y, ldy: Int32(w.rows),
                                 scratch: scratch, scratch_floats_per_thread: scratchPerThread,
                                 panel_rows: Int32(panel), sgemm: sgemmNT, sgemm_tn: transposed ? sgemmTN : nil)

@@ -251,7 +251,11 @@ public final class Ranker {
         return RankResult(items: items, mode: .generate, timings: timings, prompt: text)
     }
 
+    /// The best `k` by score, with the retrieval prior (`palr.retrieval_prior`) added:
+    /// `index` is the candidate's retrieval position. Letters and likelihood modes.
     private func top(_ scored: [(index: Int, score: Double)], _ candidates: [Candidate], _ k: Int) -> [RankedItem] {
+        let w = settings.retrievalPrior
+        let scored = w == 0 ? scored : scored.map { ($0.index, $0.score - w * log1p(Double($0.index))) }
         let order = scored.sorted { $0.score != $1.score ? $0.score > $1.score : $0.index < $1.index }
         return order.prefix(k).enumerated().map { r, s in
             RankedItem(id: candidates[s.index].id, title: candidates[s.index].title, score: s.score, rank: r + 1)

@@ -22,6 +22,9 @@ public struct PALRSettings: Sendable, Equatable {
     public var maxHistory = 20                              // palr.max_history
     public var maxCandidates = 20                           // palr.max_candidates
     public var titleTokenLimit = 32                         // palr.title_token_limit
+    /// Weight w of the retrieval order in letters and likelihood modes: the candidate at
+    /// retrieval position i (from 0) is ranked by `score − w·ln(1 + i)`. 0 = the model alone.
+    public var retrievalPrior = 0.0                         // palr.retrieval_prior
     public var lettersTemplate = PALRSettings.defaultLettersTemplate        // palr.prompt_template (mode letters)
     public var likelihoodTemplate = PALRSettings.defaultLikelihoodTemplate  // palr.prompt_template (mode likelihood)
     public var generateTemplate = PALRSettings.defaultGenerateTemplate      // palr.prompt_template (mode generate)
@@ -70,6 +73,10 @@ public struct PALRSettings: Sendable, Equatable {
         try int("palr.max_history", &maxHistory)
         try int("palr.max_candidates", &maxCandidates)
         try int("palr.title_token_limit", &titleTokenLimit)
+        if let w = try gguf.optionalDouble("palr.retrieval_prior") {
+            guard w.isFinite, w >= 0 else { throw .wrongValueType(key: "palr.retrieval_prior", expected: "a number ≥ 0", found: String(w)) }
+            retrievalPrior = w
+        } else { defaulted.append("palr.retrieval_prior") }
         if let t = try gguf.optionalString("palr.prompt_template") {
             switch mode {
             case .letters: lettersTemplate = t

@@ -74,6 +74,7 @@ import Testing
         #expect(f["palr.max_candidates"]?.int == 50)
         #expect(f["palr.max_history"]?.int == 20)
         #expect(f["palr.title_token_limit"]?.int == 32)
+        #expect(f["palr.retrieval_prior"]?.double == 0)
         #expect(f["palr.prompt_template"]?.string?.hasPrefix("History:") == true)
     }
 

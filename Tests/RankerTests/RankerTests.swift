@@ -120,6 +120,31 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
     }
 }
 
+@Suite struct RetrievalPriorTests {
+    /// The fused score is the model's score minus w·ln(1 + retrieval position): checked
+    /// against the unfused ranking of the same candidates, for both modes it applies to.
+    @Test(arguments: [ScoringMode.letters, .likelihood])
+    func priorShiftsEachScoreByItsRetrievalPosition(mode: ScoringMode) throws {
+        let plain = try makeRanker().rank(history: someTitles, candidates: someCandidates, k: someCandidates.count, mode: mode)
+        let w = 0.75
+        let fused = try makeRanker { $0.retrievalPrior = w }
+            .rank(history: someTitles, candidates: someCandidates, k: someCandidates.count, mode: mode)
+        var worst = 0.0
+        for item in fused.items {
+            let i = someCandidates.firstIndex { $0.id == item.id }!
+            let base = plain.items.first { $0.id == item.id }!.score
+            worst = max(worst, abs(item.score - (base - w * log1p(Double(i)))))
+        }
+        print("\(mode) with retrieval prior \(w): fused score vs model score − w·ln(1+i): max |Δ| = \(worst)")
+        #expect(worst <= 1e-9)
+        #expect(fused.items.map(\.score) == fused.items.map(\.score).sorted(by: >))
+        // A prior that dwarfs the model's scores gives back the retrieval order.
+        let strong = try makeRanker { $0.retrievalPrior = 1e6 }
+            .rank(history: someTitles, candidates: someCandidates, k: someCandidates.count, mode: mode)
+        #expect(strong.items.map(\.id) == someCandidates.map(\.id))
+    }
+}
+
 @Suite struct RankerEdgeCaseTests {
     @Test func modelWithoutPalrKeysUsesDefaults() throws {
         let model = try LlamaModel(path: tinyRankerModelPath)

@@ -22,9 +22,11 @@ func removeStore(_ path: String) {
 
 /// A small random-weight LLaMA with the real tok512 SentencePiece vocabulary: the
 /// ranking mechanics (prompts, modes, masks, trie, caches) do not need trained weights.
-/// Written once per process to a temp file.
+/// Written once per process to a temp file, which is removed when the process exits.
+let tinyRankerModelFile = FileManager.default.temporaryDirectory.appendingPathComponent("palr-ranker-test-\(getpid()).gguf").path
 let tinyRankerModelPath: String = {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("palr-ranker-test-\(getpid()).gguf").path
+    let path = tinyRankerModelFile
+    atexit { unlink(tinyRankerModelFile) }
     do {
         let tok = try SentencePieceTokenizer(modelFile: sharedDir.appendingPathComponent("models/stories260K/tok512.model").path)
         let dim = 64, layers = 2, heads = 4, kv = 2, ffn = 128, vocab = tok.vocabSize

@@ -51,6 +51,9 @@ struct HFCommand: ParsableCommand {
     @Option(name: .long, help: "palr.title_token_limit (default 32).")
     var titleTokenLimit: Int?
 
+    @Option(name: .long, help: "palr.retrieval_prior: weight of the retrieval order in the final score, score − w·ln(1 + position) (default 0: off).")
+    var retrievalPrior: Double?
+
     @Option(name: .long, help: "general.name (default: the folder's name).")
     var name: String?
 
@@ -84,6 +87,7 @@ struct HFCommand: ParsableCommand {
             if let v = maxHistory { s.maxHistory = v }
             if let v = maxCandidates { s.maxCandidates = v }
             if let v = titleTokenLimit { s.titleTokenLimit = v }
+            if let v = retrievalPrior { s.retrievalPrior = v }
             options.settings = s
         } catch { throw ToolError(error) }
 
