@@ -146,7 +146,7 @@ public final class LlamaSession {
     /// panel for one or two tokens costs more than reading the quantized weights once.
     public static let smallPrefill = 2
     /// Decode worker threads, owned by this session.
-    private let pool: ThreadPool
+    let pool: ThreadPool
 
     public static let maxScratchBytes = 16 << 20
 

@@ -90,8 +90,9 @@ struct BenchCommand: ParsableCommand {
             }
         } catch { throw CLIError(path: model, "\(error)") }
 
-        let rss = peakRSSBytes()   // before the bandwidth probe's buffer
+        let rss = peakRSSBytes()   // before the bandwidth probe's buffer and the GEMM matrices
         let bandwidth = measureReadBandwidth(threads: session.threads)
+        let bound = p > 0 ? session.promptGEMMBound(batch: min(p, batch)) : nil
         let pp = Stats(ppRates), tg = Stats(tgRates)
         let bytesPerToken = Double(m.weightBytesPerToken)
         let used = tg.median * bytesPerToken
@@ -107,6 +108,7 @@ struct BenchCommand: ParsableCommand {
                 "p": p, "n": n, "repeat": repeats,
             ]
             if p > 0 { o["pp_tok_s"] = pp.median; o["pp_min"] = pp.min; o["pp_max"] = pp.max }
+            if let bound { o["gemm_gflops"] = bound.gflops; o["gemm_bound_tok_s"] = bound.tokensPerSecond }
             if n > 0 { o["tg_tok_s"] = tg.median; o["tg_min"] = tg.min; o["tg_max"] = tg.max }
             let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
@@ -115,6 +117,10 @@ struct BenchCommand: ParsableCommand {
             print("threads \(session.threads), kernels \(String(cString: palr_kernels().pointee.name)), decode activations \(acts.rawValue)")
             print("blas: " + blasSummary())
             if p > 0 { print(String(format: "pp%d: %.2f tok/s (min %.2f, max %.2f, %d runs)", p, pp.median, pp.min, pp.max, repeats)) }
+            if let bound {
+                print(String(format: "fp32 GEMM bound at batch %d: %.1f GFLOP/s = %.2f tok/s (weights converted and cached); pp%d is %.0f%% of it",
+                             min(p, batch), bound.gflops, bound.tokensPerSecond, p, 100 * pp.median / bound.tokensPerSecond))
+            }
             if n > 0 { print(String(format: "tg%d: %.2f tok/s (min %.2f, max %.2f, %d runs)", n, tg.median, tg.min, tg.max, repeats)) }
             print(String(format: "load %.3f s, time to first token (load + pp%d) %.3f s", loadSeconds, p, ttft))
             print(String(format: "memory: peak RSS %.1f MiB, KV cache %.1f MiB, scratch %.1f MiB, all session buffers %.1f MiB",
