@@ -18,7 +18,7 @@ extension LlamaSession {
     /// cache, i.e. with no dequantization and no weight streaming: the ceiling of any
     /// fp32-GEMM prefill at this batch on this machine. Allocates one fp32 matrix at a
     /// time (the largest is ffn × dim floats); for benchmarks, not for serving.
-    public func promptGEMMBound(batch: Int, minSeconds: Double = 0.25) -> GEMMBound {
+    public func promptGEMMBound(batch: Int, minSeconds: Double = 1.0) -> GEMMBound {
         let c = config
         let n = max(1, min(batch, maxBatch))
         let shapes = [(c.qDim, c.dim), (c.kvDim, c.dim), (c.kvDim, c.dim), (c.dim, c.qDim),
@@ -37,13 +37,18 @@ extension LlamaSession {
                                  base: UnsafeRawPointer(w.pointer), rowBytes: cols * 4)
             let run = {
                 matmul(m, x.pointer, y.pointer, batch: n, scratch: slices.pointer, scratchPerThread: perThread,
-                       panelRows: Self.panelRows, pool: self.pool)
+                       panelRows: Self.panelRows, kChunk: Self.kChunk, pool: self.pool)
             }
             run()   // warm: the matrix into cache, OpenBLAS's buffers allocated
-            var reps = 0
+            // The fastest call counts (a bound; the host's noise only ever slows a call).
+            var best = Double.infinity
             let s = Date()
-            repeat { run(); reps += 1 } while Date().timeIntervalSince(s) < minSeconds / Double(shapes.count)
-            layerSeconds += Date().timeIntervalSince(s) / Double(reps)
+            repeat {
+                let c0 = Date()
+                run()
+                best = min(best, Date().timeIntervalSince(c0))
+            } while Date().timeIntervalSince(s) < minSeconds / Double(shapes.count)
+            layerSeconds += best
         }
         let flops = 2.0 * Double(n) * Double(shapes.reduce(0) { $0 + $1.0 * $1.1 })
         return GEMMBound(gflops: flops / layerSeconds / 1e9,

@@ -67,14 +67,14 @@ func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, ropeDim: I
 
 /// Row-major C (m × n) = A (m × k) · Bᵀ (B: n × k) with OpenBLAS, for `palr_matmul`.
 /// OpenBLAS runs single-threaded inside; the session's pool threads call it in parallel.
-let sgemmNT: palr_sgemm_nt_fn = { m, n, k, a, lda, b, ldb, c, ldc in
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
+let sgemmNT: palr_sgemm_nt_fn = { m, n, k, a, lda, b, ldb, beta, c, ldc in
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
 }
 
 /// Column-major C (m × n) = Aᵀ · B: the same product with the panel as OpenBLAS's B
 /// operand and the result transposed, for small batches (see `palr_matmul_args`).
-let sgemmTN: palr_sgemm_nt_fn = { m, n, k, a, lda, b, ldb, c, ldc in
-    cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
+let sgemmTN: palr_sgemm_nt_fn = { m, n, k, a, lda, b, ldb, beta, c, ldc in
+    cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
 }
 
 /// Batches up to this size take the transposed product (`sgemmTN`).
@@ -87,9 +87,11 @@ let smallBatch = 128
 /// while it is still in cache. No whole-matrix copy exists, and one thread's
 /// conversion overlaps another's GEMM. F32 weights go to sgemm straight from the mapping.
 func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int,
-            scratch: UnsafeMutablePointer<Float>, scratchPerThread: Int, panelRows: Int, pool: ThreadPool) {
-    // A slice holds the panel (unless F32) and, for small batches, the transposed result.
-    let panelFloats = w.type == .f32 ? 0 : w.cols
+            scratch: UnsafeMutablePointer<Float>, scratchPerThread: Int, panelRows: Int, kChunk: Int,
+            pool: ThreadPool) {
+    // A slice holds the converted chunk (unless F32) and, for small batches, the transposed result.
+    let chunk = kChunk > 0 && kChunk < w.cols ? kChunk : w.cols
+    let panelFloats = w.type == .f32 ? 0 : chunk
     let transposed = batch <= smallBatch && scratchPerThread >= panelFloats + batch
     let perRow = panelFloats + (transposed ? batch : 0)
     // A matrix with fewer rows than threads × panelRows (k and v under GQA) is cut so
@@ -98,7 +100,8 @@ func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePoin
     let panel = max(1, min(panelRows, balanced, perRow == 0 ? panelRows : scratchPerThread / perRow))
     var args = palr_matmul_args(m: w.kernelView, x: x, batch: Int32(batch), y: y, ldy: Int32(w.rows),
                                 scratch: scratch, scratch_floats_per_thread: scratchPerThread,
-                                panel_rows: Int32(panel), sgemm: sgemmNT, sgemm_tn: transposed ? sgemmTN : nil)
+                                panel_rows: Int32(panel), k_chunk: Int32(kChunk),
+                                sgemm: sgemmNT, sgemm_tn: transposed ? sgemmTN : nil)
     palr_matmul(pool.raw, &args)
 }
 

@@ -150,11 +150,16 @@ public final class LlamaSession {
 
     public static let maxScratchBytes = 16 << 20
 
-    /// Rows per prompt-matmul panel. Measured on the 1B shape (see README, Performance):
-    /// small enough that a thread's panel is multiplied while still in cache, large
-    /// enough for sgemm's blocking. `PALR_PANEL_ROWS` overrides it (for tuning).
+    /// Rows per prompt-matmul panel and columns per converted chunk. Measured on the 1B
+    /// shape (README, Performance): a 512 × 256 chunk (512 KiB of floats) is multiplied
+    /// while still in L2, and 512 rows share one packing of the activations.
+    /// `PALR_PANEL_ROWS` and `PALR_K_CHUNK` (0: whole rows) override them, for tuning.
     public static let panelRows: Int = {
         if let v = getenv("PALR_PANEL_ROWS"), let n = Int(String(cString: v)), n > 0 { return n }
+        return 512
+    }()
+    public static let kChunk: Int = {
+        if let v = getenv("PALR_K_CHUNK"), let n = Int(String(cString: v)), n >= 0 { return n / 32 * 32 }
         return 256
     }()
 
@@ -200,7 +205,11 @@ public final class LlamaSession {
         valueCache = FloatBuffer(c.layerCount * ctx * c.kvDim)
         let largestRow = model.weights.matrices.filter { $0.type != .f32 }.map(\.cols).max() ?? 1
         let largestMatrix = model.weights.matrices.filter { $0.type != .f32 }.map { $0.rows * $0.cols }.max() ?? 1
-        scratchPerThread = max(largestRow, min(largestMatrix, Self.maxScratchBytes / 4 / pool.count))
+        // One panel's converted chunk plus a small batch's transposed result per thread.
+        let chunk = Self.kChunk > 0 ? min(Self.kChunk, largestRow) : largestRow
+        scratchPerThread = max(largestRow, min(largestMatrix + Self.panelRows * smallBatch,
+                                               Self.panelRows * (chunk + smallBatch),
+                                               Self.maxScratchBytes / 4 / pool.count))
         scratch = FloatBuffer(scratchPerThread * pool.count)
 
         // RoPE angles for every position: θ = (pos / scale) · base^(-2i/rope_dim).
@@ -464,7 +473,7 @@ public final class LlamaSession {
 
     private func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int) {
         Llama.matmul(w, x, y, batch: batch, scratch: scratch.pointer, scratchPerThread: scratchPerThread,
-                     panelRows: Self.panelRows, pool: pool)
+                     panelRows: Self.panelRows, kChunk: Self.kChunk, pool: pool)
     }
 
     /// Non-generic on purpose: an unspecialised generic iterator allocates in debug builds.

@@ -134,14 +134,14 @@ void palr_matvec_multi(palr_pool *pool, const palr_matvec_args *a0, const palr_m
 
 // ---- matrix x matrix (the prompt path) ------------------------------------------
 // y (batch x ldy, columns 0..<rows) = x (batch x cols, row-major) . Wᵀ, with W's rows
-// converted to float panel by panel. `sgemm` computes one panel: C (m x n, ldc) =
-// A (m x k, lda) . Bᵀ (B: n x k, ldb), the caller's BLAS, run single-threaded: every
-// pool thread claims panels in turn, dequantizes its panel into its own slice of
-// `scratch` (`scratch_floats_per_thread` each, owned by the caller) and multiplies it at
-// once, while the panel is still in cache. One thread's conversion (integer work and
-// memory) then overlaps another's GEMM. F32 weights skip the conversion.
+// converted to float panel by panel. `sgemm` computes one product: C (m x n, ldc) =
+// A (m x k, lda) . Bᵀ (B: n x k, ldb) + beta C, the caller's BLAS, run single-threaded:
+// every pool thread claims panels (panel_rows rows) in turn and, k_chunk columns at a
+// time, dequantizes the chunk into its own slice of `scratch`
+// (`scratch_floats_per_thread` each, owned by the caller) and multiplies it at once,
+// accumulating, while the chunk is still in L2. F32 weights skip the conversion.
 typedef void (*palr_sgemm_nt_fn)(int m, int n, int k, const float *a, int lda, const float *b, int ldb,
-                                 float *c, int ldc);
+                                 float beta, float *c, int ldc);
 typedef struct {
     palr_weights m;
     const float *x;
@@ -151,13 +151,15 @@ typedef struct {
     float *scratch;
     size_t scratch_floats_per_thread;
     int panel_rows;              // rows per panel (see below for the scratch it needs)
+    int k_chunk;                 // columns per chunk, a multiple of 32; 0: whole rows
     palr_sgemm_nt_fn sgemm;
     // Optional (the caller sets it for small batches): column-major C (m x n, ldc) =
     // Aᵀ (A: k x m, lda) . B (k x n, ldb). The panel then enters OpenBLAS as the B
     // operand, whose packing is cheaper (measured: 64 x 256 x 2048 ≈ 10% faster), and
     // the result, batch x panel_rows column-major, is transposed into y from the
-    // thread's slice of scratch. Each slice must then hold panel_rows x (cols + batch)
-    // floats (F32 weights: panel_rows x batch), else panel_rows x cols.
+    // thread's slice of scratch. With span = min(k_chunk or cols, cols), each slice must
+    // hold panel_rows x (span + batch) floats (F32 weights: panel_rows x batch), else
+    // panel_rows x span.
     palr_sgemm_nt_fn sgemm_tn;
 } palr_matmul_args;
 void palr_matmul(palr_pool *pool, const palr_matmul_args *args);

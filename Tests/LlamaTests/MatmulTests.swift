@@ -1,0 +1,50 @@
+import Foundation
+import GGUF
+import Testing
+@testable import Llama
+
+/// The prompt path (`matmul`: panels, K-chunks, pool threads, OpenBLAS, the transposed
+/// product for small batches) against a plain double-precision product with the
+/// dequantized weights. The model fixtures are too narrow (dim ≤ 288) to cross a
+/// 256-column chunk, so shapes here are chosen to: 800 columns = chunks 256+256+256+32.
+@Suite struct MatmulTests {
+    @Test(arguments: [GGMLType.q4_0, .q8_0, .f16, .f32], [(rows: 300, batch: 7), (rows: 70, batch: 200)])
+    func promptMatmulMatchesDequantizedProduct(type: GGMLType, shape: (rows: Int, batch: Int)) throws {
+        let (rows, cols, batch) = (shape.rows, 800, shape.batch)
+        var state: UInt64 = 42
+        func next() -> Float {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(state >> 40) / Float(1 << 24) - 0.5
+        }
+        let wf = (0..<rows * cols).map { _ in next() }
+        let x = (0..<batch * cols).map { _ in next() }
+        let stored = try #require(type.quantize(wf))
+        let w = try #require(stored.withUnsafeBytes { type.dequantize($0, count: rows * cols) })
+        var worst = 0.0
+        for (threads, panelRows, kChunk) in [(2, 512, 256), (2, 64, 256), (1, 512, 0), (2, 32, 64)] {
+            let pool = ThreadPool(threads: threads)
+            let perThread = panelRows * (cols + batch)
+            var scratch = [Float](repeating: .nan, count: perThread * pool.count)
+            var y = [Float](repeating: .nan, count: batch * rows)
+            stored.withUnsafeBytes { raw in
+                let m = WeightMatrix(name: "w", type: type, rows: rows, cols: cols, base: raw.baseAddress!,
+                                     rowBytes: stored.count / rows)
+                matmul(m, x, &y, batch: batch, scratch: &scratch, scratchPerThread: perThread,
+                       panelRows: panelRows, kChunk: kChunk, pool: pool)
+            }
+            for i in 0..<batch {
+                for r in 0..<rows {
+                    var dot = 0.0, mag = 0.0
+                    for c in 0..<cols {
+                        let p = Double(w[r * cols + c]) * Double(x[i * cols + c])
+                        dot += p
+                        mag += abs(p)
+                    }
+                    worst = max(worst, abs(Double(y[i * rows + r]) - dot) / mag)
+                }
+            }
+        }
+        print("matmul \(type) \(rows)×\(cols), batch \(batch): worst |Δ| / Σ|w·x| = \(worst)")
+        #expect(worst <= 1e-6)
+    }
+}
