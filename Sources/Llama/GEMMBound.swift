@@ -41,13 +41,14 @@ extension LlamaSession {
             }
             run()   // warm: the matrix into cache, OpenBLAS's buffers allocated
             // The fastest call counts (a bound; the host's noise only ever slows a call).
-            var best = Double.infinity
+            var best = Double.infinity, reps = 0
             let s = Date()
             repeat {
                 let c0 = Date()
                 run()
                 best = min(best, Date().timeIntervalSince(c0))
-            } while Date().timeIntervalSince(s) < minSeconds / Double(shapes.count)
+                reps += 1
+            } while reps < 3 || Date().timeIntervalSince(s) < minSeconds / Double(shapes.count)
             layerSeconds += best
         }
         let flops = 2.0 * Double(n) * Double(shapes.reduce(0) { $0 + $1.0 * $1.1 })
