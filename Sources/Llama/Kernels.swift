@@ -86,10 +86,10 @@ let smallBatch: Int = {
 
 /// Y (batch × W.rows) = X (batch × W.cols) · Wᵀ: the prompt path.
 /// The rows of W are cut into panels of ≤ `panelRows` rows; each pool thread takes the
-/// next panel, converts it to float in its own slice of `scratch` (`scratchPerThread`
-/// floats per thread, owned by the session) and multiplies it at once with one sgemm
-/// while it is still in cache. No whole-matrix copy exists, and one thread's
-/// conversion overlaps another's GEMM. F32 weights go to sgemm straight from the mapping.
+/// next panel and, `kChunk` columns at a time (0: whole rows), converts the chunk to
+/// float in its own slice of `scratch` (`scratchPerThread` floats per thread, owned by
+/// the session) and multiplies it at once with one sgemm, accumulating, while it is still
+/// in L2. No whole-matrix copy exists. F32 weights go to sgemm straight from the mapping.
 func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int,
             scratch: UnsafeMutablePointer<Float>, scratchPerThread: Int, panelRows: Int, kChunk: Int,
             pool: ThreadPool) {
