@@ -93,6 +93,15 @@ import Tokenizer
         #expect(throws: ConvertError.self) { try t.validate() }
         t.scoringMode = .likelihood
         try t.validate()
+        // The retrieval prior: a number from the file, refused when negative or not finite.
+        try Data("{\"retrieval_prior\": 2.5}".utf8).write(to: URL(fileURLWithPath: d.file("prior.json")))
+        #expect(try PalrSettings(jsonFile: d.file("prior.json")).retrievalPrior == 2.5)
+        try Data("{\"retrieval_prior\": \"high\"}".utf8).write(to: URL(fileURLWithPath: d.file("bad.json")))
+        #expect(throws: ConvertError.self) { try PalrSettings(jsonFile: d.file("bad.json")) }
+        for bad in [-1.0, .infinity, .nan] {
+            t.retrievalPrior = bad
+            #expect(throws: ConvertError.self) { try t.validate() }
+        }
     }
 
     @Test func jsonReader() throws {
