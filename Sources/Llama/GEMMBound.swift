@@ -24,9 +24,10 @@ extension LlamaSession {
         let shapes = [(c.qDim, c.dim), (c.kvDim, c.dim), (c.kvDim, c.dim), (c.dim, c.qDim),
                       (c.ffnDim, c.dim), (c.ffnDim, c.dim), (c.dim, c.ffnDim)]
         let widest = max(c.dim, c.qDim, c.ffnDim)
-        // Owned here for the measurement only: input rows, output rows, scratch slices.
+        // Owned here for the measurement only: input rows, output rows, and per thread a
+        // slice for a small batch's transposed result (F32 weights need no conversion chunk).
         let x = FloatBuffer(n * widest), y = FloatBuffer(n * widest)
-        let perThread = Self.panelRows * (widest + n)
+        let perThread = Self.panelRows * n
         let slices = FloatBuffer(perThread * pool.count)
         for i in 0..<x.count { x.pointer[i] = Float(i % 7) * 0.125 - 0.375 }
         var layerSeconds = 0.0

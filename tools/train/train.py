@@ -147,6 +147,33 @@ def lm_windows(pb: common.PromptBuilder, seqs, titles_by_id: dict[str, str], win
     return out
 
 
+def lm_loss(net, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy over right-padded sequences: every token after the first
+    is a target, padding is not."""
+    target = ids[:, 1:].clone()
+    target[torch.arange(ids.shape[1] - 1)[None, :] >= (lengths[:, None] - 1)] = -100
+    logits = net.lm_logits(ids[:, :-1])
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
+
+
+def adamw(net, lr: float, weight_decay: float, extra_decay=(), extra_no_decay=()) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on norms or biases)."""
+    decay = [p for p in net.parameters() if p.dim() >= 2] + list(extra_decay)
+    no_decay = [p for p in net.parameters() if p.dim() < 2] + list(extra_no_decay)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98), eps=1e-8)
+
+
+def epoch_plan(examples: list[dict], epochs: float, max_tokens: int, max_seqs: int, rng: random.Random) -> list[list]:
+    """The whole schedule up front, one list of batches per epoch (a fractional last epoch
+    is cut), so that it depends only on the seed, not on the machine's load."""
+    n_epochs = int(np.ceil(epochs))
+    plan = [batches(examples, max_tokens, max_seqs, rng) for _ in range(n_epochs)]
+    if epochs < n_epochs:
+        plan[-1] = plan[-1][: int(len(plan[-1]) * (epochs - (n_epochs - 1)))]
+    return plan
+
+
 def pretrain_lm(net, windows: list[np.ndarray], epochs: float, lr: float, warmup: int, weight_decay: float,
                 max_tokens: int, max_seqs: int, rng: random.Random, t0: float) -> None:
     """Phase 1: next-token prediction on history windows (every title token is a target),
@@ -161,13 +188,9 @@ def pretrain_lm(net, windows: list[np.ndarray], epochs: float, lr: float, warmup
     run = 0.0
     for step, b in enumerate(plan, 1):
         ids, lengths, _ = collate(b)
-        target = ids[:, 1:].clone()
-        pad = torch.arange(ids.shape[1] - 1)[None, :] >= (lengths[:, None] - 1)
-        target[pad] = -100
         for g in opt.param_groups:
             g["lr"] = M.cosine_lr(step - 1, len(plan), lr, warmup)
-        logits = net.lm_logits(ids[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
+        loss = lm_loss(net, ids, lengths)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -325,17 +348,8 @@ def main() -> None:
                     args.max_tokens, args.max_seqs * 2, rng, t0)
     fwd = torch.compile(net, dynamic=True) if args.compile else net
 
-    decay = [p for n, p in net.named_parameters() if p.dim() >= 2] + [aux_head.weight]
-    no_decay = [p for n, p in net.named_parameters() if p.dim() < 2] + [aux_head.bias]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
-
-    # The whole schedule is fixed up front (batches depend only on the seed), so a
-    # re-run takes the same steps whatever the machine's load.
-    n_epochs = int(np.ceil(args.epochs))
-    plan = [batches(train, args.max_tokens, args.max_seqs, rng) for _ in range(n_epochs)]
-    if args.epochs < n_epochs:
-        plan[-1] = plan[-1][: int(len(plan[-1]) * (args.epochs - (n_epochs - 1)))]
+    opt = adamw(net, args.lr, args.weight_decay, [aux_head.weight], [aux_head.bias])
+    plan = epoch_plan(train, args.epochs, args.max_tokens, args.max_seqs, rng)
     total = sum(len(p) for p in plan)
     print(f"schedule: {total} steps over {args.epochs} epochs, peak lr {args.lr}, warmup {args.warmup}")
 

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 import common
 import model as M
-from train import batches, collate
+from train import adamw, collate, epoch_plan, lm_loss
 
 LIKELIHOOD_TEMPLATE = "Watched, most recent last:\n{history}{profile}Next:"
 FUSION_WEIGHTS = [0.0, 1.0, 2.0, 3.0, 5.0, 8.0]
@@ -186,14 +186,8 @@ def main() -> None:
                    num_hidden_layers=args.layers, num_attention_heads=args.heads)
     net = M.build(cfg, args.seed)
     print(f"model: {net.num_parameters() / 1e6:.2f}M parameters, config {json.dumps(cfg.hf_dict())}")
-    decay = [p for n, p in net.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in net.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
-    n_epochs = int(np.ceil(args.epochs))
-    plan = [batches(train, args.max_tokens, args.max_seqs, rng) for _ in range(n_epochs)]
-    if args.epochs < n_epochs:
-        plan[-1] = plan[-1][: int(len(plan[-1]) * (args.epochs - (n_epochs - 1)))]
+    opt = adamw(net, args.lr, args.weight_decay)
+    plan = epoch_plan(train, args.epochs, args.max_tokens, args.max_seqs, rng)
     total = sum(len(p) for p in plan)
     print(f"schedule: {total} steps over {args.epochs} epochs, peak lr {args.lr}", flush=True)
     history = []
@@ -202,12 +196,9 @@ def main() -> None:
     for ep, epoch_batches in enumerate(plan, 1):
         for b in epoch_batches:
             ids, lengths, _ = collate(b)
-            target = ids[:, 1:].clone()
-            target[torch.arange(ids.shape[1] - 1)[None, :] >= (lengths[:, None] - 1)] = -100
             for g in opt.param_groups:
                 g["lr"] = M.cosine_lr(step, total, args.lr, args.warmup)
-            logits = net.lm_logits(ids[:, :-1])
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
+            loss = lm_loss(net, ids, lengths)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
