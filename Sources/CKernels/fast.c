@@ -62,6 +62,21 @@ float palr_dot_q8_0_q8_ref(const void *w, const palr_q8_block *a, size_t n) {
     return s;
 }
 
+// Sixteen rows of t at a time: their cache lines stay in L1 while the columns walk
+// down, and each row of y gets 64 contiguous bytes. Measured on a 5,632 x 64 result:
+// 1.5x faster than row by row; an AVX2 8 x 8 register transpose was no faster (the
+// strided stores decide).
+void palr_transpose(const float *t, int rows, int cols, float *y, size_t ldy) {
+    for (int j0 = 0; j0 < rows; j0 += 16) {
+        const int jn = j0 + 16 <= rows ? 16 : rows - j0;
+        for (int i = 0; i < cols; i++) {
+            float *yi = y + (size_t)i * ldy + j0;
+            const float *ti = t + (size_t)j0 * (size_t)cols + i;
+            for (int j = 0; j < jn; j++) yi[j] = ti[(size_t)j * (size_t)cols];
+        }
+    }
+}
+
 static const palr_kernel_table table_scalar = {
     "scalar", palr_quantize_act_ref, palr_dot_q4_0_q8_ref, palr_dot_q8_0_q8_ref,
     palr_dot_q4_0_f32, palr_dot_q8_0_f32, palr_dot_f16_f32, palr_dot_f32, palr_dequantize_row_q4_0, palr_dequantize_row_q8_0,
@@ -813,7 +828,9 @@ void palr_matvec(palr_pool *pool, const palr_matvec_args *args) { palr_matvec_mu
 // ---- matrix x matrix: per-thread panels ------------------------------------------
 
 typedef struct {
-    const palr_matmul_args *a;
+    const palr_matmul_args *a[3];
+    int count;
+    int first[4];                // panel index where product i starts; first[count] = total
     _Atomic int next;            // the next unclaimed panel
 } matmul_job;
 
@@ -874,35 +891,47 @@ static void matmul_rows(const palr_matmul_args *a, const palr_kernel_table *k, f
         if (a->sgemm_tn) a->sgemm_tn(a->batch, n, kc, a->x + c0, m->cols, b, ldb, beta, t, a->batch);
         else a->sgemm(a->batch, n, kc, a->x + c0, m->cols, b, ldb, beta, a->y + r0, a->ldy);
     }
-    if (a->sgemm_tn) {
-        for (int i = 0; i < a->batch; i++) {
-            float *yi = a->y + (size_t)i * (size_t)a->ldy + r0;
-            for (int j = 0; j < n; j++) yi[j] = t[(size_t)j * (size_t)a->batch + i];
-        }
-    }
+    if (a->sgemm_tn) palr_transpose(t, n, a->batch, a->y + r0, (size_t)a->ldy);
 }
 
+// Threads claim panels in turn across all the job's products (which share the input
+// x), so a product's last panels overlap the next product's first ones: the threads
+// wait for each other once per job, not once per matrix.
 static void matmul_task(void *p, int ith, int nth) {
     (void)nth;
     matmul_job *job = (matmul_job *)p;
-    const palr_matmul_args *a = job->a;
     const palr_kernel_table *k = palr_kernels();
-    float *panel = a->scratch + (size_t)ith * a->scratch_floats_per_thread;
-    // The transposed result (batch x panel rows, column-major) follows the converted chunk.
-    float *t = a->m.type == 0 ? panel : panel + (size_t)a->panel_rows * (size_t)chunk_cols(a);
     for (;;) {
-        const int r0 = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed) * a->panel_rows;
-        if (r0 >= a->m.rows) return;
+        const int c = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
+        if (c >= job->first[job->count]) return;
+        int i = 0;
+        while (c >= job->first[i + 1]) i++;
+        const palr_matmul_args *a = job->a[i];
+        float *panel = a->scratch + (size_t)ith * a->scratch_floats_per_thread;
+        // The transposed result (batch x panel rows, column-major) follows the converted chunk.
+        float *t = a->m.type == 0 ? panel : panel + (size_t)a->panel_rows * (size_t)chunk_cols(a);
+        const int r0 = (c - job->first[i]) * a->panel_rows;
         matmul_rows(a, k, panel, t, r0, r0 + a->panel_rows < a->m.rows ? a->panel_rows : a->m.rows - r0);
     }
 }
 
-void palr_matmul(palr_pool *pool, const palr_matmul_args *args) {
+void palr_matmul_multi(palr_pool *pool, const palr_matmul_args *a0, const palr_matmul_args *a1,
+                       const palr_matmul_args *a2) {
     matmul_job job;
-    job.a = args;
+    const palr_matmul_args *all[3] = {a0, a1, a2};
+    job.count = 0;
+    job.first[0] = 0;
+    for (int i = 0; i < 3; i++) {
+        if (!all[i]) continue;
+        job.a[job.count] = all[i];
+        job.first[job.count + 1] = job.first[job.count] + (all[i]->m.rows + all[i]->panel_rows - 1) / all[i]->panel_rows;
+        job.count++;
+    }
     atomic_init(&job.next, 0);
     palr_pool_run(pool, matmul_task, &job);
 }
+
+void palr_matmul(palr_pool *pool, const palr_matmul_args *args) { palr_matmul_multi(pool, args, NULL, NULL); }
 
 // ---- read bandwidth probe ------------------------------------------------------
 

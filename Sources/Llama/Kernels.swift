@@ -93,6 +93,15 @@ let smallBatch: Int = {
 func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int,
             scratch: UnsafeMutablePointer<Float>, scratchPerThread: Int, panelRows: Int, kChunk: Int,
             pool: ThreadPool) {
+    var args = matmulArgs(w, x, y, batch: batch, scratch: scratch, scratchPerThread: scratchPerThread,
+                          panelRows: panelRows, kChunk: kChunk, threads: pool.count)
+    palr_matmul(pool.raw, &args)
+}
+
+/// The arguments of one product for `palr_matmul` / `palr_matmul_multi` (see `matmul`).
+func matmulArgs(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int,
+                scratch: UnsafeMutablePointer<Float>, scratchPerThread: Int, panelRows: Int, kChunk: Int,
+                threads: Int) -> palr_matmul_args {
     // A slice holds the converted chunk (unless F32) and, for small batches, the transposed result.
     let chunk = kChunk > 0 && kChunk < w.cols ? kChunk : w.cols
     let panelFloats = w.type == .f32 ? 0 : chunk
@@ -103,15 +112,13 @@ func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePoin
     // v under GQA (256 rows) give each thread a panel, and 5,632 rows are 12 panels of
     // 480 rather than 11 of 512 (measured: the caller waited 4% of a pp64 prefill).
     let largest = max(1, min(panelRows, perRow == 0 ? panelRows : scratchPerThread / perRow))
-    let threads = pool.count
     let panels = ((w.rows + largest - 1) / largest + threads - 1) / threads * threads
     let even = (w.rows + panels - 1) / panels
     let panel = min(largest, max(1, (even + 15) / 16 * 16))
-    var args = palr_matmul_args(m: w.kernelView, x: x, batch: Int32(batch), y: y, ldy: Int32(w.rows),
-                                scratch: scratch, scratch_floats_per_thread: scratchPerThread,
-                                panel_rows: Int32(panel), k_chunk: Int32(kChunk),
-                                sgemm: sgemmNT, sgemm_tn: transposed ? sgemmTN : nil)
-    palr_matmul(pool.raw, &args)
+    return palr_matmul_args(m: w.kernelView, x: x, batch: Int32(batch), y: y, ldy: Int32(w.rows),
+                            scratch: scratch, scratch_floats_per_thread: scratchPerThread,
+                            panel_rows: Int32(panel), k_chunk: Int32(kChunk),
+                            sgemm: sgemmNT, sgemm_tn: transposed ? sgemmTN : nil)
 }
 
 /// Persistent worker threads (C, in CKernels), destroyed with this object.

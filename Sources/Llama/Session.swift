@@ -476,6 +476,25 @@ public final class LlamaSession {
                      panelRows: Self.panelRows, kChunk: Self.kChunk, pool: pool)
     }
 
+    /// Two or three products of the same input in one pool run (`palr_matmul_multi`):
+    /// the threads meet once at the end instead of once per matrix.
+    private func matmul(_ x: UnsafePointer<Float>, batch: Int,
+                        _ w0: WeightMatrix, _ y0: UnsafeMutablePointer<Float>,
+                        _ w1: WeightMatrix, _ y1: UnsafeMutablePointer<Float>,
+                        _ w2: WeightMatrix? = nil, _ y2: UnsafeMutablePointer<Float>? = nil) {
+        func args(_ w: WeightMatrix, _ y: UnsafeMutablePointer<Float>) -> palr_matmul_args {
+            matmulArgs(w, x, y, batch: batch, scratch: scratch.pointer, scratchPerThread: scratchPerThread,
+                       panelRows: Self.panelRows, kChunk: Self.kChunk, threads: pool.count)
+        }
+        var a0 = args(w0, y0), a1 = args(w1, y1)
+        if let w2, let y2 {
+            var a2 = args(w2, y2)
+            palr_matmul_multi(pool.raw, &a0, &a1, &a2)
+        } else {
+            palr_matmul_multi(pool.raw, &a0, &a1, nil)
+        }
+    }
+
     /// Non-generic on purpose: an unspecialised generic iterator allocates in debug builds.
     private func checkTokens(_ tokens: [Int32]) throws(LlamaError) {
         guard position + tokens.count <= contextLength else {
@@ -577,9 +596,7 @@ public final class LlamaSession {
             L.attnNorm.withUnsafeBufferPointer { nw in
                 for i in 0..<n { rmsnorm(xb + i * c.dim, x + i * c.dim, nw.baseAddress!, c.dim, eps: eps) }
             }
-            matmul(L.wq, xb, q.pointer, batch: n)
-            matmul(L.wk, xb, k.pointer, batch: n)
-            matmul(L.wv, xb, v.pointer, batch: n)
+            matmul(xb, batch: n, L.wq, q.pointer, L.wk, k.pointer, L.wv, v.pointer)
             for i in 0..<n {
                 let table = ropeTable.pointer + tokPos.pointer[i] * c.ropeDim
                 rope(q.pointer + i * c.qDim, heads: c.headCount, headDim: c.headDim, ropeDim: c.ropeDim, table: table)
@@ -598,8 +615,7 @@ public final class LlamaSession {
             L.ffnNorm.withUnsafeBufferPointer { nw in
                 for i in 0..<n { rmsnorm(xb + i * c.dim, x + i * c.dim, nw.baseAddress!, c.dim, eps: eps) }
             }
-            matmul(L.wGate, xb, hb.pointer, batch: n)
-            matmul(L.wUp, xb, hb2.pointer, batch: n)
+            matmul(xb, batch: n, L.wGate, hb.pointer, L.wUp, hb2.pointer)
             swiglu(hb.pointer, hb2.pointer, n * c.ffnDim)
             matmul(L.wDown, hb.pointer, xb, batch: n)
             for i in 0..<(n * c.dim) { x[i] += xb[i] }

@@ -125,6 +125,26 @@ func randomFloats(_ n: Int, _ rng: inout SystemRandomNumberGenerator, scale: Flo
         #expect(got == expected)
     }
 
+    /// The small-batch result transposition, every edge (rows not multiples of its
+    /// 16-row blocks, a wider destination stride): each element lands where it belongs,
+    /// and nothing outside the destination block is written.
+    @Test func transposeMovesEveryElement() {
+        for (rows, cols) in [(1, 1), (8, 8), (16, 64), (45, 37), (7, 9), (512, 64), (33, 8)] {
+            let ldy = cols == 1 ? rows : rows + 5
+            let src = (0..<(rows * cols)).map { Float($0) + 0.25 }
+            var got = [Float](repeating: -1, count: cols * ldy)
+            palr_transpose(src, Int32(rows), Int32(cols), &got, ldy)
+            var wrong = 0
+            for i in 0..<cols {
+                for j in 0..<ldy {
+                    let expected = j < rows ? src[j * cols + i] : -1
+                    if got[i * ldy + j] != expected { wrong += 1 }
+                }
+            }
+            #expect(wrong == 0, "transpose \(rows)x\(cols): \(wrong) elements wrong")
+        }
+    }
+
     /// Products claimed together in one pool run equal the same products run alone.
     @Test func multiMatvecEqualsSeparateOnes() throws {
         var rng = SystemRandomNumberGenerator()

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import GGUF
 import Testing
@@ -46,5 +47,50 @@ import Testing
         }
         print("matmul \(type) \(rows)×\(cols), batch \(batch): worst |Δ| / Σ|w·x| = \(worst)")
         #expect(worst <= 1e-6)
+    }
+
+    /// Three products run in one pool run (`palr_matmul_multi`, as q/k/v are) give exactly
+    /// what each gives alone: the panels are the same, only the order of claiming differs.
+    @Test func productsRunTogetherEqualProductsRunAlone() throws {
+        let cols = 544, batch = 9
+        let shapes = [(GGMLType.q4_0, 300), (.q8_0, 48), (.f16, 100)]
+        var state: UInt64 = 7
+        func next() -> Float {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(state >> 40) / Float(1 << 24) - 0.5
+        }
+        let x = (0..<batch * cols).map { _ in next() }
+        let stored = try shapes.map { type, rows in try #require(type.quantize((0..<rows * cols).map { _ in next() })) }
+        let pool = ThreadPool(threads: 2)
+        let perThread = 64 * (256 + batch)
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: perThread * pool.count)
+        defer { scratch.deallocate() }
+        let bases = stored.map { d in
+            let p = UnsafeMutableRawPointer.allocate(byteCount: d.count, alignment: 64)
+            d.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: d.count) }
+            return p
+        }
+        defer { bases.forEach { $0.deallocate() } }
+        let ms = zip(shapes, zip(stored, bases)).map { s, sb in
+            WeightMatrix(name: "w", type: s.0, rows: s.1, cols: cols, base: UnsafeRawPointer(sb.1), rowBytes: sb.0.count / s.1)
+        }
+        var alone = ms.map { [Float](repeating: .nan, count: batch * $0.rows) }
+        for i in 0..<3 {
+            matmul(ms[i], x, &alone[i], batch: batch, scratch: scratch, scratchPerThread: perThread,
+                   panelRows: 64, kChunk: 256, pool: pool)
+        }
+        let together = ms.map { UnsafeMutablePointer<Float>.allocate(capacity: batch * $0.rows) }
+        defer { together.forEach { $0.deallocate() } }
+        x.withUnsafeBufferPointer { xp in
+            var a = (0..<3).map { i in
+                matmulArgs(ms[i], xp.baseAddress!, together[i], batch: batch, scratch: scratch,
+                           scratchPerThread: perThread, panelRows: 64, kChunk: 256, threads: pool.count)
+            }
+            palr_matmul_multi(pool.raw, &a[0], &a[1], &a[2])
+        }
+        for i in 0..<3 {
+            let got = Array(UnsafeBufferPointer(start: together[i], count: batch * ms[i].rows))
+            #expect(got == alone[i], "product \(i) (\(ms[i].type)) differs when run with the others")
+        }
     }
 }

@@ -84,6 +84,10 @@ typedef struct {
     void (*dot8_q8_0_q8)(const void *w, size_t row_bytes, const palr_q8_block *a, size_t n, float *out);
 } palr_kernel_table;
 
+// y[i * ldy + j] = t[j * cols + i] for i < cols, j < rows: t (rows x cols, row-major)
+// transposed into y, as the prompt path does with a small batch's result.
+void palr_transpose(const float *t, int rows, int cols, float *y, size_t ldy);
+
 // The active table (selected on first call).
 const palr_kernel_table *palr_kernels(void);
 // Makes the named table active; returns 0 if it is unknown or this CPU cannot run it.
@@ -163,6 +167,10 @@ typedef struct {
     palr_sgemm_nt_fn sgemm_tn;
 } palr_matmul_args;
 void palr_matmul(palr_pool *pool, const palr_matmul_args *args);
+// Up to three products (a1, a2 may be NULL) in one pool run, panels claimed across them
+// in order; they must share scratch and must not write each other's inputs.
+void palr_matmul_multi(palr_pool *pool, const palr_matmul_args *a0, const palr_matmul_args *a1,
+                       const palr_matmul_args *a2);
 
 // Reads `bytes` of `buf` (split over the pool) and returns a checksum: times a
 // memory read-bandwidth measurement for `palr bench`.
