@@ -216,6 +216,29 @@ public final class GGUFFile: @unchecked Sendable {
         UnsafeRawBufferPointer(rebasing: file.bytes[tensor.fileOffset..<(tensor.fileOffset + tensor.byteCount)])
     }
 
+    /// 16 hex digits that change whenever the file's metadata (settings, tokenizer), its
+    /// tensor table or the start or end of any tensor's data changes: identifies a model
+    /// in caches that must not outlive it. A retrained or re-converted model of the same
+    /// size, or one with a single setting changed, gets a new fingerprint. FNV-1a 64 over
+    /// the header and metadata, the file size and 64 bytes at each end of every tensor:
+    /// a few KiB read from the mapping, not the weights.
+    public var fingerprint: String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ bytes: UnsafeRawBufferPointer) {
+            for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        }
+        let all = file.bytes
+        mix(UnsafeRawBufferPointer(rebasing: all[0..<min(dataOffset, all.count)]))
+        withUnsafeBytes(of: UInt64(file.size).littleEndian) { mix($0) }
+        for t in tensors {
+            let d = data(of: t)
+            mix(UnsafeRawBufferPointer(rebasing: d[0..<min(64, d.count)]))
+            mix(UnsafeRawBufferPointer(rebasing: d[max(0, d.count - 64)..<d.count]))
+        }
+        let hex = String(h, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
     public func requireString(_ key: String) throws(GGUFError) -> String {
         guard let v = self[key] else { throw .missingKey(key) }
         guard let s = v.string else { throw .wrongValueType(key: key, expected: "string", found: "\(v.type)") }

@@ -45,7 +45,7 @@ public final class Recommender {
     public let catalog: ItemCatalog
     public let store: HistoryStore
     public let retriever: Retriever
-    /// Identifies the model in cached results (file name, size and mode).
+    /// Identifies the model in cached results (the CLI uses file name and GGUF fingerprint).
     public let modelID: String
     public var catalogID: String { catalog.info.id }
     /// Interactions read per request (the store's retention cap bounds them anyway):

@@ -42,7 +42,10 @@ struct PipelineOptions: ParsableArguments {
         let ranker = try Ranker(model: m, tokenizer: tok, settings: settings, threads: t)
         let name = (model as NSString).lastPathComponent
         do {
-            return try Recommender(ranker: ranker, catalog: cat, store: store, modelID: "\(name)@\(m.gguf.file.size)")
+            // The fingerprint changes with any setting, the tokenizer or the weights, so a
+            // re-converted model never serves the rankings cached for its predecessor.
+            return try Recommender(ranker: ranker, catalog: cat, store: store,
+                                   modelID: "\(name.prefix(200))#\(m.gguf.fingerprint)")
         } catch { throw CLIError("\(catalog) with \(model): \(error)") }
     }
 }

@@ -196,3 +196,34 @@ struct SplitMix {
         return z ^ (z >> 31)
     }
 }
+
+/// The fingerprint that keys cached rankings: the same for the same bytes, different
+/// when one setting changes without changing the file's size, or when one weight byte
+/// at a tensor's start or end changes.
+@Suite struct FingerprintTests {
+    func write(prior: Float, weights: (Int) -> UInt8) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("palr-fp-\(UUID().uuidString).gguf").path
+        let plan = [GGUFTensorPlan(name: "w", dims: [64, 4], type: .q8_0), GGUFTensorPlan(name: "n", dims: [64], type: .f32)]
+        let w = try GGUFWriter(path: path, metadata: [("general.architecture", .string("llama")),
+                                                      ("palr.retrieval_prior", .float32(prior))], tensors: plan)
+        for t in plan { try w.write(tensor: t.name, bytes: (0..<t.byteCount).map(weights)) }
+        try w.finish()
+        return path
+    }
+
+    @Test func changesWithSettingsAndWeightsOnly() throws {
+        let base: (Int) -> UInt8 = { UInt8(truncatingIfNeeded: $0 &* 13) }
+        let paths = [try write(prior: 0, weights: base), try write(prior: 0, weights: base),
+                     try write(prior: 8, weights: base),
+                     try write(prior: 0, weights: { $0 == 2 ? 99 : base($0) }),
+                     try write(prior: 0, weights: { $0 == 271 ? 99 : base($0) })]
+        defer { for p in paths { try? FileManager.default.removeItem(atPath: p) } }
+        let files = try paths.map { try GGUFFile(path: $0) }
+        #expect(Set(files.map(\.file.size)).count == 1, "the variants must have the same size")
+        let prints = files.map(\.fingerprint)
+        print("fingerprints: \(prints)")
+        #expect(prints.allSatisfy { $0.count == 16 && $0.allSatisfy(\.isHexDigit) })
+        #expect(prints[0] == prints[1], "same bytes, same fingerprint")
+        #expect(Set(prints[1...]).count == 4, "a setting, a first-block byte or a last-block byte changed: new fingerprint")
+    }
+}
