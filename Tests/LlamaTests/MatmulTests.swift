@@ -51,8 +51,9 @@ import Testing
 
     /// Three products run in one pool run (`palr_matmul_multi`, as q/k/v are) give exactly
     /// what each gives alone: the panels are the same, only the order of claiming differs.
-    @Test func productsRunTogetherEqualProductsRunAlone() throws {
-        let cols = 544, batch = 9
+    @Test(arguments: [9, 200])   // the transposed small-batch product and the plain one
+    func productsRunTogetherEqualProductsRunAlone(batch: Int) throws {
+        let cols = 544
         let shapes = [(GGMLType.q4_0, 300), (.q8_0, 48), (.f16, 100)]
         var state: UInt64 = 7
         func next() -> Float {
@@ -62,7 +63,7 @@ import Testing
         let x = (0..<batch * cols).map { _ in next() }
         let stored = try shapes.map { type, rows in try #require(type.quantize((0..<rows * cols).map { _ in next() })) }
         let pool = ThreadPool(threads: 2)
-        let perThread = 64 * (256 + batch)
+        let perThread = 64 * (256 + batch)   // a 64-row panel's chunk and transposed result
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: perThread * pool.count)
         defer { scratch.deallocate() }
         let bases = stored.map { d in
