@@ -35,6 +35,10 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Decode activations: float32 (exact) or int8 (llama.cpp's Q4_0 x Q8_0).")
     var activations: String = "int8"
 
+    @Flag(name: .long, inversion: .prefixedNo,
+          help: "Measure the fp32 GEMM bound at the prompt batch (a few seconds; --no-gemm-bound skips it).")
+    var gemmBound = true
+
     @Flag(name: .long, help: "Print JSON.")
     var json = false
 
@@ -92,7 +96,7 @@ struct BenchCommand: ParsableCommand {
 
         let rss = peakRSSBytes()   // before the bandwidth probe's buffer and the GEMM matrices
         let bandwidth = measureReadBandwidth(threads: session.threads)
-        let bound = p > 0 && getenv("PALR_HACK_NOBOUND") == nil ? session.promptGEMMBound(batch: min(p, batch)) : nil
+        let bound = p > 0 && gemmBound ? session.promptGEMMBound(batch: min(p, batch)) : nil
         let pp = Stats(ppRates), tg = Stats(tgRates)
         let bytesPerToken = Double(m.weightBytesPerToken)
         let used = tg.median * bytesPerToken
