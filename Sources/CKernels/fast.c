@@ -827,11 +827,18 @@ void palr_matvec(palr_pool *pool, const palr_matvec_args *args) { palr_matvec_mu
 
 // ---- matrix x matrix: per-thread panels ------------------------------------------
 
+#define PALR_SWIGLU_MAX_PANELS 2048
+
 typedef struct {
     const palr_matmul_args *a[3];
     int count;
     int first[4];                // panel index where product i starts; first[count] = total
     _Atomic int next;            // the next unclaimed panel
+    // SwiGLU jobs (count 2: gate, up, same panels): claims alternate gate p, up p, and
+    // halves[p] counts the finished halves of panel p; whoever finishes the second
+    // applies gate = silu(gate) * up to those rows.
+    int swiglu;
+    _Atomic int halves[PALR_SWIGLU_MAX_PANELS];
 } matmul_job;
 
 // One stored row of weights to float.
@@ -897,6 +904,19 @@ static void matmul_rows(const palr_matmul_args *a, const palr_kernel_table *k, f
 // Threads claim panels in turn across all the job's products (which share the input
 // x), so a product's last panels overlap the next product's first ones: the threads
 // wait for each other once per job, not once per matrix.
+// gate[i][r] = silu(gate[i][r]) * up[i][r] for rows r0..r0+n of every batch row i, with
+// the same float operations as the Swift `swiglu` (so results are identical).
+static void swiglu_rows(const palr_matmul_args *g, const palr_matmul_args *u, int r0, int n) {
+    for (int i = 0; i < g->batch; i++) {
+        float *gi = g->y + (size_t)i * (size_t)g->ldy + r0;
+        const float *ui = u->y + (size_t)i * (size_t)u->ldy + r0;
+        for (int j = 0; j < n; j++) {
+            const float x = gi[j];
+            gi[j] = x / (1.0f + expf(-x)) * ui[j];
+        }
+    }
+}
+
 static void matmul_task(void *p, int ith, int nth) {
     (void)nth;
     matmul_job *job = (matmul_job *)p;
@@ -904,14 +924,24 @@ static void matmul_task(void *p, int ith, int nth) {
     for (;;) {
         const int c = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
         if (c >= job->first[job->count]) return;
-        int i = 0;
-        while (c >= job->first[i + 1]) i++;
+        int i = 0, panel;
+        if (job->swiglu) {
+            i = c & 1;
+            panel = c >> 1;
+        } else {
+            while (c >= job->first[i + 1]) i++;
+            panel = c - job->first[i];
+        }
         const palr_matmul_args *a = job->a[i];
-        float *panel = a->scratch + (size_t)ith * a->scratch_floats_per_thread;
+        float *buf = a->scratch + (size_t)ith * a->scratch_floats_per_thread;
         // The transposed result (batch x panel rows, column-major) follows the converted chunk.
-        float *t = a->m.type == 0 ? panel : panel + (size_t)a->panel_rows * (size_t)chunk_cols(a);
-        const int r0 = (c - job->first[i]) * a->panel_rows;
-        matmul_rows(a, k, panel, t, r0, r0 + a->panel_rows < a->m.rows ? a->panel_rows : a->m.rows - r0);
+        float *t = a->m.type == 0 ? buf : buf + (size_t)a->panel_rows * (size_t)chunk_cols(a);
+        const int r0 = panel * a->panel_rows;
+        const int n = r0 + a->panel_rows < a->m.rows ? a->panel_rows : a->m.rows - r0;
+        matmul_rows(a, k, buf, t, r0, n);
+        // acq_rel: the second finisher sees the other half's results.
+        if (job->swiglu && atomic_fetch_add_explicit(&job->halves[panel], 1, memory_order_acq_rel) == 1)
+            swiglu_rows(job->a[0], job->a[1], r0, n);
     }
 }
 
@@ -920,6 +950,7 @@ void palr_matmul_multi(palr_pool *pool, const palr_matmul_args *a0, const palr_m
     matmul_job job;
     const palr_matmul_args *all[3] = {a0, a1, a2};
     job.count = 0;
+    job.swiglu = 0;
     job.first[0] = 0;
     for (int i = 0; i < 3; i++) {
         if (!all[i]) continue;
@@ -932,6 +963,27 @@ void palr_matmul_multi(palr_pool *pool, const palr_matmul_args *a0, const palr_m
 }
 
 void palr_matmul(palr_pool *pool, const palr_matmul_args *args) { palr_matmul_multi(pool, args, NULL, NULL); }
+
+void palr_matmul_swiglu(palr_pool *pool, const palr_matmul_args *gate, const palr_matmul_args *up) {
+    const int panels = (gate->m.rows + gate->panel_rows - 1) / gate->panel_rows;
+    if (panels > PALR_SWIGLU_MAX_PANELS || up->m.rows != gate->m.rows || up->panel_rows != gate->panel_rows ||
+        up->batch != gate->batch) {
+        palr_matmul_multi(pool, gate, up, NULL);
+        swiglu_rows(gate, up, 0, gate->m.rows);
+        return;
+    }
+    matmul_job job;   // on the caller's stack (8 KiB): no allocation per layer
+    job.a[0] = gate;
+    job.a[1] = up;
+    job.count = 2;
+    job.swiglu = 1;
+    job.first[0] = 0;
+    job.first[1] = panels;
+    job.first[2] = 2 * panels;
+    for (int p = 0; p < panels; p++) atomic_init(&job.halves[p], 0);
+    atomic_init(&job.next, 0);
+    palr_pool_run(pool, matmul_task, &job);
+}
 
 // ---- read bandwidth probe ------------------------------------------------------
 

@@ -476,23 +476,11 @@ public final class LlamaSession {
                      panelRows: Self.panelRows, kChunk: Self.kChunk, pool: pool)
     }
 
-    /// Two or three products of the same input in one pool run (`palr_matmul_multi`):
-    /// the threads meet once at the end instead of once per matrix.
-    private func matmul(_ x: UnsafePointer<Float>, batch: Int,
-                        _ w0: WeightMatrix, _ y0: UnsafeMutablePointer<Float>,
-                        _ w1: WeightMatrix, _ y1: UnsafeMutablePointer<Float>,
-                        _ w2: WeightMatrix? = nil, _ y2: UnsafeMutablePointer<Float>? = nil) {
-        func args(_ w: WeightMatrix, _ y: UnsafeMutablePointer<Float>) -> palr_matmul_args {
-            matmulArgs(w, x, y, batch: batch, scratch: scratch.pointer, scratchPerThread: scratchPerThread,
-                       panelRows: Self.panelRows, kChunk: Self.kChunk, threads: pool.count)
-        }
-        var a0 = args(w0, y0), a1 = args(w1, y1)
-        if let w2, let y2 {
-            var a2 = args(w2, y2)
-            palr_matmul_multi(pool.raw, &a0, &a1, &a2)
-        } else {
-            palr_matmul_multi(pool.raw, &a0, &a1, nil)
-        }
+    /// The session's arguments for one prompt-path product (see `Llama.matmul`).
+    private func matmulArgs(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                            batch: Int) -> palr_matmul_args {
+        Llama.matmulArgs(w, x, y, batch: batch, scratch: scratch.pointer, scratchPerThread: scratchPerThread,
+                         panelRows: Self.panelRows, kChunk: Self.kChunk, threads: pool.count)
     }
 
     /// Non-generic on purpose: an unspecialised generic iterator allocates in debug builds.
@@ -596,7 +584,10 @@ public final class LlamaSession {
             L.attnNorm.withUnsafeBufferPointer { nw in
                 for i in 0..<n { rmsnorm(xb + i * c.dim, x + i * c.dim, nw.baseAddress!, c.dim, eps: eps) }
             }
-            matmul(xb, batch: n, L.wq, q.pointer, L.wk, k.pointer, L.wv, v.pointer)
+            // q, k and v in one pool run: the threads meet once, not once per matrix.
+            var aq = matmulArgs(L.wq, xb, q.pointer, batch: n), ak = matmulArgs(L.wk, xb, k.pointer, batch: n)
+            var av = matmulArgs(L.wv, xb, v.pointer, batch: n)
+            palr_matmul_multi(pool.raw, &aq, &ak, &av)
             for i in 0..<n {
                 let table = ropeTable.pointer + tokPos.pointer[i] * c.ropeDim
                 rope(q.pointer + i * c.qDim, heads: c.headCount, headDim: c.headDim, ropeDim: c.ropeDim, table: table)
@@ -615,8 +606,9 @@ public final class LlamaSession {
             L.ffnNorm.withUnsafeBufferPointer { nw in
                 for i in 0..<n { rmsnorm(xb + i * c.dim, x + i * c.dim, nw.baseAddress!, c.dim, eps: eps) }
             }
-            matmul(xb, batch: n, L.wGate, hb.pointer, L.wUp, hb2.pointer)
-            swiglu(hb.pointer, hb2.pointer, n * c.ffnDim)
+            // hb = silu(xb·gateᵀ) * (xb·upᵀ) in one pool run, combined panel by panel.
+            var gate = matmulArgs(L.wGate, xb, hb.pointer, batch: n), up = matmulArgs(L.wUp, xb, hb2.pointer, batch: n)
+            palr_matmul_swiglu(pool.raw, &gate, &up)
             matmul(L.wDown, hb.pointer, xb, batch: n)
             for i in 0..<(n * c.dim) { x[i] += xb[i] }
         }

@@ -94,4 +94,50 @@ import Testing
             #expect(got == alone[i], "product \(i) (\(ms[i].type)) differs when run with the others")
         }
     }
+
+    /// SwiGLU fused into the gate/up pool run (`palr_matmul_swiglu`: each panel pair is
+    /// combined by the thread that finishes its second half) equals the two products
+    /// followed by the separate `swiglu` pass, bit for bit.
+    @Test(arguments: [9, 200])
+    func fusedSwiGLUEqualsProductsThenSwiGLU(batch: Int) throws {
+        let cols = 288, rows = 400
+        var state: UInt64 = 11
+        func next() -> Float {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(state >> 40) / Float(1 << 24) * 4 - 2
+        }
+        let x = (0..<batch * cols).map { _ in next() }
+        let stored = try (0..<2).map { _ in try #require(GGMLType.q4_0.quantize((0..<rows * cols).map { _ in next() })) }
+        let pool = ThreadPool(threads: 2)
+        let perThread = 64 * (cols + batch)
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: perThread * pool.count)
+        defer { scratch.deallocate() }
+        let bases = stored.map { d in
+            let p = UnsafeMutableRawPointer.allocate(byteCount: d.count, alignment: 64)
+            d.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: d.count) }
+            return p
+        }
+        defer { bases.forEach { $0.deallocate() } }
+        let ms = bases.map { WeightMatrix(name: "w", type: .q4_0, rows: rows, cols: cols, base: UnsafeRawPointer($0),
+                                          rowBytes: stored[0].count / rows) }
+        var gate = [Float](repeating: .nan, count: batch * rows), up = gate
+        matmul(ms[0], x, &gate, batch: batch, scratch: scratch, scratchPerThread: perThread, panelRows: 64, kChunk: 256, pool: pool)
+        matmul(ms[1], x, &up, batch: batch, scratch: scratch, scratchPerThread: perThread, panelRows: 64, kChunk: 256, pool: pool)
+        swiglu(&gate, up, batch * rows)
+        var fused = [Float](repeating: .nan, count: batch * rows), fusedUp = fused
+        x.withUnsafeBufferPointer { xp in
+            fused.withUnsafeMutableBufferPointer { g in
+                fusedUp.withUnsafeMutableBufferPointer { u in
+                    var ga = matmulArgs(ms[0], xp.baseAddress!, g.baseAddress!, batch: batch, scratch: scratch,
+                                        scratchPerThread: perThread, panelRows: 64, kChunk: 256, threads: pool.count)
+                    var ua = matmulArgs(ms[1], xp.baseAddress!, u.baseAddress!, batch: batch, scratch: scratch,
+                                        scratchPerThread: perThread, panelRows: 64, kChunk: 256, threads: pool.count)
+                    palr_matmul_swiglu(pool.raw, &ga, &ua)
+                }
+            }
+        }
+        let differing = zip(fused, gate).filter { $0 != $1 }.count
+        #expect(differing == 0, "\(differing) of \(gate.count) SwiGLU outputs differ")
+        #expect(fusedUp == up, "the up product itself is unchanged")
+    }
 }

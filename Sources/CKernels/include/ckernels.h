@@ -171,6 +171,11 @@ void palr_matmul(palr_pool *pool, const palr_matmul_args *args);
 // in order; they must share scratch and must not write each other's inputs.
 void palr_matmul_multi(palr_pool *pool, const palr_matmul_args *a0, const palr_matmul_args *a1,
                        const palr_matmul_args *a2);
+// gate.y = silu(gate.x . gateᵀ) * (up.x . upᵀ), elementwise (SwiGLU), in one pool run:
+// the two products' panels alternate and each panel's rows are combined by the thread
+// that finishes the second of the pair, so no serial pass over the result remains.
+// gate and up must have the same rows, panels and batch (else: products, then a pass).
+void palr_matmul_swiglu(palr_pool *pool, const palr_matmul_args *gate, const palr_matmul_args *up);
 
 // Reads `bytes` of `buf` (split over the pool) and returns a checksum: times a
 // memory read-bandwidth measurement for `palr bench`.
