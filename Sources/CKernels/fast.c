@@ -901,9 +901,6 @@ static void matmul_rows(const palr_matmul_args *a, const palr_kernel_table *k, f
     if (a->sgemm_tn) palr_transpose(t, n, a->batch, a->y + r0, (size_t)a->ldy);
 }
 
-// Threads claim panels in turn across all the job's products (which share the input
-// x), so a product's last panels overlap the next product's first ones: the threads
-// wait for each other once per job, not once per matrix.
 // gate[i][r] = silu(gate[i][r]) * up[i][r] for rows r0..r0+n of every batch row i, with
 // the same float operations as the Swift `swiglu` (so results are identical).
 static void swiglu_rows(const palr_matmul_args *g, const palr_matmul_args *u, int r0, int n) {
@@ -917,6 +914,9 @@ static void swiglu_rows(const palr_matmul_args *g, const palr_matmul_args *u, in
     }
 }
 
+// Threads claim panels in turn across all the job's products (which share the input
+// x), so a product's last panels overlap the next product's first ones: the threads
+// wait for each other once per job, not once per matrix.
 static void matmul_task(void *p, int ith, int nth) {
     (void)nth;
     matmul_job *job = (matmul_job *)p;
