@@ -472,8 +472,8 @@ public final class LlamaSession {
     }
 
     private func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int) {
-        Llama.matmul(w, x, y, batch: batch, scratch: scratch.pointer, scratchPerThread: scratchPerThread,
-                     panelRows: Self.panelRows, kChunk: Self.kChunk, pool: pool)
+        var args = matmulArgs(w, x, y, batch: batch)
+        palr_matmul(pool.raw, &args)
     }
 
     /// The session's arguments for one prompt-path product (see `Llama.matmul`).

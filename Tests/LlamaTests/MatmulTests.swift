@@ -12,13 +12,9 @@ import Testing
     @Test(arguments: [GGMLType.q4_0, .q8_0, .f16, .f32], [(rows: 300, batch: 7), (rows: 70, batch: 200)])
     func promptMatmulMatchesDequantizedProduct(type: GGMLType, shape: (rows: Int, batch: Int)) throws {
         let (rows, cols, batch) = (shape.rows, 800, shape.batch)
-        var state: UInt64 = 42
-        func next() -> Float {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Float(state >> 40) / Float(1 << 24) - 0.5
-        }
-        let wf = (0..<rows * cols).map { _ in next() }
-        let x = (0..<batch * cols).map { _ in next() }
+        var rng = LCG(seed: 42)
+        let wf = rng.floats(rows * cols)
+        let x = rng.floats(batch * cols)
         let stored = try #require(type.quantize(wf))
         let w = try #require(stored.withUnsafeBytes { type.dequantize($0, count: rows * cols) })
         var worst = 0.0
@@ -53,45 +49,18 @@ import Testing
     /// what each gives alone: the panels are the same, only the order of claiming differs.
     @Test(arguments: [9, 200])   // the transposed small-batch product and the plain one
     func productsRunTogetherEqualProductsRunAlone(batch: Int) throws {
-        let cols = 544
-        let shapes = [(GGMLType.q4_0, 300), (.q8_0, 48), (.f16, 100)]
-        var state: UInt64 = 7
-        func next() -> Float {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Float(state >> 40) / Float(1 << 24) - 0.5
-        }
-        let x = (0..<batch * cols).map { _ in next() }
-        let stored = try shapes.map { type, rows in try #require(type.quantize((0..<rows * cols).map { _ in next() })) }
-        let pool = ThreadPool(threads: 2)
-        let perThread = 64 * (256 + batch)   // a 64-row panel's chunk and transposed result
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: perThread * pool.count)
-        defer { scratch.deallocate() }
-        let bases = stored.map { d in
-            let p = UnsafeMutableRawPointer.allocate(byteCount: d.count, alignment: 64)
-            d.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: d.count) }
-            return p
-        }
-        defer { bases.forEach { $0.deallocate() } }
-        let ms = zip(shapes, zip(stored, bases)).map { s, sb in
-            WeightMatrix(name: "w", type: s.0, rows: s.1, cols: cols, base: UnsafeRawPointer(sb.1), rowBytes: sb.0.count / s.1)
-        }
-        var alone = ms.map { [Float](repeating: .nan, count: batch * $0.rows) }
-        for i in 0..<3 {
-            matmul(ms[i], x, &alone[i], batch: batch, scratch: scratch, scratchPerThread: perThread,
-                   panelRows: 64, kChunk: 256, pool: pool)
-        }
-        let together = ms.map { UnsafeMutablePointer<Float>.allocate(capacity: batch * $0.rows) }
+        let f = try Products(shapes: [(.q4_0, 300), (.q8_0, 48), (.f16, 100)], cols: 544, batch: batch,
+                             rng: LCG(seed: 7))
+        let alone = (0..<3).map { f.alone($0) }
+        let together = f.ms.map { UnsafeMutablePointer<Float>.allocate(capacity: batch * $0.rows) }
         defer { together.forEach { $0.deallocate() } }
-        x.withUnsafeBufferPointer { xp in
-            var a = (0..<3).map { i in
-                matmulArgs(ms[i], xp.baseAddress!, together[i], batch: batch, scratch: scratch,
-                           scratchPerThread: perThread, panelRows: 64, kChunk: 256, threads: pool.count)
-            }
-            palr_matmul_multi(pool.raw, &a[0], &a[1], &a[2])
+        f.x.withUnsafeBufferPointer { xp in
+            var a = (0..<3).map { f.args($0, xp.baseAddress!, together[$0]) }
+            palr_matmul_multi(f.pool.raw, &a[0], &a[1], &a[2])
         }
         for i in 0..<3 {
-            let got = Array(UnsafeBufferPointer(start: together[i], count: batch * ms[i].rows))
-            #expect(got == alone[i], "product \(i) (\(ms[i].type)) differs when run with the others")
+            let got = Array(UnsafeBufferPointer(start: together[i], count: batch * f.ms[i].rows))
+            #expect(got == alone[i], "product \(i) (\(f.ms[i].type)) differs when run with the others")
         }
     }
 
@@ -100,44 +69,85 @@ import Testing
     /// followed by the separate `swiglu` pass, bit for bit.
     @Test(arguments: [9, 200])
     func fusedSwiGLUEqualsProductsThenSwiGLU(batch: Int) throws {
-        let cols = 288, rows = 400
-        var state: UInt64 = 11
-        func next() -> Float {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Float(state >> 40) / Float(1 << 24) * 4 - 2
-        }
-        let x = (0..<batch * cols).map { _ in next() }
-        let stored = try (0..<2).map { _ in try #require(GGMLType.q4_0.quantize((0..<rows * cols).map { _ in next() })) }
-        let pool = ThreadPool(threads: 2)
-        let perThread = 64 * (cols + batch)
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: perThread * pool.count)
-        defer { scratch.deallocate() }
-        let bases = stored.map { d in
-            let p = UnsafeMutableRawPointer.allocate(byteCount: d.count, alignment: 64)
-            d.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: d.count) }
-            return p
-        }
-        defer { bases.forEach { $0.deallocate() } }
-        let ms = bases.map { WeightMatrix(name: "w", type: .q4_0, rows: rows, cols: cols, base: UnsafeRawPointer($0),
-                                          rowBytes: stored[0].count / rows) }
-        var gate = [Float](repeating: .nan, count: batch * rows), up = gate
-        matmul(ms[0], x, &gate, batch: batch, scratch: scratch, scratchPerThread: perThread, panelRows: 64, kChunk: 256, pool: pool)
-        matmul(ms[1], x, &up, batch: batch, scratch: scratch, scratchPerThread: perThread, panelRows: 64, kChunk: 256, pool: pool)
-        swiglu(&gate, up, batch * rows)
-        var fused = [Float](repeating: .nan, count: batch * rows), fusedUp = fused
-        x.withUnsafeBufferPointer { xp in
+        let f = try Products(shapes: [(.q4_0, 400), (.q4_0, 400)], cols: 288, batch: batch,
+                             rng: LCG(seed: 11, scale: 4))
+        var gate = f.alone(0)
+        let up = f.alone(1)
+        swiglu(&gate, up, gate.count)
+        var fused = [Float](repeating: .nan, count: gate.count), fusedUp = fused
+        f.x.withUnsafeBufferPointer { xp in
             fused.withUnsafeMutableBufferPointer { g in
                 fusedUp.withUnsafeMutableBufferPointer { u in
-                    var ga = matmulArgs(ms[0], xp.baseAddress!, g.baseAddress!, batch: batch, scratch: scratch,
-                                        scratchPerThread: perThread, panelRows: 64, kChunk: 256, threads: pool.count)
-                    var ua = matmulArgs(ms[1], xp.baseAddress!, u.baseAddress!, batch: batch, scratch: scratch,
-                                        scratchPerThread: perThread, panelRows: 64, kChunk: 256, threads: pool.count)
-                    palr_matmul_swiglu(pool.raw, &ga, &ua)
+                    var ga = f.args(0, xp.baseAddress!, g.baseAddress!), ua = f.args(1, xp.baseAddress!, u.baseAddress!)
+                    palr_matmul_swiglu(f.pool.raw, &ga, &ua)
                 }
             }
         }
         let differing = zip(fused, gate).filter { $0 != $1 }.count
         #expect(differing == 0, "\(differing) of \(gate.count) SwiGLU outputs differ")
         #expect(fusedUp == up, "the up product itself is unchanged")
+    }
+}
+
+/// A linear congruential generator: uniform floats in [-scale/2, scale/2).
+struct LCG {
+    var state: UInt64
+    let scale: Float
+    init(seed: UInt64, scale: Float = 1) { state = seed; self.scale = scale }
+    mutating func next() -> Float {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return (Float(state >> 40) / Float(1 << 24) - 0.5) * scale
+    }
+    mutating func floats(_ n: Int) -> [Float] { (0..<n).map { _ in next() } }
+}
+
+/// Quantized random weights copied into aligned memory (as a mapping gives them), an
+/// input batch, a two-thread pool and per-thread scratch for 64-row panels converted
+/// 256 columns at a time.
+final class Products {
+    let x: [Float]
+    let ms: [WeightMatrix]
+    let batch: Int
+    let pool = ThreadPool(threads: 2)
+    let perThread: Int
+    let scratch: UnsafeMutablePointer<Float>
+    private let bases: [UnsafeMutableRawPointer]
+
+    init(shapes: [(GGMLType, Int)], cols: Int, batch: Int, rng: LCG) throws {
+        var rng = rng
+        self.batch = batch
+        x = rng.floats(batch * cols)
+        let stored = try shapes.map { type, rows in try #require(type.quantize(rng.floats(rows * cols))) }
+        let copies = stored.map { d in
+            let p = UnsafeMutableRawPointer.allocate(byteCount: d.count, alignment: 64)
+            d.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: d.count) }
+            return p
+        }
+        bases = copies
+        ms = (0..<shapes.count).map { i in
+            WeightMatrix(name: "w\(i)", type: shapes[i].0, rows: shapes[i].1, cols: cols,
+                         base: UnsafeRawPointer(copies[i]), rowBytes: stored[i].count / shapes[i].1)
+        }
+        perThread = 64 * (256 + batch)   // a panel's chunk and its transposed result
+        scratch = .allocate(capacity: perThread * pool.count)
+    }
+
+    deinit {
+        scratch.deallocate()
+        bases.forEach { $0.deallocate() }
+    }
+
+    /// Product i run alone (`matmul`).
+    func alone(_ i: Int) -> [Float] {
+        var y = [Float](repeating: .nan, count: batch * ms[i].rows)
+        matmul(ms[i], x, &y, batch: batch, scratch: scratch, scratchPerThread: perThread, panelRows: 64,
+               kChunk: 256, pool: pool)
+        return y
+    }
+
+    /// Product i's arguments for the multi-product entry points.
+    func args(_ i: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) -> palr_matmul_args {
+        matmulArgs(ms[i], x, y, batch: batch, scratch: scratch, scratchPerThread: perThread, panelRows: 64,
+                   kChunk: 256, threads: pool.count)
     }
 }

@@ -164,6 +164,14 @@ def adamw(net, lr: float, weight_decay: float, extra_decay=(), extra_no_decay=()
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98), eps=1e-8)
 
 
+def start_run(args) -> tuple[random.Random, spm.SentencePieceProcessor, str, float]:
+    """Threads and seeds from args; the tokenizer in args.work. Returns (rng, sp, tokenizer path, start time)."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    tok_path = os.path.join(args.work, "tokenizer.model")
+    return random.Random(args.seed), spm.SentencePieceProcessor(model_file=tok_path), tok_path, time.time()
+
+
 def epoch_plan(examples: list[dict], epochs: float, max_tokens: int, max_seqs: int, rng: random.Random) -> list[list]:
     """The whole schedule up front, one list of batches per epoch (a fractional last epoch
     is cut), so that it depends only on the seed, not on the machine's load."""
@@ -302,13 +310,7 @@ def main() -> None:
     args = ap.parse_args()
     out_dir = args.out or os.path.join(args.work, "ckpt")
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    rng = random.Random(args.seed)
-    t0 = time.time()
-
-    tok_path = os.path.join(args.work, "tokenizer.model")
-    sp = spm.SentencePieceProcessor(model_file=tok_path)
+    rng, sp, tok_path, t0 = start_run(args)
     pb = common.PromptBuilder(sp)
     label_ids = torch.tensor(pb.label_ids)
     line_start, newline = sp.piece_to_id("\n("), sp.piece_to_id("<0x0A>")

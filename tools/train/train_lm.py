@@ -31,13 +31,12 @@ import random
 import time
 
 import numpy as np
-import sentencepiece as spm
 import torch
 import torch.nn.functional as F
 
 import common
 import model as M
-from train import adamw, collate, epoch_plan, lm_loss
+from train import adamw, collate, epoch_plan, lm_loss, start_run
 
 LIKELIHOOD_TEMPLATE = "Watched, most recent last:\n{history}{profile}Next:"
 FUSION_WEIGHTS = [0.0, 1.0, 2.0, 3.0, 5.0, 8.0]
@@ -156,12 +155,7 @@ def main() -> None:
     args = ap.parse_args()
     out_dir = args.out or os.path.join(args.work, "ckpt-lm")
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    rng = random.Random(args.seed)
-    t0 = time.time()
-    tok_path = os.path.join(args.work, "tokenizer.model")
-    sp = spm.SentencePieceProcessor(model_file=tok_path)
+    rng, sp, tok_path, t0 = start_run(args)
     lp = LikelihoodPrompts(common.PromptBuilder(sp))
     seqs = common.read_sequences()
     titles_by_id = dict(common.read_movies())
