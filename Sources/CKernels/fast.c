@@ -275,37 +275,6 @@ AVX2 static void dequant_f16_avx2(const uint16_t *src, float *dst, size_t n) {
 
 // AVX-512 VNNI: vpdpbusd does maddubs + madd in one instruction, without the
 // int16 saturation of maddubs.
-// One block per iteration: the 16 packed bytes widen to 16 lanes, the low nibbles give
-// elements 0-15 and the high ones 16-31; (q - 8) is formed in integers and then scaled,
-// the same float operation as the scalar reference (results are bit-identical). Half
-// the instructions of the AVX2 version, but the stores into L2 decide: 10.9% -> 9.2% of
-// a 1-thread 1B pp64's perf samples.
-AVX512 static void dequant_q4_0_avx512(const void *src, float *dst, size_t n) {
-    const uint8_t *in = (const uint8_t *)src;
-    const __m512i low = _mm512_set1_epi32(0x0F), eight = _mm512_set1_epi32(8);
-    for (size_t b = 0; b < n / PALR_QK; b++) {
-        const uint8_t *blk = in + b * PALR_Q4_0_BLOCK_BYTES;
-        const __m512 d = _mm512_set1_ps(f16_at_c(blk));
-        const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 2)));
-        float *y = dst + b * PALR_QK;
-        _mm512_storeu_ps(y, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(q, low), eight))));
-        _mm512_storeu_ps(y + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(q, 4), eight))));
-    }
-}
-
-AVX512 static void dequant_q8_0_avx512(const void *src, float *dst, size_t n) {
-    const uint8_t *in = (const uint8_t *)src;
-    for (size_t b = 0; b < n / PALR_QK; b++) {
-        const uint8_t *blk = in + b * PALR_Q8_0_BLOCK_BYTES;
-        const __m512 d = _mm512_set1_ps(f16_at_c(blk));
-        float *y = dst + b * PALR_QK;
-        for (int h = 0; h < 2; h++) {
-            const __m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 2 + 16 * h)));
-            _mm512_storeu_ps(y + 16 * h, _mm512_mul_ps(d, _mm512_cvtepi32_ps(q)));
-        }
-    }
-}
-
 AVX512 static float dot_q4_0_q8_avx512(const void *w, const palr_q8_block *a, size_t n) {
     const uint8_t *in = (const uint8_t *)w;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
@@ -471,7 +440,7 @@ static const palr_kernel_table table_avx2 = {
 };
 static const palr_kernel_table table_avx512 = {
     "avx512", quantize_act_avx2, dot_q4_0_q8_avx512, dot_q8_0_q8_avx512, dot_q4_0_f32_avx2, dot_q8_0_f32_avx2, dot_f16_f32_avx2, dot_f32_avx2,
-    dequant_q4_0_avx512, dequant_q8_0_avx512, dequant_f16_avx2, dot8_q4_0_q8_avx512, dot8_q8_0_q8_avx512,
+    dequant_q4_0_avx2, dequant_q8_0_avx2, dequant_f16_avx2, dot8_q4_0_q8_avx512, dot8_q8_0_q8_avx512,
 };
 #endif  // __x86_64__
 
