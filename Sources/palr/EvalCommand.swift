@@ -128,6 +128,12 @@ struct EvalCommand: ParsableCommand {
                 "popularity": dict(report.popularity),
             ]
             if let p = report.pipeline { out["pipeline"] = dict(p) }
+            if let c = report.pipelineVsRetrieval {
+                out["pipeline_vs_retrieval"] = [
+                    "ndcg10_relative": round4(c.relative), "ci95_low": round4(c.low), "ci95_high": round4(c.high),
+                    "resamples": c.resamples, "better": c.better, "worse": c.worse, "tied": c.tied,
+                ] as [String: Any]
+            }
             if let tuned { out["validation"] = dict(tuned.validation) }
             let d = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys, .prettyPrinted])
             print(String(decoding: d, as: UTF8.self))
@@ -143,6 +149,11 @@ struct EvalCommand: ParsableCommand {
         for (name, metrics) in rows {
             print(name.padding(toLength: 12, withPad: " ", startingAt: 0)
                 + metrics.named.map { f($0.1).padding(toLength: 10, withPad: " ", startingAt: 0) }.joined())
+        }
+        if let c = report.pipelineVsRetrieval {
+            print(String(format: "pipeline vs retrieval, NDCG@10: %+.1f%% (95%% paired bootstrap interval %+.1f%% to %+.1f%%, %d resamples); ",
+                         100 * c.relative, 100 * c.low, 100 * c.high, c.resamples)
+                + "better for \(c.better) user\(c.better == 1 ? "" : "s"), worse for \(c.worse), tied for \(c.tied)")
         }
         print("neighbours built in \(String(format: "%.2f", report.buildSeconds)) s, \(report.users) users ranked in \(String(format: "%.2f", report.evaluateSeconds)) s")
     }
@@ -170,8 +181,10 @@ struct EvalCommand: ParsableCommand {
     }
 
     private func dict(_ m: RankingMetrics) -> [String: Double] {
-        Dictionary(uniqueKeysWithValues: m.named.map { ($0.0, ($0.1 * 10000).rounded() / 10000) })
+        Dictionary(uniqueKeysWithValues: m.named.map { ($0.0, round4($0.1)) })
     }
+
+    private func round4(_ v: Double) -> Double { (v * 10000).rounded() / 10000 }
 }
 
 func f(_ v: Double) -> String { String(format: "%.4f", v) }

@@ -81,6 +81,12 @@ import Testing
         let plain = try d.evaluate(o)
         #expect(r.retrieval == plain.retrieval)
         #expect(r.pipeline != nil)
+        // The paired comparison covers every user and agrees with the two means.
+        let c = try #require(r.pipelineVsRetrieval)
+        #expect(c.users == r.users && c.better + c.worse + c.tied == r.users)
+        let pipeline = try #require(r.pipeline)
+        if r.retrieval.ndcg10 > 0 { #expect(abs(c.relative - (pipeline.ndcg10 / r.retrieval.ndcg10 - 1)) < 1e-9) }
+        #expect(plain.pipelineVsRetrieval == nil)
         // A reranker that invents an item is an error, not a silent success.
         #expect(throws: EvaluationError.self) {
             try d.evaluate(o) { _, _, c in [RetrievedItem(index: 9_999, score: 1)] + c }
@@ -88,6 +94,31 @@ import Testing
         #expect(throws: EvaluationError.self) {
             try d.evaluate(o) { _, _, c in c + c.prefix(1) }
         }
+    }
+
+    @Test func pairedComparisonMeasuresTheGainAndItsNoise() {
+        // Same values: no gain, no spread, every user tied.
+        let a = (0..<50).map { Double($0 % 7) / 7 }
+        let same = PairedComparison(first: a, second: a)
+        #expect(same.relative == 0 && same.low == 0 && same.high == 0 && same.tied == 50)
+        // Second = 1.5 × first for every user: every resample's ratio is exactly 1.5.
+        let scaled = PairedComparison(first: a, second: a.map { $0 * 1.5 })
+        #expect(abs(scaled.relative - 0.5) < 1e-12 && abs(scaled.low - 0.5) < 1e-12 && abs(scaled.high - 0.5) < 1e-12)
+        #expect(scaled.better == 42 && scaled.worse == 0 && scaled.tied == 8)   // users with 0 stay tied
+        // Hits at random: the interval holds the estimate and narrows as users grow.
+        func hits(_ n: Int, _ p: Double, _ seed: UInt64) -> [Double] {
+            var rng = SplitMix64(seed: seed)
+            return (0..<n).map { _ in Double(rng.next() % 1000) < p * 1000 ? 1 : 0 }
+        }
+        let small = PairedComparison(first: hits(120, 0.1, 1), second: hits(120, 0.1, 2))
+        let large = PairedComparison(first: hits(12_000, 0.1, 3), second: hits(12_000, 0.1, 4))
+        for c in [small, large] { #expect(c.low <= c.relative && c.relative <= c.high) }
+        print("paired bootstrap, two rankers at 10% hits: 120 users \(small.low)…\(small.high), 12,000 users \(large.low)…\(large.high)")
+        #expect(small.high - small.low > 5 * (large.high - large.low))
+        // 120 users cannot tell two equal 10%-hit rankers apart by less than ±10%.
+        #expect(small.low < -0.1 && small.high > 0.1)
+        // Seeded: the same interval every time.
+        #expect(PairedComparison(first: hits(120, 0.1, 1), second: hits(120, 0.1, 2)) == small)
     }
 
     @Test func pipelineListKeepsRerankedOrderThenTheRest() throws {
