@@ -111,9 +111,10 @@ struct BenchCommand: ParsableCommand {
                 "read_bandwidth_gb_s": bandwidth / 1e9, "bandwidth_used": bandwidth > 0 ? used / bandwidth : 0,
                 "p": p, "n": n, "repeat": repeats,
             ]
-            if p > 0 { o["pp_tok_s"] = pp.median; o["pp_min"] = pp.min; o["pp_max"] = pp.max }
+            // Every run in order, as llama-bench's samples_ts (the first run is not discarded).
+            if p > 0 { o["pp_tok_s"] = pp.median; o["pp_min"] = pp.min; o["pp_max"] = pp.max; o["pp_samples"] = ppRates }
             if let bound { o["gemm_gflops"] = bound.gflops; o["gemm_bound_tok_s"] = bound.tokensPerSecond }
-            if n > 0 { o["tg_tok_s"] = tg.median; o["tg_min"] = tg.min; o["tg_max"] = tg.max }
+            if n > 0 { o["tg_tok_s"] = tg.median; o["tg_min"] = tg.min; o["tg_max"] = tg.max; o["tg_samples"] = tgRates }
             let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
