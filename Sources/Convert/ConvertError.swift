@@ -4,6 +4,8 @@ import GGUF
 public enum ConvertError: Error, Equatable, CustomStringConvertible {
     /// A required file is absent (`what` says why it is needed).
     case missingFile(path: String, what: String)
+    /// A folder was expected and `path` is a file (`expected` says which folder).
+    case notAFolder(path: String, expected: String)
     case cannotRead(path: String, reason: String)
     case badJSON(path: String, reason: String)
     /// A config or adapter key is missing, mistyped or out of range.
@@ -29,6 +31,7 @@ public enum ConvertError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .missingFile(let p, let w): return "\(p) is missing (\(w))"
+        case .notAFolder(let p, let e): return "\(p) is a file, not a folder: pass \(e)"
         case .cannotRead(let p, let r): return "cannot read \(p): \(r)"
         case .badJSON(let p, let r): return "\(p) is not valid JSON: \(r)"
         case .badConfig(let p, let k, let r): return "\(p): '\(k)' \(r)"

@@ -22,6 +22,13 @@ enum Files {
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
     }
 
+    /// Checks that `path` is a folder: `.notAFolder` when it is a file, `.missingFile` when absent.
+    static func requireFolder(_ path: String, missing: String, expected: String) throws(ConvertError) {
+        if isDirectory(path) { return }
+        if exists(path) { throw .notAFolder(path: path, expected: expected) }
+        throw .missingFile(path: path, what: missing)
+    }
+
     static func join(_ dir: String, _ name: String) -> String {
         dir.hasSuffix("/") ? dir + name : dir + "/" + name
     }

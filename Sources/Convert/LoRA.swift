@@ -70,6 +70,8 @@ public struct LoRAAdapter: Sendable {
     /// Reads an adapter and checks every patch against `checkpoint` (shapes) and `config` (tied output).
     public init(directory: String, checkpoint: Checkpoint, config: HFConfig) throws(ConvertError) {
         self.directory = directory
+        try Files.requireFolder(directory, missing: "the LoRA adapter folder given by --lora",
+                                expected: "the PEFT LoRA adapter folder (the one holding \(Self.configFile))")
         let cfgPath = Files.join(directory, Self.configFile)
         let c = try Files.readJSON(cfgPath, what: "the LoRA adapter's settings")
         guard c.object != nil else { throw .badConfig(path: cfgPath, key: "(top level)", reason: "is not a JSON object") }

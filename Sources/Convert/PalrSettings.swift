@@ -23,12 +23,21 @@ public struct PalrSettings: Sendable, Equatable {
     /// palr.retrieval_prior: weight w of the retrieval order in the final score (the
     /// candidate at retrieval position i, from 0, gets `score − w·ln(1 + i)`); 0 = off.
     public var retrievalPrior = 0.0
+    /// `palr.profile_template`: the prompt the model was trained to answer with a profile
+    /// summary (PALR stage 1). nil: not written, and the ranker never asks this model for
+    /// summaries nor shows it one.
+    public var profileTemplate: String?
 
     public init() {}
 
+    /// The allowed range of max_history, max_candidates and title_token_limit.
+    public static let countRange = 1...(1 << 16)
+    /// The allowed range of retrieval_prior.
+    public static let retrievalPriorRange = 0.0...1000.0
+
     /// The keys a `--palr-config` JSON file may hold.
     public static let jsonKeys = ["prompt_template", "scoring_mode", "max_history", "max_candidates", "title_token_limit",
-                                  "retrieval_prior"]
+                                  "retrieval_prior", "profile_template"]
 
     /// Reads a `--palr-config` file over the defaults. Unknown keys are errors (a typo
     /// would otherwise silently keep a default).
@@ -53,6 +62,9 @@ public struct PalrSettings: Sendable, Equatable {
             case "retrieval_prior":
                 guard let d = v.double else { throw .badConfig(path: path, key: k, reason: "is \(v.brief), not a number") }
                 retrievalPrior = d
+            case "profile_template":
+                guard let s = v.string else { throw .badConfig(path: path, key: k, reason: "is \(v.brief), not a string") }
+                profileTemplate = s
             default:
                 throw .badConfig(path: path, key: k, reason: "is not a PALR setting (known: \(Self.jsonKeys.joined(separator: ", ")))")
             }
@@ -69,13 +81,18 @@ public struct PalrSettings: Sendable, Equatable {
     /// Letters mode labels candidates A…Z, so it ranks at most 26 at once.
     public func validate() throws(ConvertError) {
         for (k, v) in [("palr.max_history", maxHistory), ("palr.max_candidates", maxCandidates), ("palr.title_token_limit", titleTokenLimit)] {
-            guard v >= 1, v <= 1 << 16 else { throw .badSettings(key: k, reason: "\(v) is outside 1…65536") }
+            guard Self.countRange.contains(v) else {
+                throw .badSettings(key: k, reason: "\(v) is outside \(Self.countRange.lowerBound)…\(Self.countRange.upperBound)")
+            }
         }
         if scoringMode == .letters, maxCandidates > 26 {
             throw .badSettings(key: "palr.max_candidates", reason: "\(maxCandidates) candidates cannot be labelled with the 26 letters of letters mode")
         }
         if let t = promptTemplate, t.isEmpty { throw .badSettings(key: "palr.prompt_template", reason: "is empty") }
-        guard retrievalPrior.isFinite, retrievalPrior >= 0, retrievalPrior <= 1000 else {
+        if let t = profileTemplate, !t.contains("{history}") {
+            throw .badSettings(key: "palr.profile_template", reason: "has no {history} placeholder")
+        }
+        guard retrievalPrior.isFinite, Self.retrievalPriorRange.contains(retrievalPrior) else {
             throw .badSettings(key: "palr.retrieval_prior", reason: "\(retrievalPrior) is outside 0…1000")
         }
     }
@@ -90,6 +107,7 @@ public struct PalrSettings: Sendable, Equatable {
             ("palr.title_token_limit", .uint32(UInt32(titleTokenLimit))),
             ("palr.retrieval_prior", .float32(Float(retrievalPrior))),
         ]
+        if let t = profileTemplate { m.append(("palr.profile_template", .string(t))) }
         return m
     }
 }

@@ -60,9 +60,8 @@ public struct ConversionPlan: Sendable {
     public var fallbacks: [TensorJob] { jobs.filter { $0.fellBackFrom != nil } }
 
     public init(directory: String, options: ConvertOptions) throws(ConvertError) {
-        guard Files.isDirectory(directory) else {
-            throw .missingFile(path: directory, what: "the Hugging Face checkpoint folder")
-        }
+        try Files.requireFolder(directory, missing: "the Hugging Face checkpoint folder",
+                                expected: "the Hugging Face checkpoint folder (the one holding \(HFConfig.fileName))")
         try options.settings.validate()
         guard [.q4_0, .q8_0, .f16, .bf16, .f32].contains(options.type) else {
             throw .invalidArgument("--type \(options.type) is not supported")

@@ -99,7 +99,19 @@ public enum GGUFValue: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .string(let s): return s.count > 60 ? "\"\(s.prefix(57))...\"" : "\"\(s)\""
+        case .string(let s):
+            // Control characters escaped, so that one value stays on one line.
+            let shown = s.count > 60 ? String(s.prefix(57)) + "..." : s
+            return "\"" + shown.unicodeScalars.map { c in
+                switch c {
+                case "\n": return "\\n"
+                case "\t": return "\\t"
+                case "\r": return "\\r"
+                case "\"": return "\\\""
+                case "\\": return "\\\\"
+                default: return c.value < 0x20 || c.value == 0x7F ? "\\u{" + String(c.value, radix: 16, uppercase: true) + "}" : String(c)
+                }
+            }.joined() + "\""
         case .array(let t, let a):
             let head = a.prefix(4).map(\.description).joined(separator: ", ")
             return "[\(t) × \(a.count)]" + (a.isEmpty ? "" : " [\(head)\(a.count > 4 ? ", …" : "")]")

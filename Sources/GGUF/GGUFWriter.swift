@@ -2,6 +2,13 @@
 // plan order. Output goes to a temporary file beside the destination, which is
 // fsynced and renamed over it only by `finish()`; a writer dropped or killed
 // before that leaves the destination untouched.
+//
+// The destination must be a regular file or absent: a rename would replace a
+// device, FIFO, socket or directory entry with a regular file (as root, even
+// /dev/null), so those are refused before any work. A symbolic link is resolved
+// and its target written atomically (the link stays a link); a dangling link is
+// refused. Temporaries `OUT.tmp-PID` left by a killed writer (SIGKILL runs no
+// cleanup) are removed when the next writer of OUT starts, if PID is not running.
 
 #if canImport(Glibc)
 import Glibc
@@ -28,10 +35,15 @@ public struct GGUFTensorPlan: Sendable {
 }
 
 public final class GGUFWriter {
+    /// The destination as given.
     public let path: String
+    /// The file actually replaced: `path`, or the file a symbolic link `path` points to.
+    public let target: String
+    /// Temporaries of `target` left by killed writers, removed when this writer started.
+    public let removedStaleTemporaries: [GGUFStaleTemporary]
     public let alignment: Int
     private let plan: [GGUFTensorPlan]
-    /// Where the data goes until `finish()` renames it to `path`.
+    /// Where the data goes until `finish()` renames it to `target`.
     public let tempPath: String
     private var fd: Int32
     private var next = 0              // index of the next tensor whose data is expected
@@ -41,6 +53,10 @@ public final class GGUFWriter {
     /// Writes the header now; tensor data follows through `write(tensor:)` calls in plan order.
     public init(path: String, metadata: [(String, GGUFValue)], tensors: [GGUFTensorPlan],
                 alignment: Int = GGUFFile.defaultAlignment) throws(GGUFError) {
+        let target: String
+        do { target = try Self.target(of: path) } catch {
+            throw .writeFailed(path: path, reason: error.reason)
+        }
         guard alignment > 0, alignment & (alignment - 1) == 0 else {
             throw .invalidPlan("alignment \(alignment) is not a power of two")
         }
@@ -62,9 +78,11 @@ public final class GGUFWriter {
         }
 
         self.path = path
+        self.target = target
         self.alignment = alignment
         self.plan = tensors
-        self.tempPath = Self.temporaryPath(for: path)
+        self.removedStaleTemporaries = Self.removeStaleTemporaries(for: target)
+        self.tempPath = target + Self.temporarySuffix + String(getpid())
         fd = open(tempPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .writeFailed(path: tempPath, reason: String(cString: strerror(errno))) }
 
@@ -96,9 +114,15 @@ public final class GGUFWriter {
         }
     }
 
-    /// The temporary file a writer of `path` in this process uses, so a caller can
-    /// remove it from a signal handler (a killed process runs no `deinit`).
-    public static func temporaryPath(for path: String) -> String { path + ".tmp-\(getpid())" }
+    /// The temporary file a writer of `path` in this process uses (beside the file a
+    /// symbolic link `path` points to), so a caller can remove it from a signal handler
+    /// (a killed process runs no `deinit`).
+    public static func temporaryPath(for path: String) -> String {
+        ((try? target(of: path)) ?? path) + temporarySuffix + String(getpid())
+    }
+
+    /// Temporaries are `OUT` + this + the writer's process id.
+    public static let temporarySuffix = ".tmp-"
 
     static func alignUp(_ n: Int, _ a: Int) -> Int { (n + a - 1) / a * a }
 
@@ -141,12 +165,12 @@ public final class GGUFWriter {
         }
         close(fd)
         fd = -1
-        guard rename(tempPath, path) == 0 else {
+        guard rename(tempPath, target) == 0 else {
             let e = String(cString: strerror(errno)); cleanUp()
             throw .writeFailed(path: path, reason: "rename: \(e)")
         }
         finished = true
-        syncDirectory(of: path)
+        syncDirectory(of: target)
     }
 
     private func writeAll(_ bytes: [UInt8]) throws(GGUFError) {
@@ -185,15 +209,130 @@ public final class GGUFWriter {
     }
 }
 
+// MARK: the destination
+
+/// Why a destination cannot be written atomically.
+public enum GGUFDestinationError: Error, Equatable, CustomStringConvertible {
+    /// `path` (or the file its symbolic link points to) exists and is not a regular
+    /// file; `kind` says what it is ("a character device", "a symbolic link to
+    /// /dev/null, a character device").
+    case notRegularFile(path: String, kind: String)
+    /// `path` is a symbolic link whose target does not exist (or cannot be resolved);
+    /// `reason` says why ("it points to x.gguf, which does not exist").
+    case unresolvableLink(path: String, reason: String)
+
+    public var path: String {
+        switch self {
+        case .notRegularFile(let p, _), .unresolvableLink(let p, _): return p
+        }
+    }
+
+    /// What is wrong, as a clause after the path ("cannot write PATH: REASON").
+    public var reason: String {
+        switch self {
+        case .notRegularFile(_, let k):
+            return "it is \(k), not a regular file; files are written atomically, by renaming a temporary file over the destination, which would replace it"
+        case .unresolvableLink(_, let r):
+            return "it is a symbolic link that cannot be followed (\(r)); give the file's own path"
+        }
+    }
+
+    public var description: String { "\(path): \(reason)" }
+}
+
+/// A temporary file of an earlier writer, removed because its process is gone.
+public struct GGUFStaleTemporary: Sendable, Equatable {
+    public let path: String
+    public let pid: Int32
+    public let bytes: Int
+}
+
+extension GGUFWriter {
+    /// The file a write to `path` replaces: `path` itself when it is a regular file or
+    /// does not exist; the fully resolved target when `path` is a symbolic link (so the
+    /// link stays a link and its target is replaced atomically). Throws when that file
+    /// exists and is not a regular file, or when a link cannot be resolved.
+    public static func target(of path: String) throws(GGUFDestinationError) -> String {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return path }   // absent (or unreadable: open reports it)
+        let mode = st.st_mode & S_IFMT
+        if mode == S_IFREG { return path }
+        guard mode == S_IFLNK else { throw .notRegularFile(path: path, kind: kindName(mode)) }
+        guard let resolved = realpath(path, nil) else {
+            let e = errno
+            let reason = e == ENOENT ? "it points to \(linkText(path) ?? "?"), which does not exist" : String(cString: strerror(e))
+            throw .unresolvableLink(path: path, reason: reason)
+        }
+        let real = String(cString: resolved)
+        free(resolved)
+        guard stat(real, &st) == 0 else { return real }
+        let targetMode = st.st_mode & S_IFMT
+        guard targetMode == S_IFREG else {
+            throw .notRegularFile(path: path, kind: "a symbolic link to \(real), \(kindName(targetMode))")
+        }
+        return real
+    }
+
+    static func kindName(_ mode: mode_t) -> String {
+        switch mode {
+        case S_IFDIR: return "a directory"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFIFO: return "a FIFO"
+        case S_IFSOCK: return "a socket"
+        case S_IFLNK: return "a symbolic link"
+        default: return "not a regular file"
+        }
+    }
+
+    static func linkText(_ path: String) -> String? {
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink(path, &buf, buf.count - 1)
+        guard n >= 0 else { return nil }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Removes `T.tmp-PID` beside `T` (the target of `path`) for every PID that is not
+    /// a running process (kill(PID, 0) fails with ESRCH) and is not this process; only
+    /// regular files whose name is exactly that pattern. Returns what was removed.
+    @discardableResult
+    public static func removeStaleTemporaries(for path: String) -> [GGUFStaleTemporary] {
+        let target = (try? Self.target(of: path)) ?? path
+        let (dir, base) = splitPath(target)
+        let prefix = base + temporarySuffix
+        guard let d = opendir(dir) else { return [] }
+        defer { closedir(d) }
+        var removed: [GGUFStaleTemporary] = []
+        while let entry = readdir(d) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard name.hasPrefix(prefix) else { continue }
+            let digits = name.dropFirst(prefix.count)
+            guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), digits.first != "0",
+                  let pid = Int32(digits), pid != getpid() else { continue }
+            guard kill(pid, 0) != 0 && errno == ESRCH else { continue }   // running (or not ours to signal)
+            let full = target.contains("/") ? joinPath(dir, name) : name
+            var st = stat()
+            guard lstat(full, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { continue }
+            if unlink(full) == 0 { removed.append(GGUFStaleTemporary(path: full, pid: pid, bytes: Int(st.st_size))) }
+        }
+        return removed.sorted { $0.path < $1.path }
+    }
+
+    /// (folder, last component) of a path; "." for a bare name.
+    static func splitPath(_ path: String) -> (String, String) {
+        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
+        let dir = slash == path.startIndex ? "/" : String(path[..<slash])
+        return (dir, String(path[path.index(after: slash)...]))
+    }
+
+    static func joinPath(_ dir: String, _ name: String) -> String { dir.hasSuffix("/") ? dir + name : dir + "/" + name }
+}
+
 /// fsync the directory holding `path`, so a rename survives power loss.
 func syncDirectory(of path: String) {
-    let dir: String
-    if let slash = path.lastIndex(of: "/") {
-        dir = slash == path.startIndex ? "/" : String(path[..<slash])
-    } else {
-        dir = "."
-    }
-    let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    let dfd = open(GGUFWriter.splitPath(path).0, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     if dfd >= 0 { _ = fsync(dfd); close(dfd) }
 }
 

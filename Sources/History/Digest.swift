@@ -41,6 +41,16 @@ public struct HistoryDigest: Hashable, Sendable, Codable, CustomStringConvertibl
         value = hasher.state
     }
 
+    /// This digest extended by `text` (UTF-8, length-framed): e.g. a history and the
+    /// profile summary a ranking prompt showed with it.
+    public func combined(with text: String) -> HistoryDigest {
+        var hasher = FNV1a64()
+        hasher.add(UInt8(2))  // a combined digest, not a history encoding
+        hasher.add(value)
+        hasher.add(string: text)
+        return HistoryDigest(value: hasher.state)
+    }
+
     public var description: String {
         let digits = String(value, radix: 16)
         return String(repeating: "0", count: 16 - digits.count) + digits

@@ -9,6 +9,9 @@ public enum HistoryError: Error, Equatable, CustomStringConvertible {
     case notAHistoryDatabase(path: String, reason: String)
     /// The database was written by a newer palr: its schema version is unknown here.
     case newerSchema(path: String, found: Int, supported: Int)
+    /// The database cannot be changed (or, in WAL mode, not even read): it was
+    /// opened read-only, or the file or its folder is not writable.
+    case readOnly(path: String, operation: String, reason: String)
     /// The disk (or the database's page limit) is full; the write was rolled back.
     case diskFull(path: String, operation: String)
     /// Another connection held a lock for longer than the busy timeout.
@@ -21,6 +24,11 @@ public enum HistoryError: Error, Equatable, CustomStringConvertible {
     case invalidArgument(String)
     /// Any other SQLite failure, with its extended result code.
     case sqlite(path: String, operation: String, code: Int32, message: String)
+    /// An output file (an export) could not be written; any previous file is unchanged.
+    case cannotWrite(path: String, reason: String)
+    /// An output path names a directory, a device, a FIFO or a socket, which an
+    /// export (written to a temporary file, then renamed) must not replace.
+    case notARegularFile(path: String, kind: String)
 
     public var description: String {
         switch self {
@@ -31,6 +39,8 @@ public enum HistoryError: Error, Equatable, CustomStringConvertible {
         case let .newerSchema(path, found, supported):
             return "history database \(path) has schema version \(found), but this palr supports at most "
                 + "version \(supported): it was written by a newer palr; upgrade palr (the file was not changed)"
+        case let .readOnly(path, operation, reason):
+            return "\(operation) failed: history database \(path) is read-only: \(reason)"
         case let .diskFull(path, operation):
             return "\(operation) failed: the disk holding \(path) is full (or the database reached its page limit); "
                 + "nothing of this \(operation) was written"
@@ -45,6 +55,10 @@ public enum HistoryError: Error, Equatable, CustomStringConvertible {
             return reason
         case let .sqlite(path, operation, code, message):
             return "\(operation) failed on history database \(path): \(message) (SQLite code \(code))"
+        case let .cannotWrite(path, reason):
+            return "cannot write \(path): \(reason)"
+        case let .notARegularFile(path, kind):
+            return "\(path) is not a regular file (it is \(kind)); nothing was written to it"
         }
     }
 }

@@ -18,13 +18,21 @@ public struct HistoryStore: Sendable {
         public var durability: Durability
         /// Caps the database at this many pages (emulates a full disk in tests).
         public var maxPageCount: Int?
+        /// Open with SQLITE_OPEN_READONLY: every write fails with
+        /// `HistoryError.readOnly`, and nothing is created (`createIfMissing`
+        /// is ignored). Works on a file the process cannot write, provided
+        /// SQLite can use `FILE-wal` and `FILE-shm`: they exist, or the folder
+        /// is writable so it can create them (and leaves them there). Otherwise
+        /// the open fails with `HistoryError.readOnly` naming the folder.
+        public var readOnly: Bool
 
         public init(createIfMissing: Bool = true, busyTimeout: Double = 30, durability: Durability = .powerLossSafe,
-                    maxPageCount: Int? = nil) {
+                    maxPageCount: Int? = nil, readOnly: Bool = false) {
             self.createIfMissing = createIfMissing
             self.busyTimeout = busyTimeout
             self.durability = durability
             self.maxPageCount = maxPageCount
+            self.readOnly = readOnly
         }
     }
 
@@ -56,7 +64,8 @@ public struct HistoryStore: Sendable {
         guard !path.isEmpty, !path.hasPrefix(":memory:"), !path.hasPrefix("file:") else {
             throw HistoryError.invalidArgument("history database path must be a file path, not '\(path)'")
         }
-        let connection = try Connection(path: path, create: options.createIfMissing, busyTimeout: options.busyTimeout)
+        let connection = try Connection(path: path, create: options.createIfMissing, readOnly: options.readOnly,
+                                        busyTimeout: options.busyTimeout)
         try connection.run("open") {
             try connection.exec("""
                 PRAGMA foreign_keys = ON;
@@ -69,8 +78,29 @@ public struct HistoryStore: Sendable {
                 try connection.exec("PRAGMA max_page_count = \(max(1, pages))")
             }
         }
+        if options.readOnly {
+            // migrate() would create the schema of an empty file; say why it cannot.
+            let empty = try connection.run("open") {
+                let version = try connection.scalar("PRAGMA user_version")
+                let objects = try connection.scalar("SELECT count(*) FROM sqlite_schema")
+                return version == 0 && objects == 0
+            }
+            if empty {
+                throw HistoryError.readOnly(path: path, operation: "open", reason: "the file is empty (no palr "
+                                            + "schema yet), and creating the schema needs write access")
+            }
+        }
         try connection.migrate()
         self.connection = connection
+    }
+
+    /// Whether writes fail with `HistoryError.readOnly`: opened with
+    /// `Options.readOnly`, or the file is not writable (SQLite then opens it
+    /// read-only by itself).
+    public var isReadOnly: Bool {
+        connection.lock.lock()
+        defer { connection.lock.unlock() }
+        return connection.isReadOnly
     }
 
     /// Closes the database now (the last connection to close also checkpoints

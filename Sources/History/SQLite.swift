@@ -19,6 +19,8 @@ private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 struct SQLiteError: Error {
     let code: Int32  // extended result code
     let message: String
+    /// The errno of the failed system call behind the error, or 0.
+    var systemErrno: Int32 = 0
 
     var primaryCode: Int32 { code & 0xff }
     var isBusy: Bool { primaryCode == SQLITE_BUSY || primaryCode == SQLITE_LOCKED }
@@ -106,28 +108,44 @@ final class Statement {
 /// itself: `HistoryStore` serialises all use through `lock`.
 final class Connection: @unchecked Sendable {
     let path: String
+    /// Opened with SQLITE_OPEN_READONLY.
+    let readOnly: Bool
     let busyTimeout: Double
     let lock = NSLock()
     private var handle: OpaquePointer?  // sqlite3*; nil once closed
     private var statements: [String: Statement] = [:]
 
-    init(path: String, create: Bool, busyTimeout: Double) throws(HistoryError) {
+    init(path: String, create: Bool, readOnly: Bool = false, busyTimeout: Double) throws(HistoryError) {
         self.path = path
+        self.readOnly = readOnly
         self.busyTimeout = busyTimeout
-        if !create && !FileManager.default.fileExists(atPath: path) {
-            throw .cannotOpen(path: path, reason: "no such file (it is created by a write: add or import)")
+        if (readOnly || !create) && !FileManager.default.fileExists(atPath: path) {
+            throw .cannotOpen(path: path, reason: "no such file (a database is created by `palr history add "
+                              + "--create-profile` or `palr history import`)")
         }
         var db: OpaquePointer?
         // NOMUTEX: HistoryStore serialises all use of a connection through `lock`.
-        var flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_EXRESCODE | SQLITE_OPEN_NOMUTEX
-        if create { flags |= SQLITE_OPEN_CREATE }
+        var flags = (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_EXRESCODE
+            | SQLITE_OPEN_NOMUTEX
+        if create && !readOnly { flags |= SQLITE_OPEN_CREATE }
         let rc = sqlite3_open_v2(path, &db, flags, nil)
         guard rc == SQLITE_OK, let db else {
             let reason = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
+            let systemErrno = db.map { sqlite3_system_errno($0) } ?? 0
             sqlite3_close_v2(db)
             let directory = (path as NSString).deletingLastPathComponent
-            let hint = directory.isEmpty || FileManager.default.fileExists(atPath: directory)
-                ? "" : " (directory \(directory) does not exist)"
+            let folder = directory.isEmpty ? "." : directory
+            let exists = FileManager.default.fileExists(atPath: path)
+            var hint = ""
+            if !FileManager.default.fileExists(atPath: folder) {
+                hint = " (directory \(folder) does not exist)"
+            } else if !exists && access(folder, W_OK | X_OK) != 0 {
+                hint = " (permission denied: cannot create a file in \(folder))"
+            } else if exists && access(path, R_OK) != 0 {
+                hint = " (permission denied: the file is not readable)"
+            } else if systemErrno != 0 {
+                hint = " (\(String(cString: strerror(systemErrno))))"
+            }
             throw .cannotOpen(path: path, reason: reason + hint)
         }
         handle = db
@@ -147,13 +165,18 @@ final class Connection: @unchecked Sendable {
 
     var isOpen: Bool { handle != nil }
 
+    /// Whether writes will fail: opened read-only, or SQLite fell back to
+    /// read-only because the file is not writable.
+    var isReadOnly: Bool { readOnly || handle.map { sqlite3_db_readonly($0, "main") == 1 } ?? true }
+
     /// The error SQLite reports for the last failed call on this connection.
     func lastError(_ rc: Int32) -> SQLiteError {
         guard let handle else { return SQLiteError(code: SQLITE_MISUSE, message: "the history store is closed") }
         let code = sqlite3_extended_errcode(handle)
         let message = String(cString: sqlite3_errmsg(handle))
         // sqlite3_step returns the primary code; the handle holds the extended one.
-        return SQLiteError(code: (code & 0xff) == (rc & 0xff) ? code : rc, message: message)
+        return SQLiteError(code: (code & 0xff) == (rc & 0xff) ? code : rc, message: message,
+                           systemErrno: sqlite3_system_errno(handle))
     }
 
     // MARK: statements
@@ -264,8 +287,33 @@ final class Connection: @unchecked Sendable {
             return .notAHistoryDatabase(path: path, reason: error.message)
         case SQLITE_CORRUPT:
             return .corrupt(path: path, reason: error.message)
+        case SQLITE_READONLY:
+            return .readOnly(path: path, operation: operation, reason: readOnlyReason(error))
+        case SQLITE_CANTOPEN:
+            let cause = error.systemErrno == 0 ? "" : " (\(String(cString: strerror(error.systemErrno))))"
+            return .cannotOpen(path: path, reason: "\(operation): \(error.message)\(cause)")
         default:
             return .sqlite(path: path, operation: operation, code: error.code, message: error.message)
+        }
+    }
+
+    /// Why SQLite refused to write (or, in WAL mode, to read), from the
+    /// extended SQLITE_READONLY_* code.
+    private func readOnlyReason(_ error: SQLiteError) -> String {
+        let folder = (path as NSString).deletingLastPathComponent
+        switch error.code >> 8 {
+        case 1:  // SQLITE_READONLY_RECOVERY
+            return "its write-ahead log \(path)-wal needs recovery, which needs write access"
+        case 2, 5:  // SQLITE_READONLY_CANTLOCK, SQLITE_READONLY_CANTINIT
+            return "the shared-memory file \(path)-shm is not writable (SQLite's WAL mode needs it)"
+        case 4:  // SQLITE_READONLY_DBMOVED
+            return "the file was moved or deleted while it was open"
+        case 6:  // SQLITE_READONLY_DIRECTORY
+            return "permission denied: its folder \(folder.isEmpty ? "." : folder) is not writable, and SQLite's WAL "
+                + "mode must create \(path)-wal and \(path)-shm there (make the folder writable, or copy the "
+                + "database to a writable folder)"
+        default:
+            return readOnly ? "it was opened read-only" : "the file is not writable (permission denied)"
         }
     }
 }

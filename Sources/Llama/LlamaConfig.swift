@@ -119,6 +119,8 @@ public enum LlamaError: Error, Equatable, CustomStringConvertible {
     case contextFull(position: Int, tokens: Int, capacity: Int)
     case tokenOutOfRange(token: Int32, vocab: Int)
     case invalidArgument(String)
+    /// The model produced a NaN or +∞ logit (or only −∞): its weights are broken.
+    case nonFiniteLogits(index: Int, value: Float)
 
     public var description: String {
         switch self {
@@ -133,6 +135,8 @@ public enum LlamaError: Error, Equatable, CustomStringConvertible {
         case .contextFull(let p, let n, let c): return "context is full: \(n) tokens at position \(p) exceed the \(c)-token context"
         case .tokenOutOfRange(let t, let v): return "token id \(t) is outside the vocabulary (0..<\(v))"
         case .invalidArgument(let w): return w
+        case .nonFiniteLogits(let i, let v):
+            return "the model's logits are not finite (token \(i): \(v)); its weights are damaged or overflow"
         }
     }
 }

@@ -7,6 +7,7 @@ import Darwin
 /// Picks the next token from a row of logits: greedy at temperature 0, else
 /// softmax(logits / temperature) restricted to the top-p nucleus (as llama2.c's
 /// `sample`). All buffers are allocated once, in `init`; `sample` allocates nothing.
+/// Bad settings and non-finite logits (a broken model) are errors, never traps.
 public final class Sampler {
     public let vocabSize: Int
     public let temperature: Float
@@ -15,7 +16,14 @@ public final class Sampler {
     private let probs: UnsafeMutablePointer<Float>     // (vocab)
     private let order: UnsafeMutablePointer<Int32>     // (vocab) candidate ids, sorted by probability
 
-    public init(vocabSize: Int, temperature: Float, topP: Float = 0.9, seed: UInt64) {
+    /// `temperature` ≥ 0 (0 is greedy); `topP` in [0, 1] (0 and 1 disable the nucleus).
+    public init(vocabSize: Int, temperature: Float, topP: Float = 0.9, seed: UInt64) throws(LlamaError) {
+        guard temperature.isFinite, temperature >= 0 else {
+            throw .invalidArgument("temperature must be a finite number ≥ 0 (got \(temperature))")
+        }
+        guard topP.isFinite, topP >= 0, topP <= 1 else {
+            throw .invalidArgument("top-p must be between 0 and 1 (got \(topP))")
+        }
         self.vocabSize = max(vocabSize, 1)
         self.temperature = temperature
         self.topP = topP
@@ -36,14 +44,21 @@ public final class Sampler {
         return Int32(best)
     }
 
-    public func sample(_ logits: UnsafeBufferPointer<Float>) -> Int32 {
+    /// Throws `.nonFiniteLogits` when a logit is NaN or +∞, or all are −∞ (−∞ alone
+    /// only rules a token out).
+    public func sample(_ logits: UnsafeBufferPointer<Float>) throws(LlamaError) -> Int32 {
         precondition(logits.count == vocabSize, "logits have \(logits.count) entries, the sampler expects \(vocabSize)")
+        let n = vocabSize
+        var maxLogit = -Float.infinity
+        for i in 0..<n {
+            let l = logits[i]
+            guard !l.isNaN, l != .infinity else { throw .nonFiniteLogits(index: i, value: l) }
+            maxLogit = max(maxLogit, l)
+        }
+        guard maxLogit.isFinite else { throw .nonFiniteLogits(index: 0, value: maxLogit) }
         if temperature <= 0 { return Self.argmax(logits) }
 
         // softmax(logits / T)
-        let n = vocabSize
-        var maxLogit = -Float.infinity
-        for l in logits { maxLogit = max(maxLogit, l) }
         var sum: Float = 0
         for i in 0..<n {
             let p = ((logits[i] - maxLogit) / temperature).exp
@@ -68,6 +83,9 @@ public final class Sampler {
             order[m] = Int32(i)
             m += 1
         }
+        // With a nearly flat distribution and a tiny p, even the most likely token can
+        // fall under the cutoff: the nucleus is then that token alone.
+        if m == 0 { return Self.argmax(logits) }
         var candidates = UnsafeMutableBufferPointer(start: order, count: m)
         candidates.sort { probs[Int($0)] > probs[Int($1)] }
         var cumulative: Float = 0

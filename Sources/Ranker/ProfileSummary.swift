@@ -96,6 +96,7 @@ extension Recommender {
     /// has changed by at least `palr.profile_refresh_after` interactions since. Never
     /// called by `recommend`: summaries are built in the background (`palr refresh`).
     public func refreshProfile(_ profile: String, force: Bool = false) throws -> (summary: ProfileSummary, generated: GeneratedProfile?) {
+        guard ranker.settings.writesProfiles else { throw RecommenderError.profilesUnsupported(model: modelID) }
         let history = try store.recent(profile: profile, limit: historyWindow)
         let digest = HistoryDigest(of: history)
         if !force, let existing = try store.profileSummary(profile: profile) {

@@ -27,14 +27,18 @@ public struct Recommendation: Sendable, Codable {
     public var notes: [String]
 }
 
-public enum RecommenderError: Error, CustomStringConvertible {
+public enum RecommenderError: Error, Equatable, CustomStringConvertible {
     case catalogMismatch(String)
     case nothingToRecommend(profile: String)
+    case profilesUnsupported(model: String)
 
     public var description: String {
         switch self {
         case .catalogMismatch(let m): return "catalog and model do not fit together: \(m)"
         case .nothingToRecommend(let p): return "profile '\(p)' has seen every catalog item; there is nothing left to recommend"
+        case .profilesUnsupported(let m):
+            return "\(m) has no palr.profile_template: it was not trained to write profile summaries "
+                + "(for a model that was: palr-convert hf … --palr-config FILE.json with \"profile_template\")"
         }
     }
 }
@@ -77,11 +81,13 @@ public final class Recommender {
         let nCand = max(k, min(candidates ?? ranker.settings.maxCandidates, Retriever.maxCount))
         let history = try store.recent(profile: profile, limit: historyWindow)
         let digest = HistoryDigest(of: history)
+        let summary = try storedSummary(profile)
+        let inputDigest = rankingInputDigest(digest, summary: summary)
         let cacheID = cacheModelID(mode: mode, candidates: nCand)
         var notes: [String] = []
 
         if useCache, let cached = try store.cachedRecommendations(profile: profile, modelID: cacheID, catalogID: catalogID),
-           cached.historyDigest == digest, cached.items.count >= k {
+           cached.historyDigest == inputDigest, cached.items.count >= k {
             var items: [RankedItem] = []
             for (r, it) in cached.items.prefix(k).enumerated() {
                 let title = catalog.index(of: it.item).map { catalog.titles[Int($0)] } ?? it.item
@@ -107,7 +113,6 @@ public final class Recommender {
         guard !cands.isEmpty else { throw RecommenderError.nothingToRecommend(profile: profile) }
         if cands.count < k { notes.append("only \(cands.count) unseen candidates exist") }
         let titles = ids.compactMap { catalog.index(of: $0).map { catalog.titles[Int($0)] } }
-        let summary = try store.profileSummary(profile: profile)?.text
 
         let result = try ranker.rank(history: titles, profile: summary, candidates: cands, k: min(k, cands.count),
                                      mode: mode, cacheKey: profile)
@@ -116,7 +121,7 @@ public final class Recommender {
         timings.promptTokens = result.timings.promptTokens
         timings.computedPromptTokens = result.timings.computedPromptTokens
         try store.putCachedRecommendations(CachedRecommendations(
-            profile: profile, modelID: cacheID, catalogID: catalogID, historyDigest: digest,
+            profile: profile, modelID: cacheID, catalogID: catalogID, historyDigest: inputDigest,
             createdAt: Int64(Date().timeIntervalSince1970), items: result.items.map { ScoredItem(item: $0.id, score: $0.score) }))
         timings.totalSeconds = Date().timeIntervalSince(t0)
         return Recommendation(profile: profile, items: result.items, mode: mode, fromCache: false, candidates: cands.count,
@@ -130,6 +135,19 @@ public final class Recommender {
         guard let cached = try store.cachedRecommendations(profile: profile, modelID: cacheModelID(mode: mode, candidates: nCand),
                                                            catalogID: catalogID) else { return true }
         let digest = HistoryDigest(of: try store.recent(profile: profile, limit: historyWindow))
-        return cached.historyDigest != digest
+        return cached.historyDigest != rankingInputDigest(digest, summary: try storedSummary(profile))
+    }
+
+    /// The profile summary ranking prompts include: the stored one, if the model writes them.
+    func storedSummary(_ profile: String) throws -> String? {
+        guard ranker.settings.writesProfiles else { return nil }
+        return try store.profileSummary(profile: profile)?.text
+    }
+
+    /// What a cached ranking was computed from: the history, and the profile summary the
+    /// prompt showed (none: the history digest itself, so such entries stay valid).
+    func rankingInputDigest(_ history: HistoryDigest, summary: String?) -> HistoryDigest {
+        guard let summary, !summary.isEmpty else { return history }
+        return history.combined(with: summary)
     }
 }

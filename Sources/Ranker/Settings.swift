@@ -37,6 +37,10 @@ public struct PALRSettings: Sendable, Equatable {
     public var profileHistory = 50                          // palr.profile_history
     public var profileTokenBudget = 48                      // palr.profile_token_budget
     public var profileRefreshAfter = 10                     // palr.profile_refresh_after
+    /// Whether the model writes profile summaries: only a model whose GGUF sets
+    /// palr.profile_template was trained for it (the bundled letters model was not, and
+    /// writes nonsense that would then sit in every ranking prompt).
+    public var writesProfiles = false
 
     public static let defaultLettersTemplate =
         "Watched, most recent last:\n{history}{profile}Candidates:\n{candidates}Next: ("
@@ -89,6 +93,7 @@ public struct PALRSettings: Sendable, Equatable {
         try string("palr.generate_candidate_item", &generateCandidateItem)
         try string("palr.profile_line", &profileLine)
         try string("palr.profile_template", &profileTemplate)
+        writesProfiles = try gguf.optionalString("palr.profile_template") != nil
         try int("palr.profile_history", &profileHistory)
         try int("palr.profile_token_budget", &profileTokenBudget)
         try int("palr.profile_refresh_after", &profileRefreshAfter, min: 0)

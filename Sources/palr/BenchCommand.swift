@@ -17,19 +17,19 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "A LLaMA GGUF model.")
     var model: String
 
-    @Option(name: .short, help: "Prompt tokens per prefill run.")
+    @Option(name: .short, parsing: .unconditional, help: "Prompt tokens per prefill run.")
     var p: Int = 512
 
-    @Option(name: .short, help: "Tokens per generation run.")
+    @Option(name: .short, parsing: .unconditional, help: "Tokens per generation run.")
     var n: Int = 128
 
-    @Option(name: .short, help: "Threads (default: physical cores, at most 8).")
+    @Option(name: .short, parsing: .unconditional, help: "Threads (default: physical cores, at most 8).")
     var t: Int?
 
-    @Option(name: .customLong("repeat"), help: "Runs of each measurement.")
+    @Option(name: .customLong("repeat"), parsing: .unconditional, help: "Runs of each measurement.")
     var repeats: Int = 3
 
-    @Option(name: .long, help: "Prefill batch (tokens per forward call).")
+    @Option(name: .long, parsing: .unconditional, help: "Prefill batch (tokens per forward call).")
     var batch: Int = 512
 
     @Option(name: .long, help: "Decode activations: float32 (exact) or int8 (llama.cpp's Q4_0 x Q8_0).")
@@ -43,8 +43,10 @@ struct BenchCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard p >= 0, n >= 0, p + n > 0 else { throw ValidationError("-p and -n must be ≥ 0 and not both 0") }
-        guard repeats > 0 else { throw ValidationError("--repeat must be positive") }
+        guard p >= 0, n >= 0, p + n > 0 else { throw ValidationError("-p and -n must be ≥ 0 and not both 0 (got -p \(p), -n \(n))") }
+        guard repeats > 0 else { throw ValidationError("--repeat must be at least 1 (got \(repeats))") }
+        guard batch > 0 else { throw ValidationError("--batch must be at least 1 (got \(batch))") }
+        try validateThreads(t)
         guard DecodeActivations(rawValue: activations) != nil else { throw ValidationError("--activations is float32 or int8") }
     }
 

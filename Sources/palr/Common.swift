@@ -22,16 +22,35 @@ func loadModel(_ path: String) throws -> LlamaModel {
     }
 }
 
-/// Parses "1,2,3" or "1 2 3".
+/// Parses "1,2,3" (spaces around commas allowed) or "1 2 3". An empty item ("1,,2") is an error.
 func parseTokenList(_ s: String) throws -> [Int32] {
-    let parts = s.split(whereSeparator: { $0 == "," || $0 == " " })
+    let parts: [Substring] = s.contains(",")
+        ? s.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces)[...] }
+        : s.split(whereSeparator: { $0 == " " })
     var out: [Int32] = []
-    for p in parts {
+    for (i, p) in parts.enumerated() {
+        guard !p.isEmpty else { throw ValidationError("token list item \(i + 1) is empty in '\(s)'") }
         guard let v = Int32(p) else { throw ValidationError("'\(p)' is not a token id") }
         out.append(v)
     }
     guard !out.isEmpty else { throw ValidationError("no token ids given") }
     return out
+}
+
+/// Thread counts: at least 1; above 256 is surely a typo (palr caps its pool at the cores anyway).
+func validateThreads(_ t: Int?, option: String = "-t") throws {
+    guard let t else { return }
+    if t < 1 || t > 256 { throw ValidationError("\(option) must be between 1 and 256 (got \(t))") }
+}
+
+/// The bytes of a file, or an error naming the path and why it cannot be read.
+func readFile(_ path: String) throws -> Data {
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw CLIError(path: path, "no such file") }
+    if isDir.boolValue { throw CLIError(path: path, "is a folder, not a file") }
+    guard access(path, R_OK) == 0 else { throw CLIError(path: path, String(cString: strerror(errno))) }
+    // (Foundation answers nil for an empty file.)
+    return FileManager.default.contents(atPath: path) ?? Data()
 }
 
 func printErr(_ s: String) {

@@ -13,7 +13,8 @@ struct DemoCommand: ParsableCommand {
         commandName: "demo",
         abstract: "Recommend for the bundled sample profiles with the bundled model and catalog.",
         discussion: """
-            Looks for models/ in $PALR_MODELS, the current directory, or next to the build \
+            Uses --models or $PALR_MODELS when given (an error if the bundled files are not \
+            there); otherwise looks for models/ in the current directory, then next to the build \
             folder of this executable. Nothing is downloaded and nothing outside a temporary \
             folder is written.
             """)
@@ -21,23 +22,37 @@ struct DemoCommand: ParsableCommand {
     @Option(name: .long, help: "Folder with the bundled files (default: found automatically).")
     var models: String?
 
-    @Option(name: .long, help: "Items per profile.")
+    @Option(name: .long, parsing: .unconditional, help: "Items per profile.")
     var k: Int = 10
 
     @Option(name: .long, help: "Scoring mode (default: the model's).")
     var mode: String?
 
-    @Option(name: .short, help: "Threads (default: physical cores, at most 8).")
+    @Option(name: .short, parsing: .unconditional, help: "Threads (default: physical cores, at most 8).")
     var t: Int?
+
+    func validate() throws {
+        if k < 1 { throw ValidationError("--k must be at least 1 (got \(k))") }
+        try validateThreads(t)
+    }
 
     static let modelFile = "palr-ml-small-q4_0.gguf"
     static let catalogFile = "ml-small-catalog.gguf"
     static let historyFile = "demo-history.csv"
 
     func findModels() throws -> String {
+        // A folder the user names is the one to use: falling back would hide a typo.
+        let named = models.map { ("--models", $0) }
+            ?? ProcessInfo.processInfo.environment["PALR_MODELS"].map { ("PALR_MODELS", $0) }
+        if let (source, d) = named {
+            let missing = [Self.modelFile, Self.catalogFile, Self.historyFile]
+                .filter { !FileManager.default.fileExists(atPath: d + "/" + $0) }
+            guard missing.isEmpty else {
+                throw CLIError("\(source) \(d): \(missing.joined(separator: ", ")) not found there (the bundled files are in the repository's models/)")
+            }
+            return d
+        }
         var dirs: [String] = []
-        if let models { dirs.append(models) }
-        if let env = ProcessInfo.processInfo.environment["PALR_MODELS"] { dirs.append(env) }
         dirs.append(FileManager.default.currentDirectoryPath + "/models")
         var exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
         for _ in 0..<4 {

@@ -23,13 +23,13 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .long, help: "Prompt token ids, e.g. 1,403,407 (BOS is added if the model wants it).")
     var promptTokens: String?
 
-    @Option(name: [.customShort("n"), .long], help: "Tokens to generate.")
+    @Option(name: [.customShort("n"), .long], parsing: .unconditional, help: "Tokens to generate.")
     var maxTokens = 256
 
-    @Option(name: .long, help: "Temperature; 0 is greedy.")
+    @Option(name: .long, parsing: .unconditional, help: "Temperature; 0 is greedy.")
     var temp: Float = 1.0
 
-    @Option(name: .long, help: "Top-p nucleus (1 disables it).")
+    @Option(name: .long, parsing: .unconditional, help: "Top-p nucleus, between 0 and 1 (1 disables it).")
     var topP: Float = 0.9
 
     @Option(name: .long, help: "Random seed (default: the clock).")
@@ -40,8 +40,9 @@ struct GenerateCommand: ParsableCommand {
 
     func validate() throws {
         if prompt != nil && promptTokens != nil { throw ValidationError("give --prompt or --prompt-tokens, not both") }
-        if maxTokens < 0 { throw ValidationError("-n must not be negative") }
-        if temp < 0 { throw ValidationError("--temp must not be negative") }
+        if maxTokens < 0 { throw ValidationError("-n must not be negative (got \(maxTokens))") }
+        if !temp.isFinite || temp < 0 { throw ValidationError("--temp must be a finite number ≥ 0 (got \(temp))") }
+        if !topP.isFinite || topP < 0 || topP > 1 { throw ValidationError("--top-p must be between 0 and 1 (got \(topP))") }
     }
 
     func run() throws {
@@ -73,21 +74,21 @@ struct GenerateCommand: ParsableCommand {
         let context = ids.count + max(steps - 1, 0)
         let out = FileHandle.standardOutput
         func emit(_ token: Int32) {
-            let s = text != nil ? text!.append(token) : "\(token) "
+            let s = text?.append(token) ?? "\(token) "
             if !s.isEmpty { out.write(Data(s.utf8)) }
         }
         do {
             let session = try LlamaSession(model: m, contextLength: max(context, 1))
-            let sampler = Sampler(vocabSize: m.config.vocabSize, temperature: temp, topP: topP,
+            let sampler = try Sampler(vocabSize: m.config.vocabSize, temperature: temp, topP: topP,
                                   seed: seed ?? UInt64(Date().timeIntervalSince1970 * 1e6))
             for t in ids { emit(t) }
             var next: Int32 = 0
-            try session.prefill(ids, logits: .last) { _, logits in next = sampler.sample(logits) }
+            try session.prefill(ids, logits: .last) { _, logits in next = try sampler.sample(logits) }
             for step in 0..<steps {
                 if stops.contains(next) { break }
                 emit(next)
                 if step + 1 == steps { break }
-                next = try session.decode(next) { sampler.sample($0) }
+                next = try session.decode(next) { try sampler.sample($0) }
             }
         } catch { throw CLIError(path: model, "\(error)") }
         if let rest = text?.finish(), !rest.isEmpty { out.write(Data(rest.utf8)) }

@@ -29,16 +29,39 @@ struct DatabaseOptions: ParsableArguments {
     @Option(help: "History database file (default: $PALR_DB, else $XDG_DATA_HOME/palr/history.sqlite).")
     var db: String?
 
-    /// Opens the store; `create` also creates the default location's folder.
-    func open(create: Bool) throws -> HistoryStore {
+    /// The database file: --db, else the default location. Subcommands call
+    /// it from validate(), so that a missing one is a usage error with their usage.
+    func path() throws -> String {
         guard let path = db ?? HistoryStore.defaultPath() else {
             throw ValidationError("no --db given, and neither PALR_DB, XDG_DATA_HOME nor HOME is set")
         }
+        return path
+    }
+
+    /// Opens the store for writing; `create` also creates the file and the
+    /// default location's folder.
+    func open(create: Bool) throws -> HistoryStore {
+        let path = try path()
         if create && db == nil {
             let folder = (path as NSString).deletingLastPathComponent
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            do {
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            } catch {
+                throw CLIError("cannot create the folder \(folder) for the history database: "
+                               + "\((error as NSError).localizedFailureReason ?? error.localizedDescription)")
+            }
         }
         return try HistoryStore(path: path, options: .init(createIfMissing: create))
+    }
+
+    /// Opens the store for a command that only reads: read-only when this
+    /// process cannot write the file (so a database the user may only read
+    /// can still be listed, counted and exported).
+    func openForReading() throws -> HistoryStore {
+        let path = try path()
+        let exists = FileManager.default.fileExists(atPath: path)
+        let readOnly = exists && !FileManager.default.isWritableFile(atPath: path)
+        return try HistoryStore(path: path, options: .init(createIfMissing: false, readOnly: readOnly))
     }
 }
 
@@ -60,6 +83,8 @@ func isoTime(_ seconds: Int64?) -> String {
     return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
 }
 
+extension ExportFormat: ExpressibleByArgument {}
+
 extension InteractionKind: ExpressibleByArgument {
     public init?(argument: String) {
         self.init(rawValue: argument)
@@ -76,11 +101,19 @@ extension HistoryCommand {
         @OptionGroup var database: DatabaseOptions
         @Option(help: "Profile name.") var profile: String
         @Option(help: "Interaction kind: view, click, purchase, rating, skip, or your own.") var kind: InteractionKind = .view
-        @Option(help: "Value (rating, watch fraction).") var value: Double?
-        @Option(help: "Unix seconds (default: now).") var time: Int64?
+        @Option(parsing: .unconditional, help: "Value (rating, watch fraction).") var value: Double?
+        @Option(parsing: .unconditional, help: "Unix seconds (default: now).") var time: Int64?
         @Flag(help: "Create the profile if it does not exist.") var createProfile = false
         @Flag(help: "Print JSON.") var json = false
         @Argument(help: "Catalog item ids.") var items: [String]
+
+        func validate() throws {
+            _ = try database.path()
+            if let value, !value.isFinite { throw ValidationError("--value must be a finite number (got \(value))") }
+            if let time, !(0...HistoryStore.maxTimestamp).contains(time) {
+                throw ValidationError("--time must be Unix seconds in 0...\(HistoryStore.maxTimestamp) (got \(time))")
+            }
+        }
 
         func run() throws {
             let store = try database.open(create: true)
@@ -149,8 +182,22 @@ extension HistoryCommand {
             }
         }
 
+        func validate() throws {
+            _ = try database.path()
+            _ = try importFormat()
+        }
+
         func run() throws {
             let options = ImportOptions(format: try importFormat(), profilePrefix: profilePrefix, kind: kind)
+            // A file that cannot be read must not leave a new, empty database behind.
+            let input = open(file, O_RDONLY | O_CLOEXEC)
+            guard input >= 0 else {
+                throw ImportError(file: file, line: 0, reason: "cannot read the file: \(String(cString: strerror(errno)))")
+            }
+            var info = stat()
+            let isFolder = fstat(input, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR
+            _ = close(input)
+            if isFolder { throw ImportError(file: file, line: 0, reason: "it is a folder, not a file") }
             let store = try database.open(create: true)
             let start = ContinuousClock.now
             let report = try store.importFile(file, options: options)
@@ -179,7 +226,7 @@ extension HistoryCommand {
 
         @OptionGroup var database: DatabaseOptions
         @Option(help: "Show this profile's interactions.") var profile: String?
-        @Option(help: "How many recent interactions.") var limit = 50
+        @Option(parsing: .unconditional, help: "How many recent interactions.") var limit = 50
         @Option(help: "Only these kinds (repeatable).") var kind: [InteractionKind] = []
         @Flag(help: "Print JSON.") var json = false
 
@@ -191,8 +238,13 @@ extension HistoryCommand {
             var interactions: [Interaction]
         }
 
+        func validate() throws {
+            _ = try database.path()
+            guard limit >= 0 else { throw ValidationError("--limit must be at least 0 (got \(limit))") }
+        }
+
         func run() throws {
-            let store = try database.open(create: false)
+            let store = try database.openForReading()
             guard let profile else {
                 let profiles = try store.profiles()
                 if json { return try printJSON(profiles) }
@@ -239,6 +291,7 @@ extension HistoryCommand {
         @Flag(help: "Print JSON.") var json = false
 
         func validate() throws {
+            _ = try database.path()
             if profile == nil && item == nil { throw ValidationError("give --profile, --item, or both") }
             if profile == nil && !allProfiles {
                 throw ValidationError("--item without --profile removes it from every profile: add --all-profiles")
@@ -269,8 +322,12 @@ extension HistoryCommand {
         @OptionGroup var database: DatabaseOptions
         @Flag(help: "Print JSON.") var json = false
 
+        func validate() throws {
+            _ = try database.path()
+        }
+
         func run() throws {
-            let stats = try database.open(create: false).stats()
+            let stats = try database.openForReading().stats()
             if json { return try printJSON(stats) }
             let kinds = stats.interactionsByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
             print("""
@@ -299,28 +356,26 @@ extension HistoryCommand {
                 """)
 
         @OptionGroup var database: DatabaseOptions
-        @Option(help: "csv or jsonl.") var format: String = "csv"
+        @Option(help: "csv or jsonl.") var format: ExportFormat = .csv
         @Option(help: "Only this profile.") var profile: String?
-        @Option(name: .shortAndLong, help: "Write to this file instead of standard output.") var output: String?
+        @Option(name: .shortAndLong,
+                help: "Write to this regular file (atomically: a temporary file beside it, then renamed) instead of standard output.")
+        var output: String?
+
+        func validate() throws {
+            _ = try database.path()
+        }
 
         func run() throws {
-            guard let format = ExportFormat(rawValue: format) else {
-                throw ValidationError("--format must be csv or jsonl")
-            }
-            let store = try database.open(create: false)
-            let handle: FileHandle
+            // Over `ulimit -f` a write then fails with EFBIG (reported) instead of killing palr.
+            signal(SIGXFSZ, SIG_IGN)
+            let store = try database.openForReading()
             if let output {
-                guard FileManager.default.createFile(atPath: output, contents: nil) else {
-                    throw ValidationError("cannot create \(output)")
-                }
-                handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
-            } else {
-                handle = FileHandle.standardOutput
-            }
-            let rows = try store.export(format: format, profile: profile) { try handle.write(contentsOf: Data($0.utf8)) }
-            if let output {
-                try handle.close()
+                let rows = try store.export(format: format, profile: profile, toFile: output)
                 print("exported \(rows) interactions to \(output)")
+            } else {
+                try store.export(format: format, profile: profile, toFileDescriptor: STDOUT_FILENO,
+                                 name: "standard output")
             }
         }
     }
@@ -330,10 +385,19 @@ extension HistoryCommand {
             abstract: "Trim profiles to the retention cap, drop unused item ids, and shrink the file.")
 
         @OptionGroup var database: DatabaseOptions
-        @Option(help: "Set the retention cap (interactions kept per profile) first.") var retentionCap: Int?
+        @Option(parsing: .unconditional, help: "Set the retention cap (interactions kept per profile) first.")
+        var retentionCap: Int?
         @Flag(help: "Set the retention cap to unlimited first.") var unlimited = false
         @Flag(help: "Skip giving free pages back to the file system.") var noVacuum = false
         @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            _ = try database.path()
+            if let retentionCap, retentionCap < 1 {
+                throw ValidationError("--retention-cap must be at least 1 (got \(retentionCap)); --unlimited for none")
+            }
+            if retentionCap != nil && unlimited { throw ValidationError("give --retention-cap N or --unlimited, not both") }
+        }
 
         func run() throws {
             let store = try database.open(create: false)

@@ -21,11 +21,31 @@ struct PipelineOptions: ParsableArguments {
     @Option(name: .long, help: "Scoring mode: letters, likelihood or generate (default: the model's palr.scoring_mode).")
     var mode: String?
 
-    @Option(name: .long, help: "Candidates retrieved for the ranker (default: the model's palr.max_candidates).")
+    @Option(name: .long, parsing: .unconditional,
+            help: "Candidates retrieved for the ranker, 1...100, at least --k (default: the model's palr.max_candidates, raised to --k when smaller).")
     var candidates: Int?
 
-    @Option(name: .short, help: "Threads (default: physical cores, at most 8).")
+    @Option(name: .short, parsing: .unconditional, help: "Threads, 1...256 (default: physical cores, at most 8).")
     var t: Int?
+
+    func validate() throws {
+        _ = try scoringMode()
+        if let candidates, !(1...Retriever.maxCount).contains(candidates) {
+            throw ValidationError("--candidates must be between 1 and \(Retriever.maxCount) (got \(candidates))")
+        }
+        try validateThreads(t)
+    }
+
+    /// Checks --k (of recommend and refresh) and that --candidates is not below it.
+    func validate(k: Int) throws {
+        guard (1...Retriever.maxCount).contains(k) else {
+            throw ValidationError("--k must be between 1 and \(Retriever.maxCount) (got \(k))")
+        }
+        if let candidates, candidates < k {
+            throw ValidationError("--candidates (\(candidates)) must be at least --k (\(k)): the ranker picks "
+                                  + "the k items from the candidates")
+        }
+    }
 
     func scoringMode() throws -> ScoringMode? {
         guard let mode else { return nil }
@@ -35,10 +55,11 @@ struct PipelineOptions: ParsableArguments {
 
     /// Loads model, tokenizer, settings, catalog and store; prints the defaults applied.
     func makeRecommender(quiet: Bool) throws -> Recommender {
+        // The store first: a mistyped --db fails before a model is loaded.
+        let store = try openStore(db)
         let (m, tok, settings) = try loadRankerModel(model, quiet: quiet)
         let cat: ItemCatalog
         do { cat = try CatalogPack.open(path: catalog) } catch { throw CLIError(path: catalog, error) }
-        let store = try openStore(db)
         let ranker = try Ranker(model: m, tokenizer: tok, settings: settings, threads: t)
         let name = (model as NSString).lastPathComponent
         do {
@@ -64,12 +85,25 @@ func loadRankerModel(_ path: String, quiet: Bool) throws -> (LlamaModel, Sentenc
     return (m, tok, settings)
 }
 
-/// Opens the history store at `path` or the default location.
+/// Opens the existing history store at `path` or the default location, for
+/// writing (rankings and profile summaries are cached in it). Never creates
+/// one: only `palr history add` and `import` do.
 func openStore(_ path: String?) throws -> HistoryStore {
     guard let p = path ?? HistoryStore.defaultPath() else {
         throw CLIError("no history database: pass --db FILE or set PALR_DB")
     }
-    do { return try HistoryStore(path: p) } catch { throw CLIError(path: p, "\(error)") }
+    guard FileManager.default.fileExists(atPath: p) else {
+        throw CLIError("history database \(p) does not exist; create it with `palr history --db \(p) import …` "
+                       + "or `palr history --db \(p) add --create-profile …`")
+    }
+    let store: HistoryStore
+    do { store = try HistoryStore(path: p, options: .init(createIfMissing: false)) } catch { throw CLIError("\(error)") }
+    // Caught here rather than after a ranking has been computed: its cache write would fail.
+    if store.isReadOnly {
+        throw CLIError("history database \(p) is read-only (the file is not writable): recommend, refresh and "
+                       + "profile store their results in it; make it writable")
+    }
+    return store
 }
 
 struct RecommendCommand: ParsableCommand {
@@ -82,7 +116,7 @@ struct RecommendCommand: ParsableCommand {
     @Option(name: .long, help: "The profile to recommend for.")
     var profile: String
 
-    @Option(name: .long, help: "How many items to return.")
+    @Option(name: .long, parsing: .unconditional, help: "How many items to return.")
     var k: Int = 10
 
     @Flag(name: .long, help: "Ignore a cached result and recompute.")
@@ -91,12 +125,12 @@ struct RecommendCommand: ParsableCommand {
     @Flag(name: .long, help: "Print JSON.")
     var json = false
 
-    @Option(name: .customLong("repeat"), help: "Run the recommendation N times in this process (measures prefix reuse; implies --no-cache after the first).")
+    @Option(name: .customLong("repeat"), parsing: .unconditional, help: "Run the recommendation N times in this process (measures prefix reuse; implies --no-cache after the first).")
     var repeats: Int = 1
 
     func validate() throws {
-        guard k > 0 else { throw ValidationError("--k must be positive") }
-        guard repeats > 0 else { throw ValidationError("--repeat must be positive") }
+        try pipeline.validate(k: k)
+        guard repeats >= 1 else { throw ValidationError("--repeat must be at least 1 (got \(repeats))") }
     }
 
     func run() throws {
@@ -145,11 +179,12 @@ struct RefreshCommand: ParsableCommand {
     @Flag(name: .long, help: "Refresh every profile whose cached result is missing or stale.")
     var allStale = false
 
-    @Option(name: .long, help: "Items kept per profile.")
+    @Option(name: .long, parsing: .unconditional, help: "Items kept per profile.")
     var k: Int = 10
 
     func validate() throws {
         guard (profile != nil) != allStale else { throw ValidationError("give either --profile P or --all-stale") }
+        try pipeline.validate(k: k)
     }
 
     func run() throws {
@@ -162,7 +197,10 @@ struct RefreshCommand: ParsableCommand {
             names = try rec.store.profiles().map(\.name).filter { try rec.isStale(profile: $0, mode: mode, candidates: pipeline.candidates) }
         }
         print("refreshing \(names.count) profile(s)")
-        let usesProfile = rec.ranker.settings.template(for: mode ?? rec.ranker.settings.mode).contains("{profile}")
+        // Summaries only for a model that writes them (palr.profile_template set) and a prompt that shows them.
+        let usesProfile = rec.ranker.settings.writesProfiles
+            && rec.ranker.settings.template(for: mode ?? rec.ranker.settings.mode).contains("{profile}")
+        var failed = 0
         for p in names {
             do {
                 // Keyword summaries first (when the template shows them), then the ranking.
@@ -173,7 +211,9 @@ struct RefreshCommand: ParsableCommand {
                 print(String(format: "%@: %d items in %.2f s", p, r.items.count, r.timings.totalSeconds))
             } catch {
                 printErr("\(p): \(error)")
+                failed += 1
             }
         }
+        if failed > 0 { throw CLIError("\(failed) of \(names.count) profile(s) failed to refresh (see above)") }
     }
 }

@@ -136,7 +136,7 @@ struct TokenizeCommand: ParsableCommand {
 
     /// The non-empty lines of a file, read as UTF-8 or else ISO-8859-1.
     private static func lines(ofFile path: String) throws -> [String] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(path)") }
+        let data = try readFile(path)
         let text = String(data: data, encoding: .utf8) ?? String(data.map { Character(UnicodeScalar($0)) })
         return text.split(whereSeparator: \.isNewline).map(String.init)
     }

@@ -85,6 +85,14 @@ import Tokenizer
             .write(to: URL(fileURLWithPath: d.file("p.json")))
         let s = try PalrSettings(jsonFile: d.file("p.json"))
         #expect(s.scoringMode == .generate && s.maxHistory == 5 && s.maxCandidates == 20 && s.promptTemplate == "T")
+        #expect(s.profileTemplate == nil && !s.ggufMetadata.contains { $0.0 == "palr.profile_template" })
+        try Data("{\"profile_template\": \"Seen:\\n{history}Tastes:\"}".utf8).write(to: URL(fileURLWithPath: d.file("pt.json")))
+        let pt = try PalrSettings(jsonFile: d.file("pt.json"))
+        try pt.validate()
+        #expect(pt.ggufMetadata.contains { $0.0 == "palr.profile_template" && $0.1 == .string("Seen:\n{history}Tastes:") })
+        var noHistory = pt
+        noHistory.profileTemplate = "Tastes:"
+        #expect(throws: ConvertError.self) { try noHistory.validate() }
         try Data("{\"max_histroy\": 5}".utf8).write(to: URL(fileURLWithPath: d.file("typo.json")))
         #expect(throws: ConvertError.self) { try PalrSettings(jsonFile: d.file("typo.json")) }
         #expect(throws: ConvertError.self) { try PalrSettings.mode("ranked") }

@@ -44,7 +44,7 @@ import Testing
         let path = temporaryStorePath("palr-prof")
         defer { removeStore(path) }
         let store = try HistoryStore(path: path)
-        let rec = try Recommender(ranker: try makeRanker { $0.profileRefreshAfter = 3; $0.profileTokenBudget = 8 },
+        let rec = try Recommender(ranker: try makeRanker { $0.profileRefreshAfter = 3; $0.profileTokenBudget = 8; $0.writesProfiles = true },
                                   catalog: ml.catalog, store: store, modelID: "tiny")
         func add(_ n: Int, from start: Int) throws {
             _ = try store.record((start..<(start + n)).map { i in
@@ -70,5 +70,48 @@ import Testing
         try add(5, from: 8)
         _ = try rec.recommend(profile: "bob", k: 3)
         #expect(try store.profileSummary(profile: "bob") == before)
+    }
+
+    @Test func onlyModelsThatDeclareAProfileTemplateWriteOrReadSummaries() throws {
+        // The tiny test ranker's GGUF has no palr.profile_template.
+        #expect(try makeRanker().settings.writesProfiles == false)
+        let ml = try #require(ML100K.shared)
+        let path = temporaryStorePath("palr-prof-none")
+        defer { removeStore(path) }
+        let store = try HistoryStore(path: path)
+        _ = try store.record((0..<5).map { i in
+            NewInteraction(profile: "ann", item: ml.catalog.ids[i], kind: .view, value: nil, timestamp: Int64(i))
+        }, createProfiles: true)
+        let rec = try Recommender(ranker: try makeRanker(), catalog: ml.catalog, store: store, modelID: "tiny")
+        #expect(throws: RecommenderError.profilesUnsupported(model: "tiny")) { _ = try rec.refreshProfile("ann") }
+        // A summary left by another model is not shown to this one: same ranking, same cache entry.
+        let plain = try rec.recommend(profile: "ann", k: 5, useCache: false)
+        try store.putProfileSummary(ProfileSummary(profile: "ann", text: "Dave Dave Dave", historyDigest: HistoryDigest(value: 1),
+                                                   interactionCount: 5, createdAt: 0))
+        let after = try rec.recommend(profile: "ann", k: 5)
+        #expect(after.fromCache)
+        #expect(after.items.map(\.id) == plain.items.map(\.id))
+    }
+
+    @Test func aNewSummaryInvalidatesTheCachedRanking() throws {
+        let ml = try #require(ML100K.shared)
+        let path = temporaryStorePath("palr-prof-cache")
+        defer { removeStore(path) }
+        let store = try HistoryStore(path: path)
+        _ = try store.record((0..<5).map { i in
+            NewInteraction(profile: "cy", item: ml.catalog.ids[i], kind: .view, value: nil, timestamp: Int64(i))
+        }, createProfiles: true)
+        let rec = try Recommender(ranker: try makeRanker { $0.writesProfiles = true }, catalog: ml.catalog, store: store, modelID: "tiny")
+        let first = try rec.recommend(profile: "cy", k: 5)
+        #expect(!first.fromCache)
+        #expect(try rec.recommend(profile: "cy", k: 5).fromCache)
+        #expect(try !rec.isStale(profile: "cy"))
+        try store.putProfileSummary(ProfileSummary(profile: "cy", text: "noir, heist, 1990s", historyDigest: HistoryDigest(value: 1),
+                                                   interactionCount: 5, createdAt: 0))
+        // The prompt changed, so the cached ranking no longer answers it.
+        #expect(try rec.isStale(profile: "cy"))
+        let fresh = try rec.recommend(profile: "cy", k: 5)
+        #expect(!fresh.fromCache)
+        #expect(try rec.recommend(profile: "cy", k: 5).fromCache)
     }
 }

@@ -19,11 +19,11 @@ struct CatalogCommand: ParsableCommand {
     var interactionsFormat: String?
     @Option(help: "CSV column mapping, e.g. user=uid,item=sku,time=ts.")
     var columns: String?
-    @Option(name: [.short, .customLong("output")], help: "The pack to write (.gguf).")
+    @Option(name: [.short, .customLong("output")], help: "The pack to write (.gguf; replaced atomically).")
     var output: String
     @Option(help: "Neighbour method: cooc, seq, combined.")
     var method: String = NeighbourMethod.combined.rawValue
-    @Option(help: "Neighbours kept per item.")
+    @Option(parsing: .unconditional, help: "Neighbours kept per item, 1–10000.")
     var k: Int?
     @Option(help: "Parameter overrides, e.g. window=10,history_length=20 (see README).")
     var params: String?
@@ -31,28 +31,38 @@ struct CatalogCommand: ParsableCommand {
     var tune = false
     @Option(help: "Import neighbours from a CSV (item,neighbour,score) instead of building them.")
     var neighboursCsv: String?
-    @Option(help: "Leave out each user's last N interactions (2 = the leave-one-out training part).")
+    @Option(parsing: .unconditional, help: "Leave out each user's last N interactions, N ≥ 0 (2 = the leave-one-out training part).")
     var holdOut = 0
     @Option(help: "Catalog id (default: the output file's name without extension).")
     var id: String?
     @Option(help: "Catalog name (default: the id).")
     var name: String?
-    @Option(help: "Catalog version.")
+    @Option(parsing: .unconditional, help: "Catalog version, 0–4294967295 (stored as uint32).")
     var version = 1
-    @Option(help: "Worker threads.")
+    @Option(parsing: .unconditional, help: "Worker threads, at least 1.")
     var threads = 2
+
+    /// The neighbour builder's range of K (NeighbourParameters.validated).
+    static let kRange = 1...10_000
+
+    func validate() throws {
+        try check("--k", k, atLeast: Self.kRange.lowerBound, atMost: Self.kRange.upperBound)
+        try check("--hold-out", holdOut, atLeast: 0)
+        try check("--version", version, atLeast: 0, atMost: Int(UInt32.max))
+        try check("--threads", threads, atLeast: 1)
+    }
 
     func run() throws {
         guard let m = NeighbourMethod(rawValue: method) else {
             throw ValidationError("unknown method '\(method)' (cooc, seq, combined)")
         }
-        guard holdOut >= 0 else { throw ValidationError("--hold-out must be ≥ 0") }
         guard !tune || (interactions != nil && neighboursCsv == nil) else {
             throw ValidationError("--tune needs --interactions and builds the neighbours itself (no --neighbours-csv)")
         }
         guard interactions != nil || neighboursCsv != nil else {
             throw ValidationError("give --interactions (to build neighbours) or --neighbours-csv (to import them)")
         }
+        try prepareOutput(output)
         var config = RetrieverConfiguration.defaults(for: m)
         if let k { try config.apply("k=\(k)") }
         if let params { try config.apply(params) }

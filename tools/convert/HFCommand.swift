@@ -12,10 +12,13 @@ struct HFCommand: ParsableCommand {
             (and token_embd when tied to it) takes --output-type, by default Q8_0 for Q4_0 and --type \
             otherwise; a matrix whose rows are not a multiple of 32 is written as F16 (a note says which); \
             norms stay F32. LoRA adapters are merged in fp32 before quantizing, in the order given.
-            PALR settings (palr.* keys) come from --palr-config FILE.json ({"prompt_template", "scoring_mode", \
-            "max_history", "max_candidates", "title_token_limit"}) and flags, flags winning. Defaults: \
-            scoring mode letters, 20 history items, 20 candidates, 32 title tokens, no template (the \
-            ranker's built-in one).
+            PALR settings (palr.* keys) come from --palr-config FILE.json (an object with the keys \
+            \(PalrSettings.jsonKeys.map { "\"\($0)\"" }.joined(separator: ", ")); any other key is an error) \
+            and the flags, flags winning. Defaults: scoring mode letters, 20 history items, 20 candidates, \
+            32 title tokens, retrieval prior 0 (off), no template (the ranker's built-in one).
+            The output is written to OUT.tmp-PID beside OUT (beside the file OUT points to when OUT is a \
+            symbolic link), fsynced and renamed over OUT. An OUT that is not a regular file (a device, FIFO, \
+            socket or folder) is refused; OUT.tmp-PID files of killed runs are removed.
             """)
 
     @Argument(help: "The checkpoint folder.")
@@ -42,16 +45,17 @@ struct HFCommand: ParsableCommand {
     @Option(name: .long, help: "palr.scoring_mode: letters, likelihood or generate (default letters).")
     var scoringMode: String?
 
-    @Option(name: .long, help: "palr.max_history (default 20).")
+    @Option(name: .long, parsing: .unconditional, help: "palr.max_history, 1–65536 (default 20).")
     var maxHistory: Int?
 
-    @Option(name: .long, help: "palr.max_candidates (default 20).")
+    @Option(name: .long, parsing: .unconditional, help: "palr.max_candidates, 1–65536, at most 26 in letters mode (default 20).")
     var maxCandidates: Int?
 
-    @Option(name: .long, help: "palr.title_token_limit (default 32).")
+    @Option(name: .long, parsing: .unconditional, help: "palr.title_token_limit, 1–65536 (default 32).")
     var titleTokenLimit: Int?
 
-    @Option(name: .long, help: "palr.retrieval_prior: weight of the retrieval order in the final score, score − w·ln(1 + position) (default 0: off).")
+    @Option(name: .long, parsing: .unconditional,
+            help: "palr.retrieval_prior, 0–1000: weight of the retrieval order in the final score, score − w·ln(1 + position) (default 0: off).")
     var retrievalPrior: Double?
 
     @Option(name: .long, help: "general.name (default: the folder's name).")
@@ -60,7 +64,7 @@ struct HFCommand: ParsableCommand {
     @Flag(name: .long, help: "Convert without tokenizer.model (no tokenizer.ggml.* keys).")
     var noTokenizer = false
 
-    @Option(name: .long, help: "Threads per tensor (default: all cores).")
+    @Option(name: .long, parsing: .unconditional, help: "Threads per tensor, at least 1 (default: all cores).")
     var threads: Int?
 
     @Flag(name: .long, help: "Check everything and print the plan; write nothing.")
@@ -68,10 +72,16 @@ struct HFCommand: ParsableCommand {
 
     func validate() throws {
         if output == nil && !dryRun { throw ValidationError("give -o OUT.gguf (or --dry-run)") }
-        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+        let counts = PalrSettings.countRange
+        try check("--max-history", maxHistory, atLeast: counts.lowerBound, atMost: counts.upperBound)
+        try check("--max-candidates", maxCandidates, atLeast: counts.lowerBound, atMost: counts.upperBound)
+        try check("--title-token-limit", titleTokenLimit, atLeast: counts.lowerBound, atMost: counts.upperBound)
+        try check("--retrieval-prior", retrievalPrior, in: PalrSettings.retrievalPriorRange)
+        try check("--threads", threads, atLeast: 1)
     }
 
     func run() throws {
+        if let output { try prepareOutput(output, removeStale: !dryRun) }
         var options = ConvertOptions()
         options.type = type.ggml
         options.outputType = outputType?.ggml
@@ -101,7 +111,6 @@ struct HFCommand: ParsableCommand {
         guard let output else { return }
         noteFallbacks(plan)
 
-        removeTemporaryFileOnSignal(output: output)
         var display = ProgressDisplay()
         let start = now()
         do {

@@ -23,23 +23,27 @@ struct RandomCommand: ParsableCommand {
     @Option(name: .long, help: "Type of the weight matrices: q4_0, q8_0, f16, bf16 or f32.")
     var type: TypeArgument = .q4_0
 
-    @Option(name: [.short, .customLong("output")], help: "The GGUF file to write.")
+    @Option(name: [.short, .customLong("output")], help: "The GGUF file to write (replaced atomically).")
     var output: String
 
-    @Option(name: .long, help: "Random seed (same seed, same file).")
+    @Option(name: .long, parsing: .unconditional, help: "Random seed, a whole number ≥ 0 (same seed, same file).")
     var seed: UInt64 = 0
 
-    @Option(name: .long, help: "Threads (default: all cores).")
+    @Option(name: .long, parsing: .unconditional, help: "Threads, at least 1 (default: all cores).")
     var threads: Int?
 
     @Option(name: .long, help: "A SentencePiece tokenizer.model of the shape's vocabulary size (default: a placeholder vocabulary).")
     var tokenizer: String?
 
+    func validate() throws {
+        try check("--threads", threads, atLeast: 1)
+    }
+
     func run() throws {
+        try prepareOutput(output)
         var options = ConvertOptions()
         options.type = type.ggml
         options.threads = threads ?? defaultThreads()
-        removeTemporaryFileOnSignal(output: output)
         var display = ProgressDisplay()
         let start = now()
         var total = 0

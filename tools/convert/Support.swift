@@ -1,5 +1,7 @@
-// What the subcommands share: flag parsing for types, errors, the progress
-// display and removal of the temporary output file on SIGINT/SIGTERM.
+// What the subcommands share: flag parsing for types, numeric option checks,
+// errors, the progress display, and the output file's preparation: refusing a
+// destination that is not a regular file, removing temporaries of killed runs, and
+// removal of this run's temporary file on SIGINT/SIGTERM/SIGHUP.
 
 import ArgumentParser
 import Convert
@@ -49,6 +51,30 @@ func writeErr(_ s: String) {
     }
 }
 
+// MARK: numeric options
+
+/// Throws "--NAME must be at least LOW (got V)" style errors for an integer option.
+func check(_ option: String, _ value: Int?, atLeast low: Int, atMost high: Int? = nil) throws {
+    guard let value else { return }
+    if let high, !(low...high).contains(value) {
+        throw ValidationError("\(option) must be between \(low) and \(high) (got \(value))")
+    }
+    if value < low { throw ValidationError("\(option) must be at least \(low) (got \(value))") }
+}
+
+/// The same for a floating-point option, which must also be finite.
+func check(_ option: String, _ value: Double?, in range: ClosedRange<Double>) throws {
+    guard let value else { return }
+    guard value.isFinite, range.contains(value) else {
+        throw ValidationError("\(option) must be a number between \(range.lowerBound.formatted) and \(range.upperBound.formatted) (got \(value))")
+    }
+}
+
+private extension Double {
+    /// 0 rather than 0.0, 1000 rather than 1000.0.
+    var formatted: String { self == rounded() && abs(self) < 1e15 ? String(Int(self)) : String(self) }
+}
+
 func defaultThreads() -> Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
 /// Peak resident set size of this process so far, in bytes.
@@ -64,14 +90,38 @@ func now() -> Double {
     return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }
 
+// MARK: the output file
+
+/// Prepares `output` before any work: refuses a destination that exists and is not a
+/// regular file (a rename would replace it, device or not), resolves a symbolic link to
+/// the file it points to (that file is then written atomically; the link stays), removes
+/// temporaries `OUT.tmp-PID` left by killed runs (one line each on stderr) and arranges
+/// removal of this run's temporary on SIGINT, SIGTERM and SIGHUP. `removeStale` false
+/// (a dry run) only checks.
+func prepareOutput(_ output: String, removeStale: Bool = true) throws {
+    do { _ = try GGUFWriter.target(of: output) } catch {
+        switch error {
+        case .notRegularFile(let p, let kind):
+            throw ToolError("\(p) is not a regular file (it is \(kind)); palr-convert writes files atomically and will not replace it")
+        case .unresolvableLink(let p, let reason):
+            throw ToolError("\(p) is a symbolic link that cannot be followed (\(reason)); give the file's own path")
+        }
+    }
+    guard removeStale else { return }
+    for t in GGUFWriter.removeStaleTemporaries(for: output) {
+        printErr("removed stale temporary \(t.path) (\(formatBytes(t.bytes))) left by a killed run")
+    }
+    removeTemporaryFileOnSignal(output: output)
+}
+
 // MARK: temporary file removal on signals
 
 /// The GGUF writer's temporary file, as a C string the signal handler can use.
 nonisolated(unsafe) private var pendingTemp: UnsafeMutablePointer<CChar>?
 
 /// On SIGINT, SIGTERM or SIGHUP, removes the output's temporary file and dies of
-/// the signal. (SIGKILL cannot be caught: then `OUT.tmp-PID` stays behind, and the
-/// destination is untouched either way.)
+/// the signal. (SIGKILL cannot be caught: then `OUT.tmp-PID` stays behind until the
+/// next run writing OUT removes it; the destination is untouched either way.)
 func removeTemporaryFileOnSignal(output: String) {
     pendingTemp = strdup(GGUFWriter.temporaryPath(for: output))
     let handler: @convention(c) (Int32) -> Void = { sig in

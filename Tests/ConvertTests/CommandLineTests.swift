@@ -1,0 +1,214 @@
+import Foundation
+import GGUF
+import Testing
+@testable import Convert
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `palr-convert` executable the test build produced, beside the test bundle.
+func palrConvertExecutable() -> String? {
+    let bundleDir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+    return [bundleDir.appendingPathComponent("palr-convert").path, repoRoot.appendingPathComponent(".build/debug/palr-convert").path]
+        .first { FileManager.default.isExecutableFile(atPath: $0) }
+}
+
+/// Runs palr-convert; returns (exit status, stdout, stderr).
+func runPalrConvert(_ args: [String], in dir: String? = nil) throws -> (status: Int32, out: String, err: String)? {
+    guard let exe = palrConvertExecutable() else {
+        Issue.record("the palr-convert executable was not built")
+        return nil
+    }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: exe)
+    p.arguments = args
+    if let dir { p.currentDirectoryURL = URL(fileURLWithPath: dir) }
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    // Read both pipes before waiting, so a full pipe cannot block the child.
+    nonisolated(unsafe) var errData = Data()
+    let reader = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
+    reader.start()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    while !reader.isFinished { usleep(1000) }
+    return (p.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+}
+
+func fileType(_ path: String) -> mode_t? {
+    var st = stat()
+    return lstat(path, &st) == 0 ? st.st_mode & S_IFMT : nil
+}
+
+/// palr-convert's own checks: destinations, stale temporaries, numeric options, help.
+/// Special files are made in a temp folder (mkfifo, a folder), never /dev/null or /dev/full.
+@Suite(.serialized) struct ConvertCommandLineTests {
+    @Test func libraryWritersRefuseAFIFOOrFolderAndLeaveThem() throws {
+        let d = try TempDir()
+        defer { d.cleanUp() }
+        let fifo = d.file("fifo.gguf"), folder = d.file("folder.gguf")
+        #expect(mkfifo(fifo, 0o644) == 0)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+        for out in [fifo, folder] {
+            #expect(throws: ConvertError.self) { try convert(fixture("tiny-f32"), to: out) }
+            #expect(throws: ConvertError.self) {
+                var o = ConvertOptions()
+                o.type = .f32
+                try RandomModel.write(shape: .tiny, options: o, seed: 1, to: out)
+            }
+        }
+        #expect(fileType(fifo) == S_IFIFO)
+        #expect(fileType(folder) == S_IFDIR)
+        #expect(Set(d.contents) == ["fifo.gguf", "folder.gguf"])
+    }
+
+    @Test func aFileForTheCheckpointFolderIsNamedAsSuch() throws {
+        let config = fixture("tiny-f32") + "/config.json"
+        #expect(throws: ConvertError.notAFolder(path: config, expected: "the Hugging Face checkpoint folder (the one holding config.json)")) {
+            try ConversionPlan(directory: config, options: ConvertOptions())
+        }
+        #expect(ConvertError.notAFolder(path: config, expected: "the Hugging Face checkpoint folder (the one holding config.json)").description
+                == "\(config) is a file, not a folder: pass the Hugging Face checkpoint folder (the one holding config.json)")
+        // A missing folder is still "missing"; a LoRA adapter given as its config file is "a file".
+        #expect(throws: ConvertError.missingFile(path: config + "-nope", what: "the Hugging Face checkpoint folder")) {
+            try ConversionPlan(directory: config + "-nope", options: ConvertOptions())
+        }
+        let adapterConfig = fixture("lora-basic") + "/adapter_config.json"
+        var o = ConvertOptions()
+        o.loraDirectories = [adapterConfig]
+        #expect(throws: ConvertError.notAFolder(path: adapterConfig, expected: "the PEFT LoRA adapter folder (the one holding adapter_config.json)")) {
+            try ConversionPlan(directory: fixture("tiny-f32"), options: o)
+        }
+        guard let r = try runPalrConvert(["hf", config, "-o", "/tmp/palr-never-written-\(UUID().uuidString).gguf"]) else { return }
+        #expect(r.status != 0)
+        #expect(r.err.contains("\(config) is a file, not a folder: pass the Hugging Face checkpoint folder (the one holding config.json)"), "\(r.err)")
+    }
+
+    @Test func everySubcommandRefusesASpecialDestinationBeforeWork() throws {
+        let d = try TempDir()
+        defer { d.cleanUp() }
+        #expect(mkfifo(d.file("fifo"), 0o644) == 0)
+        try FileManager.default.createDirectory(atPath: d.file("folder"), withIntermediateDirectories: false)
+        #expect(symlink("fifo", d.file("link-to-fifo")) == 0)
+        let commands: [[String]] = [
+            ["random", "--shape", "tiny"],
+            ["hf", fixture("tiny-f32"), "--type", "f32"],
+            // The item file does not exist: the destination is checked before anything is read.
+            ["catalog", "--items", d.file("no-such-items.csv"), "--interactions", d.file("no-such-ratings.csv")],
+        ]
+        for args in commands {
+            for (out, kind) in [("fifo", "a FIFO"), ("folder", "a directory"), ("link-to-fifo", "a symbolic link to \(d.path)/fifo, a FIFO")] {
+                guard let r = try runPalrConvert(args + ["-o", d.file(out)]) else { return }
+                #expect(r.status != 0, "\(args) -o \(out)")
+                #expect(r.err.contains("\(d.file(out)) is not a regular file (it is \(kind)); palr-convert writes files atomically and will not replace it"),
+                        "\(args): \(r.err)")
+                #expect(!r.err.contains("wrote"))
+            }
+        }
+        #expect(fileType(d.file("fifo")) == S_IFIFO)
+        #expect(fileType(d.file("folder")) == S_IFDIR)
+        #expect(fileType(d.file("link-to-fifo")) == S_IFLNK)
+        #expect(Set(d.contents) == ["fifo", "folder", "link-to-fifo"])
+    }
+
+    @Test func aLinkedDestinationIsWrittenThroughAndStaysALink() throws {
+        let d = try TempDir()
+        defer { d.cleanUp() }
+        #expect(FileManager.default.createFile(atPath: d.file("real.gguf"), contents: Data("old".utf8)))
+        #expect(symlink("real.gguf", d.file("link.gguf")) == 0)
+        guard let r = try runPalrConvert(["random", "--shape", "tiny", "--type", "f32", "-o", d.file("link.gguf")]) else { return }
+        #expect(r.status == 0, "\(r.err)")
+        #expect(fileType(d.file("link.gguf")) == S_IFLNK)
+        #expect(try GGUFFile(path: d.file("real.gguf")).tensor(named: "output_norm.weight") != nil)
+        #expect(Set(d.contents) == ["real.gguf", "link.gguf"])
+    }
+
+    @Test func staleTemporariesOfKilledRunsAreRemovedAndReported() throws {
+        let d = try TempDir()
+        defer { d.cleanUp() }
+        // A run killed with SIGKILL mid-write leaves OUT.tmp-PID: make one for real.
+        guard let exe = palrConvertExecutable() else { Issue.record("the palr-convert executable was not built"); return }
+        let out = d.file("m.gguf")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = ["random", "--shape", "1b", "--threads", "1", "-o", out]
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let pid = p.processIdentifier
+        let temp = out + ".tmp-\(pid)"
+        var waited = 0
+        while fileType(temp) == nil && waited < 60_000 { usleep(10_000); waited += 10 }
+        usleep(100_000)
+        kill(pid, SIGKILL)
+        p.waitUntilExit()
+        try #require(fileType(temp) == S_IFREG, "the killed run left no temporary")
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: temp)[.size] as? Int)
+        // Files that are not this OUT's temporaries of dead processes stay.
+        let keep = ["m.gguf.tmp-1", "m.gguf.tmp-\(pid)x", "other.gguf.tmp-\(pid)"]
+        for k in keep { #expect(FileManager.default.createFile(atPath: d.file(k), contents: Data())) }
+
+        guard let r = try runPalrConvert(["random", "--shape", "tiny", "--type", "f32", "-o", out]) else { return }
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.err.contains("removed stale temporary \(temp) (\(formatBytes(size))) left by a killed run"), "\(r.err)")
+        #expect(Set(d.contents) == Set(keep + ["m.gguf"]))
+    }
+
+    /// Every numeric option: negative numbers reach validation (no "Missing value"),
+    /// and out-of-range or non-finite values are errors naming the option.
+    @Test func numericOptionsAreCheckedAlike() throws {
+        let d = try TempDir()
+        defer { d.cleanUp() }
+        let out = d.file("never.gguf")
+        let hf = ["hf", fixture("tiny-f32"), "-o", out]
+        let random = ["random", "--shape", "tiny", "-o", out]
+        let catalog = ["catalog", "--items", d.file("items.csv"), "--interactions", d.file("ratings.csv"), "-o", out]
+        let cases: [([String], String)] = [
+            (hf + ["--threads", "0"], "--threads must be at least 1 (got 0)"),
+            (hf + ["--threads", "-2"], "--threads must be at least 1 (got -2)"),
+            (random + ["--threads", "0"], "--threads must be at least 1 (got 0)"),
+            (random + ["--threads", "-1"], "--threads must be at least 1 (got -1)"),
+            (catalog + ["--threads", "0"], "--threads must be at least 1 (got 0)"),
+            (catalog + ["--threads", "-1"], "--threads must be at least 1 (got -1)"),
+            (hf + ["--max-history", "-1"], "--max-history must be between 1 and 65536 (got -1)"),
+            (hf + ["--max-history", "0"], "--max-history must be between 1 and 65536 (got 0)"),
+            (hf + ["--max-candidates", "70000"], "--max-candidates must be between 1 and 65536 (got 70000)"),
+            (hf + ["--title-token-limit", "-5"], "--title-token-limit must be between 1 and 65536 (got -5)"),
+            (hf + ["--retrieval-prior", "-0.5"], "--retrieval-prior must be a number between 0 and 1000 (got -0.5)"),
+            (hf + ["--retrieval-prior", "nan"], "--retrieval-prior must be a number between 0 and 1000 (got nan)"),
+            (hf + ["--retrieval-prior", "inf"], "--retrieval-prior must be a number between 0 and 1000 (got inf)"),
+            (hf + ["--retrieval-prior", "1001"], "--retrieval-prior must be a number between 0 and 1000 (got 1001.0)"),
+            (random + ["--seed", "-1"], "'--seed <seed>'"),
+            (catalog + ["--k", "-1"], "--k must be between 1 and 10000 (got -1)"),
+            (catalog + ["--k", "0"], "--k must be between 1 and 10000 (got 0)"),
+            (catalog + ["--hold-out", "-1"], "--hold-out must be at least 0 (got -1)"),
+            (catalog + ["--version", "-1"], "--version must be between 0 and 4294967295 (got -1)"),
+            (catalog + ["--version", "4294967296"], "--version must be between 0 and 4294967295 (got 4294967296)"),
+        ]
+        for (args, message) in cases {
+            guard let r = try runPalrConvert(args) else { return }
+            #expect(r.status != 0, "\(args)")
+            #expect(r.err.contains(message), "\(args): \(r.err)")
+            #expect(!r.err.contains("Missing value"), "\(args): \(r.err)")
+        }
+        #expect(d.contents.isEmpty)
+    }
+
+    @Test func hfHelpListsEveryPalrConfigKey() throws {
+        guard let r = try runPalrConvert(["hf", "--help"]) else { return }
+        #expect(r.status == 0)
+        let help = r.out.replacingOccurrences(of: "\n", with: " ")
+        for key in PalrSettings.jsonKeys { #expect(help.contains("\"\(key)\""), "hf --help does not list \(key)") }
+        #expect(PalrSettings.jsonKeys.contains("retrieval_prior"))
+        #expect(help.contains("retrieval prior 0 (off)"))
+        // Every key the help lists is one the file reader accepts.
+        let d = try TempDir()
+        defer { d.cleanUp() }
+        let json = #"{"prompt_template": "T {history}", "scoring_mode": "likelihood", "max_history": 5, "max_candidates": 30, "title_token_limit": 8, "retrieval_prior": 0.5}"#
+        try json.write(toFile: d.file("palr.json"), atomically: true, encoding: .utf8)
+        let s = try PalrSettings(jsonFile: d.file("palr.json"))
+        #expect(s.retrievalPrior == 0.5 && s.maxCandidates == 30 && s.scoringMode == .likelihood)
+    }
+}

@@ -1,0 +1,327 @@
+// Export to files (atomic, special files refused), read-only databases, and the
+// CLI's errors: exit codes, missing databases never created, numeric options.
+import Foundation
+import Testing
+
+@testable import History
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Names in `folder` that look like an export's temporary file.
+private func temporaryFiles(_ folder: String) throws -> [String] {
+    try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.contains(".tmp-") }
+}
+
+/// The file type bits of `path` (lstat), or nil when it does not exist.
+private func fileType(_ path: String) -> mode_t? {
+    var info = stat()
+    return lstat(path, &info) == 0 ? info.st_mode & S_IFMT : nil
+}
+
+/// A store with `lines` generated u.data rows.
+private func filledStore(_ folder: String, lines: Int) throws -> (HistoryStore, String) {
+    let store = try makeStore(folder)
+    _ = try store.importFile(try writeFile(folder, "u.data", generatedUData(lines: lines)),
+                             options: ImportOptions(format: .movieLensUData))
+    return (store, store.path)
+}
+
+/// Runs `palr` with standard output going to `outputPath`; returns (status, stderr).
+private func runPalr(_ arguments: [String], stdoutTo outputPath: String) throws -> (status: Int32, error: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: try palrExecutable())
+    process.arguments = arguments
+    guard let output = FileHandle(forWritingAtPath: outputPath) else { throw TestFailure("cannot open \(outputPath)") }
+    let errors = Pipe()
+    process.standardOutput = output
+    process.standardError = errors
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    let text = errors.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: text, as: UTF8.self))
+}
+
+private let bundledModel = repositoryRoot.appendingPathComponent("models/palr-ml-small-q4_0.gguf").path
+private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-small-catalog.gguf").path
+
+@Suite struct ExportFileTests {
+    @Test func exportReplacesTheFileAtomicallyAndKeepsItsMode() throws {
+        try withTemporaryDirectory { folder in
+            let (store, _) = try filledStore(folder, lines: 500)
+            let out = try writeFile(folder, "out.csv", "old\n")
+            #expect(chmod(out, 0o640) == 0)
+            #expect(try store.export(format: .csv, toFile: out) == 500)
+            var expected = ""
+            try store.export(format: .csv) { expected += $0 }
+            #expect(try String(contentsOfFile: out, encoding: .utf8) == expected)
+            var info = stat()
+            #expect(stat(out, &info) == 0 && info.st_mode & 0o777 == 0o640)
+            #expect(try temporaryFiles(folder).isEmpty)
+
+            // A failed export (unknown profile) leaves the previous file and no temporary file.
+            #expect(throws: HistoryError.unknownProfile("nobody")) {
+                try store.export(format: .jsonl, profile: "nobody", toFile: out)
+            }
+            #expect(try String(contentsOfFile: out, encoding: .utf8) == expected)
+            #expect(try temporaryFiles(folder).isEmpty)
+
+            // A symlink is followed: its target is replaced, the link stays a link.
+            let target = try writeFile(folder, "target.jsonl", "old\n")
+            let link = folder + "/link.jsonl"
+            try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
+            try store.export(format: .jsonl, profile: "3", toFile: link)
+            #expect(fileType(link) == S_IFLNK)
+            #expect(try String(contentsOfFile: target, encoding: .utf8).hasPrefix("{\"id\":"))
+        }
+    }
+
+    @Test func devicesFoldersFIFOsAndTheDatabaseAreRefused() throws {
+        try withTemporaryDirectory { folder in
+            let (store, path) = try filledStore(folder, lines: 100)
+            #expect(throws: HistoryError.notARegularFile(path: "/dev/null", kind: "a character device")) {
+                try store.export(format: .csv, toFile: "/dev/null")
+            }
+            #expect(fileType("/dev/null") == S_IFCHR)
+            #expect(throws: HistoryError.notARegularFile(path: folder, kind: "a directory")) {
+                try store.export(format: .csv, toFile: folder)
+            }
+            let fifo = folder + "/fifo"
+            #expect(mkfifo(fifo, 0o600) == 0)
+            #expect(throws: HistoryError.notARegularFile(path: fifo, kind: "a FIFO")) {
+                try store.export(format: .csv, toFile: fifo)  // (opening it would block)
+            }
+            #expect(fileType(fifo) == S_IFIFO)
+            #expect(throws: HistoryError.invalidArgument("refusing to export onto the history database itself (\(path))")) {
+                try store.export(format: .csv, toFile: path)
+            }
+            #expect(try store.integrityCheck() == ["ok"] && store.stats().interactions == 100)
+
+            let missing = folder + "/no/such/folder/out.csv"
+            do {
+                try store.export(format: .csv, toFile: missing)
+                Issue.record("exporting into a missing folder succeeded")
+            } catch let error as HistoryError {
+                #expect("\(error)".hasPrefix("cannot write \(missing): ") && "\(error)".contains("No such file"),
+                        "\(error)")
+            }
+            #expect(try temporaryFiles(folder).isEmpty)
+        }
+    }
+}
+
+@Suite struct ReadOnlyTests {
+    @Test func aReadOnlyStoreReadsEverythingAndWritesNothing() throws {
+        try withTemporaryDirectory { folder in
+            let (writer, path) = try filledStore(folder, lines: 300)
+            #expect(!writer.isReadOnly)
+            var expected = ""
+            try writer.export(format: .csv) { expected += $0 }
+            writer.close()
+            let before = try Data(contentsOf: URL(fileURLWithPath: path))
+
+            let store = try HistoryStore(path: path, options: .init(readOnly: true))
+            #expect(store.isReadOnly)
+            #expect(try store.profiles().count == 37)
+            #expect(try store.recent(profile: "5", limit: 3).count == 3)
+            #expect(try store.stats().interactions == 300)
+            var csv = ""
+            try store.export(format: .csv) { csv += $0 }
+            #expect(csv == expected)
+            for write in [{ try store.record(NewInteraction(profile: "5", item: "new", timestamp: 1)) },
+                          { try store.forget(profile: "5") }, { try store.setRetentionCap(5) }] as [() throws -> Any] {
+                do {
+                    _ = try write()
+                    Issue.record("a write on a read-only store succeeded")
+                } catch let error as HistoryError {
+                    guard case let .readOnly(errorPath, _, reason) = error else {
+                        Issue.record("expected HistoryError.readOnly, got \(error)")
+                        continue
+                    }
+                    #expect(errorPath == path && reason == "it was opened read-only")
+                    #expect("\(error)".contains("\(path) is read-only"), "\(error)")
+                }
+            }
+            #expect(try store.stats().interactions == 300)
+            store.close()
+            #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
+        }
+    }
+
+    @Test func readOnlyAndNoCreateNeverMakeAFile() throws {
+        try withTemporaryDirectory { folder in
+            let missing = folder + "/missing.sqlite"
+            for options in [HistoryStore.Options(readOnly: true), .init(createIfMissing: false),
+                            .init(createIfMissing: true, readOnly: true)] {
+                do {
+                    _ = try HistoryStore(path: missing, options: options)
+                    Issue.record("opening a missing file succeeded")
+                } catch let error as HistoryError {
+                    #expect("\(error)".contains("no such file"), "\(error)")
+                }
+                #expect(!FileManager.default.fileExists(atPath: missing))
+            }
+            // An empty file would get the schema; read-only, that is a clear error and the file stays empty.
+            let empty = try writeFile(folder, "empty.sqlite", "")
+            #expect(throws: HistoryError.readOnly(path: empty, operation: "open", reason: "the file is empty (no "
+                                                  + "palr schema yet), and creating the schema needs write access")) {
+                try HistoryStore(path: empty, options: .init(readOnly: true))
+            }
+            #expect(fileSize(empty) == 0)
+        }
+    }
+
+    /// File permissions only bind an unprivileged user (tests usually run as root).
+    @Test(.enabled(if: geteuid() != 0)) func aFileWithoutWritePermissionIsReadOnly() throws {
+        try withTemporaryDirectory { folder in
+            let (writer, path) = try filledStore(folder, lines: 10)
+            writer.close()
+            #expect(chmod(path, 0o444) == 0)
+            let store = try HistoryStore(path: path, options: .init(createIfMissing: false))
+            #expect(store.isReadOnly)
+            #expect(try store.stats().interactions == 10)
+            #expect(throws: HistoryError.self) { try store.forget(profile: "1") }
+        }
+    }
+}
+
+@Suite struct CommandLineErrorTests {
+    @Test func exportOntoSpecialFilesAndFailedWritesExitOne() throws {
+        try withTemporaryDirectory { folder in
+            let (_, db) = try filledStore(folder, lines: 50)
+            var result = try runPalr(["history", "--db", db, "export", "-o", "/dev/full"])
+            #expect(result.status == 1 && result.error.contains("/dev/full is not a regular file"), "\(result)")
+            #expect(fileType("/dev/full") == S_IFCHR)
+            result = try runPalr(["history", "--db", db, "export", "-o", folder])
+            #expect(result.status == 1 && result.error.contains("\(folder) is not a regular file (it is a directory)"),
+                    "\(result)")
+            if FileManager.default.fileExists(atPath: "/proc/self") {
+                result = try runPalr(["history", "--db", db, "export", "-o", "/proc/x"])
+                #expect(result.status == 1 && result.error.contains("cannot write /proc/x: ")
+                        && result.error.contains("No such file or directory"), "\(result)")
+            }
+            // Standard output on a full device: the failed write is an error.
+            let full = try runPalr(["history", "--db", db, "export"], stdoutTo: "/dev/full")
+            #expect(full.status == 1 && full.error.contains("cannot write standard output: No space left on device"),
+                    "\(full)")
+        }
+    }
+
+    @Test func exportOverTheFileSizeLimitKeepsThePreviousFile() throws {
+        try withTemporaryDirectory { folder in
+            let (_, db) = try filledStore(folder, lines: 8000)  // about 200 KB of CSV
+            let out = try writeFile(folder, "out.csv", "previous\n")
+            let palr = try palrExecutable()
+            // ulimit -f counts 512-byte blocks in dash, 1024-byte ones in bash: 48 or 96 KB.
+            let result = try runPalrShell("ulimit -f 96 && exec \"$0\" history --db \"$1\" export -o \"$2\"",
+                                          [palr, db, out])
+            #expect(result.status == 1 && result.error.contains("cannot write \(out): File too large"), "\(result)")
+            #expect(try String(contentsOfFile: out, encoding: .utf8) == "previous\n")
+            #expect(try temporaryFiles(folder).isEmpty)
+        }
+    }
+
+    /// SIGKILL in the middle of an export: the old file, or the complete new one, never a part.
+    @Test func aKilledExportLeavesThePreviousFile() throws {
+        try withTemporaryDirectory { folder in
+            let (store, db) = try filledStore(folder, lines: 60_000)
+            var expected = ""
+            try store.export(format: .csv) { expected += $0 }
+            store.close()
+            let out = try writeFile(folder, "out.csv", "previous\n")
+            let child = try ChildProcess(try palrExecutable(), ["history", "--db", db, "export", "-o", out])
+            // Kill as soon as output is being written: a temporary file with data, or out.csv changed.
+            let deadline = Date().addingTimeInterval(30)
+            while child.isRunning && Date() < deadline {
+                let started = try temporaryFiles(folder).contains { fileSize(folder + "/" + $0) > 0 }
+                if started || fileSize(out) != 9 { break }
+                usleep(200)
+            }
+            child.kill()
+            child.wait()
+            let text = try String(contentsOfFile: out, encoding: .utf8)
+            #expect(text == "previous\n" || text == expected, "out.csv has \(text.utf8.count) bytes")
+        }
+    }
+
+    @Test func usageErrorsExit64WithTheSubcommandsUsage() throws {
+        try withTemporaryDirectory { folder in
+            let (_, db) = try filledStore(folder, lines: 10)
+            let cases: [([String], String, String)] = [
+                (["export", "--format", "xml"], "'xml' is invalid for '--format", "Usage: palr history export"),
+                (["list", "--limit", "-1"], "--limit must be at least 0 (got -1)", "Usage: palr history list"),
+                (["import", "--format", "csv", folder + "/u.data"], "--format csv needs --profile-column",
+                 "Usage: palr history import"),
+                (["compact", "--retention-cap", "0"], "--retention-cap must be at least 1 (got 0)",
+                 "Usage: palr history compact"),
+                (["add", "--profile", "1", "--time", "-5", "x"], "--time must be Unix seconds", "Usage: palr history add"),
+                (["add", "--profile", "1", "--value", "nan", "x"], "--value must be a finite number (got nan)",
+                 "Usage: palr history add"),
+            ]
+            for (arguments, message, usage) in cases {
+                let result = try runPalr(["history", "--db", db] + arguments)
+                #expect(result.status == 64 && result.error.contains(message) && result.error.contains(usage),
+                        "\(arguments): \(result)")
+            }
+        }
+    }
+
+    @Test func onlyAddAndImportCreateADatabase() throws {
+        try withTemporaryDirectory { folder in
+            let missing = folder + "/missing.sqlite"
+            let pipeline = ["--model", bundledModel, "--catalog", bundledCatalog, "--db", missing]
+            for arguments in [["recommend"] + pipeline + ["--profile", "1"], ["refresh"] + pipeline + ["--all-stale"],
+                              ["profile"] + pipeline + ["--profile", "1"],
+                              ["history", "--db", missing, "list"], ["history", "--db", missing, "export"]] {
+                let result = try runPalr(arguments)
+                #expect(result.status == 1 && (result.error.contains("\(missing) does not exist")
+                                               || result.error.contains("no such file")), "\(arguments): \(result)")
+                #expect(!FileManager.default.fileExists(atPath: missing), "\(arguments) created \(missing)")
+            }
+            let result = try runPalr(["history", "--db", missing, "import", "--format", "udata", folder + "/none.data"])
+            #expect(result.status == 1 && result.error.contains("none.data: cannot read the file: No such file"),
+                    "\(result)")
+            #expect(!FileManager.default.fileExists(atPath: missing))
+        }
+    }
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: bundledModel)))
+    func refreshExitsOneWhenAProfileFails() throws {
+        try withTemporaryDirectory { folder in
+            let (_, db) = try filledStore(folder, lines: 10)
+            let result = try runPalr(["refresh", "--model", bundledModel, "--catalog", bundledCatalog, "--db", db,
+                                      "--profile", "nobody"])
+            #expect(result.status == 1 && result.error.contains("nobody: ")
+                    && result.error.contains("1 of 1 profile(s) failed"), "\(result)")
+        }
+    }
+
+    @Test func numericOptionsAreRangeChecked() throws {
+        let pipeline = ["--model", bundledModel, "--catalog", bundledCatalog, "--db", "/nonexistent/h.sqlite"]
+        let cases: [([String], String)] = [
+            (["recommend", "--profile", "1", "--k", "0"], "--k must be between 1 and 100 (got 0)"),
+            (["recommend", "--profile", "1", "--k", "-1"], "--k must be between 1 and 100 (got -1)"),
+            (["refresh", "--all-stale", "--k", "0"], "--k must be between 1 and 100 (got 0)"),
+            (["recommend", "--profile", "1", "--candidates", "0"], "--candidates must be between 1 and 100 (got 0)"),
+            (["recommend", "--profile", "1", "--candidates", "1"], "--candidates (1) must be at least --k (10)"),
+            (["recommend", "--profile", "1", "-t", "0"], "-t must be between 1 and 256 (got 0)"),
+            (["recommend", "--profile", "1", "-t", "1000"], "-t must be between 1 and 256 (got 1000)"),
+            (["profile", "--profile", "1", "-t", "-2"], "-t must be between 1 and 256 (got -2)"),
+            (["recommend", "--profile", "1", "--repeat", "0"], "--repeat must be at least 1 (got 0)"),
+        ]
+        for (arguments, message) in cases {
+            let result = try runPalr([arguments[0]] + pipeline + arguments.dropFirst())
+            #expect(result.status == 64 && result.error.contains(message), "\(arguments): \(result)")
+        }
+    }
+}
+
+/// Runs `/bin/sh -c script palr args…`; returns (status, stdout, stderr).
+private func runPalrShell(_ script: String, _ arguments: [String]) throws
+    -> (status: Int32, output: String, error: String) {
+    let child = try ChildProcess("/bin/sh", ["-c", script] + arguments)
+    child.wait()
+    return (child.terminationStatus, child.output, child.errorOutput)
+}
