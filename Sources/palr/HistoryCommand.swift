@@ -116,7 +116,9 @@ extension HistoryCommand {
         }
 
         func run() throws {
-            let store = try database.open(create: true)
+            // Without --create-profile a new database could only fail (no profile exists yet),
+            // so it is not created.
+            let store = try database.open(create: createProfile)
             let time = self.time ?? Int64(Date().timeIntervalSince1970)
             let batch = items.map {
                 NewInteraction(profile: profile, item: $0, kind: kind, value: value, timestamp: time)

@@ -274,7 +274,8 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
             let pipeline = ["--model", bundledModel, "--catalog", bundledCatalog, "--db", missing]
             for arguments in [["recommend"] + pipeline + ["--profile", "1"], ["refresh"] + pipeline + ["--all-stale"],
                               ["profile"] + pipeline + ["--profile", "1"],
-                              ["history", "--db", missing, "list"], ["history", "--db", missing, "export"]] {
+                              ["history", "--db", missing, "list"], ["history", "--db", missing, "export"],
+                              ["history", "--db", missing, "add", "--profile", "p", "i1"]] {
                 let result = try runPalr(arguments)
                 #expect(result.status == 1 && (result.error.contains("\(missing) does not exist")
                                                || result.error.contains("no such file")), "\(arguments): \(result)")
