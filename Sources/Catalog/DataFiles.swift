@@ -7,15 +7,23 @@
 //   ratings.csv  userId,movieId,rating,timestamp movies.csv movieId,title,genres (quoted CSV, UTF-8)
 //   any CSV with a header: columns named by a mapping (see `CSVColumns`)
 //
-// Every interaction counts (ratings are implicit feedback here); the rating
-// column is not read. Row order in the file is kept: it breaks timestamp ties.
-// A malformed line is a `DataFileError.malformed` naming file, line and reason.
+// Every interaction counts (ratings are implicit feedback here); the rating is
+// checked (a number) but not kept. Row order in the file is kept: it breaks
+// timestamp ties. A malformed line is a `DataFileError.malformed` naming file,
+// line and reason. Strict everywhere:
+//   - every line has the format's field count (u.data and ratings.dat 4, movies.dat 3,
+//     u.item as many as its first line, a CSV as many as its header);
+//   - ids are not empty; a rating (the MovieLens formats, a CSV `rating` column) is a
+//     finite number; a timestamp is an integer (any: negative and millisecond values too);
+//   - lines end in LF or CRLF; blank lines are allowed only at the end of the file
+//     (a blank line between records is an error).
 
 import Foundation
 import GGUF
 
 public enum DataFileError: Error, Equatable, CustomStringConvertible {
     case cannotRead(path: String, reason: String)
+    case cannotWrite(path: String, reason: String)
     case malformed(path: String, line: Int, reason: String)
     case missingColumn(path: String, role: String, tried: [String], header: [String])
     case unknownFormat(path: String, reason: String)
@@ -23,6 +31,7 @@ public enum DataFileError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .cannotRead(let p, let r): return "cannot read \(p): \(r)"
+        case .cannotWrite(let p, let r): return "cannot write \(p): \(r)"
         case .malformed(let p, let l, let r): return "\(p):\(l): \(r)"
         case .missingColumn(let p, let role, let tried, let header):
             return "\(p): no \(role) column (looked for \(tried.joined(separator: ", ")); header is \(header.joined(separator: ","))"
@@ -84,6 +93,8 @@ public struct CSVColumns: Sendable, Equatable {
     public static let knownTitle = ["title", "name", "item_title"]
     public static let knownNeighbour = ["neighbour", "neighbor", "neighbour_id", "neighbor_id", "other", "item2", "item_j"]
     public static let knownScore = ["score", "similarity", "weight", "value"]
+    /// A column of this name is checked to hold numbers (its values are not kept).
+    public static let knownRating = ["rating"]
 
     /// Parses "user=uid,item=sku,time=ts" (any subset).
     public init(mapping: String) throws(DataFileError) {
@@ -229,7 +240,7 @@ public enum DataFiles {
             let sep: [UInt8] = format == .movieLens100K ? [0x09] : [0x3A, 0x3A]
             let sepName = format == .movieLens100K ? "tab" : "'::'"
             var fields: [Range<Int>] = []
-            try forEachLine(bytes) { (line, range) throws(DataFileError) in
+            try forEachLine(bytes, name: name) { (line, range) throws(DataFileError) in
                 split(bytes, range, by: sep, into: &fields)
                 guard fields.count == 4 else {
                     throw .malformed(path: name, line: line,
@@ -237,13 +248,16 @@ public enum DataFiles {
                 }
                 let user = try utf8(bytes, fields[0], name, line, "user id")
                 let item = try utf8(bytes, fields[1], name, line, "item id")
+                guard isNumber(bytes, fields[2]) else {
+                    throw .malformed(path: name, line: line, reason: "rating '\(latin1(bytes, fields[2]))' is not a number")
+                }
                 guard let time = parseInt(bytes, fields[3]) else {
                     throw .malformed(path: name, line: line, reason: "timestamp '\(latin1(bytes, fields[3]))' is not an integer")
                 }
                 log.append(user: user, item: item, time: time)
             }
         case .csv(let columns):
-            var col: (user: Int, item: Int, time: Int?)?
+            var col: (user: Int, item: Int, time: Int?, rating: Int?, count: Int)?
             try forEachCSVRecord(bytes, name: name) { (line, fields) throws(DataFileError) in
                 guard let c = col else {
                     let u = try column(fields, columns.user, CSVColumns.knownUser, "user", name)
@@ -251,15 +265,19 @@ public enum DataFiles {
                     let t: Int? = columns.time == nil
                         ? findColumn(fields, CSVColumns.knownTime)
                         : try column(fields, columns.time, [], "time", name)
-                    col = (u, i, t)
+                    let r = findColumn(fields, CSVColumns.knownRating).flatMap { [u, i, t].contains($0) ? nil : $0 }
+                    col = (u, i, t, r, fields.count)
                     return
                 }
-                let needed = max(c.user, c.item, c.time ?? 0) + 1
-                guard fields.count >= needed else {
-                    throw .malformed(path: name, line: line, reason: "expected at least \(needed) fields, found \(fields.count)")
+                guard fields.count == c.count else {
+                    throw .malformed(path: name, line: line, reason: "expected \(c.count) fields as in the header, found \(fields.count)")
                 }
-                guard !fields[c.user].isEmpty, !fields[c.item].isEmpty else {
-                    throw .malformed(path: name, line: line, reason: "empty user or item id")
+                guard !fields[c.user].isEmpty else { throw .malformed(path: name, line: line, reason: "empty user id") }
+                guard !fields[c.item].isEmpty else { throw .malformed(path: name, line: line, reason: "empty item id") }
+                if let r = c.rating {
+                    guard isNumber(fields[r]) else {
+                        throw .malformed(path: name, line: line, reason: "rating '\(fields[r])' is not a number")
+                    }
                 }
                 var time = Int64(log.count)
                 if let t = c.time {
@@ -290,27 +308,37 @@ public enum DataFiles {
         switch format {
         case .movieLens100K, .movieLens1M:
             let sep: [UInt8] = format == .movieLens100K ? [0x7C] : [0x3A, 0x3A]
-            let minimum = format == .movieLens100K ? 2 : 3
+            let sepName = "'\(String(decoding: sep, as: UTF8.self))'-separated"
+            // movies.dat is id::title::genres; u.item has id|title| and then a fixed set of
+            // columns (24 in ML-100K): every line as many as the first.
+            var expected: Int? = format == .movieLens1M ? 3 : nil
             var fields: [Range<Int>] = []
-            try forEachLine(bytes) { (line, range) throws(DataFileError) in
+            try forEachLine(bytes, name: name) { (line, range) throws(DataFileError) in
                 split(bytes, range, by: sep, into: &fields)
-                guard fields.count >= minimum else {
-                    throw .malformed(path: name, line: line,
-                                     reason: "expected at least \(minimum) '\(String(decoding: sep, as: UTF8.self))'-separated fields, found \(fields.count)")
+                if let expected {
+                    guard fields.count == expected else {
+                        let what = format == .movieLens1M ? " (id, title, genres)" : " as on the first line"
+                        throw .malformed(path: name, line: line, reason: "expected \(expected) \(sepName) fields\(what), found \(fields.count)")
+                    }
+                } else {
+                    guard fields.count >= 2 else {
+                        throw .malformed(path: name, line: line, reason: "expected at least 2 \(sepName) fields (id, title), found \(fields.count)")
+                    }
+                    expected = fields.count
                 }
                 // Both MovieLens item files are ISO-8859-1: every byte is one code point.
                 try add(latin1(bytes, fields[0]), latin1(bytes, fields[1]), line)
             }
         case .csv(let idName, let titleName):
-            var col: (id: Int, title: Int)?
+            var col: (id: Int, title: Int, count: Int)?
             try forEachCSVRecord(bytes, name: name) { (line, fields) throws(DataFileError) in
                 guard let c = col else {
                     col = (try column(fields, idName, CSVColumns.knownId, "item id", name),
-                           try column(fields, titleName, CSVColumns.knownTitle, "title", name))
+                           try column(fields, titleName, CSVColumns.knownTitle, "title", name), fields.count)
                     return
                 }
-                guard fields.count > max(c.id, c.title) else {
-                    throw .malformed(path: name, line: line, reason: "expected at least \(max(c.id, c.title) + 1) fields, found \(fields.count)")
+                guard fields.count == c.count else {
+                    throw .malformed(path: name, line: line, reason: "expected \(c.count) fields as in the header, found \(fields.count)")
                 }
                 try add(fields[c.id], fields[c.title], line)
             }
@@ -322,17 +350,19 @@ public enum DataFiles {
     public static func parseNeighbourPairs(_ bytes: UnsafeRawBufferPointer, name: String) throws(DataFileError)
         -> [(item: String, neighbour: String, score: Float)] {
         var out: [(item: String, neighbour: String, score: Float)] = []
-        var col: (item: Int, neighbour: Int, score: Int)?
+        var col: (item: Int, neighbour: Int, score: Int, count: Int)?
         try forEachCSVRecord(bytes, name: name) { (line, fields) throws(DataFileError) in
             guard let c = col else {
                 col = (try column(fields, nil, ["item", "item_id", "item1", "item_i", "source"], "item", name),
                        try column(fields, nil, CSVColumns.knownNeighbour, "neighbour", name),
-                       try column(fields, nil, CSVColumns.knownScore, "score", name))
+                       try column(fields, nil, CSVColumns.knownScore, "score", name), fields.count)
                 return
             }
-            guard fields.count > max(c.item, c.neighbour, c.score) else {
-                throw .malformed(path: name, line: line, reason: "expected \(max(c.item, c.neighbour, c.score) + 1) fields, found \(fields.count)")
+            guard fields.count == c.count else {
+                throw .malformed(path: name, line: line, reason: "expected \(c.count) fields as in the header, found \(fields.count)")
             }
+            guard !fields[c.item].isEmpty else { throw .malformed(path: name, line: line, reason: "empty item id") }
+            guard !fields[c.neighbour].isEmpty else { throw .malformed(path: name, line: line, reason: "empty neighbour id") }
             guard let s = Float(fields[c.score]), s.isFinite else {
                 throw .malformed(path: name, line: line, reason: "score '\(fields[c.score])' is not a finite number")
             }
@@ -345,6 +375,7 @@ public enum DataFiles {
     // MARK: helpers
 
     static func withFileBytes<T>(_ path: String, _ body: (UnsafeRawBufferPointer) throws(DataFileError) -> T) throws(DataFileError) -> T {
+        if let problem = readProblem(path) { throw .cannotRead(path: path, reason: problem) }
         let file: MappedFile
         do { file = try MappedFile(path: path) } catch {
             if case .cannotOpen(_, let reason) = error { throw .cannotRead(path: path, reason: reason) }
@@ -353,22 +384,43 @@ public enum DataFiles {
         return try body(file.bytes)
     }
 
+    /// Why `path` cannot be read as a file, in words ("No such file or directory",
+    /// "is a directory", "Permission denied"), or nil.
+    static func readProblem(_ path: String) -> String? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return String(cString: strerror(errno)) }
+        if (st.st_mode & S_IFMT) == S_IFDIR { return "is a directory" }
+        guard access(path, R_OK) == 0 else { return String(cString: strerror(errno)) }
+        return nil
+    }
+
     /// Calls `body` with each line's 1-based number and byte range, without the
-    /// line terminator (LF or CRLF). Empty lines are skipped.
-    static func forEachLine(_ bytes: UnsafeRawBufferPointer,
+    /// line terminator (LF or CRLF). Blank lines at the end of the file are skipped;
+    /// a blank line followed by a non-blank one is malformed.
+    static func forEachLine(_ bytes: UnsafeRawBufferPointer, name: String,
                             _ body: (Int, Range<Int>) throws(DataFileError) -> Void) throws(DataFileError) {
         var start = 0
         var line = 1
+        var blank: Int? = nil   // the first blank line since the last non-blank one
         let n = bytes.count
         while start < n {
             var end = start
             while end < n && bytes[end] != 0x0A { end += 1 }
             var stop = end
             if stop > start && bytes[stop - 1] == 0x0D { stop -= 1 }
-            if stop > start { try body(line, start..<stop) }
+            if stop > start {
+                if let blank { throw blankLine(name, blank) }
+                try body(line, start..<stop)
+            } else if blank == nil {
+                blank = line
+            }
             start = end + 1
             line += 1
         }
+    }
+
+    static func blankLine(_ name: String, _ line: Int) -> DataFileError {
+        .malformed(path: name, line: line, reason: "blank line (blank lines are allowed only at the end of the file)")
     }
 
     /// Splits `range` at every occurrence of `sep` (one or two bytes).
@@ -407,6 +459,30 @@ public enum DataFiles {
         return negative ? -v : v
     }
 
+    /// A finite decimal number: digits with an optional sign, point and exponent
+    /// ("4", "3.5", "-1e2"); not "nan", "inf" or hexadecimal.
+    static func isNumber(_ bytes: UnsafeRawBufferPointer, _ r: Range<Int>) -> Bool {
+        isNumber(UnsafeRawBufferPointer(rebasing: bytes[r]))
+    }
+
+    static func isNumber(_ s: String) -> Bool {
+        var s = s
+        return s.withUTF8 { isNumber(UnsafeRawBufferPointer($0)) }
+    }
+
+    static func isNumber(_ b: UnsafeRawBufferPointer) -> Bool {
+        guard !b.isEmpty else { return false }
+        var plain = true  // only digits and at most one point: the common case, no String made
+        var points = 0
+        for c in b {
+            if c == 0x2E { points += 1 } else if c < 0x30 || c > 0x39 { plain = false; break }
+        }
+        if plain { return points <= 1 && b.count > points }
+        for c in b where !(c >= 0x30 && c <= 0x39) && !"+-.eE".utf8.contains(c) { return false }
+        guard let v = Double(String(decoding: b, as: UTF8.self)) else { return false }
+        return v.isFinite
+    }
+
     static func utf8(_ bytes: UnsafeRawBufferPointer, _ r: Range<Int>, _ name: String, _ line: Int, _ what: String) throws(DataFileError) -> String {
         guard !r.isEmpty else { throw .malformed(path: name, line: line, reason: "empty \(what)") }
         guard let s = String(validating: UnsafeRawBufferPointer(rebasing: bytes[r]), as: UTF8.self) else {
@@ -441,8 +517,9 @@ public enum DataFiles {
     }
 
     /// RFC 4180 records: comma-separated, fields optionally in double quotes with
-    /// `""` for a quote; a quoted field may span lines. UTF-8. Blank lines are
-    /// skipped. `body` gets the record's first line number and its fields.
+    /// `""` for a quote; a quoted field may span lines. UTF-8. Blank lines at the
+    /// end of the file are skipped; a blank line followed by a record is malformed.
+    /// `body` gets the record's first line number and its fields.
     static func forEachCSVRecord(_ bytes: UnsafeRawBufferPointer, name: String,
                                  _ body: (Int, [String]) throws(DataFileError) -> Void) throws(DataFileError) {
         var fields: [String] = []
@@ -457,16 +534,19 @@ public enum DataFiles {
             fields.append(s)
             field.removeAll(keepingCapacity: true)
         }
+        var blank: Int? = nil   // the first blank line since the last record
         while i < n {
             let recordLine = line
             fields.removeAll(keepingCapacity: true)
             field.removeAll(keepingCapacity: true)
-            // Blank line (LF or CRLF): skip.
-            if bytes[i] == 0x0A || (bytes[i] == 0x0D && i + 1 < n && bytes[i + 1] == 0x0A) {
-                i += bytes[i] == 0x0D ? 2 : 1
+            // Blank line (LF, CRLF, or a lone CR at the end): an error unless only blank lines follow.
+            if bytes[i] == 0x0A || (bytes[i] == 0x0D && (i + 1 == n || bytes[i + 1] == 0x0A)) {
+                i += bytes[i] == 0x0D && i + 1 < n ? 2 : 1
+                if blank == nil { blank = line }
                 line += 1
                 continue
             }
+            if let blank { throw blankLine(name, blank) }
             var endOfRecord = false
             while !endOfRecord {
                 if i < n && bytes[i] == 0x22 {  // quoted field
@@ -512,4 +592,167 @@ public enum DataFiles {
             try body(recordLine, fields)
         }
     }
+}
+
+// MARK: - Other files a command reads or writes
+
+extension DataFiles {
+    /// Throws `cannotRead` naming `path` and the reason ("No such file or directory",
+    /// "is a directory", "Permission denied") unless it is a readable file.
+    public static func checkReadable(path: String) throws(DataFileError) {
+        if let problem = readProblem(path) { throw .cannotRead(path: path, reason: problem) }
+    }
+
+    /// A list of ids, one per line (e.g. `palr eval --user-list`): surrounding
+    /// whitespace trimmed, blank lines ignored, UTF-8.
+    public static func readIdList(path: String) throws(DataFileError) -> [String] {
+        try withFileBytes(path) { (bytes) throws(DataFileError) in
+            var ids: [String] = []
+            var start = 0
+            var line = 1
+            while start < bytes.count {
+                var end = start
+                while end < bytes.count && bytes[end] != 0x0A { end += 1 }
+                guard let text = String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self) else {
+                    throw .malformed(path: path, line: line, reason: "not valid UTF-8")
+                }
+                let id = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                if !id.isEmpty { ids.append(id) }
+                start = end + 1
+                line += 1
+            }
+            return ids
+        }
+    }
+
+    /// Checks up front that `writeAtomically` can create `path`: its folder exists
+    /// and is writable, and `path` is not a folder. Commands call it before long work.
+    public static func checkWritable(path: String) throws(DataFileError) {
+        let folder = folderOf(path)
+        var st = stat()
+        if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR { throw .cannotWrite(path: path, reason: "is a directory") }
+        guard stat(folder, &st) == 0 else {
+            throw .cannotWrite(path: path, reason: "folder \(folder): \(String(cString: strerror(errno)))")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw .cannotWrite(path: path, reason: "\(folder) is not a directory") }
+        guard access(folder, W_OK | X_OK) == 0 else {
+            throw .cannotWrite(path: path, reason: "folder \(folder): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Writes `text` to `path` atomically: a temporary file in the same folder,
+    /// flushed to disk, then renamed over `path` (readers see the old file or the
+    /// new one, never a part). On failure `path` is untouched and the temporary removed.
+    public static func writeAtomically(_ text: String, to path: String) throws(DataFileError) {
+        try checkWritable(path: path)
+        let folder = folderOf(path)
+        let temp = folder + "/." + (path as NSString).lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw .cannotWrite(path: path, reason: String(cString: strerror(errno))) }
+        func fail(_ what: String) -> DataFileError {
+            let reason = "\(what): \(String(cString: strerror(errno)))"
+            close(fd)
+            unlink(temp)
+            return .cannotWrite(path: path, reason: reason)
+        }
+        let bytes = Array(text.utf8)
+        let ok = bytes.withUnsafeBytes { buf -> Bool in
+            guard let base = buf.baseAddress else { return true }  // nothing to write
+            var done = 0
+            while done < buf.count {
+                let w = write(fd, base + done, buf.count - done)
+                if w < 0 { if errno == EINTR { continue }; return false }
+                done += w
+            }
+            return true
+        }
+        guard ok else { throw fail("write") }
+        guard fsync(fd) == 0 else { throw fail("fsync") }
+        guard close(fd) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temp)
+            throw .cannotWrite(path: path, reason: "close: \(reason)")
+        }
+        guard rename(temp, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temp)
+            throw .cannotWrite(path: path, reason: reason)
+        }
+        // Make the rename itself durable.
+        let dfd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+    }
+
+    static func folderOf(_ path: String) -> String {
+        let folder = (path as NSString).deletingLastPathComponent
+        return folder.isEmpty ? "." : folder
+    }
+}
+
+// MARK: - Neighbour import (`--neighbours-csv`)
+
+/// The outcome of importing neighbour pairs: the table and what became of every data row.
+public struct NeighbourImport {
+    public var table: NeighbourTable
+    /// Data rows in the file (the header is not one).
+    public var rows: Int
+    /// Pairs in the table.
+    public var imported: Int
+    /// Rows naming an unknown item, pairing an item with itself, or repeating a pair.
+    public var skipped: Int
+    /// Valid pairs past an item's K best.
+    public var beyondK: Int
+
+    /// "3 rows: 1 pair imported, 1 skipped (unknown id, self pair or repeat), 1 beyond K=1".
+    public var summary: String {
+        var s = "\(rows) row\(rows == 1 ? "" : "s"): \(imported) pair\(imported == 1 ? "" : "s") imported"
+        if skipped > 0 { s += ", \(skipped) skipped (unknown id, self pair or repeat)" }
+        if beyondK > 0 { s += ", \(beyondK) beyond K=\(table.k)" }
+        return s
+    }
+}
+
+extension DataFiles {
+    /// Reads `item,neighbour,score` rows (`readNeighbourPairs`) and builds the table
+    /// (`NeighbourBuilder.table(fromPairs:)`), counting what became of every row.
+    public static func importNeighbours(path: String, itemCount: Int, k: Int,
+                                        itemIndex: (String) -> Int32?) throws(DataFileError) -> NeighbourImport {
+        let pairs = try readNeighbourPairs(path: path)
+        let made = NeighbourBuilder.table(fromPairs: pairs, itemCount: itemCount, k: k, itemIndex: itemIndex)
+        var imported = 0
+        for i in 0..<itemCount { imported += made.table.row(i).count }
+        return NeighbourImport(table: made.table, rows: pairs.count, imported: imported, skipped: made.skipped,
+                               beyondK: pairs.count - made.skipped - imported)
+    }
+}
+
+// MARK: - Retrieval settings from a command line
+
+extension RetrievalSettings {
+    /// `history_length`: the newest known items whose neighbours are summed. Past a
+    /// few hundred the decayed weights are ~0 and only the cost grows (O(L·K)).
+    public static let historyLengthRange = 1...1000
+    /// `popularity_weight`: times normalised popularity (0...1) added to every score.
+    /// Neighbour scores are O(1), so weights past ~100 already rank by popularity
+    /// alone; beyond 1000 a value is a typo (and 1e39 is infinite as a Float).
+    public static let popularityWeightRange = 0.0...1000.0
+
+    /// These settings, if every value is finite and within the ranges above
+    /// (`recency_decay`, the weight recencyDecay^a of the item a steps back, in
+    /// (0, 1]); otherwise an error naming the parameter.
+    public func validated() throws(NeighbourError) -> RetrievalSettings {
+        guard Self.historyLengthRange.contains(historyLength) else {
+            throw .badParameter("history_length must be in \(Self.historyLengthRange), is \(historyLength)")
+        }
+        guard recencyDecay.isFinite, recencyDecay > 0, recencyDecay <= 1 else {
+            throw .badParameter("recency_decay must be in (0, 1], is \(g(recencyDecay))")
+        }
+        guard popularityWeight.isFinite, Self.popularityWeightRange.contains(popularityWeight) else {
+            let r = Self.popularityWeightRange
+            throw .badParameter("popularity_weight must be in \(g(r.lowerBound))...\(g(r.upperBound)), is \(g(popularityWeight))")
+        }
+        return self
+    }
+
+    private func g(_ v: Double) -> String { String(format: "%g", v) }
 }

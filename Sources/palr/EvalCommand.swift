@@ -26,13 +26,13 @@ struct EvalCommand: ParsableCommand {
     var interactionsFormat: String?
     @Option(help: "CSV column mapping, e.g. user=uid,item=sku,time=ts.")
     var columns: String?
-    @Option(help: "Evaluate a random sample of N users.")
+    @Option(parsing: .unconditional, help: "Evaluate a random sample of N users (N ≥ 1).")
     var users: Int?
-    @Option(help: "Seed of the user sample.")
+    @Option(parsing: .unconditional, help: "Seed of the user sample (an unsigned 64-bit integer).")
     var seed: UInt64 = 1
     @Option(help: "Neighbour method: cooc, seq, combined.")
     var method: String = NeighbourMethod.combined.rawValue
-    @Option(help: "Parameter overrides, e.g. window=10,history_length=20 (see README).")
+    @Option(help: "Parameter overrides, e.g. window=10,history_length=20 (see README; history_length 1–1000, recency_decay (0, 1], popularity_weight 0–1000).")
     var params: String?
     @Option(help: "Held-out item to score: test or validation.")
     var heldOut: String = HeldOut.test.rawValue
@@ -42,9 +42,9 @@ struct EvalCommand: ParsableCommand {
     var tune = false
     @Option(help: "Tune over this grid instead of the standard one, e.g. window=5/10/20,recency_decay=0.7/0.9.")
     var grid: String?
-    @Option(help: "Write every grid point's validation metrics to this TSV file.")
+    @Option(help: "Write every grid point's validation metrics to this TSV file (with --tune or --grid; replaced atomically).")
     var tuneReport: String?
-    @Option(help: "Worker threads for building neighbours.")
+    @Option(parsing: .unconditional, help: "Worker threads for building neighbours, \(Self.threadRange.lowerBound)–\(Self.threadRange.upperBound).")
     var threads = 2
     @Flag(help: "Print JSON.")
     var json = false
@@ -52,12 +52,30 @@ struct EvalCommand: ParsableCommand {
     var model: String?
     @Option(help: "Scoring mode with --model: letters, likelihood or generate (default: the model's).")
     var mode: String?
-    @Option(help: "Candidates the model ranks (the rest of the retrieved list follows them).")
+    @Option(parsing: .unconditional,
+            help: "Candidates the model ranks, 1–\(RankingMetrics.depth) (the rest of the retrieved list follows them).")
     var candidates = 20
     @Option(help: "A file of user ids (one per line) to evaluate, e.g. the users a model was not trained on.")
     var userList: String?
-    @Option(name: .short, help: "Model threads (default: physical cores, at most 8).")
+    @Option(name: .short, parsing: .unconditional,
+            help: "Model threads, \(Self.threadRange.lowerBound)–\(Self.threadRange.upperBound) (default: physical cores, at most 8).")
     var t: Int?
+
+    static let threadRange = 1...256
+
+    func validate() throws {
+        if let users, users < 1 { throw ValidationError("--users must be at least 1 (got \(users))") }
+        guard Self.threadRange.contains(threads) else {
+            throw ValidationError("--threads must be in \(Self.threadRange.lowerBound)...\(Self.threadRange.upperBound) (got \(threads))")
+        }
+        guard (1...RankingMetrics.depth).contains(candidates) else {
+            throw ValidationError("--candidates must be in 1...\(RankingMetrics.depth) (got \(candidates))")
+        }
+        if let t, !Self.threadRange.contains(t) {
+            throw ValidationError("-t must be in \(Self.threadRange.lowerBound)...\(Self.threadRange.upperBound) (got \(t))")
+        }
+        if tuneReport != nil && !tune && grid == nil { throw ValidationError("--tune-report needs --tune or --grid") }
+    }
 
     func run() throws {
         guard let m = NeighbourMethod(rawValue: method) else {
@@ -65,18 +83,26 @@ struct EvalCommand: ParsableCommand {
         }
         guard let h = HeldOut(rawValue: heldOut) else { throw ValidationError("--held-out is test or validation") }
         var config = RetrieverConfiguration.defaults(for: m)
-        if let params { try config.apply(params) }
+        if let params { try checkedParameters("--params") { () throws(NeighbourError) in try config.apply(params) } }
+        _ = try checkedParameters("--params") { () throws(NeighbourError) in try config.retrieval.validated() }
+        let base = config
+        let customGrid = try grid.map { g in
+            try checkedParameters("--grid") { () throws(NeighbourError) in try TuningGrid.parse(g, base: base) }
+        }
+        for s in customGrid?.retrieval ?? [] { _ = try checkedParameters("--grid") { () throws(NeighbourError) in try s.validated() } }
+        // Files named by options are checked before the long work, not after it.
+        let wanted = try userList.map { try DataFiles.readIdList(path: $0) }
+        if let tuneReport { try DataFiles.checkWritable(path: tuneReport) }
 
         let t0 = Date()
         let itemList = try DataFiles.readItems(path: items, formatName: itemsFormat)
         let log = try DataFiles.readInteractions(path: interactions, formatName: interactionsFormat, columns: columns)
         let data = LeaveOneOutData(items: itemList, log: log)
         var only: Set<Int>?
-        if let userList {
-            let wanted = Set(try String(contentsOfFile: userList, encoding: .utf8)
-                .split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
-            only = Set(log.userIds.enumerated().filter { wanted.contains($0.element) }.map(\.offset))
-            note("\(only?.count ?? 0) of \(wanted.count) listed users are in the interaction file")
+        if let wanted {
+            let listed = Set(wanted)
+            only = Set(log.userIds.enumerated().filter { listed.contains($0.element) }.map(\.offset))
+            note("\(only?.count ?? 0) of \(listed.count) listed users are in the interaction file")
         }
         let reranker = try model.map { try makeReranker(path: $0) }
         note("read \(itemList.count) items, \(log.count) interactions of \(log.userIds.count) users in \(seconds(since: t0))"
@@ -84,7 +110,7 @@ struct EvalCommand: ParsableCommand {
 
         var tuned: TuningResult?
         if tune || grid != nil {
-            let grid = try grid.map { try TuningGrid.parse($0, base: config) } ?? TuningGrid.standard(around: config)
+            let grid = customGrid ?? TuningGrid.standard(around: config)
             note("tuning \(m.rawValue): \(grid.builds.count) neighbour builds × \(grid.retrieval.count) retrieval settings on the validation items")
             let results = try data.tune(grid, users: users, seed: seed, threads: threads) { done, total, best in
                 note("  \(done)/\(total) builds; best so far NDCG@10 \(f(best.validation.ndcg10)) HR@10 \(f(best.validation.hr10)): \(best.configuration.summary)")
@@ -95,7 +121,7 @@ struct EvalCommand: ParsableCommand {
                 for r in results {
                     tsv += "\(f(r.validation.ndcg10))\t\(f(r.validation.hr10))\t\(f(r.validation.recall50))\t\(r.configuration.summary)\n"
                 }
-                try tsv.write(toFile: tuneReport, atomically: true, encoding: .utf8)
+                try DataFiles.writeAtomically(tsv, to: tuneReport)
             }
             if !json {
                 print("validation, best 5 of \(results.count):")
@@ -185,6 +211,16 @@ struct EvalCommand: ParsableCommand {
     }
 
     private func round4(_ v: Double) -> Double { (v * 10000).rounded() / 10000 }
+}
+
+/// Runs a parameter parse or check; its error becomes a usage error naming the
+/// option, e.g. "--params: popularity_weight must be in 0...1000, is 1e+39".
+func checkedParameters<T>(_ option: String, _ body: () throws(NeighbourError) -> T) throws -> T {
+    do { return try body() } catch {
+        switch error {
+        case .badParameter(let reason): throw ValidationError("\(option): \(reason)")
+        }
+    }
 }
 
 func f(_ v: Double) -> String { String(format: "%.4f", v) }

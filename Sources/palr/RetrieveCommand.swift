@@ -13,28 +13,41 @@ struct RetrieveCommand: ParsableCommand {
     var catalog: String
     @Option(help: "History item ids, oldest first, comma-separated.")
     var items: String = ""
-    @Option(help: "How many candidates (1...\(Retriever.maxCount)).")
+    @Option(parsing: .unconditional, help: "How many candidates (1...\(Retriever.maxCount)).")
     var n = Retriever.defaultCount
-    @Option(help: "Retrieval overrides: history_length=…,recency_decay=…,popularity_weight=….")
+    @Option(help: "Retrieval overrides: history_length=… (1–1000), recency_decay=… ((0, 1]), popularity_weight=… (0–1000).")
     var params: String?
-    @Option(name: .customLong("repeat"), help: "Repeat the request N times and report the mean retrieval time (benchmark).")
+    @Option(name: .customLong("repeat"), parsing: .unconditional,
+            help: "Repeat the request N times (N ≥ 1) and report the mean retrieval time (benchmark).")
     var repeats: Int = 1
     @Flag(help: "Print JSON.")
     var json = false
 
+    func validate() throws {
+        guard n >= 1 && n <= Retriever.maxCount else { throw ValidationError("--n must be in 1...\(Retriever.maxCount) (got \(n))") }
+        guard repeats >= 1 else { throw ValidationError("--repeat must be at least 1 (got \(repeats))") }
+    }
+
     func run() throws {
-        guard n >= 1 && n <= Retriever.maxCount else { throw ValidationError("--n must be in 1...\(Retriever.maxCount)") }
         let t0 = Date()
-        let pack = try CatalogPack.open(path: catalog)
+        let pack: ItemCatalog
+        try DataFiles.checkReadable(path: catalog)
+        do { pack = try CatalogPack.open(path: catalog) } catch { throw CLIError(path: catalog, error) }
         let loaded = Date()
         var config = RetrieverConfiguration(neighbours: NeighbourParameters(method: .seq), retrieval: pack.info.retrieval)
-        if let params { try config.apply(params) }
+        if let params { try checkedParameters("--params") { () throws(NeighbourError) in try config.apply(params) } }
+        do { _ = try config.retrieval.validated() } catch {
+            guard case .badParameter(let reason) = error else { throw error }
+            // Without --params every value came from the pack.
+            if params == nil { throw CLIError(path: catalog, "stored retrieval settings: \(reason)") }
+            throw ValidationError("--params: \(reason)")
+        }
         let retriever = Retriever(catalog: pack, settings: config.retrieval)
         let history = items.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         var result = retriever.retrieve(history: history, count: n)  // warm-up
         let t1 = Date()
-        for _ in 0..<max(repeats, 1) { result = retriever.retrieve(history: history, count: n) }
-        let retrieveMs = Date().timeIntervalSince(t1) * 1000 / Double(max(repeats, 1))
+        for _ in 0..<repeats { result = retriever.retrieve(history: history, count: n) }
+        let retrieveMs = Date().timeIntervalSince(t1) * 1000 / Double(repeats)
         let loadMs = loaded.timeIntervalSince(t0) * 1000
 
         if json {

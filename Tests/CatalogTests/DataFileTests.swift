@@ -12,7 +12,7 @@ import Testing
     }
 
     @Test func movieLensInteractionFormats() throws {
-        let a = try Self.interactions("196\t242\t3\t881250949\n186\t302\t3\t891717742\r\n\n22\t242\t1\t878887116", .movieLens100K)
+        let a = try Self.interactions("196\t242\t3\t881250949\n186\t302\t3\t891717742\r\n22\t242\t1\t878887116", .movieLens100K)
         #expect(a.count == 3)
         #expect(a.userIds == ["196", "186", "22"])
         #expect(a.itemIds == ["242", "302"])

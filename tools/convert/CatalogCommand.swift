@@ -65,7 +65,11 @@ struct CatalogCommand: ParsableCommand {
         try prepareOutput(output)
         var config = RetrieverConfiguration.defaults(for: m)
         if let k { try config.apply("k=\(k)") }
-        if let params { try config.apply(params) }
+        if let params {
+            try config.apply(params)
+            // A pack with settings retrieval rejects would be written and then fail to load.
+            config.retrieval = try config.retrieval.validated()
+        }
 
         let t0 = Date()
         let itemList = try DataFiles.readItems(path: items, formatName: itemsFormat)
@@ -101,14 +105,12 @@ struct CatalogCommand: ParsableCommand {
         var methodName = m.rawValue
         var parameters = config.neighbours.json
         if let neighboursCsv {
-            let pairs = try DataFiles.readNeighbourPairs(path: neighboursCsv)
-            let imported = NeighbourBuilder.table(fromPairs: pairs, itemCount: itemList.count, k: config.neighbours.k) { index[$0] }
+            let imported = try DataFiles.importNeighbours(path: neighboursCsv, itemCount: itemList.count,
+                                                          k: config.neighbours.k) { index[$0] }
             table = imported.table
             methodName = "imported"
             parameters = ""
-            note("neighbours: \(pairs.count) pairs imported from \(neighboursCsv)"
-                + (imported.skipped > 0 ? ", \(imported.skipped) skipped (unknown id, self pair or repeat)" : "")
-                + " (\(seconds(since: t1)))")
+            note("neighbours from \(neighboursCsv): \(imported.summary) (\(seconds(since: t1)))")
         } else {
             note("neighbours: \(m.rawValue), \(config.summary)")
             let start = Date()
