@@ -38,9 +38,11 @@ func parseTokenList(_ s: String) throws -> [Int32] {
 }
 
 /// Thread counts: at least 1; above 256 is surely a typo (palr caps its pool at the cores anyway).
+let threadLimit = 1...256
+
 func validateThreads(_ t: Int?, option: String = "-t") throws {
     guard let t else { return }
-    if t < 1 || t > 256 { throw ValidationError("\(option) must be between 1 and 256 (got \(t))") }
+    if !threadLimit.contains(t) { throw ValidationError("\(option) must be between 1 and 256 (got \(t))") }
 }
 
 /// The bytes of a file, or an error naming the path and why it cannot be read.

@@ -61,19 +61,15 @@ struct EvalCommand: ParsableCommand {
             help: "Model threads, \(Self.threadRange.lowerBound)–\(Self.threadRange.upperBound) (default: physical cores, at most 8).")
     var t: Int?
 
-    static let threadRange = 1...256
+    static let threadRange = threadLimit
 
     func validate() throws {
         if let users, users < 1 { throw ValidationError("--users must be at least 1 (got \(users))") }
-        guard Self.threadRange.contains(threads) else {
-            throw ValidationError("--threads must be in \(Self.threadRange.lowerBound)...\(Self.threadRange.upperBound) (got \(threads))")
-        }
+        try validateThreads(threads, option: "--threads")
         guard (1...RankingMetrics.depth).contains(candidates) else {
             throw ValidationError("--candidates must be in 1...\(RankingMetrics.depth) (got \(candidates))")
         }
-        if let t, !Self.threadRange.contains(t) {
-            throw ValidationError("-t must be in \(Self.threadRange.lowerBound)...\(Self.threadRange.upperBound) (got \(t))")
-        }
+        try validateThreads(t)
         if tuneReport != nil && !tune && grid == nil { throw ValidationError("--tune-report needs --tune or --grid") }
     }
 

@@ -78,10 +78,7 @@ import Testing
         let ml = try #require(ML100K.shared)
         let path = temporaryStorePath("palr-prof-none")
         defer { removeStore(path) }
-        let store = try HistoryStore(path: path)
-        _ = try store.record((0..<5).map { i in
-            NewInteraction(profile: "ann", item: ml.catalog.ids[i], kind: .view, value: nil, timestamp: Int64(i))
-        }, createProfiles: true)
+        let store = try storeWithFiveViews(path: path, profile: "ann", catalog: ml.catalog)
         let rec = try Recommender(ranker: try makeRanker(), catalog: ml.catalog, store: store, modelID: "tiny")
         #expect(throws: RecommenderError.profilesUnsupported(model: "tiny")) { _ = try rec.refreshProfile("ann") }
         // A summary left by another model is not shown to this one: same ranking, same cache entry.
@@ -97,10 +94,7 @@ import Testing
         let ml = try #require(ML100K.shared)
         let path = temporaryStorePath("palr-prof-cache")
         defer { removeStore(path) }
-        let store = try HistoryStore(path: path)
-        _ = try store.record((0..<5).map { i in
-            NewInteraction(profile: "cy", item: ml.catalog.ids[i], kind: .view, value: nil, timestamp: Int64(i))
-        }, createProfiles: true)
+        let store = try storeWithFiveViews(path: path, profile: "cy", catalog: ml.catalog)
         let rec = try Recommender(ranker: try makeRanker { $0.writesProfiles = true }, catalog: ml.catalog, store: store, modelID: "tiny")
         let first = try rec.recommend(profile: "cy", k: 5)
         #expect(!first.fromCache)
@@ -113,5 +107,13 @@ import Testing
         let fresh = try rec.recommend(profile: "cy", k: 5)
         #expect(!fresh.fromCache)
         #expect(try rec.recommend(profile: "cy", k: 5).fromCache)
+    }
+
+    func storeWithFiveViews(path: String, profile: String, catalog: ItemCatalog) throws -> HistoryStore {
+        let store = try HistoryStore(path: path)
+        _ = try store.record((0..<5).map { i in
+            NewInteraction(profile: profile, item: catalog.ids[i], kind: .view, value: nil, timestamp: Int64(i))
+        }, createProfiles: true)
+        return store
     }
 }
