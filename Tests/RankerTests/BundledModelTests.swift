@@ -15,6 +15,8 @@ import Tokenizer
         var defaulted: [String] = []
         let settings = try PALRSettings(gguf: model.gguf, defaulted: &defaulted)
         #expect(settings.mode == .letters)
+        // It was trained for letters-mode ranking only: no profile summaries.
+        #expect(!settings.writesProfiles)
         let catalog = try CatalogPack.open(path: dir.appendingPathComponent("ml-small-catalog.gguf").path)
         let path = temporaryStorePath("palr-demo-test")
         defer { removeStore(path) }
