@@ -274,7 +274,7 @@ public enum DataFiles {
                 }
                 guard !fields[c.user].isEmpty else { throw .malformed(path: name, line: line, reason: "empty user id") }
                 guard !fields[c.item].isEmpty else { throw .malformed(path: name, line: line, reason: "empty item id") }
-                if let r = c.rating {
+                if let r = c.rating, !fields[r].isEmpty {   // empty: no rating (an implicit view)
                     guard isNumber(fields[r]) else {
                         throw .malformed(path: name, line: line, reason: "rating '\(fields[r])' is not a number")
                     }
@@ -397,9 +397,15 @@ public enum DataFiles {
     /// Calls `body` with each line's 1-based number and byte range, without the
     /// line terminator (LF or CRLF). Blank lines at the end of the file are skipped;
     /// a blank line followed by a non-blank one is malformed.
+    /// 3 when the file starts with a UTF-8 byte order mark (as spreadsheets write
+    /// "CSV UTF-8"), else 0: the mark is not part of the first field.
+    static func byteOrderMarkLength(_ bytes: UnsafeRawBufferPointer) -> Int {
+        bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF ? 3 : 0
+    }
+
     static func forEachLine(_ bytes: UnsafeRawBufferPointer, name: String,
                             _ body: (Int, Range<Int>) throws(DataFileError) -> Void) throws(DataFileError) {
-        var start = 0
+        var start = byteOrderMarkLength(bytes)
         var line = 1
         var blank: Int? = nil   // the first blank line since the last non-blank one
         let n = bytes.count
@@ -524,7 +530,7 @@ public enum DataFiles {
                                  _ body: (Int, [String]) throws(DataFileError) -> Void) throws(DataFileError) {
         var fields: [String] = []
         var field: [UInt8] = []
-        var i = 0
+        var i = byteOrderMarkLength(bytes)
         var line = 1
         let n = bytes.count
         func finishField(_ line: Int) throws(DataFileError) {
@@ -608,7 +614,7 @@ extension DataFiles {
     public static func readIdList(path: String) throws(DataFileError) -> [String] {
         try withFileBytes(path) { (bytes) throws(DataFileError) in
             var ids: [String] = []
-            var start = 0
+            var start = byteOrderMarkLength(bytes)
             var line = 1
             while start < bytes.count {
                 var end = start
@@ -628,32 +634,48 @@ extension DataFiles {
     /// Checks up front that `writeAtomically` can create `path`: its folder exists
     /// and is writable, and `path` is not a folder. Commands call it before long work.
     public static func checkWritable(path: String) throws(DataFileError) {
-        let folder = folderOf(path)
+        // A device, FIFO, folder or dangling link would be replaced by the rename.
+        let target: String
+        do { target = try GGUFWriter.target(of: path) } catch { throw .cannotWrite(path: path, reason: error.reason) }
+        let folder = folderOf(target)
         var st = stat()
-        if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR { throw .cannotWrite(path: path, reason: "is a directory") }
         guard stat(folder, &st) == 0 else {
-            throw .cannotWrite(path: path, reason: "folder \(folder): \(String(cString: strerror(errno)))")
+            let e = errno
+            throw .cannotWrite(path: path, reason: "folder \(folder): \(String(cString: strerror(e)))")
         }
         guard (st.st_mode & S_IFMT) == S_IFDIR else { throw .cannotWrite(path: path, reason: "\(folder) is not a directory") }
         guard access(folder, W_OK | X_OK) == 0 else {
-            throw .cannotWrite(path: path, reason: "folder \(folder): \(String(cString: strerror(errno)))")
+            let e = errno
+            throw .cannotWrite(path: path, reason: "folder \(folder): \(String(cString: strerror(e)))")
         }
     }
 
     /// Writes `text` to `path` atomically: a temporary file in the same folder,
     /// flushed to disk, then renamed over `path` (readers see the old file or the
     /// new one, never a part). On failure `path` is untouched and the temporary removed.
+    /// A symbolic link is followed (the file it points to is replaced, keeping its
+    /// mode); anything but a regular file is refused, also if it appears meanwhile.
     public static func writeAtomically(_ text: String, to path: String) throws(DataFileError) {
         try checkWritable(path: path)
-        let folder = folderOf(path)
-        let temp = folder + "/." + (path as NSString).lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw .cannotWrite(path: path, reason: String(cString: strerror(errno))) }
+        let target: String
+        do { target = try GGUFWriter.target(of: path) } catch { throw .cannotWrite(path: path, reason: error.reason) }
+        let folder = folderOf(target)
+        var st = stat()
+        let mode: mode_t = stat(target, &st) == 0 ? st.st_mode & 0o7777 : 0o644
+        // The name part is cut by bytes so that the temporary's name stays under NAME_MAX.
+        let base = String(decoding: Array((target as NSString).lastPathComponent.utf8.prefix(200)), as: UTF8.self)
+        let temp = folder + "/." + base + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            let e = errno
+            throw .cannotWrite(path: path, reason: String(cString: strerror(e)))
+        }
+        _ = fchmod(fd, mode)
         func fail(_ what: String) -> DataFileError {
-            let reason = "\(what): \(String(cString: strerror(errno)))"
+            let e = errno
             close(fd)
             unlink(temp)
-            return .cannotWrite(path: path, reason: reason)
+            return .cannotWrite(path: path, reason: "\(what): \(String(cString: strerror(e)))")
         }
         let bytes = Array(text.utf8)
         let ok = bytes.withUnsafeBytes { buf -> Bool in
@@ -669,14 +691,24 @@ extension DataFiles {
         guard ok else { throw fail("write") }
         guard fsync(fd) == 0 else { throw fail("fsync") }
         guard close(fd) == 0 else {
-            let reason = String(cString: strerror(errno))
+            let e = errno
             unlink(temp)
-            throw .cannotWrite(path: path, reason: "close: \(reason)")
+            throw .cannotWrite(path: path, reason: "close: \(String(cString: strerror(e)))")
         }
-        guard rename(temp, path) == 0 else {
-            let reason = String(cString: strerror(errno))
+        // Checked again: the destination may have been replaced while we wrote.
+        let now: String
+        do { now = try GGUFWriter.target(of: path) } catch {
             unlink(temp)
-            throw .cannotWrite(path: path, reason: reason)
+            throw .cannotWrite(path: path, reason: error.reason)
+        }
+        guard now == target else {
+            unlink(temp)
+            throw .cannotWrite(path: path, reason: "it changed while the file was written")
+        }
+        guard rename(temp, target) == 0 else {
+            let e = errno
+            unlink(temp)
+            throw .cannotWrite(path: path, reason: String(cString: strerror(e)))
         }
         // Make the rename itself durable.
         let dfd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)

@@ -7,8 +7,17 @@
 // device, FIFO, socket or directory entry with a regular file (as root, even
 // /dev/null), so those are refused before any work. A symbolic link is resolved
 // and its target written atomically (the link stays a link); a dangling link is
-// refused. Temporaries `OUT.tmp-PID` left by a killed writer (SIGKILL runs no
-// cleanup) are removed when the next writer of OUT starts, if PID is not running.
+// refused. The destination is checked again just before the rename, since a
+// conversion can run for minutes.
+//
+// The temporary `OUT.tmp-PID` is opened without following a symbolic link and
+// without truncating, then locked (flock, exclusive, non-blocking) and only then
+// emptied; the lock is held until the rename or the cleanup. PIDs are not unique
+// across PID namespaces (containers sharing a volume), so the lock, not the name,
+// says who owns a temporary: a second writer of OUT whose temporary name clashes
+// gets an error instead of overwriting the first one's file. Temporaries left by a
+// killed writer (SIGKILL runs no cleanup) are removed when the next writer of OUT
+// starts, if PID is not running here and nobody holds the file's lock.
 
 #if canImport(Glibc)
 import Glibc
@@ -83,8 +92,7 @@ public final class GGUFWriter {
         self.plan = tensors
         self.removedStaleTemporaries = Self.removeStaleTemporaries(for: target)
         self.tempPath = target + Self.temporarySuffix + String(getpid())
-        fd = open(tempPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw .writeFailed(path: tempPath, reason: String(cString: strerror(errno))) }
+        fd = try Self.openLocked(temporary: tempPath, destination: path)
 
         var header = ByteWriter()
         header.u32(GGUFFile.magic)
@@ -124,6 +132,52 @@ public final class GGUFWriter {
     /// Temporaries are `OUT` + this + the writer's process id.
     public static let temporarySuffix = ".tmp-"
 
+    /// Opens `temp` for writing (created if absent), holding an exclusive flock on it,
+    /// emptied. Never follows a symbolic link at `temp` and never truncates before the
+    /// lock is held, so a file another writer is filling (same name: same PID in another
+    /// PID namespace) is left alone. On failure nothing is removed: the file, if any, is
+    /// not this writer's.
+    static func openLocked(temporary temp: String, destination: String) throws(GGUFError) -> Int32 {
+        // O_NONBLOCK: a FIFO planted at the name must not block the open (it is refused below).
+        let fd = open(temp, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0o644)
+        guard fd >= 0 else {
+            let e = errno
+            var st = stat()
+            let kind = lstat(temp, &st) == 0 ? st.st_mode & S_IFMT : S_IFREG
+            let reason = kind == S_IFLNK
+                ? "it is a symbolic link; the writer's temporary file must be a regular file it creates, so it refuses to follow the link (remove \(temp))"
+                : kind != S_IFREG ? "it is \(kindName(kind)), not a regular file (remove \(temp))" : describe(e)
+            throw .writeFailed(path: temp, reason: reason)
+        }
+        func fail(_ reason: String) -> GGUFError {
+            close(fd)
+            return .writeFailed(path: temp, reason: reason)
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { let e = errno; throw fail("fstat: \(describe(e))") }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            throw fail("it is \(kindName(st.st_mode & S_IFMT)), not a regular file (remove \(temp))")
+        }
+        guard st.st_nlink <= 1 else {
+            throw fail("it has \(st.st_nlink) hard links; emptying it would empty the other names too (remove \(temp))")
+        }
+        var lockError: Int32 = 0
+        repeat { lockError = flock(fd, LOCK_EX | LOCK_NB) == 0 ? 0 : errno } while lockError == EINTR
+        guard lockError == 0 else {
+            close(fd)
+            if lockError == EWOULDBLOCK {
+                throw .writeFailed(path: destination, reason: "another writer is writing \(destination) (\(temp) is locked)")
+            }
+            throw .writeFailed(path: temp, reason: "flock: \(describe(lockError))")
+        }
+        guard ftruncate(fd, 0) == 0 else { let e = errno; throw fail("ftruncate: \(describe(e))") }
+        let flags = fcntl(fd, F_GETFL)
+        guard flags >= 0, fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0 else { let e = errno; throw fail("fcntl: \(describe(e))") }
+        return fd
+    }
+
+    static func describe(_ e: Int32) -> String { String(cString: strerror(e)) }
+
     static func alignUp(_ n: Int, _ a: Int) -> Int { (n + a - 1) / a * a }
 
     /// The next tensor in plan order, or nil when all data has been written.
@@ -160,15 +214,27 @@ public final class GGUFWriter {
             throw .invalidPlan("tensor '\(plan[next].name)' and \(plan.count - next - 1) more were never written")
         }
         guard fsync(fd) == 0 else {
-            let e = String(cString: strerror(errno)); cleanUp()
-            throw .writeFailed(path: tempPath, reason: "fsync: \(e)")
+            let e = errno; cleanUp()
+            throw .writeFailed(path: tempPath, reason: "fsync: \(Self.describe(e))")
+        }
+        // The destination may have changed while the file was written: the rename must
+        // still replace a regular file (or nothing), and the same one.
+        let now: String
+        do { now = try Self.target(of: target) } catch {
+            cleanUp()
+            throw .writeFailed(path: error.path, reason: error.reason + " (it changed while the file was being written)")
+        }
+        guard now == target else {
+            cleanUp()
+            throw .writeFailed(path: path, reason: "\(target) became a symbolic link to \(now) while the file was being written; it was not replaced")
+        }
+        // The lock is held through the rename, so no other writer takes the temporary meanwhile.
+        guard rename(tempPath, target) == 0 else {
+            let e = errno; cleanUp()
+            throw .writeFailed(path: path, reason: "rename: \(Self.describe(e))")
         }
         close(fd)
         fd = -1
-        guard rename(tempPath, target) == 0 else {
-            let e = String(cString: strerror(errno)); cleanUp()
-            throw .writeFailed(path: path, reason: "rename: \(e)")
-        }
         finished = true
         syncDirectory(of: target)
     }
@@ -187,10 +253,10 @@ public final class GGUFWriter {
         while left > 0 {
             let n = Glibc.write(fd, p, left)
             if n < 0 {
-                if errno == EINTR { continue }
-                let e = String(cString: strerror(errno))
+                let e = errno
+                if e == EINTR { continue }
                 cleanUp()
-                throw .writeFailed(path: path, reason: e)
+                throw .writeFailed(path: path, reason: Self.describe(e))
             }
             p += n
             left -= n
@@ -198,9 +264,14 @@ public final class GGUFWriter {
         }
     }
 
+    /// Removes the temporary, then releases its lock (in that order: once unlocked, the
+    /// name may belong to another writer).
     private func cleanUp() {
-        if fd >= 0 { close(fd); fd = -1 }
-        unlink(tempPath)
+        if fd >= 0 {
+            unlink(tempPath)
+            close(fd)
+            fd = -1
+        }
         finished = true
     }
 
@@ -293,8 +364,10 @@ extension GGUFWriter {
     }
 
     /// Removes `T.tmp-PID` beside `T` (the target of `path`) for every PID that is not
-    /// a running process (kill(PID, 0) fails with ESRCH) and is not this process; only
-    /// regular files whose name is exactly that pattern. Returns what was removed.
+    /// a running process (kill(PID, 0) fails with ESRCH) and is not this process, and
+    /// only if nobody holds the file's lock (a writer in another PID namespace may have
+    /// the same PID, running or not here); only regular files whose name is exactly that
+    /// pattern, never followed through a symbolic link. Returns what was removed.
     @discardableResult
     public static func removeStaleTemporaries(for path: String) -> [GGUFStaleTemporary] {
         let target = (try? Self.target(of: path)) ?? path
@@ -302,22 +375,41 @@ extension GGUFWriter {
         let prefix = base + temporarySuffix
         guard let d = opendir(dir) else { return [] }
         defer { closedir(d) }
+        // The name is read in place: a dirent record is only d_reclen bytes long, shorter
+        // than the declared d_name array, so copying the whole array would read past it.
+        guard let nameOffset = MemoryLayout<dirent>.offset(of: \.d_name) else { return [] }
         var removed: [GGUFStaleTemporary] = []
         while let entry = readdir(d) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            guard name.hasPrefix(prefix) else { continue }
+            let cName = (UnsafeRawPointer(entry) + nameOffset).assumingMemoryBound(to: CChar.self)
+            guard let name = String(validatingCString: cName), name.hasPrefix(prefix) else { continue }
             let digits = name.dropFirst(prefix.count)
             guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), digits.first != "0",
                   let pid = Int32(digits), pid != getpid() else { continue }
-            guard kill(pid, 0) != 0 && errno == ESRCH else { continue }   // running (or not ours to signal)
+            let signalled = kill(pid, 0)
+            let e = errno
+            guard signalled != 0 && e == ESRCH else { continue }   // running (or not ours to signal)
             let full = target.contains("/") ? joinPath(dir, name) : name
-            var st = stat()
-            guard lstat(full, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { continue }
-            if unlink(full) == 0 { removed.append(GGUFStaleTemporary(path: full, pid: pid, bytes: Int(st.st_size))) }
+            if let bytes = removeIfUnlocked(full) {
+                removed.append(GGUFStaleTemporary(path: full, pid: pid, bytes: bytes))
+            }
         }
         return removed.sorted { $0.path < $1.path }
+    }
+
+    /// Unlinks `path` if it is a regular file (not followed through a link) whose lock
+    /// nobody holds and the name still refers to the file locked; returns its size.
+    static func removeIfUnlocked(_ path: String) -> Int? {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }   // after the unlink: the lock is held until the name is gone
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, flock(fd, LOCK_EX | LOCK_NB) == 0 else { return nil }
+        // Another cleaner may have removed it and a new writer created and locked a new
+        // file at the name between this open and this lock: then the name is not this file.
+        var now = stat()
+        guard fstat(fd, &st) == 0, st.st_nlink > 0, lstat(path, &now) == 0,
+              now.st_dev == st.st_dev, now.st_ino == st.st_ino else { return nil }
+        return unlink(path) == 0 ? Int(st.st_size) : nil
     }
 
     /// (folder, last component) of a path; "." for a bare name.

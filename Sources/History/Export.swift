@@ -69,8 +69,13 @@ extension HistoryStore {
     /// (`HistoryError.notARegularFile`) or the database itself. Returns the
     /// number of interactions written.
     @discardableResult
-    public func export(format: ExportFormat, profile: String? = nil, toFile path: String) throws -> Int {
+    ///
+    /// `temporaryCreated` gets the temporary file's path before anything is written,
+    /// so that a command can remove it on SIGINT/SIGTERM (a signal runs no `deinit`).
+    public func export(format: ExportFormat, profile: String? = nil, toFile path: String,
+                       temporaryCreated: (String) -> Void = { _ in }) throws -> Int {
         let file = try AtomicFile(replacing: path, protecting: [self.path, self.path + "-wal", self.path + "-shm"])
+        temporaryCreated(file.temporary)
         let rows = try export(format: format, profile: profile) { try file.write($0) }
         try file.commit()
         return rows
@@ -160,7 +165,12 @@ private final class AtomicFile {
         guard !path.isEmpty else { throw .invalidArgument("the output path is empty") }
         var destination = path
         var info = stat()
-        if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK, let resolved = realpath(path, nil) {
+        if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK {
+            // A link whose target cannot be found would itself be replaced: refused.
+            guard let resolved = realpath(path, nil) else {
+                let e = errno
+                throw .cannotWrite(path: path, reason: "it is a symbolic link that cannot be followed (\(systemError(e)))")
+            }
             destination = String(cString: resolved)
             free(resolved)
         }
@@ -189,7 +199,8 @@ private final class AtomicFile {
         let folder = (destination as NSString).deletingLastPathComponent
         let directory = folder.isEmpty ? "." : folder
         if stat(directory, &info) != 0 {
-            throw .cannotWrite(path: path, reason: "folder \(directory): \(systemError(errno))")
+            let e = errno
+            throw .cannotWrite(path: path, reason: "folder \(directory): \(systemError(e))")
         }
         guard info.st_mode & S_IFMT == S_IFDIR else {
             throw .cannotWrite(path: path, reason: "\(directory) is not a folder")
@@ -198,9 +209,11 @@ private final class AtomicFile {
         var attempt = 0
         while true {
             let suffix = String(UInt32.random(in: .min ... .max), radix: 16)
-            let temporary = directory + "/." + name.prefix(200) + ".tmp-" + suffix
+            // The name is cut by bytes, so the temporary's stays under NAME_MAX (255 bytes).
+            let short = String(decoding: Array(name.utf8.prefix(200)), as: UTF8.self)
+            let temporary = directory + "/." + short + ".tmp-" + suffix
             // 0666 less the umask, as for any new file; an existing file's mode is kept below.
-            let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
+            let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o666)
             if fd >= 0 {
                 self.temporary = temporary
                 descriptor = fd
@@ -226,8 +239,15 @@ private final class AtomicFile {
         let closed = close(descriptor)
         descriptor = -1
         if closed != 0 { throw .cannotWrite(path: path, reason: systemError(errno)) }
+        // The destination may have become something else while we wrote (a FIFO, a
+        // device): checked again, as closely before the rename as possible.
+        var info = stat()
+        if lstat(destination, &info) == 0, info.st_mode & S_IFMT != S_IFREG {
+            throw .notARegularFile(path: path, kind: "no longer a regular file")
+        }
         if rename(temporary, destination) != 0 {
-            throw .cannotWrite(path: path, reason: "cannot rename \(temporary) to it: \(systemError(errno))")
+            let e = errno
+            throw .cannotWrite(path: path, reason: "cannot rename \(temporary) to it: \(systemError(e))")
         }
         // The rename is durable once the folder is fsynced (best effort: some
         // file systems refuse fsync on a folder).

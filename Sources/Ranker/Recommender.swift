@@ -70,6 +70,12 @@ public final class Recommender {
         }
     }
 
+    /// Candidates retrieved for a top-`k` request: the requested or the model's count,
+    /// at least k.
+    func candidateCount(k: Int, candidates: Int?) -> Int {
+        max(k, min(candidates ?? ranker.settings.maxCandidates, Retriever.maxCount))
+    }
+
     func cacheModelID(mode: ScoringMode, candidates: Int) -> String { "\(modelID)/\(mode.rawValue)/c\(candidates)" }
 
     /// Recommends `k` items for `profile`. A cached ranking for the same model,
@@ -78,7 +84,7 @@ public final class Recommender {
                           useCache: Bool = true) throws -> Recommendation {
         let t0 = Date()
         let mode = mode ?? ranker.settings.mode
-        let nCand = max(k, min(candidates ?? ranker.settings.maxCandidates, Retriever.maxCount))
+        let nCand = candidateCount(k: k, candidates: candidates)
         let history = try store.recent(profile: profile, limit: historyWindow)
         let digest = HistoryDigest(of: history)
         let summary = try storedSummary(profile)
@@ -129,9 +135,10 @@ public final class Recommender {
     }
 
     /// Whether the cached ranking of `profile` is missing or older than its history.
-    public func isStale(profile: String, mode: ScoringMode? = nil, candidates: Int? = nil) throws -> Bool {
+    /// `k` and `candidates` as `recommend` would get them (they name the cache entry).
+    public func isStale(profile: String, k: Int = 10, mode: ScoringMode? = nil, candidates: Int? = nil) throws -> Bool {
         let mode = mode ?? ranker.settings.mode
-        let nCand = min(candidates ?? ranker.settings.maxCandidates, Retriever.maxCount)
+        let nCand = candidateCount(k: k, candidates: candidates)
         guard let cached = try store.cachedRecommendations(profile: profile, modelID: cacheModelID(mode: mode, candidates: nCand),
                                                            catalogID: catalogID) else { return true }
         let digest = HistoryDigest(of: try store.recent(profile: profile, limit: historyWindow))

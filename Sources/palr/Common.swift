@@ -50,9 +50,30 @@ func readFile(_ path: String) throws -> Data {
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw CLIError(path: path, "no such file") }
     if isDir.boolValue { throw CLIError(path: path, "is a folder, not a file") }
-    guard access(path, R_OK) == 0 else { throw CLIError(path: path, String(cString: strerror(errno))) }
-    // (Foundation answers nil for an empty file.)
-    return FileManager.default.contents(atPath: path) ?? Data()
+    guard access(path, R_OK) == 0 else {
+        let e = errno
+        throw CLIError(path: path, String(cString: strerror(e)))
+    }
+    do { return try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+        throw CLIError(path: path, "cannot read: \((error as NSError).localizedFailureReason ?? error.localizedDescription)")
+    }
+}
+
+/// The file `removeOnSignal` names, as a C string the signal handler can use.
+nonisolated(unsafe) private var fileToRemoveOnSignal: UnsafeMutablePointer<CChar>?
+
+/// On SIGINT, SIGTERM or SIGHUP, removes `path` (an output's temporary file) and dies
+/// of the signal. One file at a time; SIGKILL cannot be caught.
+func removeOnSignal(_ path: String) {
+    let old = fileToRemoveOnSignal
+    fileToRemoveOnSignal = strdup(path)
+    free(old)
+    let handler: @convention(c) (Int32) -> Void = { sig in
+        if let p = fileToRemoveOnSignal { unlink(p) }
+        signal(sig, SIG_DFL)
+        raise(sig)
+    }
+    for s in [SIGINT, SIGTERM, SIGHUP] { signal(s, handler) }
 }
 
 func printErr(_ s: String) {

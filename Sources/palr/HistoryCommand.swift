@@ -373,7 +373,8 @@ extension HistoryCommand {
             signal(SIGXFSZ, SIG_IGN)
             let store = try database.openForReading()
             if let output {
-                let rows = try store.export(format: format, profile: profile, toFile: output)
+                let rows = try store.export(format: format, profile: profile, toFile: output,
+                                            temporaryCreated: removeOnSignal)
                 print("exported \(rows) interactions to \(output)")
             } else {
                 try store.export(format: format, profile: profile, toFileDescriptor: STDOUT_FILENO,

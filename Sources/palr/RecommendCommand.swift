@@ -194,7 +194,7 @@ struct RefreshCommand: ParsableCommand {
         if let profile {
             names = [profile]
         } else {
-            names = try rec.store.profiles().map(\.name).filter { try rec.isStale(profile: $0, mode: mode, candidates: pipeline.candidates) }
+            names = try rec.store.profiles().map(\.name).filter { try rec.isStale(profile: $0, k: k, mode: mode, candidates: pipeline.candidates) }
         }
         print("refreshing \(names.count) profile(s)")
         // Summaries only for a model that writes them (palr.profile_template set) and a prompt that shows them.

@@ -65,6 +65,24 @@ import Testing
         #expect(c.count == 1)
     }
 
+    @Test func aByteOrderMarkIsNotPartOfTheFirstField() throws {
+        let bom = "\u{FEFF}"
+        let log = try Self.interactions(bom + Self.header + "1,1,4,5\n", Self.csv)
+        #expect(log.count == 1 && log.userIds == ["1"])
+        let tab = try Self.interactions(bom + "7\t2\t3\t4\n", .movieLens100K)
+        #expect(tab.userIds == ["7"])
+        let path = Fixtures.temporaryPath("ids")
+        try Data((bom + "42\n43\n").utf8).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(try DataFiles.readIdList(path: path) == ["42", "43"])
+    }
+
+    @Test func anEmptyRatingInAGenericCSVIsAnImplicitInteraction() throws {
+        let log = try Self.interactions("user,item,rating,timestamp\nu,i,,5\nu,j,4,6\n", Self.csv)
+        #expect(log.count == 2)
+        #expect(throws: DataFileError.self) { try Self.interactions("user,item,rating,timestamp\nu,i,good,5\n", Self.csv) }
+    }
+
     @Test func blankLinesAreAllowedOnlyAtTheEnd() throws {
         let reason = "blank line (blank lines are allowed only at the end of the file)"
         #expect(throws: DataFileError.malformed(path: "u.data", line: 2, reason: reason)) {
@@ -160,7 +178,12 @@ import Testing
         #expect(throws: DataFileError.cannotWrite(path: "/nonexistent/d/r.tsv", reason: "folder /nonexistent/d: No such file or directory")) {
             try DataFiles.checkWritable(path: "/nonexistent/d/r.tsv")
         }
-        #expect(throws: DataFileError.cannotWrite(path: dir, reason: "is a directory")) { try DataFiles.checkWritable(path: dir) }
+        do {
+            try DataFiles.checkWritable(path: dir)
+            Issue.record("a folder was accepted as a report path")
+        } catch {
+            #expect("\(error)".contains("it is a directory, not a regular file"), "\(error)")
+        }
         let file = dir + "/r.tsv"
         try DataFiles.checkWritable(path: file)
         try DataFiles.writeAtomically("a\tb\n", to: file)
@@ -177,6 +200,19 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["r.tsv"])
         try DataFiles.writeAtomically("", to: file)
         #expect(try Data(contentsOf: URL(fileURLWithPath: file)).isEmpty)
+        // A FIFO (as a device would be) is refused, not replaced; a symbolic link is
+        // followed, its target replaced with its mode kept, and the link stays a link.
+        let fifo = dir + "/fifo"
+        #expect(mkfifo(fifo, 0o644) == 0)
+        #expect(throws: DataFileError.self) { try DataFiles.writeAtomically("x", to: fifo) }
+        var st = stat()
+        #expect(lstat(fifo, &st) == 0 && (st.st_mode & S_IFMT) == S_IFIFO)
+        #expect(chmod(file, 0o600) == 0)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/link.tsv", withDestinationPath: file)
+        try DataFiles.writeAtomically("via link\n", to: dir + "/link.tsv")
+        #expect(try String(contentsOfFile: file, encoding: .utf8) == "via link\n")
+        #expect(lstat(dir + "/link.tsv", &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK)
+        #expect(stat(file, &st) == 0 && st.st_mode & 0o777 == 0o600)
         // A relative path writes into the current folder's file.
         #expect(DataFiles.folderOf("r.tsv") == "." && DataFiles.folderOf("/r.tsv") == "/")
     }

@@ -141,4 +141,181 @@ import Glibc
         let removed = GGUFWriter.removeStaleTemporaries(for: dir + "/link.gguf")
         #expect(removed.map(\.path) == [dir + "/models/real.gguf.tmp-\(dead)"])
     }
+    // MARK: temporaries are locked, never followed, and the destination is checked again
+
+    /// Creates (or opens) `path` with `contents` and holds an exclusive flock on it, as
+    /// another writer does; close the returned descriptor to let go.
+    func lockedFile(_ path: String, contents: String) throws -> Int32 {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        try #require(fd >= 0)
+        let bytes = Array(contents.utf8)
+        #expect(ftruncate(fd, 0) == 0)
+        #expect(bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } == bytes.count)
+        try #require(flock(fd, LOCK_EX | LOCK_NB) == 0)
+        return fd
+    }
+
+    func contents(_ path: String) -> String? {
+        FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    func expectWriteFailed(_ body: () throws -> Void, path: String, reasonContains parts: [String],
+                           sourceLocation: SourceLocation = #_sourceLocation) {
+        do {
+            try body()
+            Issue.record("the write succeeded", sourceLocation: sourceLocation)
+        } catch let error as GGUFError {
+            guard case .writeFailed(let p, let reason) = error else {
+                Issue.record("\(error)", sourceLocation: sourceLocation); return
+            }
+            #expect(p == path, sourceLocation: sourceLocation)
+            for part in parts { #expect(reason.contains(part), "\(reason)", sourceLocation: sourceLocation) }
+            print("refused: \(error)")
+        } catch {
+            Issue.record("\(error)", sourceLocation: sourceLocation)
+        }
+    }
+
+    /// Two writers of OUT whose temporaries have the same name (the same PID: here the
+    /// same process; across containers, PID 1 twice): the second is refused and the
+    /// first one's file is neither truncated nor overwritten.
+    @Test func aSecondWriterOfTheSameTemporaryIsRefusedAndTheFirstIsUntouched() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let out = dir + "/out.gguf"
+        #expect(FileManager.default.createFile(atPath: out, contents: Data("old".utf8)))
+        let temp = GGUFWriter.temporaryPath(for: out)
+        #expect(temp == out + ".tmp-\(getpid())")
+
+        // Another writer holds the temporary, half written.
+        let other = try lockedFile(temp, contents: "the other writer's data")
+        expectWriteFailed({ _ = try writeSmall(out) }, path: out,
+                          reasonContains: ["another writer is writing \(out) (\(temp) is locked)"])
+        #expect(contents(temp) == "the other writer's data")
+        #expect(contents(out) == "old")
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: dir)) == ["out.gguf", "out.gguf.tmp-\(getpid())"])
+
+        // Once that writer is gone (lock released), a new one takes the name, empties it and succeeds.
+        close(other)
+        _ = try writeSmall(out)
+        #expect(try GGUFFile(path: out).tensor(named: "x") != nil)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["out.gguf"])
+
+        // Two GGUFWriters at once: the first holds its lock until finish, the second is refused.
+        let plan = [GGUFTensorPlan(name: "x", dims: [4], type: .f32)]
+        let first = try GGUFWriter(path: out, metadata: [("general.architecture", .string("first"))], tensors: plan)
+        #expect(throws: GGUFError.writeFailed(path: out, reason: "another writer is writing \(out) (\(temp) is locked)")) {
+            _ = try GGUFWriter(path: out, metadata: [("general.architecture", .string("second"))], tensors: plan)
+        }
+        let probe = open(temp, O_RDONLY | O_CLOEXEC)
+        #expect(probe >= 0)
+        #expect(flock(probe, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK)
+        close(probe)
+        try first.write(tensor: "x", bytes: [UInt8](repeating: 1, count: 16))
+        try first.finish()
+        #expect(try GGUFFile(path: out)["general.architecture"] == .string("first"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["out.gguf"])
+    }
+
+    /// A temporary whose PID is not running here may still be written by a live process
+    /// in another PID namespace: it holds the lock, so the file stays.
+    @Test func aLockedTemporaryIsNotStaleEvenIfItsPidIsGone() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let out = dir + "/out.gguf"
+        let dead = try deadPid()
+        let temp = dir + "/out.gguf.tmp-\(dead)"
+        let fd = try lockedFile(temp, contents: "live")
+        #expect(GGUFWriter.removeStaleTemporaries(for: out) == [])
+        let w = try writeSmall(out)
+        #expect(w.removedStaleTemporaries == [])
+        #expect(contents(temp) == "live")
+
+        close(fd)   // its writer is gone: now it is stale
+        #expect(GGUFWriter.removeStaleTemporaries(for: out) == [GGUFStaleTemporary(path: temp, pid: dead, bytes: 4)])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["out.gguf"])
+    }
+
+    /// A symbolic link, hard link or FIFO planted at the temporary's name is refused:
+    /// the file it leads to is not truncated or written, and the open does not block.
+    @Test func somethingPlantedAtTheTemporaryNameIsNotFollowed() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let out = dir + "/out.gguf", victim = dir + "/victim"
+        #expect(FileManager.default.createFile(atPath: victim, contents: Data("precious".utf8)))
+        let temp = GGUFWriter.temporaryPath(for: out)
+
+        #expect(symlink(victim, temp) == 0)
+        expectWriteFailed({ _ = try writeSmall(out) }, path: temp, reasonContains: ["symbolic link"])
+        #expect(fileType(temp) == S_IFLNK)
+        #expect(unlink(temp) == 0)
+
+        #expect(link(victim, temp) == 0)
+        expectWriteFailed({ _ = try writeSmall(out) }, path: temp, reasonContains: ["2 hard links"])
+        #expect(unlink(temp) == 0)
+
+        #expect(mkfifo(temp, 0o644) == 0)
+        expectWriteFailed({ _ = try writeSmall(out) }, path: temp, reasonContains: ["a FIFO, not a regular file"])
+        #expect(fileType(temp) == S_IFIFO)
+        #expect(unlink(temp) == 0)
+
+        // A stale-looking link (dead PID) is not removed through the link either.
+        let dead = try deadPid()
+        #expect(symlink(victim, dir + "/out.gguf.tmp-\(dead)") == 0)
+        #expect(GGUFWriter.removeStaleTemporaries(for: out) == [])
+        #expect(fileType(dir + "/out.gguf.tmp-\(dead)") == S_IFLNK)
+
+        #expect(contents(victim) == "precious")
+        #expect(fileType(victim) == S_IFREG)
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: dir)) == ["victim", "out.gguf.tmp-\(dead)"])
+    }
+
+    /// A conversion runs for minutes: a destination that stops being a regular file (or
+    /// becomes a symbolic link) before `finish()` is not replaced, and the temporary goes.
+    @Test func aDestinationChangedBeforeFinishIsRefused() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let plan = [GGUFTensorPlan(name: "x", dims: [4], type: .f32)]
+        func started(_ path: String) throws -> GGUFWriter {
+            let w = try GGUFWriter(path: path, metadata: [("general.architecture", .string("test"))], tensors: plan)
+            try w.write(tensor: "x", bytes: [UInt8](repeating: 3, count: 16))
+            return w
+        }
+
+        // Absent at the start, a FIFO at the end.
+        let out = dir + "/out.gguf"
+        let w = try started(out)
+        #expect(mkfifo(out, 0o644) == 0)
+        expectWriteFailed({ try w.finish() }, path: out, reasonContains: ["it is a FIFO, not a regular file", "changed while"])
+        #expect(fileType(out) == S_IFIFO)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["out.gguf"])
+        #expect(unlink(out) == 0)
+
+        // A regular file at the start, a symbolic link at the end: the link and its target stay.
+        let other = dir + "/other.gguf"
+        #expect(FileManager.default.createFile(atPath: out, contents: Data("old".utf8)))
+        #expect(FileManager.default.createFile(atPath: other, contents: Data("other".utf8)))
+        let w2 = try started(out)
+        #expect(unlink(out) == 0 && symlink("other.gguf", out) == 0)
+        expectWriteFailed({ try w2.finish() }, path: out, reasonContains: ["became a symbolic link to \(other)"])
+        #expect(fileType(out) == S_IFLNK)
+        #expect(contents(other) == "other")
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: dir)) == ["out.gguf", "other.gguf"])
+    }
+
+    /// Stale temporaries are found among many entries with long names (names are read in
+    /// place from each directory record, whatever its length).
+    @Test func staleTemporariesAreFoundAmongManyEntries() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dead = try deadPid()
+        let base = String(repeating: "m", count: 200) + ".gguf"
+        for i in 0..<300 {
+            let name = i % 3 == 0 ? String(repeating: "z", count: 250) + "\(i)" : "f\(i)"
+            #expect(FileManager.default.createFile(atPath: dir + "/" + String(name.prefix(255)), contents: nil))
+        }
+        let temp = dir + "/" + base + ".tmp-\(dead)"
+        #expect(FileManager.default.createFile(atPath: temp, contents: Data(count: 3)))
+        #expect(GGUFWriter.removeStaleTemporaries(for: dir + "/" + base) == [GGUFStaleTemporary(path: temp, pid: dead, bytes: 3)])
+    }
 }

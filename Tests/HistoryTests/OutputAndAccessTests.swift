@@ -223,8 +223,10 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
         }
     }
 
-    /// SIGKILL in the middle of an export: the old file, or the complete new one, never a part.
-    @Test func aKilledExportLeavesThePreviousFile() throws {
+    /// SIGKILL in the middle of an export: the old file, or the complete new one, never a
+    /// part. SIGTERM and SIGINT: the same, and the temporary file is removed too.
+    @Test(arguments: [SIGKILL, SIGTERM, SIGINT])
+    func aKilledExportLeavesThePreviousFile(signal: Int32) throws {
         try withTemporaryDirectory { folder in
             let (store, db) = try filledStore(folder, lines: 60_000)
             var expected = ""
@@ -239,10 +241,14 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
                 if started || fileSize(out) != 9 { break }
                 usleep(200)
             }
-            child.kill()
+            child.kill(signal)
             child.wait()
             let text = try String(contentsOfFile: out, encoding: .utf8)
             #expect(text == "previous\n" || text == expected, "out.csv has \(text.utf8.count) bytes")
+            if signal != SIGKILL {
+                let left = try temporaryFiles(folder)
+                #expect(left.isEmpty, "left: \(left)")
+            }
         }
     }
 

@@ -92,7 +92,7 @@ final class ChildProcess: @unchecked Sendable {
     var isRunning: Bool { process.isRunning }
 
     /// Sends SIGKILL.
-    func kill() { _ = Foundation.kill(process.processIdentifier, SIGKILL) }
+    func kill(_ signal: Int32 = SIGKILL) { _ = Foundation.kill(process.processIdentifier, signal) }
 
     /// Waits for the process to end and for its output to be read to the end.
     func wait() {

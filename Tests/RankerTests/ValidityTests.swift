@@ -64,6 +64,10 @@ import Tokenizer
         #expect(try rec.isStale(profile: "alice"))
         let third = try rec.recommend(profile: "alice", k: 5)
         #expect(!third.fromCache && !third.items.contains { $0.id == first.items[0].id })
+        // A k above the model's candidate count (20) retrieves k candidates; the entry it
+        // caches is the one isStale looks up for that k (else refresh redoes it every run).
+        _ = try rec.recommend(profile: "alice", k: 30)
+        #expect(try !rec.isStale(profile: "alice", k: 30))
     }
 
     @Test func unknownProfileAndEverythingSeenAreClearErrors() throws {
