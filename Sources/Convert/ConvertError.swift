@@ -19,8 +19,12 @@ public enum ConvertError: Error, Equatable, CustomStringConvertible {
     case missingShard(index: String, shard: String, tensor: String)
     case missingTensor(name: String, where: String)
     case unexpectedTensor(name: String, path: String)
+    /// A `model.layers.N.` tensor of a layer at or past config.json's num_hidden_layers.
+    case tensorBeyondLayers(name: String, layer: Int, layerCount: Int, path: String)
     case wrongShape(tensor: String, expected: [Int], found: [Int], path: String)
-    case nonFinite(tensor: String, row: Int, column: Int, value: Float)
+    /// `path`: the safetensors file the tensor comes from; `merged`: the LoRA adapters
+    /// merged into it before the check (empty when none).
+    case nonFinite(tensor: String, row: Int, column: Int, value: Float, path: String, merged: [String])
     case overflow(tensor: String, type: String, value: Float)
     case badAdapter(path: String, reason: String)
     case badTokenizer(path: String, reason: String)
@@ -43,7 +47,11 @@ public enum ConvertError: Error, Equatable, CustomStringConvertible {
         case .missingTensor(let n, let w): return "tensor '\(n)' is missing from \(w)"
         case .unexpectedTensor(let n, let p): return "\(p): unexpected tensor '\(n)' (not part of a LLaMA model)"
         case .wrongShape(let t, let e, let f, let p): return "\(p): tensor '\(t)' has shape \(f), expected \(e)"
-        case .nonFinite(let t, let r, let c, let v): return "tensor '\(t)' holds \(v) at row \(r), column \(c)"
+        case .tensorBeyondLayers(let n, let l, let c, let p):
+            return "\(p): tensor '\(n)' is in layer \(l), but \(HFConfig.fileName) says \(c) layer\(c == 1 ? "" : "s") (num_hidden_layers)"
+        case .nonFinite(let t, let r, let c, let v, let p, let m):
+            let after = m.isEmpty ? "" : " after merging LoRA adapter\(m.count == 1 ? "" : "s") \(m.joined(separator: ", "))"
+            return "\(p): tensor '\(t)' holds \(v) at row \(r), column \(c)\(after)"
         case .overflow(let t, let ty, let v):
             return "tensor '\(t)' holds \(v), which does not fit \(ty) (choose --type f32)"
         case .badAdapter(let p, let r): return "LoRA adapter \(p): \(r)"

@@ -81,7 +81,8 @@ public enum Converter {
                 let amax = Self.maxMagnitude(row, cols)
                 if amax.isNaN {
                     let c = (0..<cols).first { !row[$0].isFinite } ?? 0
-                    failures[part] = .nonFinite(tensor: name, row: src, column: c, value: row[c])
+                    failures[part] = .nonFinite(tensor: name, row: src, column: c, value: row[c],
+                                                path: job.source.path, merged: job.patches.map(\.adapter))
                     return
                 }
                 if amax > limit {

@@ -22,6 +22,12 @@ enum Files {
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
     }
 
+    /// The size in bytes of the file at `path` (nil when it cannot be stat'ed).
+    static func size(_ path: String) -> Int? {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_size) : nil
+    }
+
     /// Checks that `path` is a folder: `.notAFolder` when it is a file, `.missingFile` when absent.
     static func requireFolder(_ path: String, missing: String, expected: String) throws(ConvertError) {
         if isDirectory(path) { return }

@@ -3,6 +3,11 @@
 // Defaults are transformers' LlamaConfig defaults, so a key left out means what
 // it means to transformers. Any key whose value would change the math in a way
 // palr's runtime does not implement is an error naming the key, never ignored.
+//
+// Every size is bounded (`Limits`) before anything is built from it, so no product
+// of sizes can overflow an Int and a hostile config fails fast instead of asking
+// for terabytes; every float must survive the conversion to the Float32 GGUF
+// stores it as.
 
 /// The hyperparameters of a LLaMA checkpoint, as read from config.json.
 public struct HFConfig: Sendable, Equatable {
@@ -49,6 +54,18 @@ public struct HFConfig: Sendable, Equatable {
 
     public static let fileName = "config.json"
 
+    /// The largest sizes accepted, far above any released LLaMA (405B: 126 layers,
+    /// 128 heads, hidden 16384, ffn 53248; vocabularies ≤ 256k). With these bounds
+    /// the largest tensor, [heads·head_dim, hidden] = 2^12·2^20·2^20 elements, is
+    /// 2^54 bytes in F32: no size computed from a config overflows an Int.
+    public enum Limits {
+        public static let layers = 4096                       // num_hidden_layers
+        public static let heads = 4096                        // num_attention_heads, num_key_value_heads
+        public static let width = 1 << 20                     // hidden_size, intermediate_size, head_dim
+        public static let vocab = 1 << 24                     // vocab_size
+        public static let context = Int(UInt32.max)           // max_position_embeddings (a GGUF UInt32)
+    }
+
     /// Reads `DIR/config.json`.
     public init(directory: String) throws(ConvertError) {
         let path = Files.join(directory, Self.fileName)
@@ -65,17 +82,34 @@ public struct HFConfig: Sendable, Equatable {
             guard let v = c[key], !v.isNull else { return nil }
             return v
         }
-        func int(_ key: String, default d: Int? = nil) throws(ConvertError) -> Int {
+        /// A positive integer ≤ `max`.
+        func int(_ key: String, max: Int, default d: Int? = nil) throws(ConvertError) -> Int {
             guard let v = value(key) else {
                 if let d { return d }
                 throw .badConfig(path: path, key: key, reason: "is missing")
             }
-            guard let i = v.int, i > 0 else { throw .badConfig(path: path, key: key, reason: "is \(v.brief), not a positive integer") }
+            guard let x = v.double, x >= 1, x == x.rounded() else {
+                throw .badConfig(path: path, key: key, reason: "is \(v.brief), not a positive integer")
+            }
+            guard x <= Double(max), let i = v.int else {
+                throw .badConfig(path: path, key: key, reason: "is \(v.brief), more than palr accepts (at most \(max))")
+            }
             return i
         }
-        func double(_ key: String, in obj: JSON? = nil, default d: Double) throws(ConvertError) -> Double {
+        /// A positive number, still finite and positive as the Float32 GGUF stores it, and below `below`.
+        func double(_ key: String, in obj: JSON? = nil, prefix: String = "", default d: Double,
+                    below: Double = .infinity) throws(ConvertError) -> Double {
             guard let v = (obj ?? c)[key], !v.isNull else { return d }
-            guard let x = v.double, x.isFinite, x > 0 else { throw .badConfig(path: path, key: key, reason: "is \(v.brief), not a positive number") }
+            let name = prefix + key
+            guard let x = v.double, x.isFinite, x > 0 else { throw .badConfig(path: path, key: name, reason: "is \(v.brief), not a positive number") }
+            let f = Float(x)
+            guard f.isFinite, f > 0 else {
+                throw .badConfig(path: path, key: name, reason: "is \(v.brief), which is \(f) as the Float32 the GGUF file stores")
+            }
+            guard x < below else {   // (x is finite, so `below` is too here)
+                let limit = below == below.rounded() ? String(Int(below)) : String(below)
+                throw .badConfig(path: path, key: name, reason: "is \(v.brief), not below \(limit)")
+            }
             return x
         }
         func flag(_ key: String, default d: Bool) throws(ConvertError) -> Bool {
@@ -107,22 +141,22 @@ public struct HFConfig: Sendable, Equatable {
             throw unsupported(key, .bool(true), "palr's LLaMA has no bias terms")
         }
 
-        hiddenSize = try int("hidden_size")
-        intermediateSize = try int("intermediate_size")
-        layerCount = try int("num_hidden_layers")
-        headCount = try int("num_attention_heads")
-        kvHeadCount = try int("num_key_value_heads", default: headCount)
+        hiddenSize = try int("hidden_size", max: Limits.width)
+        intermediateSize = try int("intermediate_size", max: Limits.width)
+        layerCount = try int("num_hidden_layers", max: Limits.layers)
+        headCount = try int("num_attention_heads", max: Limits.heads)
+        kvHeadCount = try int("num_key_value_heads", max: Limits.heads, default: headCount)
         guard headCount % kvHeadCount == 0 else {
             throw .badConfig(path: path, key: "num_key_value_heads", reason: "is \(kvHeadCount), which does not divide num_attention_heads \(headCount)")
         }
         if value("head_dim") == nil, hiddenSize % headCount != 0 {
             throw .badConfig(path: path, key: "head_dim", reason: "is missing and hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(headCount)")
         }
-        headDim = try int("head_dim", default: hiddenSize / headCount)
+        headDim = try int("head_dim", max: Limits.width, default: hiddenSize / headCount)
         guard headDim % 2 == 0 else { throw .badConfig(path: path, key: "head_dim", reason: "is \(headDim); RoPE needs an even head dimension") }
-        vocabSize = try int("vocab_size")
-        contextLength = try int("max_position_embeddings", default: 2048)
-        rmsNormEps = try double("rms_norm_eps", default: 1e-6)
+        vocabSize = try int("vocab_size", max: Limits.vocab)
+        contextLength = try int("max_position_embeddings", max: Limits.context, default: 2048)
+        rmsNormEps = try double("rms_norm_eps", default: 1e-6, below: 1)
         tiedEmbeddings = try flag("tie_word_embeddings", default: false)
         if let p = value("pad_token_id") {
             guard let i = p.int, i >= 0 else { throw .badConfig(path: path, key: "pad_token_id", reason: "is \(p.brief), not a token id") }
@@ -148,7 +182,7 @@ public struct HFConfig: Sendable, Equatable {
             case "default":
                 return .none
             case "linear":
-                let f = try double("factor", in: obj, default: .nan)
+                let f = try double("factor", in: obj, prefix: "\(key).", default: .nan)
                 guard !f.isNaN else { throw .badConfig(path: path, key: "\(key).factor", reason: "is missing for linear scaling") }
                 return f == 1 ? .none : .linear(factor: f)
             default:
@@ -166,7 +200,7 @@ public struct HFConfig: Sendable, Equatable {
             }
             scaling = s
             if params["rope_theta"] != nil {
-                let t = try double("rope_theta", in: params, default: 10000)
+                let t = try double("rope_theta", in: params, prefix: "rope_parameters.", default: 10000)
                 if value("rope_theta") != nil, t != theta {
                     throw .badConfig(path: path, key: "rope_parameters.rope_theta", reason: "is \(t) but rope_theta is \(theta)")
                 }

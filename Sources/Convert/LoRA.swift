@@ -29,6 +29,9 @@ public struct LoRAAdapter: Sendable {
     public static let configFile = "adapter_config.json"
     public static let weightsFile = "adapter_model.safetensors"
     static let keyPrefix = "base_model.model."
+    /// The largest rank accepted (r, rank_pattern): a rank above a weight's smaller
+    /// side is pointless, and LLaMA widths are below HFConfig.Limits.width.
+    public static let maxRank = HFConfig.Limits.width
 
     /// Which modules an adapter_config.json targets (PEFT's check_target_module_exists).
     enum ModuleSet {
@@ -99,15 +102,25 @@ public struct LoRAAdapter: Sendable {
             throw unsupported(key, "palr merges plain LoRA updates of Linear weights only")
         }
 
-        func number(_ key: String, default d: Double) throws(ConvertError) -> Double {
-            guard let v = c[key], !v.isNull else { return d }
-            guard let x = v.double, x.isFinite else { throw .badConfig(path: cfgPath, key: key, reason: "is \(v.brief), not a number") }
+        /// A finite lora_alpha (or alpha_pattern value).
+        func alphaValue(_ v: JSON, key: String) throws(ConvertError) -> Double {
+            guard let x = v.double, x.isFinite else { throw .badConfig(path: cfgPath, key: key, reason: "is \(v.brief), not a finite number") }
             return x
         }
-        let r = try number("r", default: 8)
-        let alpha = try number("lora_alpha", default: 8)
+        /// A rank (r or a rank_pattern value): an integer in 1...maxRank.
+        func rankValue(_ v: JSON, key: String) throws(ConvertError) -> Int {
+            guard let x = v.double, x >= 1, x == x.rounded() else {
+                throw .badConfig(path: cfgPath, key: key, reason: "is \(v.brief), not a positive integer")
+            }
+            guard x <= Double(Self.maxRank), let i = v.int else {
+                throw .badConfig(path: cfgPath, key: key, reason: "is \(v.brief), more than palr accepts (at most \(Self.maxRank))")
+            }
+            return i
+        }
+        var r = 8, alpha = 8.0
+        if let v = c["r"], !v.isNull { r = try rankValue(v, key: "r") }
+        if let v = c["lora_alpha"], !v.isNull { alpha = try alphaValue(v, key: "lora_alpha") }
         let rslora = c["use_rslora"]?.bool ?? false
-        guard r >= 1, r == r.rounded() else { throw .badConfig(path: cfgPath, key: "r", reason: "is \(r), not a positive integer") }
         // PEFT's default targets for LLaMA when target_modules is null.
         var targets = try ModuleSet(c["target_modules"], key: "target_modules", path: cfgPath)
         if case .none = targets { targets = .names(["q_proj", "v_proj"]) }
@@ -120,22 +133,25 @@ public struct LoRAAdapter: Sendable {
                 throw .badConfig(path: cfgPath, key: "layers_to_transform", reason: "is \(l.brief), not a layer index or a list of them")
             }
         }
-        func patterns(_ key: String) throws(ConvertError) -> [(Regex<AnyRegexOutput>, String, Double)] {
+        /// rank_pattern / alpha_pattern entries; `parse` checks each value (naming key.pattern).
+        func patterns<T>(_ key: String, _ parse: (JSON, String) throws(ConvertError) -> T) throws(ConvertError) -> [(Regex<AnyRegexOutput>, String, T)] {
             guard let v = c[key], !v.isNull else { return [] }
             guard let o = v.object else { throw .badConfig(path: cfgPath, key: key, reason: "is \(v.brief), not an object") }
-            var out: [(Regex<AnyRegexOutput>, String, Double)] = []
+            var out: [(Regex<AnyRegexOutput>, String, T)] = []
             for (pattern, value) in o {
-                guard let x = value.double, x.isFinite else { throw .badConfig(path: cfgPath, key: "\(key).\(pattern)", reason: "is \(value.brief), not a number") }
+                let x = try parse(value, "\(key).\(pattern)")
                 do { out.append((try Regex("(.*\\.)?(\(pattern))"), pattern, x)) } catch {
                     throw .badConfig(path: cfgPath, key: "\(key).\(pattern)", reason: "is not a regular expression palr can read")
                 }
             }
             return out
         }
-        let rankPattern = try patterns("rank_pattern")
-        let alphaPattern = try patterns("alpha_pattern")
-        func lookup(_ p: [(Regex<AnyRegexOutput>, String, Double)], _ module: String, default d: Double) -> Double {
-            p.first(where: { (try? $0.0.wholeMatch(in: module)) != nil })?.2 ?? d
+        let rankPattern = try patterns("rank_pattern") { (v, k) throws(ConvertError) in try rankValue(v, key: k) }
+        let alphaPattern = try patterns("alpha_pattern") { (v, k) throws(ConvertError) in try alphaValue(v, key: k) }
+        /// The value of the first pattern matching `module`, with the key that set it.
+        func lookup<T>(_ p: [(Regex<AnyRegexOutput>, String, T)], _ key: String, _ module: String, default d: T) -> (T, String) {
+            guard let hit = p.first(where: { (try? $0.0.wholeMatch(in: module)) != nil }) else { return (d, key) }
+            return (hit.2, "\(key)_pattern.\(hit.1)")
         }
 
         // The weights: pairs of lora_A / lora_B per module.
@@ -190,8 +206,8 @@ public struct LoRAAdapter: Sendable {
             if config.tiedEmbeddings && m == "lm_head" {
                 throw bad("it updates lm_head, but the model ties lm_head to embed_tokens")
             }
-            let rank = Int(lookup(rankPattern, m, default: r))
-            let alphaM = lookup(alphaPattern, m, default: alpha)
+            let rank = lookup(rankPattern, "rank", m, default: r).0
+            let (alphaM, alphaKey) = lookup(alphaPattern, "alpha", m, default: alpha)
             guard base.shape.count == 2 else { throw bad("its base tensor \(baseName) is not a matrix") }
             let (out, inp) = (base.shape[0], base.shape[1])
             guard a.shape == [rank, inp], b.shape == [out, rank] else {
@@ -199,6 +215,10 @@ public struct LoRAAdapter: Sendable {
                           + "(expected lora_A [\(rank), \(inp)], lora_B [\(out), \(rank)]): is it an adapter for another model?")
             }
             let s = rslora ? alphaM / Double(rank).squareRoot() : alphaM / Double(rank)
+            guard Float(s).isFinite else {
+                throw .badConfig(path: cfgPath, key: alphaKey == "alpha" ? "lora_alpha" : alphaKey,
+                                 reason: "is \(alphaM), which makes the scale of \(m) \(s), beyond Float32")
+            }
             patches[baseName] = LoRAPatch(module: m, a: a, b: b, rank: rank, alpha: alphaM, scale: Float(s), adapter: directory)
         }
         self.patches = patches

@@ -72,6 +72,7 @@ public struct ConversionPlan: Sendable {
         self.config = config
         let checkpoint = try Checkpoint(directory: directory)
         self.checkpoint = checkpoint
+        try Self.checkLayerCount(config, checkpoint)
 
         // Every checkpoint tensor is either mapped or deliberately skipped.
         let mappings = LlamaNames.mappings(config)
@@ -105,7 +106,7 @@ public struct ConversionPlan: Sendable {
         }
         self.jobs = jobs
 
-        var meta = Self.modelMetadata(config, name: options.name ?? Files.baseName(directory), type: options.type)
+        var meta = try Self.modelMetadata(config, name: options.name ?? Files.baseName(directory), type: options.type)
         if options.includeTokenizer {
             let (metadata, pieces) = try Self.tokenizerMetadata(directory: directory, config: config)
             meta += metadata
@@ -117,6 +118,27 @@ public struct ConversionPlan: Sendable {
         metadata = meta
     }
 
+    /// num_hidden_layers against the layers the checkpoint holds (the `model.layers.N.`
+    /// names of its safetensors headers), before any per-layer work is planned: a
+    /// tensor of a layer past the count, or a count past the last layer present, is
+    /// an error naming config.json.
+    static func checkLayerCount(_ config: HFConfig, _ checkpoint: Checkpoint) throws(ConvertError) {
+        var highest: (layer: Int, name: String)?
+        for name in checkpoint.names where name.hasPrefix("model.layers.") {
+            guard let l = LlamaNames.layerIndex(name) else { continue }
+            if l >= config.layerCount {
+                throw .tensorBeyondLayers(name: name, layer: l, layerCount: config.layerCount, path: checkpoint[name]?.path ?? checkpoint.directory)
+            }
+            if l > highest?.layer ?? -1 { highest = (l, name) }
+        }
+        let present = (highest?.layer ?? -1) + 1
+        guard present == config.layerCount else {
+            let holds = highest.map { "its last layer is \($0.layer) ('\($0.name)')" } ?? "it holds no model.layers.* tensors"
+            throw .badConfig(path: Files.join(checkpoint.directory, HFConfig.fileName), key: "num_hidden_layers",
+                             reason: "is \(config.layerCount), but the checkpoint has \(present) layer(s): \(holds)")
+        }
+    }
+
     /// The `tokenizer.ggml.*` keys from DIR/tokenizer.model (read by the Tokenizer module,
     /// which also checks that palr can run it), padded as llama.cpp pads a vocabulary
     /// smaller than the embedding (`[PADi]`, unused, score -1000); add_bos/add_eos from
@@ -126,6 +148,11 @@ public struct ConversionPlan: Sendable {
         let path = Files.join(directory, "tokenizer.model")
         guard Files.exists(path) else {
             throw .missingFile(path: path, what: "the SentencePiece tokenizer; pass --no-tokenizer to convert the weights alone")
+        }
+        // An empty protobuf decodes to the proto's defaults (a unigram model without
+        // pieces), so say what is really wrong first.
+        if Files.size(path) == 0 {
+            throw .badTokenizer(path: path, reason: "the file is empty (0 bytes); a SentencePiece model holds at least its pieces")
         }
         var v: Vocabulary
         do { v = try SentencePieceTokenizer(modelFile: path).vocabulary } catch {
@@ -163,30 +190,47 @@ public struct ConversionPlan: Sendable {
     }
 
     /// general.* and llama.* keys, in the order and with the value types of llama.cpp's converter.
-    public static func modelMetadata(_ config: HFConfig, name: String, type: GGMLType) -> [(String, GGUFValue)] {
+    /// HFConfig(json:) already bounds every value; a config built in code is checked
+    /// here too, each value against the GGUF type it is stored as (errors name the
+    /// config.json key).
+    public static func modelMetadata(_ config: HFConfig, name: String, type: GGMLType) throws(ConvertError) -> [(String, GGUFValue)] {
+        func u32(_ v: Int, _ key: String) throws(ConvertError) -> GGUFValue {
+            guard let u = UInt32(exactly: v) else {
+                throw .badConfig(path: HFConfig.fileName, key: key, reason: "is \(v), which does not fit the GGUF's UInt32")
+            }
+            return .uint32(u)
+        }
+        func f32(_ v: Double, _ key: String) throws(ConvertError) -> GGUFValue {
+            let f = Float(v)
+            guard f.isFinite, f > 0 else {
+                throw .badConfig(path: HFConfig.fileName, key: key, reason: "is \(v), which is \(f) as the GGUF's Float32")
+            }
+            return .float32(f)
+        }
         var meta: [(String, GGUFValue)] = [
             ("general.architecture", .string("llama")),
             ("general.name", .string(name)),
-            ("llama.block_count", .uint32(UInt32(config.layerCount))),
-            ("llama.context_length", .uint32(UInt32(config.contextLength))),
-            ("llama.embedding_length", .uint32(UInt32(config.hiddenSize))),
-            ("llama.feed_forward_length", .uint32(UInt32(config.intermediateSize))),
-            ("llama.attention.head_count", .uint32(UInt32(config.headCount))),
-            ("llama.attention.head_count_kv", .uint32(UInt32(config.kvHeadCount))),
-            ("llama.rope.freq_base", .float32(Float(config.ropeTheta))),
-            ("llama.attention.layer_norm_rms_epsilon", .float32(Float(config.rmsNormEps))),
+            ("llama.block_count", try u32(config.layerCount, "num_hidden_layers")),
+            ("llama.context_length", try u32(config.contextLength, "max_position_embeddings")),
+            ("llama.embedding_length", try u32(config.hiddenSize, "hidden_size")),
+            ("llama.feed_forward_length", try u32(config.intermediateSize, "intermediate_size")),
+            ("llama.attention.head_count", try u32(config.headCount, "num_attention_heads")),
+            ("llama.attention.head_count_kv", try u32(config.kvHeadCount, "num_key_value_heads")),
+            ("llama.rope.freq_base", try f32(config.ropeTheta, "rope_theta")),
+            ("llama.attention.layer_norm_rms_epsilon", try f32(config.rmsNormEps, "rms_norm_eps")),
         ]
-        if config.headDim * config.headCount != config.hiddenSize {
-            meta += [("llama.attention.key_length", .uint32(UInt32(config.headDim))),
-                     ("llama.attention.value_length", .uint32(UInt32(config.headDim)))]
+        let (qDim, overflow) = config.headDim.multipliedReportingOverflow(by: config.headCount)
+        if overflow || qDim != config.hiddenSize {
+            meta += [("llama.attention.key_length", try u32(config.headDim, "head_dim")),
+                     ("llama.attention.value_length", try u32(config.headDim, "head_dim"))]
         }
         meta += [
             ("general.file_type", .uint32(fileType(type))),
-            ("llama.vocab_size", .uint32(UInt32(config.vocabSize))),
-            ("llama.rope.dimension_count", .uint32(UInt32(config.headDim))),
+            ("llama.vocab_size", try u32(config.vocabSize, "vocab_size")),
+            ("llama.rope.dimension_count", try u32(config.headDim, "head_dim")),
         ]
         if case .linear(let factor) = config.ropeScaling {
-            meta += [("llama.rope.scaling.type", .string("linear")), ("llama.rope.scaling.factor", .float32(Float(factor)))]
+            meta += [("llama.rope.scaling.type", .string("linear")), ("llama.rope.scaling.factor", try f32(factor, "rope_scaling.factor"))]
         }
         meta.append(("general.quantization_version", .uint32(2)))
         return meta

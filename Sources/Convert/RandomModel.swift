@@ -49,7 +49,7 @@ public enum RandomModel {
         let plans = LlamaNames.mappings(config).map { m in
             GGUFTensorPlan(name: m.gguf, dims: m.hfShape.reversed(), type: ConversionPlan.tensorType(m, config: config, options: options).0)
         }
-        var meta = ConversionPlan.modelMetadata(config, name: options.name ?? "palr-random-\(shape.rawValue)", type: options.type)
+        var meta = try ConversionPlan.modelMetadata(config, name: options.name ?? "palr-random-\(shape.rawValue)", type: options.type)
         meta += tokenizer?.ggufMetadata ?? vocabulary(size: config.vocabSize)
         meta += options.settings.ggufMetadata
         let writer: GGUFWriter

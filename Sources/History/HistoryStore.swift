@@ -79,8 +79,9 @@ public struct HistoryStore: Sendable {
             }
         }
         if options.readOnly {
-            // migrate() would create the schema of an empty file; say why it cannot.
-            let empty = try connection.run("open") {
+            // migrate() would create the schema of an empty file; say why it
+            // cannot. One read transaction: both values from one snapshot.
+            let empty = try connection.read("open") {
                 let version = try connection.scalar("PRAGMA user_version")
                 let objects = try connection.scalar("SELECT count(*) FROM sqlite_schema")
                 return version == 0 && objects == 0

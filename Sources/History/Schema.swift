@@ -83,41 +83,57 @@ let migrations: [String] = [
 extension Connection {
     /// Brings the database to `schemaVersion`, creating it when empty.
     /// Refuses files that are not ours and databases newer than this build.
+    ///
+    /// Several processes may create the same new file at once, so the version
+    /// is only ever read inside a transaction (user_version, application_id and
+    /// the schema objects from one snapshot), and the schema is created in one
+    /// `BEGIN IMMEDIATE` transaction that re-reads the version once it holds the
+    /// write lock and sets the version together with the tables: a connection
+    /// either finds an empty file and creates everything, or waits and finds
+    /// the finished schema with its version.
     func migrate() throws {
+        // An up-to-date database (the usual case) is checked in a read
+        // transaction: opening it neither waits for another connection's write
+        // nor needs write access (read-only stores never take the write lock).
+        let found = try read("open") { try currentVersion() }
+        if found == schemaVersion {
+            try run("open") { try ensureWAL() }
+            return
+        }
+        if readOnly {
+            throw HistoryError.readOnly(path: path, operation: "open", reason: found == 0
+                ? "the file is empty (no palr schema yet), and creating the schema needs write access"
+                : "its schema version \(found) is older than this build's \(schemaVersion), and upgrading it "
+                    + "needs write access")
+        }
         try run("open") {
-            let found = try currentVersion()
-            if found == schemaVersion {
-                try ensureWAL()
-                return
-            }
             if found == 0 {
                 // A brand-new file: page-level settings must be set before the
-                // first table exists. auto_vacuum=INCREMENTAL lets compaction give
-                // freed pages back to the file system.
+                // first page is written, which BEGIN IMMEDIATE and the switch to
+                // WAL both do. auto_vacuum=INCREMENTAL lets compaction give
+                // freed pages back to the file system. If another connection has
+                // created the file meanwhile, its header wins and this is a no-op.
                 try exec("PRAGMA auto_vacuum = INCREMENTAL")
             }
+            // journal_mode=WAL cannot change inside a transaction.
             try ensureWAL()
-            try exec("BEGIN IMMEDIATE")
-            do {
-                // Another process may have migrated while we waited for the lock.
-                let start = try currentVersion()
-                for version in start..<schemaVersion {
-                    try exec(migrations[version])
-                }
-                if start < schemaVersion {
-                    try exec("PRAGMA application_id = \(applicationID)")
-                    try exec("PRAGMA user_version = \(schemaVersion)")
-                }
-                try exec("COMMIT")
-            } catch {
-                if inTransaction { try? exec("ROLLBACK") }
-                throw error
+        }
+        try write("open") {
+            // Another connection may have migrated while we waited for the lock.
+            let start = try currentVersion()
+            guard start < schemaVersion else { return }
+            for version in start..<schemaVersion {
+                try exec(migrations[version])
             }
+            try exec("PRAGMA application_id = \(applicationID)")
+            try exec("PRAGMA user_version = \(schemaVersion)")
         }
     }
 
     /// The schema version, after checking that the file is a palr history
-    /// database this build can read.
+    /// database this build can read. Call it inside a transaction: its reads
+    /// must come from one snapshot, or another connection's schema creation
+    /// could commit between them.
     private func currentVersion() throws -> Int {
         let version = Int(try scalar("PRAGMA user_version"))
         let application = Int32(truncatingIfNeeded: try scalar("PRAGMA application_id"))

@@ -100,7 +100,7 @@ public struct LlamaConfig: Sendable, Equatable {
         try check(headCount % kvHeadCount == 0, "head_count \(headCount) is not a multiple of head_count_kv \(kvHeadCount)")
         try check(headDim > 0 && headDim % 2 == 0, "head dimension \(headDim) must be positive and even")
         try check(ropeDim > 0 && ropeDim <= headDim && ropeDim % 2 == 0, "rope.dimension_count \(ropeDim) must be even and ≤ head dimension \(headDim)")
-        try check(ropeFreqBase > 0, "rope.freq_base \(ropeFreqBase) must be positive")
+        try check(ropeFreqBase > 0 && ropeFreqBase.isFinite, "rope.freq_base \(ropeFreqBase) must be a finite positive number")
         try check(rmsEpsilon > 0 && rmsEpsilon < 1, "layer_norm_rms_epsilon \(rmsEpsilon) is out of range")
         try check(dim <= 1 << 16 && ffnDim <= 1 << 18 && vocabSize <= 1 << 22 && layerCount <= 1024 && headCount <= 1024,
                   "dimensions are implausibly large")

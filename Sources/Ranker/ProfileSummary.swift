@@ -31,7 +31,9 @@ extension Ranker {
         let text = profilePrompt(history: history)
         let tokens = tokenizer.encode(text, addBOS: true)
         guard tokens.count + settings.profileTokenBudget < session.contextLength else {
-            throw RankerError.promptTooLong(tokens: tokens.count + settings.profileTokenBudget, context: session.contextLength)
+            throw RankerError.model("the profile prompt (\(tokens.count) tokens) and palr.profile_token_budget "
+                                    + "(\(settings.profileTokenBudget)) exceed the \(session.contextLength)-token context; "
+                                    + "lower palr.profile_history or palr.profile_token_budget")
         }
         let t0 = Date()
         try session.rewind(to: 0)

@@ -180,7 +180,7 @@ public final class Ranker {
             timings.scoringSeconds += Date().timeIntervalSince(s0)
             window += 1
         }
-        return RankResult(items: top(scored, candidates, k), mode: .letters, timings: timings, prompt: lastPrompt)
+        return RankResult(items: try top(scored, candidates, k), mode: .letters, timings: timings, prompt: lastPrompt)
     }
 
     // MARK: likelihood
@@ -199,7 +199,7 @@ public final class Ranker {
             return (i, normalized ? sum / Double(lp.count) : sum)
         }
         timings.scoringSeconds = Date().timeIntervalSince(s0)
-        return RankResult(items: top(scored, candidates, k), mode: .likelihood, timings: timings, prompt: text)
+        return RankResult(items: try top(scored, candidates, k), mode: .likelihood, timings: timings, prompt: text)
     }
 
     /// The tokens of a title as the model writes it after the prompt: the cut title
@@ -245,15 +245,26 @@ public final class Ranker {
         }
         timings.scoringSeconds = Date().timeIntervalSince(s0)
         // Generated order is the ranking; the score reported is the title's log-probability.
+        try checkFinite(scored)
         let items = scored.prefix(k).enumerated().map { r, s in
             RankedItem(id: candidates[s.index].id, title: candidates[s.index].title, score: s.score, rank: r + 1)
         }
         return RankResult(items: items, mode: .generate, timings: timings, prompt: text)
     }
 
+    /// NaN or +∞ scores come from NaN or infinite logits: a damaged model, never a ranking.
+    /// (−∞ is a legitimate log-probability of 0.)
+    private func checkFinite(_ scored: [(index: Int, score: Double)]) throws(RankerError) {
+        if let bad = scored.first(where: { $0.score.isNaN || $0.score == .infinity }) {
+            throw .model("the model's score for candidate \(bad.index + 1) is \(bad.score): its logits are not finite "
+                         + "(damaged or overflowing weights)")
+        }
+    }
+
     /// The best `k` by score, with the retrieval prior (`palr.retrieval_prior`) added:
     /// `index` is the candidate's retrieval position. Letters and likelihood modes.
-    private func top(_ scored: [(index: Int, score: Double)], _ candidates: [Candidate], _ k: Int) -> [RankedItem] {
+    private func top(_ scored: [(index: Int, score: Double)], _ candidates: [Candidate], _ k: Int) throws(RankerError) -> [RankedItem] {
+        try checkFinite(scored)
         let w = settings.retrievalPrior
         let scored = w == 0 ? scored : scored.map { ($0.index, $0.score - w * log1p(Double($0.index))) }
         let order = scored.sorted { $0.score != $1.score ? $0.score > $1.score : $0.index < $1.index }

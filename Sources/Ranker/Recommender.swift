@@ -126,9 +126,15 @@ public final class Recommender {
         timings.scoringSeconds = result.timings.scoringSeconds
         timings.promptTokens = result.timings.promptTokens
         timings.computedPromptTokens = result.timings.computedPromptTokens
-        try store.putCachedRecommendations(CachedRecommendations(
-            profile: profile, modelID: cacheID, catalogID: catalogID, historyDigest: inputDigest,
-            createdAt: Int64(Date().timeIntervalSince1970), items: result.items.map { ScoredItem(item: $0.id, score: $0.score) }))
+        // The ranking stands even if it cannot be cached (another writer holding the lock
+        // past the busy timeout, a full disk): it is returned with a note.
+        do {
+            try store.putCachedRecommendations(CachedRecommendations(
+                profile: profile, modelID: cacheID, catalogID: catalogID, historyDigest: inputDigest,
+                createdAt: Int64(Date().timeIntervalSince1970), items: result.items.map { ScoredItem(item: $0.id, score: $0.score) }))
+        } catch {
+            notes.append("not cached: \(error)")
+        }
         timings.totalSeconds = Date().timeIntervalSince(t0)
         return Recommendation(profile: profile, items: result.items, mode: mode, fromCache: false, candidates: cands.count,
                               historyLength: history.count, historyDigest: digest.description, timings: timings, notes: notes)

@@ -40,6 +40,7 @@ struct GenerateCommand: ParsableCommand {
 
     func validate() throws {
         if prompt != nil && promptTokens != nil { throw ValidationError("give --prompt or --prompt-tokens, not both") }
+        if let promptTokens { _ = try parseTokenList(promptTokens) }
         if maxTokens < 0 { throw ValidationError("-n must not be negative (got \(maxTokens))") }
         if !temp.isFinite || temp < 0 { throw ValidationError("--temp must be a finite number ≥ 0 (got \(temp))") }
         if !topP.isFinite || topP < 0 || topP > 1 { throw ValidationError("--top-p must be between 0 and 1 (got \(topP))") }

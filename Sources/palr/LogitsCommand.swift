@@ -19,6 +19,9 @@ struct LogitsCommand: ParsableCommand {
     @Flag(name: .long, help: "Run one token at a time through decode instead of one prefill.")
     var decode = false
 
+    /// Parsed here so that a bad list prints this command's usage.
+    func validate() throws { _ = try parseTokenList(tokens) }
+
     func run() throws {
         let ids = try parseTokenList(tokens)
         let m = try loadModel(model)

@@ -147,8 +147,9 @@ import Testing
         }
         defer { d.cleanUp() }
         let e = try failure(d.path, type: .q4_0)
-        guard case .nonFinite(let t, let row, let col, _) = e else { Issue.record("\(e)"); return }
+        guard case .nonFinite(let t, let row, let col, _, let path, _) = e else { Issue.record("\(e)"); return }
         #expect(t.contains("model.layers.1.mlp.up_proj.weight") && row == 3 && col == 5)
+        #expect(path == d.file("model.safetensors"))
     }
 
     @Test func unexpectedTensorIsAnError() throws {

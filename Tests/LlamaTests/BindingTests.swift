@@ -54,6 +54,18 @@ import Testing
         #expect(throws: LlamaError.unsupported("rope scaling type 'yarn' (palr supports none and linear)")) { try LlamaModel(path: p) }
     }
 
+    @Test func nonFiniteRopeBaseOrEpsilonIsAnError() throws {
+        for (key, value) in [("llama.rope.freq_base", Float.infinity), ("llama.rope.freq_base", .nan),
+                             ("llama.attention.layer_norm_rms_epsilon", .infinity)] {
+            let p = try rewrite(src) { m, _ in
+                m.removeAll { $0.0 == key }
+                m.append((key, .float32(value)))
+            }
+            defer { try? FileManager.default.removeItem(atPath: p) }
+            #expect(throws: LlamaError.self, "\(key) = \(value)") { try LlamaModel(path: p) }
+        }
+    }
+
     @Test func missingConfigKeyIsNamed() throws {
         let p = try rewrite(src) { m, _ in m.removeAll { $0.0 == "llama.block_count" } }
         defer { try? FileManager.default.removeItem(atPath: p) }
