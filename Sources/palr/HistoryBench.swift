@@ -18,10 +18,16 @@ extension HistoryCommand {
 
         @Option(help: "MovieLens u.data (default: $PALR_SHARED/data/ml-100k/u.data, else ../shared/data/ml-100k/u.data).")
         var udata: String?
-        @Option(help: "recent() calls to time.") var calls = 20000
-        @Option(help: "recent() limit.") var limit = 50
-        @Option(help: "single-interaction record() commits to time.") var records = 200
+        @Option(parsing: .unconditional, help: "recent() calls to time.") var calls = 20000
+        @Option(parsing: .unconditional, help: "recent() limit.") var limit = 50
+        @Option(parsing: .unconditional, help: "single-interaction record() commits to time.") var records = 200
         @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            for (name, v) in [("--calls", calls), ("--limit", limit), ("--records", records)] where v < 1 {
+                throw ValidationError("\(name) must be at least 1 (got \(v))")
+            }
+        }
 
         struct Result: Encodable {
             var udata: String

@@ -42,6 +42,10 @@ struct TokenizeCommand: ParsableCommand {
     @Argument(help: "The text to tokenize (default: standard input).")
     var text: String?
 
+    func validate() throws {
+        if benchFile != nil && !bench { throw ValidationError("--bench-file needs --bench") }
+    }
+
     func run() throws {
         let tokenizer: SentencePieceTokenizer
         do {
