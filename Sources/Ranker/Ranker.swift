@@ -47,7 +47,9 @@ public enum RankerError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .noCandidates: return "there are no candidates to rank"
-        case .promptTooLong(let t, let c): return "the prompt needs \(t) tokens but the context holds \(c); lower palr.max_history or the title limit"
+        case .promptTooLong(let t, let c):
+            return "the prompt needs \(t) tokens but the context holds \(c); rank fewer candidates, "
+                + "or lower palr.max_history or palr.title_token_limit"
         case .labelNotInVocabulary(let l): return "letters mode needs the label '\(l)' as one token, and the model's vocabulary has none"
         case .model(let m): return m
         }
@@ -115,8 +117,14 @@ public final class Ranker {
         switch mode {
         case .letters: return try rankLetters(history: history, profile: profile, candidates: candidates, k: k, cacheKey: cacheKey)
         case .likelihood:
-            return try rankLikelihood(history: history, profile: profile, candidates: candidates, k: k,
-                                      normalized: lengthNormalized, cacheKey: cacheKey)
+            // The candidates' continuations follow the prompt in the context, so a long
+            // candidate list can fill it: said in the ranker's terms, not the session's.
+            do {
+                return try rankLikelihood(history: history, profile: profile, candidates: candidates, k: k,
+                                          normalized: lengthNormalized, cacheKey: cacheKey)
+            } catch LlamaError.contextFull(let position, let tokens, _) {
+                throw RankerError.promptTooLong(tokens: position + tokens, context: session.contextLength)
+            }
         case .generate: return try rankGenerate(history: history, profile: profile, candidates: candidates, k: k, cacheKey: cacheKey)
         }
     }

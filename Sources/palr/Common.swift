@@ -76,6 +76,21 @@ func removeOnSignal(_ path: String) {
     for s in [SIGINT, SIGTERM, SIGHUP] { signal(s, handler) }
 }
 
+/// Text for a terminal line: control and format characters (NUL, escape sequences,
+/// bidirectional overrides) become U+FFFD, so a catalog title cannot garble the output.
+func terminalSafe(_ s: String) -> String {
+    var out = String.UnicodeScalarView()
+    for u in s.unicodeScalars {
+        switch u.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator:
+            // Keep the joiners that emoji sequences need.
+            out.append(u == "\u{200D}" || u == "\u{FE0F}" ? u : "\u{FFFD}")
+        default: out.append(u)
+        }
+    }
+    return String(out)
+}
+
 func printErr(_ s: String) {
     FileHandle.standardError.write(Data((s + "\n").utf8))
 }

@@ -99,6 +99,10 @@ struct EvalCommand: ParsableCommand {
             let listed = Set(wanted)
             only = Set(log.userIds.enumerated().filter { listed.contains($0.element) }.map(\.offset))
             note("\(only?.count ?? 0) of \(listed.count) listed users are in the interaction file")
+            if only?.isEmpty ?? true {
+                throw CLIError(path: userList ?? "", listed.isEmpty ? "lists no user ids"
+                               : "none of its \(listed.count) user ids is in \(interactions)")
+            }
         }
         let reranker = try model.map { try makeReranker(path: $0) }
         note("read \(itemList.count) items, \(log.count) interactions of \(log.userIds.count) users in \(seconds(since: t0))"

@@ -155,10 +155,13 @@ func printRecommendation(_ r: Recommendation, json: Bool) {
     }
     for n in r.notes { printErr("note: \(n)") }
     print("profile \(r.profile): \(r.items.count) items, mode \(r.mode.rawValue)\(r.fromCache ? " (cached)" : ""), \(r.candidates) candidates, history \(r.historyLength)")
-    let width = min(60, r.items.map(\.title.count).max() ?? 0)
-    for it in r.items {
-        let title = it.title.count > width ? String(it.title.prefix(width - 1)) + "…" : it.title.padding(toLength: width, withPad: " ", startingAt: 0)
-        print(String(format: "%3d. ", it.rank) + title + String(format: " %9.4f  [", it.score) + it.id + "]")
+    let titles = r.items.map { terminalSafe($0.title) }
+    let width = min(60, titles.map(\.count).max() ?? 0)
+    for (it, shown) in zip(r.items, titles) {
+        // Cut and padded by characters (NSString's padding counts UTF-16 units and split emoji).
+        let title = shown.count > width ? String(shown.prefix(width - 1)) + "…"
+            : shown + String(repeating: " ", count: width - shown.count)
+        print(String(format: "%3d. ", it.rank) + title + String(format: " %9.4f  [", it.score) + terminalSafe(it.id) + "]")
     }
     let t = r.timings
     print(String(format: "time: retrieval %.1f ms, prefill %.1f ms (%d of %d prompt tokens computed), scoring %.1f ms, total %.1f ms",

@@ -74,11 +74,18 @@ struct TokenizeCommand: ParsableCommand {
     }
 
     private func runJSONLines(_ tokenizer: SentencePieceTokenizer) throws {
-        var lineNumber = 0
-        while let line = readLine(strippingNewline: true) {
-            lineNumber += 1
-            guard let data = line.data(using: .utf8),
-                  let s = try? JSONSerialization.jsonObject(with: data, options: .fragmentsAllowed) as? String
+        // Raw bytes per line: readLine would repair invalid UTF-8 with U+FFFD silently.
+        let input = FileHandle.standardInput.readDataToEndOfFile()
+        var lines = input.split(separator: 0x0A, omittingEmptySubsequences: false)
+        if lines.last?.isEmpty == true { lines.removeLast() }
+        for (i, raw) in lines.enumerated() {
+            let lineNumber = i + 1
+            var bytes = Data(raw)
+            if bytes.last == 0x0D { bytes.removeLast() }
+            guard String(data: bytes, encoding: .utf8) != nil else {
+                throw CLIError("stdin line \(lineNumber) is not valid UTF-8")
+            }
+            guard let s = try? JSONSerialization.jsonObject(with: bytes, options: .fragmentsAllowed) as? String
             else { throw CLIError("stdin line \(lineNumber) is not one JSON string") }
             let ids = tokenizer.encode(s, addBOS: !noBOS)
             if pieces {

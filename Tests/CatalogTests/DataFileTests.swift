@@ -61,7 +61,7 @@ import Testing
         #expect(c.ids == ["11", "12", "13"])
         #expect(c.titles == ["American President, The (1995)", "Dracula: \"Dead\" (1995)", "Amélie (2001)"])
         let g = try Self.items(Array("id,title\nx,\"two\nlines\"\ny,Y\n".utf8), .csv(id: nil, title: nil))
-        #expect(g.titles == ["two\nlines", "Y"])
+        #expect(g.titles == ["two lines", "Y"])   // a title is one prompt line
     }
 
     @Test func badItemFiles() {

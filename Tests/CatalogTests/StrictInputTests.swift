@@ -104,7 +104,8 @@ import Testing
             try Self.items("1|A|x\n\n2|B|y\n", .movieLens100K, name: "u.item")
         }
         // A quoted field may still hold an empty line.
-        #expect(try Self.items("id,title\n1,\"A\n\nB\"\n", .csv(id: nil, title: nil)).titles == ["A\n\nB"])
+        // (Control characters in a title become one space: titles are prompt lines.)
+        #expect(try Self.items("id,title\n1,\"A\n\nB\"\n", .csv(id: nil, title: nil)).titles == ["A B"])
         // Trailing blank lines (LF or CRLF), or none at all, are fine.
         #expect(try Self.interactions("1\t2\t3\t4\n1\t3\t3\t5\n\n\n", .movieLens100K).count == 2)
         #expect(try Self.interactions("1\t2\t3\t4\r\n1\t3\t3\t5\r\n\r\n", .movieLens100K).count == 2)
@@ -275,5 +276,25 @@ import Testing
         #expect(throws: DataFileError.self) { try Self.importPairs("item,neighbour,score\na,b,0.9,x\n") }
         #expect(throws: DataFileError.self) { try Self.importPairs("item,neighbour,score\na,,0.9\n") }
         #expect(throws: DataFileError.self) { try Self.importPairs("item,neighbour,score\na,b,0.9\n\nb,a,0.8\n") }
+    }
+}
+
+@Suite struct ItemTextTests {
+    static func items(_ text: String) throws -> ItemList {
+        try Array(text.utf8).withUnsafeBytes { try DataFiles.parseItems($0, name: "m.csv", format: .csv(id: nil, title: nil)) }
+    }
+
+    @Test func titlesAreOneLineAndNotEmptyIdsFitTheHistoryStore() throws {
+        #expect(try Self.items("id,title\n1,\"a\tb\u{0}c\"\n").titles == ["a b c"])
+        #expect(throws: DataFileError.malformed(path: "m.csv", line: 2, reason: "item '1' has an empty title")) {
+            try Self.items("id,title\n1,\"  \"\n")
+        }
+        #expect(throws: DataFileError.malformed(path: "m.csv", line: 2, reason: "item id contains a control character")) {
+            try Self.items("id,title\n\"x\ty\",T\n")
+        }
+        let long = String(repeating: "i", count: 257)
+        #expect(throws: DataFileError.malformed(path: "m.csv", line: 2, reason: "item id is longer than 256 bytes")) {
+            try Self.items("id,title\n\(long),T\n")
+        }
     }
 }

@@ -332,3 +332,31 @@ private func runPalrShell(_ script: String, _ arguments: [String]) throws
     child.wait()
     return (child.terminationStatus, child.output, child.errorOutput)
 }
+
+/// Swift would decode invalid UTF-8 arguments with U+FFFD, merging different byte
+/// strings into one profile or item id: palr refuses them before doing anything.
+@Suite struct RawArgumentTests {
+    @Test func invalidUTF8ArgumentsAreRefusedAndCreateNothing() throws {
+        try withTemporaryDirectory { folder in
+            let exe = try palrExecutable()
+            let db = folder + "/u.sqlite"
+            let args: [[UInt8]] = [Array(exe.utf8), Array("history".utf8), Array("--db".utf8), Array(db.utf8),
+                                   Array("add".utf8), Array("--create-profile".utf8), Array("--profile".utf8),
+                                   Array("q".utf8), [0xFF, 0xFE, 0x62, 0x61, 0x64]]
+            var argv: [UnsafeMutablePointer<CChar>?] = args.map { bytes in
+                let p = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count + 1)
+                for (i, b) in bytes.enumerated() { p[i] = CChar(bitPattern: b) }
+                p[bytes.count] = 0
+                return p
+            }
+            argv.append(nil)
+            defer { for p in argv { p?.deallocate() } }
+            var pid: pid_t = 0
+            #expect(posix_spawn(&pid, exe, nil, nil, argv, environ) == 0)
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, 0)
+            #expect((status >> 8) & 0xFF == 64, "exit status \((status >> 8) & 0xFF)")
+            #expect(!FileManager.default.fileExists(atPath: db))
+        }
+    }
+}
