@@ -663,7 +663,9 @@ extension DataFiles {
 
     /// Checks up front that `writeAtomically` can create `path`: its folder exists
     /// and is writable, and `path` is not a folder. Commands call it before long work.
-    public static func checkWritable(path: String) throws(DataFileError) {
+    /// Returns the file a write replaces (`path`, or what its symbolic link points to).
+    @discardableResult
+    public static func checkWritable(path: String) throws(DataFileError) -> String {
         // A device, FIFO, folder or dangling link would be replaced by the rename.
         let target: String
         do { target = try GGUFWriter.target(of: path) } catch { throw .cannotWrite(path: path, reason: error.reason) }
@@ -678,6 +680,7 @@ extension DataFiles {
             let e = errno
             throw .cannotWrite(path: path, reason: "folder \(folder): \(String(cString: strerror(e)))")
         }
+        return target
     }
 
     /// Writes `text` to `path` atomically: a temporary file in the same folder,
@@ -686,9 +689,7 @@ extension DataFiles {
     /// A symbolic link is followed (the file it points to is replaced, keeping its
     /// mode); anything but a regular file is refused, also if it appears meanwhile.
     public static func writeAtomically(_ text: String, to path: String) throws(DataFileError) {
-        try checkWritable(path: path)
-        let target: String
-        do { target = try GGUFWriter.target(of: path) } catch { throw .cannotWrite(path: path, reason: error.reason) }
+        let target = try checkWritable(path: path)
         let folder = folderOf(target)
         var st = stat()
         let mode: mode_t = stat(target, &st) == 0 ? st.st_mode & 0o7777 : 0o644

@@ -42,7 +42,9 @@ let threadLimit = 1...256
 
 func validateThreads(_ t: Int?, option: String = "-t") throws {
     guard let t else { return }
-    if !threadLimit.contains(t) { throw ValidationError("\(option) must be between 1 and 256 (got \(t))") }
+    if !threadLimit.contains(t) {
+        throw ValidationError("\(option) must be between \(threadLimit.lowerBound) and \(threadLimit.upperBound) (got \(t))")
+    }
 }
 
 /// The bytes of a file, or an error naming the path and why it cannot be read.

@@ -44,7 +44,7 @@ struct EvalCommand: ParsableCommand {
     var grid: String?
     @Option(help: "Write every grid point's validation metrics to this TSV file (with --tune or --grid; replaced atomically).")
     var tuneReport: String?
-    @Option(parsing: .unconditional, help: "Worker threads for building neighbours, \(Self.threadRange.lowerBound)–\(Self.threadRange.upperBound).")
+    @Option(parsing: .unconditional, help: "Worker threads for building neighbours, \(threadLimit.lowerBound)–\(threadLimit.upperBound).")
     var threads = 2
     @Flag(help: "Print JSON.")
     var json = false
@@ -58,10 +58,9 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "A file of user ids (one per line) to evaluate, e.g. the users a model was not trained on.")
     var userList: String?
     @Option(name: .short, parsing: .unconditional,
-            help: "Model threads, \(Self.threadRange.lowerBound)–\(Self.threadRange.upperBound) (default: physical cores, at most 8).")
+            help: "Model threads, \(threadLimit.lowerBound)–\(threadLimit.upperBound) (default: physical cores, at most 8).")
     var t: Int?
 
-    static let threadRange = threadLimit
 
     func validate() throws {
         if let users, users < 1 { throw ValidationError("--users must be at least 1 (got \(users))") }
