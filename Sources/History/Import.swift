@@ -4,7 +4,10 @@
 // An import is all or nothing: the whole file is parsed and checked first, and
 // only then written, in one transaction. The first malformed line aborts the
 // import with an ImportError naming the file, the 1-based line number and the
-// reason; the store is left as it was. Lines end in LF or CRLF; one final line
+// reason; the store is left as it was. Neither pass keeps the file's rows: the
+// check discards them and the write parses the file again and inserts it in
+// batches of `importBatch` rows, so memory does not grow with the file (the
+// file is read in 1 MiB chunks). Lines end in LF or CRLF; one final line
 // ending is allowed, empty lines elsewhere are errors. Quoted CSV fields may
 // contain the delimiter and doubled quotes, but not line breaks.
 //
@@ -96,39 +99,168 @@ public struct ImportReport: Hashable, Sendable, Codable {
 extension HistoryStore {
     /// Imports the file at `path` in one transaction; see `ImportOptions`.
     public func importFile(_ path: String, options: ImportOptions) throws -> ImportReport {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
-        } catch {
-            throw ImportError(file: path, line: 0, reason: "cannot read the file: \(error.localizedDescription)")
-        }
-        return try importData(data, name: path, options: options)
+        try importSource(try ImportSource(path: path), name: path, options: options)
     }
 
     /// Imports `data` (the contents of a file called `name` in messages).
     public func importData(_ data: Data, name: String, options: ImportOptions) throws -> ImportReport {
-        let parsed = try data.withUnsafeBytes { bytes in
-            var parser = ImportParser(file: name, options: options)
-            return try parser.parse(bytes)
-        }
+        try importSource(ImportSource(data: data), name: name, options: options)
+    }
+
+    private func importSource(_ source: ImportSource, name: String, options: ImportOptions) throws -> ImportReport {
+        // Pass 1, outside any transaction: check every line, keep nothing.
+        var checker = try ImportParser(file: name, options: options)
+        try source.forEachLine(name: name) { bytes, text in try checker.line(bytes, text) { _ in } }
+        let total = try checker.finish()
         // Every profile id is looked up or created in the same transaction, so
         // the per-row foreign-key check is redundant work here (it can only be
         // switched outside a transaction).
         try connection.run("import \(name)") { try connection.exec("PRAGMA foreign_keys = OFF") }
         defer { try? connection.run("import \(name)") { try connection.exec("PRAGMA foreign_keys = ON") } }
         return try connection.write("import \(name)") {
+            // Pass 2: parse again and insert batch by batch. `batch` is owned here
+            // and reused; it never holds more than `importBatch` rows. A file that
+            // changed since pass 1 still fails cleanly: the transaction rolls back.
             var resolver = IDResolver(store: self, createProfiles: true, now: Self.now())
-            let rows = try resolver.rows(parsed)
-            let ids = try insert(rows)
+            var batch: [NewInteraction] = []
+            batch.reserveCapacity(min(total, Self.importBatch))
+            var first: Int64? = nil, last: Int64? = nil, inserted = 0
+            func flush() throws {
+                let ids = try insert(try resolver.rows(batch))
+                first = first ?? ids.first
+                last = ids.last ?? last
+                inserted += batch.count
+                batch.removeAll(keepingCapacity: true)
+            }
+            var parser = try ImportParser(file: name, options: options)
+            try source.forEachLine(name: name) { bytes, text in
+                try parser.line(bytes, text) { row in
+                    batch.append(row)
+                    if batch.count == Self.importBatch { try flush() }
+                }
+            }
+            _ = try parser.finish()
+            try flush()
             let cap = try retentionCapValue()
             var overCap: [String] = []
             if let cap {
                 for (name, id) in resolver.profileIDs where try count(profile: id) > cap { overCap.append(name) }
             }
-            return ImportReport(file: name, interactions: rows.count, profiles: resolver.profileIDs.count,
+            return ImportReport(file: name, interactions: inserted, profiles: resolver.profileIDs.count,
                                 newProfiles: resolver.createdProfiles.count, newItems: resolver.createdItems,
-                                firstID: ids.first, lastID: ids.last, profilesOverCap: overCap.sorted(),
+                                firstID: first, lastID: last, profilesOverCap: overCap.sorted(),
                                 retentionCap: cap)
+        }
+    }
+
+    /// Rows an import resolves and inserts at a time (about 2 MB of parsed rows).
+    static let importBatch = 16_384
+}
+
+/// Where an import reads its lines from: a regular file, read in chunks (twice:
+/// once to check, once to write), or bytes in memory (a pipe or device is read
+/// whole first, since it cannot be read twice).
+enum ImportSource {
+    case file(path: String)
+    case memory(Data)
+
+    init(data: Data) { self = .memory(data) }
+
+    init(path: String) throws {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw ImportError(file: path, line: 0, reason: "cannot read the file: \(String(cString: strerror(errno)))")
+        }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG:
+            self = .file(path: path)
+        case S_IFDIR:
+            throw ImportError(file: path, line: 0, reason: "cannot read the file: it is a folder")
+        default:
+            self = .memory(try Self.readWhole(path))
+        }
+    }
+
+    /// Everything `path` (a pipe, a device) gives until its end.
+    private static func readWhole(_ path: String) throws -> Data {
+        func failure() -> ImportError {
+            ImportError(file: path, line: 0, reason: "cannot read the file: \(String(cString: strerror(errno)))")
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw failure() }
+        defer { close(fd) }
+        var data = Data()
+        var chunk = [UInt8](repeating: 0, count: Self.chunk)  // owned here, reused
+        while true {
+            let got = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw failure()
+            }
+            if got == 0 { return data }
+            data.append(contentsOf: chunk[0..<got])
+        }
+    }
+
+    /// Bytes read from a file at a time.
+    static let chunk = 1 << 20
+
+    /// Calls `body` with each line, without its "\n", as a range of a buffer that
+    /// is valid only during the call. Lines are split at "\n"; a final line
+    /// ending does not start another line.
+    func forEachLine(name: String, _ body: (UnsafeBufferPointer<UInt8>, Range<Int>) throws -> Void) throws {
+        switch self {
+        case .memory(let data):
+            try data.withUnsafeBytes { raw in
+                let bytes = raw.assumingMemoryBound(to: UInt8.self)
+                var position = 0
+                while position < bytes.count {
+                    var end = position
+                    while end < bytes.count && bytes[end] != UInt8(ascii: "\n") { end += 1 }
+                    try body(bytes, position..<end)
+                    position = end + 1
+                }
+            }
+        case .file(let path):
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                throw ImportError(file: name, line: 0, reason: "cannot read the file: \(String(cString: strerror(errno)))")
+            }
+            defer { close(fd) }
+            // The buffer is owned by this call: `filled` bytes are valid, lines
+            // before `start` are done. It grows only for a line longer than it.
+            var buffer = [UInt8](repeating: 0, count: Self.chunk)
+            var filled = 0, start = 0, scan = 0
+            while true {
+                if start > 0 {  // keep the unfinished line at the front
+                    buffer.withUnsafeMutableBytes { b in
+                        _ = memmove(b.baseAddress!, b.baseAddress! + start, filled - start)
+                    }
+                    filled -= start
+                    scan -= start
+                    start = 0
+                }
+                if filled == buffer.count { buffer.append(contentsOf: repeatElement(0, count: buffer.count)) }
+                let got = buffer.withUnsafeMutableBytes { b in read(fd, b.baseAddress! + filled, b.count - filled) }
+                if got < 0 {
+                    if errno == EINTR { continue }
+                    throw ImportError(file: name, line: 0, reason: "cannot read the file: \(String(cString: strerror(errno)))")
+                }
+                if got == 0 {  // end of file: the last line may lack its line ending
+                    if filled > 0 { try buffer.withUnsafeBufferPointer { try body($0, 0..<filled) } }
+                    return
+                }
+                filled += got
+                try buffer.withUnsafeBufferPointer { b in
+                    while scan < filled {
+                        if b[scan] == UInt8(ascii: "\n") {
+                            try body(b, start..<scan)
+                            start = scan + 1
+                        }
+                        scan += 1
+                    }
+                }
+            }
         }
     }
 }
@@ -137,11 +269,25 @@ extension HistoryStore {
 struct ImportParser {
     let file: String
     let options: ImportOptions
+    private let defaultKind: InteractionKind
     private var line = 0
+    private var rows = 0
+    private var columns: Columns?
+    /// The current line's fields; owned here, reused from line to line.
+    private var fields: [String] = []
 
-    init(file: String, options: ImportOptions) {
+    init(file: String, options: ImportOptions) throws {
         self.file = file
         self.options = options
+        switch options.format {
+        case .csv: defaultKind = options.kind ?? .view
+        default: defaultKind = options.kind ?? .rating
+        }
+        if let problem = defaultKind.problem { throw ImportError(file: file, line: 0, reason: problem) }
+        switch options.format {
+        case .movieLensUData, .movieLensDat: columns = Columns()
+        case .movieLensCSV, .csv: columns = nil  // read from the header
+        }
     }
 
     /// Where the fields of a data line are, once the header (if any) is read.
@@ -151,44 +297,32 @@ struct ImportParser {
         var timeUnit = TimeUnit.seconds
     }
 
-    mutating func parse(_ raw: UnsafeRawBufferPointer) throws -> [NewInteraction] {
-        let bytes = raw.assumingMemoryBound(to: UInt8.self)
-        var position = 0
-        if bytes.starts(with: [0xef, 0xbb, 0xbf]) { position = 3 }  // UTF-8 byte order mark
-        let defaultKind: InteractionKind
-        switch options.format {
-        case .csv: defaultKind = options.kind ?? .view
-        default: defaultKind = options.kind ?? .rating
+    /// Reads one line (`text` in `bytes`, without its "\n"), handing a data row
+    /// to `body`. Throws if the line is malformed.
+    mutating func line(_ bytes: UnsafeBufferPointer<UInt8>, _ text: Range<Int>,
+                       _ body: (NewInteraction) throws -> Void) throws {
+        line += 1
+        var text = text
+        if line == 1 && bytes[text].starts(with: [0xef, 0xbb, 0xbf]) {  // UTF-8 byte order mark
+            text = text.dropFirst(3)
         }
-        if let problem = defaultKind.problem { throw ImportError(file: file, line: 0, reason: problem) }
+        if !text.isEmpty && bytes[text.upperBound - 1] == UInt8(ascii: "\r") { text = text.dropLast() }
+        if text.isEmpty { throw error("empty line") }
+        fields.removeAll(keepingCapacity: true)
+        try split(bytes, text, into: &fields)
+        guard let layout = columns else {
+            columns = try header(fields)
+            return
+        }
+        guard fields.count == layout.count else {
+            throw error("expected \(layout.count) fields\(separatorName), found \(fields.count)")
+        }
+        try body(try row(fields, layout, defaultKind: defaultKind))
+        rows += 1
+    }
 
-        var columns: Columns? = nil
-        switch options.format {
-        case .movieLensUData, .movieLensDat: columns = Columns()
-        case .movieLensCSV, .csv: break  // read from the header
-        }
-        var rows: [NewInteraction] = []
-        rows.reserveCapacity(bytes.count / 20)
-        var fields: [String] = []
-        while position < bytes.count {
-            line += 1
-            var end = position
-            while end < bytes.count && bytes[end] != UInt8(ascii: "\n") { end += 1 }
-            var text = position..<end
-            position = end + 1
-            if !text.isEmpty && bytes[text.upperBound - 1] == UInt8(ascii: "\r") { text = text.dropLast() }
-            if text.isEmpty { throw error("empty line") }
-            fields.removeAll(keepingCapacity: true)
-            try split(bytes, text, into: &fields)
-            guard let layout = columns else {
-                columns = try header(fields)
-                continue
-            }
-            guard fields.count == layout.count else {
-                throw error("expected \(layout.count) fields\(separatorName), found \(fields.count)")
-            }
-            rows.append(try row(fields, layout, defaultKind: defaultKind))
-        }
+    /// After the last line: how many data rows there were.
+    func finish() throws -> Int {
         if columns == nil { throw error("the file is empty: expected a header line") }
         return rows
     }
