@@ -123,6 +123,9 @@ public struct TuningGrid: Sendable {
             guard kv.count == 2, !vs.isEmpty, vs.count == kv[1].split(separator: "/").count else {
                 throw .badParameter("'\(part)' is not key=value/value/… (keys: \(RetrieverConfiguration.keys.joined(separator: ", ")))")
             }
+            guard values[kv[0]] == nil else {
+                throw .badParameter("'\(kv[0])' is given twice; give its values once, separated by '/'")
+            }
             values[kv[0]] = vs
         }
         return try around(base, values: values)

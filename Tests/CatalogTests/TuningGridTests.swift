@@ -1,0 +1,31 @@
+// `palr eval --grid` text: key=value/value/… pairs around a method's defaults.
+import Testing
+@testable import Catalog
+
+@Suite struct TuningGridTests {
+    static let base = RetrieverConfiguration.defaults(for: .combined)
+
+    static func failure(_ text: String) -> String? {
+        do {
+            _ = try TuningGrid.parse(text, base: base)
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test func aGridIsTheProductOfItsValues() throws {
+        let grid = try TuningGrid.parse("window=5/10/20,cooc_weight=0.1/0.3,recency_decay=0.8/0.9", base: Self.base)
+        #expect(grid.builds.count == 6 && grid.retrieval.count == 2 && grid.size == 12)
+        #expect(Set(grid.builds.map(\.window)) == [5, 10, 20])
+        #expect(Set(grid.retrieval.map(\.recencyDecay)) == [0.8, 0.9])
+    }
+
+    @Test func malformedUnknownAndRepeatedKeysAreErrors() {
+        #expect(Self.failure("window") != nil)
+        #expect(Self.failure("window=5/x") != nil)
+        #expect(Self.failure("no_such_key=1") != nil)
+        let repeated = Self.failure("window=5,window=10")
+        #expect(repeated?.contains("'window' is given twice") == true, "\(repeated ?? "no error")")
+    }
+}
