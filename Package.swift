@@ -32,11 +32,12 @@ let package = Package(
         .target(name: "CKernels", cSettings: kernelFlags),
         // Interposes malloc to count allocations; linked only into `palr` and its tests.
         .target(name: "CAllocCounter"),
-        .target(name: "GGUF", dependencies: ["CKernels"]),
+        .target(name: "FileSafety"),
+        .target(name: "GGUF", dependencies: ["CKernels", "FileSafety"]),
         .target(name: "Llama", dependencies: ["GGUF", "CKernels", "COpenBLAS"], swiftSettings: optimised),
         .target(name: "Tokenizer", dependencies: ["GGUF"], swiftSettings: optimised),
-        .target(name: "History", dependencies: ["CSQLite"]),
-        .target(name: "Catalog", dependencies: ["GGUF"]),
+        .target(name: "History", dependencies: ["CSQLite", "FileSafety"]),
+        .target(name: "Catalog", dependencies: ["GGUF", "FileSafety"]),
         // The converter's logic (palr-convert is its thin executable).
         .target(name: "Convert", dependencies: ["GGUF", "CKernels", "Tokenizer"]),
         .target(name: "Ranker", dependencies: ["Llama", "Tokenizer", "Catalog", "History"]),
@@ -44,17 +45,18 @@ let package = Package(
         // Executables: thin (argument parsing, progress, printing).
         .executableTarget(
             name: "palr",
-            dependencies: ["GGUF", "Llama", "Tokenizer", "History", "Catalog", "Ranker", "COpenBLAS", "CKernels", "CAllocCounter", argumentParser]
+            dependencies: ["GGUF", "Llama", "Tokenizer", "History", "Catalog", "Ranker", "COpenBLAS", "CKernels", "CAllocCounter", "FileSafety", argumentParser]
         ),
         .executableTarget(
             name: "palr-convert",
-            dependencies: ["Convert", "GGUF", "Tokenizer", "Catalog", argumentParser],
+            dependencies: ["Convert", "GGUF", "Tokenizer", "Catalog", "FileSafety", argumentParser],
             path: "tools/convert"
         ),
 
         // Tests. Fixtures live in Tests/Fixtures; ../shared is read at run time.
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
-        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "CKernels"]),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "CKernels", "FileSafety"]),
+        .testTarget(name: "FileSafetyTests", dependencies: ["FileSafety"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "GGUF", "CAllocCounter"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF"]),
         .testTarget(name: "HistoryTests", dependencies: ["History"]),

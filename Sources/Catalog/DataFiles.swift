@@ -18,6 +18,7 @@
 //   - lines end in LF or CRLF; blank lines are allowed only at the end of the file
 //     (a blank line between records is an error).
 
+import FileSafety
 import Foundation
 import GGUF
 
@@ -668,7 +669,7 @@ extension DataFiles {
     public static func checkWritable(path: String) throws(DataFileError) -> String {
         // A device, FIFO, folder or dangling link would be replaced by the rename.
         let target: String
-        do { target = try GGUFWriter.target(of: path) } catch { throw .cannotWrite(path: path, reason: error.reason) }
+        do { target = try Destination.target(of: path) } catch { throw .cannotWrite(path: path, reason: error.reason) }
         let folder = folderOf(target)
         var st = stat()
         guard stat(folder, &st) == 0 else {
@@ -689,61 +690,14 @@ extension DataFiles {
     /// A symbolic link is followed (the file it points to is replaced, keeping its
     /// mode); anything but a regular file is refused, also if it appears meanwhile.
     public static func writeAtomically(_ text: String, to path: String) throws(DataFileError) {
-        let target = try checkWritable(path: path)
-        let folder = folderOf(target)
-        var st = stat()
-        let mode: mode_t = stat(target, &st) == 0 ? st.st_mode & 0o7777 : 0o644
-        // The name part is cut by bytes so that the temporary's name stays under NAME_MAX.
-        let base = String(decoding: Array((target as NSString).lastPathComponent.utf8.prefix(200)), as: UTF8.self)
-        let temp = folder + "/." + base + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            let e = errno
-            throw .cannotWrite(path: path, reason: String(cString: strerror(e)))
-        }
-        _ = fchmod(fd, mode)
-        func fail(_ what: String) -> DataFileError {
-            let e = errno
-            close(fd)
-            unlink(temp)
-            return .cannotWrite(path: path, reason: "\(what): \(String(cString: strerror(e)))")
-        }
-        let bytes = Array(text.utf8)
-        let ok = bytes.withUnsafeBytes { buf -> Bool in
-            guard let base = buf.baseAddress else { return true }  // nothing to write
-            var done = 0
-            while done < buf.count {
-                let w = write(fd, base + done, buf.count - done)
-                if w < 0 { if errno == EINTR { continue }; return false }
-                done += w
-            }
-            return true
-        }
-        guard ok else { throw fail("write") }
-        guard fsync(fd) == 0 else { throw fail("fsync") }
-        guard close(fd) == 0 else {
-            let e = errno
-            unlink(temp)
-            throw .cannotWrite(path: path, reason: "close: \(String(cString: strerror(e)))")
-        }
-        // Checked again: the destination may have been replaced while we wrote.
-        let now: String
-        do { now = try GGUFWriter.target(of: path) } catch {
-            unlink(temp)
+        try checkWritable(path: path)
+        do {
+            let file = try AtomicFile(replacing: path)
+            try file.write(text)
+            try file.commit()
+        } catch {
             throw .cannotWrite(path: path, reason: error.reason)
         }
-        guard now == target else {
-            unlink(temp)
-            throw .cannotWrite(path: path, reason: "it changed while the file was written")
-        }
-        guard rename(temp, target) == 0 else {
-            let e = errno
-            unlink(temp)
-            throw .cannotWrite(path: path, reason: String(cString: strerror(e)))
-        }
-        // Make the rename itself durable.
-        let dfd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
     }
 
     static func folderOf(_ path: String) -> String {

@@ -19,6 +19,8 @@
 // killed writer (SIGKILL runs no cleanup) are removed when the next writer of OUT
 // starts, if PID is not running here and nobody holds the file's lock.
 
+import FileSafety
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -58,6 +60,8 @@ public final class GGUFWriter {
     private var next = 0              // index of the next tensor whose data is expected
     private var written = 0           // bytes written so far
     private var finished = false
+    /// The temporary's entry in `SignalCleanup` (made once it is locked, so ours).
+    private var registration: Int?
 
     /// Writes the header now; tensor data follows through `write(tensor:)` calls in plan order.
     public init(path: String, metadata: [(String, GGUFValue)], tensors: [GGUFTensorPlan],
@@ -93,6 +97,7 @@ public final class GGUFWriter {
         self.removedStaleTemporaries = Self.removeStaleTemporaries(for: target)
         self.tempPath = target + Self.temporarySuffix + String(getpid())
         fd = try Self.openLocked(temporary: tempPath, destination: path)
+        registration = SignalCleanup.register(tempPath)
 
         var header = ByteWriter()
         header.u32(GGUFFile.magic)
@@ -236,7 +241,9 @@ public final class GGUFWriter {
         close(fd)
         fd = -1
         finished = true
-        syncDirectory(of: target)
+        SignalCleanup.unregister(registration)
+        registration = nil
+        Destination.syncFolder(of: target)
     }
 
     private func writeAll(_ bytes: [UInt8]) throws(GGUFError) {
@@ -248,20 +255,11 @@ public final class GGUFWriter {
     }
 
     private func writeAll(_ buf: UnsafeRawBufferPointer) throws(GGUFError) {
-        guard var p = buf.baseAddress else { return }
-        var left = buf.count
-        while left > 0 {
-            let n = Glibc.write(fd, p, left)
-            if n < 0 {
-                let e = errno
-                if e == EINTR { continue }
-                cleanUp()
-                throw .writeFailed(path: path, reason: Self.describe(e))
-            }
-            p += n
-            left -= n
-            written += n
+        if let e = writeFully(fd, buf) {
+            cleanUp()
+            throw .writeFailed(path: path, reason: Self.describe(e))
         }
+        written += buf.count
     }
 
     /// Removes the temporary, then releases its lock (in that order: once unlocked, the
@@ -272,6 +270,8 @@ public final class GGUFWriter {
             close(fd)
             fd = -1
         }
+        SignalCleanup.unregister(registration)
+        registration = nil
         finished = true
     }
 
@@ -282,34 +282,8 @@ public final class GGUFWriter {
 
 // MARK: the destination
 
-/// Why a destination cannot be written atomically.
-public enum GGUFDestinationError: Error, Equatable, CustomStringConvertible {
-    /// `path` (or the file its symbolic link points to) exists and is not a regular
-    /// file; `kind` says what it is ("a character device", "a symbolic link to
-    /// /dev/null, a character device").
-    case notRegularFile(path: String, kind: String)
-    /// `path` is a symbolic link whose target does not exist (or cannot be resolved);
-    /// `reason` says why ("it points to x.gguf, which does not exist").
-    case unresolvableLink(path: String, reason: String)
-
-    public var path: String {
-        switch self {
-        case .notRegularFile(let p, _), .unresolvableLink(let p, _): return p
-        }
-    }
-
-    /// What is wrong, as a clause after the path ("cannot write PATH: REASON").
-    public var reason: String {
-        switch self {
-        case .notRegularFile(_, let k):
-            return "it is \(k), not a regular file; files are written atomically, by renaming a temporary file over the destination, which would replace it"
-        case .unresolvableLink(_, let r):
-            return "it is a symbolic link that cannot be followed (\(r)); give the file's own path"
-        }
-    }
-
-    public var description: String { "\(path): \(reason)" }
-}
+/// Why a destination cannot be written atomically (the rules are FileSafety's).
+public typealias GGUFDestinationError = DestinationError
 
 /// A temporary file of an earlier writer, removed because its process is gone.
 public struct GGUFStaleTemporary: Sendable, Equatable {
@@ -319,49 +293,12 @@ public struct GGUFStaleTemporary: Sendable, Equatable {
 }
 
 extension GGUFWriter {
-    /// The file a write to `path` replaces: `path` itself when it is a regular file or
-    /// does not exist; the fully resolved target when `path` is a symbolic link (so the
-    /// link stays a link and its target is replaced atomically). Throws when that file
-    /// exists and is not a regular file, or when a link cannot be resolved.
-    public static func target(of path: String) throws(GGUFDestinationError) -> String {
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return path }   // absent (or unreadable: open reports it)
-        let mode = st.st_mode & S_IFMT
-        if mode == S_IFREG { return path }
-        guard mode == S_IFLNK else { throw .notRegularFile(path: path, kind: kindName(mode)) }
-        guard let resolved = realpath(path, nil) else {
-            let e = errno
-            let reason = e == ENOENT ? "it points to \(linkText(path) ?? "?"), which does not exist" : String(cString: strerror(e))
-            throw .unresolvableLink(path: path, reason: reason)
-        }
-        let real = String(cString: resolved)
-        free(resolved)
-        guard stat(real, &st) == 0 else { return real }
-        let targetMode = st.st_mode & S_IFMT
-        guard targetMode == S_IFREG else {
-            throw .notRegularFile(path: path, kind: "a symbolic link to \(real), \(kindName(targetMode))")
-        }
-        return real
+    /// The file a write to `path` replaces; see `Destination.target(of:)`.
+    public static func target(of path: String) throws(DestinationError) -> String {
+        try Destination.target(of: path)
     }
 
-    static func kindName(_ mode: mode_t) -> String {
-        switch mode {
-        case S_IFDIR: return "a directory"
-        case S_IFCHR: return "a character device"
-        case S_IFBLK: return "a block device"
-        case S_IFIFO: return "a FIFO"
-        case S_IFSOCK: return "a socket"
-        case S_IFLNK: return "a symbolic link"
-        default: return "not a regular file"
-        }
-    }
-
-    static func linkText(_ path: String) -> String? {
-        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = readlink(path, &buf, buf.count - 1)
-        guard n >= 0 else { return nil }
-        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    static func kindName(_ mode: mode_t) -> String { Destination.kindName(mode) }
 
     /// Removes `T.tmp-PID` beside `T` (the target of `path`) for every PID that is not
     /// a running process (kill(PID, 0) fails with ESRCH) and is not this process, and
@@ -412,20 +349,9 @@ extension GGUFWriter {
         return unlink(path) == 0 ? Int(st.st_size) : nil
     }
 
-    /// (folder, last component) of a path; "." for a bare name.
-    static func splitPath(_ path: String) -> (String, String) {
-        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
-        let dir = slash == path.startIndex ? "/" : String(path[..<slash])
-        return (dir, String(path[path.index(after: slash)...]))
-    }
+    static func splitPath(_ path: String) -> (String, String) { Destination.splitPath(path) }
 
-    static func joinPath(_ dir: String, _ name: String) -> String { dir.hasSuffix("/") ? dir + name : dir + "/" + name }
-}
-
-/// fsync the directory holding `path`, so a rename survives power loss.
-func syncDirectory(of path: String) {
-    let dfd = open(GGUFWriter.splitPath(path).0, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+    static func joinPath(_ dir: String, _ name: String) -> String { Destination.joinPath(dir, name) }
 }
 
 /// Little-endian serialisation of header fields and metadata values.

@@ -6,6 +6,7 @@
 //                    timeColumn: "timestamp", valueColumn: "value", kindColumn: "kind"))
 // and gives the same histories (and digests) in a new store.
 
+import FileSafety
 import Foundation
 
 #if canImport(Glibc)
@@ -61,24 +62,47 @@ extension HistoryStore {
         }
     }
 
-    /// Writes the export to the file at `path`, atomically: into a temporary
-    /// file in the same folder, fsynced, then renamed over `path` (a symlink
-    /// is followed and its target replaced). A failure or a kill midway leaves
-    /// any previous file as it was; on a failure the temporary file is removed.
-    /// Refuses a `path` that is a directory, device, FIFO or socket
-    /// (`HistoryError.notARegularFile`) or the database itself. Returns the
-    /// number of interactions written.
+    /// Writes the export to the file at `path`, atomically (FileSafety's
+    /// `AtomicFile`): into a temporary file in the same folder, fsynced, then
+    /// renamed over `path` (a symlink is followed and its target replaced). A
+    /// failure or a kill midway leaves any previous file as it was; on a failure,
+    /// and on SIGINT/SIGTERM/SIGHUP once the executable installed
+    /// `SignalCleanup`'s handlers, the temporary file is removed. Refuses a `path`
+    /// that is a directory, device, FIFO or socket (`HistoryError.notARegularFile`)
+    /// or the database itself. Returns the number of interactions written.
     @discardableResult
-    ///
-    /// `temporaryCreated` gets the temporary file's path before anything is written,
-    /// so that a command can remove it on SIGINT/SIGTERM (a signal runs no `deinit`).
-    public func export(format: ExportFormat, profile: String? = nil, toFile path: String,
-                       temporaryCreated: (String) -> Void = { _ in }) throws -> Int {
-        let file = try AtomicFile(replacing: path, protecting: [self.path, self.path + "-wal", self.path + "-shm"])
-        temporaryCreated(file.temporary)
-        let rows = try export(format: format, profile: profile) { try file.write($0) }
-        try file.commit()
+    public func export(format: ExportFormat, profile: String? = nil, toFile path: String) throws -> Int {
+        let target: String
+        do { target = try Destination.target(of: path) } catch {
+            throw Self.historyError(.destination(error), path: path)
+        }
+        let databaseFiles: [String] = [self.path, self.path + "-wal", self.path + "-shm"]
+        var info = stat()
+        if stat(target, &info) == 0 {
+            for name in databaseFiles {
+                var other = stat()
+                if stat(name, &other) == 0 && other.st_dev == info.st_dev && other.st_ino == info.st_ino {
+                    throw HistoryError.invalidArgument("refusing to export onto the history database itself (\(path))")
+                }
+            }
+        }
+        let file: AtomicFile
+        do { file = try AtomicFile(replacing: path) } catch { throw Self.historyError(error, path: path) }
+        let rows = try export(format: format, profile: profile) { (text: String) throws in
+            do { try file.write(text) } catch let error as AtomicFileError { throw Self.historyError(error, path: path) }
+        }
+        do { try file.commit() } catch { throw Self.historyError(error, path: path) }
         return rows
+    }
+
+    /// An AtomicFile failure as the HistoryError it has always been.
+    static func historyError(_ error: AtomicFileError, path: String) -> HistoryError {
+        switch error {
+        case .destination(.notRegularFile(_, let kind)): return .notARegularFile(path: path, kind: kind)
+        case .destination(.unresolvableLink(_, let reason)):
+            return .cannotWrite(path: path, reason: "it is a symbolic link that cannot be followed (\(reason))")
+        case .cannotWrite(_, let reason): return .cannotWrite(path: path, reason: reason)
+        }
     }
 
     /// Writes the export to an open file descriptor (standard output: 1),
@@ -132,141 +156,6 @@ private func systemError(_ code: Int32) -> String { String(cString: strerror(cod
 /// Writes all of `text` to `descriptor`, retrying short and interrupted writes.
 private func writeAll(_ text: String, to descriptor: Int32, name: String) throws(HistoryError) {
     var text = text
-    let failure: Int32? = text.withUTF8 { bytes in
-        guard let base = bytes.baseAddress else { return nil }  // empty
-        var offset = 0
-        while offset < bytes.count {
-            let written = write(descriptor, base + offset, bytes.count - offset)
-            if written < 0 {
-                if errno == EINTR { continue }
-                return errno
-            }
-            offset += written
-        }
-        return nil
-    }
+    let failure: Int32? = text.withUTF8 { writeFully(descriptor, UnsafeRawBufferPointer($0)) }
     if let failure { throw .cannotWrite(path: name, reason: systemError(failure)) }
-}
-
-/// A file replaced atomically: written to `.NAME.tmp-XXXXXXXX` beside it,
-/// then fsynced and renamed over it. Removes the temporary file unless committed.
-private final class AtomicFile {
-    /// The path as given (for messages).
-    let path: String
-    /// Where the file goes: `path` with a symlink resolved.
-    let destination: String
-    let temporary: String
-    private var descriptor: Int32
-
-    /// Opens a temporary file for replacing `path`; refuses anything but a
-    /// regular file or a new name, and any of `protected` (compared by inode).
-    init(replacing path: String, protecting protected: [String]) throws(HistoryError) {
-        self.path = path
-        guard !path.isEmpty else { throw .invalidArgument("the output path is empty") }
-        var destination = path
-        var info = stat()
-        if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK {
-            // A link whose target cannot be found would itself be replaced: refused.
-            guard let resolved = realpath(path, nil) else {
-                let e = errno
-                throw .cannotWrite(path: path, reason: "it is a symbolic link that cannot be followed (\(systemError(e)))")
-            }
-            destination = String(cString: resolved)
-            free(resolved)
-        }
-        self.destination = destination
-        var mode: mode_t?
-        if stat(destination, &info) == 0 {
-            let kind: String? = switch info.st_mode & S_IFMT {
-            case S_IFREG: nil
-            case S_IFDIR: "a directory"
-            case S_IFCHR: "a character device"
-            case S_IFBLK: "a block device"
-            case S_IFIFO: "a FIFO"
-            case S_IFSOCK: "a socket"
-            default: "not a regular file"
-            }
-            if let kind { throw .notARegularFile(path: path, kind: kind) }
-            var other = stat()
-            if protected.contains(where: { stat($0, &other) == 0 && other.st_dev == info.st_dev
-                                           && other.st_ino == info.st_ino }) {
-                throw .invalidArgument("refusing to export onto the history database itself (\(path))")
-            }
-            mode = info.st_mode & 0o7777
-        } else if errno != ENOENT {
-            throw .cannotWrite(path: path, reason: systemError(errno))
-        }
-        let folder = (destination as NSString).deletingLastPathComponent
-        let directory = folder.isEmpty ? "." : folder
-        if stat(directory, &info) != 0 {
-            let e = errno
-            throw .cannotWrite(path: path, reason: "folder \(directory): \(systemError(e))")
-        }
-        guard info.st_mode & S_IFMT == S_IFDIR else {
-            throw .cannotWrite(path: path, reason: "\(directory) is not a folder")
-        }
-        let name = (destination as NSString).lastPathComponent
-        var attempt = 0
-        while true {
-            let suffix = String(UInt32.random(in: .min ... .max), radix: 16)
-            // The name is cut by bytes, so the temporary's stays under NAME_MAX (255 bytes).
-            let short = String(decoding: Array(name.utf8.prefix(200)), as: UTF8.self)
-            let temporary = directory + "/." + short + ".tmp-" + suffix
-            // 0666 less the umask, as for any new file; an existing file's mode is kept below.
-            let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o666)
-            if fd >= 0 {
-                self.temporary = temporary
-                descriptor = fd
-                break
-            }
-            let code = errno
-            attempt += 1
-            if code == EEXIST && attempt < 100 { continue }
-            throw .cannotWrite(path: path, reason: "cannot create a file in \(directory): \(systemError(code))")
-        }
-        if let mode { _ = fchmod(descriptor, mode) }
-    }
-
-    deinit { discard() }
-
-    func write(_ text: String) throws(HistoryError) {
-        try writeAll(text, to: descriptor, name: path)
-    }
-
-    /// fsync, close, rename over the destination, fsync the folder.
-    func commit() throws(HistoryError) {
-        if fsync(descriptor) != 0 { throw .cannotWrite(path: path, reason: systemError(errno)) }
-        let closed = close(descriptor)
-        descriptor = -1
-        if closed != 0 { throw .cannotWrite(path: path, reason: systemError(errno)) }
-        // The destination may have become something else while we wrote (a FIFO, a
-        // device): checked again, as closely before the rename as possible.
-        var info = stat()
-        if lstat(destination, &info) == 0, info.st_mode & S_IFMT != S_IFREG {
-            throw .notARegularFile(path: path, kind: "no longer a regular file")
-        }
-        if rename(temporary, destination) != 0 {
-            let e = errno
-            throw .cannotWrite(path: path, reason: "cannot rename \(temporary) to it: \(systemError(e))")
-        }
-        // The rename is durable once the folder is fsynced (best effort: some
-        // file systems refuse fsync on a folder).
-        let folder = (destination as NSString).deletingLastPathComponent
-        let directory = open(folder.isEmpty ? "." : folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if directory >= 0 {
-            _ = fsync(directory)
-            _ = close(directory)
-        }
-        committed = true
-    }
-
-    private var committed = false
-
-    /// Closes and removes the temporary file (unless committed).
-    private func discard() {
-        if descriptor >= 0 { _ = close(descriptor) }
-        descriptor = -1
-        if !committed { _ = unlink(temporary) }
-        committed = true
-    }
 }

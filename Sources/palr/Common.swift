@@ -61,23 +61,6 @@ func readFile(_ path: String) throws -> Data {
     }
 }
 
-/// The file `removeOnSignal` names, as a C string the signal handler can use.
-nonisolated(unsafe) private var fileToRemoveOnSignal: UnsafeMutablePointer<CChar>?
-
-/// On SIGINT, SIGTERM or SIGHUP, removes `path` (an output's temporary file) and dies
-/// of the signal. One file at a time; SIGKILL cannot be caught.
-func removeOnSignal(_ path: String) {
-    let old = fileToRemoveOnSignal
-    fileToRemoveOnSignal = strdup(path)
-    free(old)
-    let handler: @convention(c) (Int32) -> Void = { sig in
-        if let p = fileToRemoveOnSignal { unlink(p) }
-        signal(sig, SIG_DFL)
-        raise(sig)
-    }
-    for s in [SIGINT, SIGTERM, SIGHUP] { signal(s, handler) }
-}
-
 /// Text for a terminal line: control and format characters (NUL, escape sequences,
 /// bidirectional overrides) become U+FFFD, so a catalog title cannot garble the output.
 func terminalSafe(_ s: String) -> String {

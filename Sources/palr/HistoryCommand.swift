@@ -380,8 +380,7 @@ extension HistoryCommand {
             signal(SIGXFSZ, SIG_IGN)
             let store = try database.openForReading()
             if let output {
-                let rows = try store.export(format: format, profile: profile, toFile: output,
-                                            temporaryCreated: removeOnSignal)
+                let rows = try store.export(format: format, profile: profile, toFile: output)
                 print("exported \(rows) interactions to \(output)")
             } else {
                 try store.export(format: format, profile: profile, toFileDescriptor: STDOUT_FILENO,

@@ -1,6 +1,7 @@
 // Entry point. Before anything else, make sure OpenBLAS runs the right kernels
 // for this CPU: it chooses them when the library loads, so fixing a bad choice
 // means setting OPENBLAS_CORETYPE and re-executing this process once.
+import FileSafety
 import Llama
 
 #if canImport(Glibc)
@@ -32,4 +33,6 @@ func refuseInvalidUTF8Arguments() {
 
 refuseInvalidUTF8Arguments()
 ensureGoodBLASCore()
+// Output temporaries (history export, eval reports) are removed on SIGINT/SIGTERM/SIGHUP.
+SignalCleanup.installHandlers()
 Palr.main()

@@ -156,6 +156,33 @@ func fileType(_ path: String) -> mode_t? {
         #expect(Set(d.contents) == Set(keep + ["m.gguf"]))
     }
 
+    /// SIGTERM, SIGINT or SIGHUP mid-write: the temporary the writer locked is removed
+    /// (FileSafety's handlers) and the previous file stays. (The child is spawned from a
+    /// test thread that blocks these signals: palr-convert unblocks them itself.)
+    @Test(arguments: [SIGTERM, SIGINT, SIGHUP])
+    func aSignalledRunRemovesItsTemporary(signal: Int32) throws {
+        let d = try TempDir()
+        defer { d.cleanUp() }
+        guard let exe = palrConvertExecutable() else { Issue.record("the palr-convert executable was not built"); return }
+        let out = d.file("m.gguf")
+        #expect(FileManager.default.createFile(atPath: out, contents: Data("previous".utf8)))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = ["random", "--shape", "1b", "--threads", "1", "-o", out]
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let temp = out + ".tmp-\(p.processIdentifier)"
+        var waited = 0
+        while fileType(temp) == nil && waited < 60_000 { usleep(10_000); waited += 10 }
+        try #require(fileType(temp) == S_IFREG, "no temporary appeared")
+        usleep(100_000)
+        kill(p.processIdentifier, signal)
+        p.waitUntilExit()
+        #expect(p.terminationReason == .uncaughtSignal && p.terminationStatus == signal)
+        #expect(Set(d.contents) == ["m.gguf"])
+        #expect(try String(contentsOfFile: out, encoding: .utf8) == "previous")
+    }
+
     /// Every numeric option: negative numbers reach validation (no "Missing value"),
     /// and out-of-range or non-finite values are errors naming the option.
     @Test func numericOptionsAreCheckedAlike() throws {

@@ -1,4 +1,5 @@
 import Foundation
+import FileSafety
 import Testing
 @testable import GGUF
 
@@ -193,6 +194,8 @@ import Glibc
                           reasonContains: ["another writer is writing \(out) (\(temp) is locked)"])
         #expect(contents(temp) == "the other writer's data")
         #expect(contents(out) == "old")
+        // Not this writer's file, so not registered for removal on a signal either.
+        #expect(!SignalCleanup.registered.contains(temp))
         #expect(Set(try FileManager.default.contentsOfDirectory(atPath: dir)) == ["out.gguf", "out.gguf.tmp-\(getpid())"])
 
         // Once that writer is gone (lock released), a new one takes the name, empties it and succeeds.
@@ -207,12 +210,14 @@ import Glibc
         #expect(throws: GGUFError.writeFailed(path: out, reason: "another writer is writing \(out) (\(temp) is locked)")) {
             _ = try GGUFWriter(path: out, metadata: [("general.architecture", .string("second"))], tensors: plan)
         }
+        #expect(SignalCleanup.registered.filter { $0 == temp }.count == 1)  // the first writer's, once
         let probe = open(temp, O_RDONLY | O_CLOEXEC)
         #expect(probe >= 0)
         #expect(flock(probe, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK)
         close(probe)
         try first.write(tensor: "x", bytes: [UInt8](repeating: 1, count: 16))
         try first.finish()
+        #expect(!SignalCleanup.registered.contains(temp))
         #expect(try GGUFFile(path: out)["general.architecture"] == .string("first"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["out.gguf"])
     }

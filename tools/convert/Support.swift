@@ -95,9 +95,9 @@ func now() -> Double {
 /// Prepares `output` before any work: refuses a destination that exists and is not a
 /// regular file (a rename would replace it, device or not), resolves a symbolic link to
 /// the file it points to (that file is then written atomically; the link stays), removes
-/// temporaries `OUT.tmp-PID` left by killed runs (one line each on stderr) and arranges
-/// removal of this run's temporary on SIGINT, SIGTERM and SIGHUP. `removeStale` false
-/// (a dry run) only checks.
+/// temporaries `OUT.tmp-PID` left by killed runs (one line each on stderr). This run's
+/// temporary is removed on SIGINT, SIGTERM and SIGHUP once the writer has locked it
+/// (main.swift installs SignalCleanup's handlers). `removeStale` false (a dry run) only checks.
 func prepareOutput(_ output: String, removeStale: Bool = true) throws {
     do { _ = try GGUFWriter.target(of: output) } catch {
         switch error {
@@ -111,25 +111,6 @@ func prepareOutput(_ output: String, removeStale: Bool = true) throws {
     for t in GGUFWriter.removeStaleTemporaries(for: output) {
         printErr("removed stale temporary \(t.path) (\(formatBytes(t.bytes))) left by a killed run")
     }
-    removeTemporaryFileOnSignal(output: output)
-}
-
-// MARK: temporary file removal on signals
-
-/// The GGUF writer's temporary file, as a C string the signal handler can use.
-nonisolated(unsafe) private var pendingTemp: UnsafeMutablePointer<CChar>?
-
-/// On SIGINT, SIGTERM or SIGHUP, removes the output's temporary file and dies of
-/// the signal. (SIGKILL cannot be caught: then `OUT.tmp-PID` stays behind until the
-/// next run writing OUT removes it; the destination is untouched either way.)
-func removeTemporaryFileOnSignal(output: String) {
-    pendingTemp = strdup(GGUFWriter.temporaryPath(for: output))
-    let handler: @convention(c) (Int32) -> Void = { sig in
-        if let p = pendingTemp { unlink(p) }
-        signal(sig, SIG_DFL)
-        raise(sig)
-    }
-    for s in [SIGINT, SIGTERM, SIGHUP] { signal(s, handler) }
 }
 
 // MARK: progress

@@ -1,0 +1,174 @@
+// A file replaced atomically: written to a hidden `.NAME.tmp-PID-RANDOM` beside the
+// destination (created exclusively, never through a symbolic link), fsynced, checked
+// again, renamed over the destination, and the folder fsynced. Readers see the old
+// file or the new one, never a part. Until `commit()` the destination is untouched:
+// an error, a dropped writer (`deinit`) or a signal (through `SignalCleanup`, when
+// the executable installed its handlers) removes the temporary file.
+//
+// GGUFWriter keeps its own temporary scheme (`OUT.tmp-PID`, locked) so that a later
+// writer can remove what a killed one left; it follows the same destination rules.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Why an atomic write failed.
+public enum AtomicFileError: Error, Equatable, CustomStringConvertible {
+    /// The destination cannot be replaced by a rename (see `Destination`).
+    case destination(DestinationError)
+    /// A system call failed; `reason` names it.
+    case cannotWrite(path: String, reason: String)
+
+    public var path: String {
+        switch self {
+        case .destination(let e): return e.path
+        case .cannotWrite(let p, _): return p
+        }
+    }
+
+    public var reason: String {
+        switch self {
+        case .destination(let e): return e.reason
+        case .cannotWrite(_, let r): return r
+        }
+    }
+
+    public var description: String { "cannot write \(path): \(reason)" }
+}
+
+public final class AtomicFile {
+    /// The destination as given (for messages).
+    public let path: String
+    /// The file replaced: `path`, or the file a symbolic link `path` points to.
+    public let target: String
+    /// Where the data goes until `commit()`.
+    public let temporary: String
+    private var descriptor: Int32
+    private var registration: Int?
+    private var done = false
+
+    /// Checks `path` (see `Destination.target(of:)`) and creates the temporary file.
+    /// An existing destination's permission bits are kept; a new file gets 0666 less
+    /// the umask.
+    public init(replacing path: String) throws(AtomicFileError) {
+        guard !path.isEmpty else { throw .cannotWrite(path: path, reason: "the path is empty") }
+        self.path = path
+        let target: String
+        do { target = try Destination.target(of: path) } catch { throw .destination(error) }
+        self.target = target
+        var info = stat()
+        var mode: mode_t?
+        if stat(target, &info) == 0 {
+            mode = info.st_mode & 0o7777
+        } else if errno != ENOENT {
+            throw .cannotWrite(path: path, reason: Destination.describe(errno))
+        }
+        let (folder, name) = Destination.splitPath(target)
+        guard stat(folder, &info) == 0 else {
+            let e = errno
+            throw .cannotWrite(path: path, reason: "folder \(folder): \(Destination.describe(e))")
+        }
+        guard info.st_mode & S_IFMT == S_IFDIR else {
+            throw .cannotWrite(path: path, reason: "\(folder) is not a directory")
+        }
+        // The name is cut by bytes, so the temporary's stays under NAME_MAX (255 bytes).
+        let short = String(decoding: Array(name.utf8.prefix(200)), as: UTF8.self)
+        var attempt = 0
+        while true {
+            let suffix = "\(getpid())-" + String(UInt32.random(in: .min ... .max), radix: 16)
+            let candidate = Destination.joinPath(folder, "." + short + ".tmp-" + suffix)
+            let fd = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o666)
+            if fd >= 0 {
+                temporary = candidate
+                descriptor = fd
+                break
+            }
+            let code = errno
+            attempt += 1
+            if code == EEXIST && attempt < 100 { continue }
+            throw .cannotWrite(path: path, reason: "cannot create a file in \(folder): \(Destination.describe(code))")
+        }
+        // Created exclusively above, so the file is this writer's: safe to remove on a signal.
+        registration = SignalCleanup.register(temporary)
+        if let mode { _ = fchmod(descriptor, mode) }
+    }
+
+    deinit { discard() }
+
+    /// Appends `bytes`; on failure the temporary file is removed.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(AtomicFileError) {
+        guard !done else { throw .cannotWrite(path: path, reason: "the file was already committed or discarded") }
+        if let e = writeFully(descriptor, bytes) {
+            discard()
+            throw .cannotWrite(path: path, reason: Destination.describe(e))
+        }
+    }
+
+    public func write(_ text: String) throws(AtomicFileError) {
+        var utf8 = text
+        var failure: AtomicFileError?
+        utf8.withUTF8 { buffer in
+            do throws(AtomicFileError) { try write(UnsafeRawBufferPointer(buffer)) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// fsync, close, check the destination again (it may have become something else
+    /// while the file was written), rename over it, fsync the folder.
+    public func commit() throws(AtomicFileError) {
+        guard !done else { throw .cannotWrite(path: path, reason: "the file was already committed or discarded") }
+        func fail(_ what: String, _ e: Int32) -> AtomicFileError {
+            discard()
+            return .cannotWrite(path: path, reason: "\(what): \(Destination.describe(e))")
+        }
+        if fsync(descriptor) != 0 { throw fail("fsync", errno) }
+        let closed = close(descriptor)
+        descriptor = -1
+        if closed != 0 { throw fail("close", errno) }
+        let now: String
+        do { now = try Destination.target(of: target) } catch {
+            discard()
+            throw .destination(error)
+        }
+        guard now == target else {
+            discard()
+            throw .cannotWrite(path: path, reason: "\(target) became a symbolic link to \(now) while the file was being written; it was not replaced")
+        }
+        if rename(temporary, target) != 0 { throw fail("cannot rename \(temporary) to it", errno) }
+        done = true
+        SignalCleanup.unregister(registration)
+        registration = nil
+        Destination.syncFolder(of: target)
+    }
+
+    /// Closes and removes the temporary file, unless committed.
+    public func discard() {
+        if descriptor >= 0 { _ = close(descriptor) }
+        descriptor = -1
+        if !done { _ = unlink(temporary) }
+        done = true
+        SignalCleanup.unregister(registration)
+        registration = nil
+    }
+}
+
+/// Writes all of `bytes` to `fd`, retrying short and interrupted writes; returns the
+/// errno of a failure, nil on success.
+public func writeFully(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32? {
+    guard var p = bytes.baseAddress else { return nil }
+    var left = bytes.count
+    while left > 0 {
+        let n = write(fd, p, left)
+        if n < 0 {
+            if errno == EINTR { continue }
+            return errno
+        }
+        p += n
+        left -= n
+    }
+    return nil
+}

@@ -1,0 +1,106 @@
+// AtomicFile: the destination is replaced whole or not at all, its mode is kept, links
+// are followed, special files are refused, and the temporary is registered for
+// removal on a signal exactly while it exists.
+import FileSafety
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct AtomicFileTests {
+    func folder() throws -> String {
+        let p = FileManager.default.temporaryDirectory.appendingPathComponent("palr-atomic-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
+        return URL(fileURLWithPath: p).resolvingSymlinksInPath().path
+    }
+
+    func text(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }
+    func names(_ dir: String) -> Set<String> { Set((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []) }
+
+    @Test func commitReplacesTheFileKeepingItsMode() throws {
+        let dir = try folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let out = dir + "/out.txt"
+        #expect(FileManager.default.createFile(atPath: out, contents: Data("old".utf8),
+                                               attributes: [.posixPermissions: 0o640]))
+        let file = try AtomicFile(replacing: out)
+        #expect(file.temporary.hasPrefix(dir + "/.out.txt.tmp-\(getpid())-"))
+        #expect(SignalCleanup.registered.contains(file.temporary))
+        try file.write("new ")
+        try file.write("text")
+        #expect(text(out) == "old")  // untouched until the commit
+        try file.commit()
+        #expect(text(out) == "new text")
+        var info = stat()
+        #expect(stat(out, &info) == 0 && info.st_mode & 0o777 == 0o640)
+        #expect(!SignalCleanup.registered.contains(file.temporary))
+        #expect(names(dir) == ["out.txt"])
+        #expect(throws: AtomicFileError.self) { try file.write("late") }
+    }
+
+    @Test func aDroppedOrFailedWriterLeavesTheDestination() throws {
+        let dir = try folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let out = dir + "/out.txt"
+        #expect(FileManager.default.createFile(atPath: out, contents: Data("old".utf8)))
+        var temporary = ""
+        do {
+            let file = try AtomicFile(replacing: out)
+            temporary = file.temporary
+            try file.write("partial")
+        }  // dropped without commit
+        #expect(text(out) == "old" && names(dir) == ["out.txt"])
+        #expect(!SignalCleanup.registered.contains(temporary))
+
+        // The destination turns into a folder while the file is written: not replaced.
+        let file = try AtomicFile(replacing: out)
+        try file.write("new")
+        try FileManager.default.removeItem(atPath: out)
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: false)
+        #expect(throws: AtomicFileError.destination(.notRegularFile(path: out, kind: "a directory"))) { try file.commit() }
+        #expect(names(dir) == ["out.txt"] && !SignalCleanup.registered.contains(file.temporary))
+    }
+
+    @Test func linksAreFollowedAndSpecialFilesRefused() throws {
+        let dir = try folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(FileManager.default.createFile(atPath: dir + "/real.txt", contents: Data("old".utf8)))
+        #expect(symlink("real.txt", dir + "/link.txt") == 0)
+        let file = try AtomicFile(replacing: dir + "/link.txt")
+        #expect(file.target == dir + "/real.txt")
+        try file.write("via link")
+        try file.commit()
+        #expect(text(dir + "/real.txt") == "via link")
+        var info = stat()
+        #expect(lstat(dir + "/link.txt", &info) == 0 && info.st_mode & S_IFMT == S_IFLNK)
+
+        #expect(mkfifo(dir + "/fifo", 0o600) == 0)
+        #expect(symlink("missing.txt", dir + "/dangling") == 0)
+        let refused: [(String, AtomicFileError)] = [
+            (dir + "/fifo", .destination(.notRegularFile(path: dir + "/fifo", kind: "a FIFO"))),
+            (dir, .destination(.notRegularFile(path: dir, kind: "a directory"))),
+            (dir + "/dangling", .destination(.unresolvableLink(path: dir + "/dangling",
+                                                               reason: "it points to missing.txt, which does not exist"))),
+            (dir + "/no/such/folder.txt", .cannotWrite(path: dir + "/no/such/folder.txt",
+                                                       reason: "folder \(dir)/no/such: No such file or directory")),
+        ]
+        for (path, expected) in refused {
+            #expect(throws: expected, "\(path)") { _ = try AtomicFile(replacing: path) }
+        }
+        #expect(names(dir) == ["real.txt", "link.txt", "fifo", "dangling"])
+    }
+
+    @Test func theRegistryHoldsWhatIsRegistered() throws {
+        // A few slots only: AtomicFile tests running alongside need slots too.
+        let mine = (0..<3).map { "/nonexistent/palr-registry-\(UUID().uuidString)-\($0)" }
+        let tokens = mine.compactMap { SignalCleanup.register($0) }
+        #expect(tokens.count == mine.count && Set(tokens).count == mine.count)
+        #expect(Set(SignalCleanup.registered).isSuperset(of: mine))
+        for token in tokens { SignalCleanup.unregister(token) }
+        #expect(Set(SignalCleanup.registered).isDisjoint(with: mine))
+        SignalCleanup.unregister(nil)
+        SignalCleanup.unregister(SignalCleanup.capacity + 3)  // ignored
+    }
+}
