@@ -643,23 +643,26 @@ extension DataFiles {
     /// A list of ids, one per line (e.g. `palr eval --user-list`): surrounding
     /// whitespace trimmed, blank lines ignored, UTF-8.
     public static func readIdList(path: String) throws(DataFileError) -> [String] {
-        try withFileBytes(path) { (bytes) throws(DataFileError) in
-            var ids: [String] = []
-            var start = byteOrderMarkLength(bytes)
-            var line = 1
-            while start < bytes.count {
-                var end = start
-                while end < bytes.count && bytes[end] != 0x0A { end += 1 }
-                guard let text = String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self) else {
-                    throw .malformed(path: path, line: line, reason: "not valid UTF-8")
-                }
-                let id = text.trimmingCharacters(in: .whitespacesAndNewlines)
-                if !id.isEmpty { ids.append(id) }
-                start = end + 1
-                line += 1
+        try withFileBytes(path) { (bytes) throws(DataFileError) in try parseIdList(bytes, name: path) }
+    }
+
+    /// `readIdList` for bytes already read (standard input); `name` names them in errors.
+    public static func parseIdList(_ bytes: UnsafeRawBufferPointer, name: String) throws(DataFileError) -> [String] {
+        var ids: [String] = []
+        var start = byteOrderMarkLength(bytes)
+        var line = 1
+        while start < bytes.count {
+            var end = start
+            while end < bytes.count && bytes[end] != 0x0A { end += 1 }
+            guard let text = String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self) else {
+                throw .malformed(path: name, line: line, reason: "not valid UTF-8")
             }
-            return ids
+            let id = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            if !id.isEmpty { ids.append(id) }
+            start = end + 1
+            line += 1
         }
+        return ids
     }
 
     /// Checks up front that `writeAtomically` can create `path`: its folder exists

@@ -2,6 +2,7 @@
 // parses arguments, calls the History module, and prints.
 import ArgumentParser
 import Foundation
+import Catalog
 import History
 
 struct HistoryCommand: ParsableCommand {
@@ -112,10 +113,14 @@ extension HistoryCommand {
         @Option(parsing: .unconditional, help: "Unix seconds (default: now).") var time: Int64?
         @Flag(help: "Create the profile if it does not exist.") var createProfile = false
         @Flag(help: "Print JSON.") var json = false
-        @Argument(help: "Catalog item ids.") var items: [String]
+        @Option(help: ArgumentHelp("Also read item ids from this file, one per line ('-': standard input); the bulk path for many ids.",
+                                   valueName: "file"))
+        var itemsFrom: String?
+        @Argument(help: "Catalog item ids.") var items: [String] = []
 
         func validate() throws {
             _ = try database.path()
+            if items.isEmpty && itemsFrom == nil { throw ValidationError("give item ids, or --items-from FILE") }
             if let value, !value.isFinite { throw ValidationError("--value must be a finite number (got \(value))") }
             if let time, !(0...HistoryStore.maxTimestamp).contains(time) {
                 throw ValidationError("--time must be Unix seconds in 0...\(HistoryStore.maxTimestamp) (got \(time))")
@@ -127,6 +132,16 @@ extension HistoryCommand {
             // so it is not created.
             let store = try database.open(create: createProfile)
             let time = self.time ?? Int64(Date().timeIntervalSince1970)
+            var items = self.items
+            if let itemsFrom {
+                if itemsFrom == "-" {
+                    let data = FileHandle.standardInput.readDataToEndOfFile()
+                    items += try data.withUnsafeBytes { try DataFiles.parseIdList($0, name: "standard input") }
+                } else {
+                    items += try DataFiles.readIdList(path: itemsFrom)
+                }
+                if items.isEmpty { throw CLIError(path: itemsFrom == "-" ? "standard input" : itemsFrom, "no item ids in it") }
+            }
             let batch = items.map {
                 NewInteraction(profile: profile, item: $0, kind: kind, value: value, timestamp: time)
             }

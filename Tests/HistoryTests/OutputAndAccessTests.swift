@@ -209,6 +209,35 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
         }
     }
 
+    /// `add --items-from FILE|-`: ids from a file or standard input after the ones on
+    /// the command line, in that order; an empty list, a missing file and no ids at all
+    /// are errors that record nothing.
+    @Test func addReadsIdsFromAFileOrStandardInput() throws {
+        try withTemporaryDirectory { folder in
+            let db = folder + "/h.sqlite"
+            let list = try writeFile(folder, "ids.txt", "\u{FEFF}tt1\n  tt2  \n\ntt3")
+            let first = try runPalr(["history", "--db", db, "add", "--create-profile", "--profile", "p", "--time", "100",
+                                     "--items-from", list, "tt0"])
+            #expect(first.status == 0 && first.output == "1\n2\n3\n4\n", "\(first)")
+            let piped = try runPalrShell("printf 'tt4\\ntt5\\n' | \"$0\" history --db \"$1\" add --profile p --time 101 --items-from -",
+                                         [try palrExecutable(), db])
+            #expect(piped.status == 0 && piped.output == "5\n6\n", "\(piped)")
+            let store = try HistoryStore(path: db)
+            #expect(try store.recent(profile: "p").map(\.item) == ["tt0", "tt1", "tt2", "tt3", "tt4", "tt5"])
+            store.close()
+            let failures: [([String], Int32, String)] = [
+                (["--items-from", try writeFile(folder, "blank.txt", "\n \n")], 1, "blank.txt: no item ids in it"),
+                (["--items-from", folder + "/missing.txt"], 1, "missing.txt: No such file or directory"),
+                ([], 64, "give item ids, or --items-from FILE"),
+            ]
+            for (arguments, status, message) in failures {
+                let result = try runPalr(["history", "--db", db, "add", "--profile", "p"] + arguments)
+                #expect(result.status == status && result.error.contains(message), "\(arguments): \(result)")
+            }
+            #expect(try HistoryStore(path: db).interactionCount(profile: "p") == 6)
+        }
+    }
+
     @Test func exportOverTheFileSizeLimitKeepsThePreviousFile() throws {
         try withTemporaryDirectory { folder in
             let (_, db) = try filledStore(folder, lines: 8000)  // about 200 KB of CSV
