@@ -99,18 +99,24 @@ public struct ImportReport: Hashable, Sendable, Codable {
 extension HistoryStore {
     /// Imports the file at `path` in one transaction; see `ImportOptions`.
     public func importFile(_ path: String, options: ImportOptions) throws -> ImportReport {
-        try importSource(try ImportSource(path: path), name: path, options: options)
+        try importInput(try ImportInput(path: path), options: options)
     }
 
     /// Imports `data` (the contents of a file called `name` in messages).
     public func importData(_ data: Data, name: String, options: ImportOptions) throws -> ImportReport {
-        try importSource(ImportSource(data: data), name: name, options: options)
+        try importInput(ImportInput(data: data, name: name), options: options)
     }
 
-    private func importSource(_ source: ImportSource, name: String, options: ImportOptions) throws -> ImportReport {
+    /// Imports an input opened beforehand (a command opens it before it creates a
+    /// database, so that a file it cannot read leaves no database behind).
+    public func importInput(_ source: ImportInput, options: ImportOptions) throws -> ImportReport {
+        try importSource(source, name: source.name, options: options)
+    }
+
+    private func importSource(_ source: ImportInput, name: String, options: ImportOptions) throws -> ImportReport {
         // Pass 1, outside any transaction: check every line, keep nothing.
         var checker = try ImportParser(file: name, options: options)
-        try source.forEachLine(name: name) { bytes, text in try checker.line(bytes, text) { _ in } }
+        try source.forEachLine(pass: .check) { bytes, text in try checker.line(bytes, text) { _ in } }
         let total = try checker.finish()
         // Every profile id is looked up or created in the same transaction, so
         // the per-row foreign-key check is redundant work here (it can only be
@@ -119,8 +125,9 @@ extension HistoryStore {
         defer { try? connection.run("import \(name)") { try connection.exec("PRAGMA foreign_keys = ON") } }
         return try connection.write("import \(name)") {
             // Pass 2: parse again and insert batch by batch. `batch` is owned here
-            // and reused; it never holds more than `importBatch` rows. A file that
-            // changed since pass 1 still fails cleanly: the transaction rolls back.
+            // and reused; it never holds more than `importBatch` rows. It reads the
+            // same open file, exactly the bytes pass 1 checked; a file changed since
+            // (size, modification time) throws, and the transaction rolls back.
             var resolver = IDResolver(store: self, createProfiles: true, now: Self.now())
             var batch: [NewInteraction] = []
             batch.reserveCapacity(min(total, Self.importBatch))
@@ -133,13 +140,13 @@ extension HistoryStore {
                 batch.removeAll(keepingCapacity: true)
             }
             var parser = try ImportParser(file: name, options: options)
-            try source.forEachLine(name: name) { bytes, text in
+            try source.forEachLine(pass: .write) { bytes, text in
                 try parser.line(bytes, text) { row in
                     batch.append(row)
                     if batch.count == Self.importBatch { try flush() }
                 }
             }
-            _ = try parser.finish()
+            guard try parser.finish() == total else { throw source.changed() }
             try flush()
             let cap = try retentionCapValue()
             var overCap: [String] = []
@@ -157,63 +164,101 @@ extension HistoryStore {
     static let importBatch = 16_384
 }
 
-/// Where an import reads its lines from: a regular file, read in chunks (twice:
-/// once to check, once to write), or bytes in memory (a pipe or device is read
-/// whole first, since it cannot be read twice).
-enum ImportSource {
-    case file(path: String)
-    case memory(Data)
-
-    init(data: Data) { self = .memory(data) }
-
-    init(path: String) throws {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            throw ImportError(file: path, line: 0, reason: "cannot read the file: \(String(cString: strerror(errno)))")
-        }
-        switch info.st_mode & S_IFMT {
-        case S_IFREG:
-            self = .file(path: path)
-        case S_IFDIR:
-            throw ImportError(file: path, line: 0, reason: "cannot read the file: it is a folder")
-        default:
-            self = .memory(try Self.readWhole(path))
-        }
+/// What an import reads: a regular file, kept open and read in chunks twice (once
+/// to check, once to write: the same file even if its name is replaced meanwhile,
+/// and exactly the bytes the check read), or bytes in memory (a pipe or device is
+/// read whole when opened, since it cannot be read twice). A UTF-8 byte order mark
+/// at the start is skipped.
+public final class ImportInput {
+    /// The name in messages (the path as given).
+    public let name: String
+    private enum Storage {
+        case file(descriptor: Int32)
+        case memory(Data)
     }
+    private let storage: Storage
+    /// The file's size and modification time when opened (regular files).
+    private var opened: (size: Int, modified: timespec)?
+    /// Bytes the check pass read; the write pass reads exactly these.
+    private var checkedLength: Int?
 
-    /// Everything `path` (a pipe, a device) gives until its end.
-    private static func readWhole(_ path: String) throws -> Data {
-        func failure() -> ImportError {
-            ImportError(file: path, line: 0, reason: "cannot read the file: \(String(cString: strerror(errno)))")
-        }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw failure() }
-        defer { close(fd) }
-        var data = Data()
-        var chunk = [UInt8](repeating: 0, count: Self.chunk)  // owned here, reused
-        while true {
-            let got = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if got < 0 {
-                if errno == EINTR { continue }
-                throw failure()
-            }
-            if got == 0 { return data }
-            data.append(contentsOf: chunk[0..<got])
-        }
-    }
+    enum Pass { case check, write }
 
     /// Bytes read from a file at a time.
     static let chunk = 1 << 20
 
+    public init(data: Data, name: String) {
+        self.name = name
+        storage = .memory(data)
+    }
+
+    /// Opens `path`. A pipe or a device is read to its end here.
+    public init(path: String) throws(ImportError) {
+        name = path
+        func failure(_ e: Int32) -> ImportError {
+            ImportError(file: path, line: 0, reason: "cannot read the file: \(String(cString: strerror(e)))")
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw failure(errno) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            let e = errno
+            close(fd)
+            throw failure(e)
+        }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG:
+            storage = .file(descriptor: fd)
+            opened = (Int(info.st_size), info.st_mtim)
+        case S_IFDIR:
+            close(fd)
+            throw ImportError(file: path, line: 0, reason: "it is a folder, not a file")
+        default:
+            defer { close(fd) }
+            var data = Data()
+            var chunk = [UInt8](repeating: 0, count: Self.chunk)  // owned here, reused
+            while true {
+                let got = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if got < 0 {
+                    if errno == EINTR { continue }
+                    throw failure(errno)
+                }
+                if got == 0 { break }
+                data.append(contentsOf: chunk[0..<got])
+            }
+            storage = .memory(data)
+        }
+    }
+
+    deinit {
+        if case .file(let fd) = storage { close(fd) }
+    }
+
+    /// The error for a file that changed between or during the passes.
+    func changed() -> ImportError {
+        ImportError(file: name, line: 0, reason: "the file changed while it was being imported (its size or modification time); import a copy that nothing writes to")
+    }
+
+    /// Throws `changed()` if the file's size or modification time differ from when it was opened.
+    private func checkUnchanged(_ fd: Int32) throws(ImportError) {
+        guard let opened else { return }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            throw ImportError(file: name, line: 0, reason: "cannot read the file: \(String(cString: strerror(errno)))")
+        }
+        guard Int(info.st_size) == opened.size, info.st_mtim.tv_sec == opened.modified.tv_sec,
+              info.st_mtim.tv_nsec == opened.modified.tv_nsec else { throw changed() }
+    }
+
     /// Calls `body` with each line, without its "\n", as a range of a buffer that
     /// is valid only during the call. Lines are split at "\n"; a final line
     /// ending does not start another line.
-    func forEachLine(name: String, _ body: (UnsafeBufferPointer<UInt8>, Range<Int>) throws -> Void) throws {
-        switch self {
+    func forEachLine(pass: Pass, _ body: (UnsafeBufferPointer<UInt8>, Range<Int>) throws -> Void) throws {
+        switch storage {
         case .memory(let data):
             try data.withUnsafeBytes { raw in
                 let bytes = raw.assumingMemoryBound(to: UInt8.self)
-                var position = 0
+                var position = bytes.starts(with: Self.byteOrderMark) ? 3 : 0
                 while position < bytes.count {
                     var end = position
                     while end < bytes.count && bytes[end] != UInt8(ascii: "\n") { end += 1 }
@@ -221,44 +266,59 @@ enum ImportSource {
                     position = end + 1
                 }
             }
-        case .file(let path):
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else {
+        case .file(let fd):
+            let limit = pass == .write ? checkedLength : nil
+            let length = try readLines(fd, limit: limit, body)
+            if pass == .check { checkedLength = length }
+            try checkUnchanged(fd)
+        }
+    }
+
+    static let byteOrderMark: [UInt8] = [0xef, 0xbb, 0xbf]
+
+    /// Reads `fd` from its start (up to `limit` bytes, which must all be there)
+    /// and hands over its lines; returns how many bytes it read.
+    private func readLines(_ fd: Int32, limit: Int?,
+                           _ body: (UnsafeBufferPointer<UInt8>, Range<Int>) throws -> Void) throws -> Int {
+        // The buffer is owned by this call: `filled` bytes are valid, lines before
+        // `start` are done. It grows only for a line longer than it.
+        var buffer = [UInt8](repeating: 0, count: Self.chunk)
+        var filled = 0, start = 0, scan = 0, offset = 0, first = true
+        while true {
+            if start > 0 {  // keep the unfinished line at the front
+                buffer.withUnsafeMutableBytes { b in
+                    _ = memmove(b.baseAddress!, b.baseAddress! + start, filled - start)
+                }
+                filled -= start
+                scan -= start
+                start = 0
+            }
+            if filled == buffer.count { buffer.append(contentsOf: repeatElement(0, count: buffer.count)) }
+            var want = buffer.count - filled
+            if let limit { want = min(want, limit - offset) }
+            let got = want == 0 ? 0 : buffer.withUnsafeMutableBytes { b in pread(fd, b.baseAddress! + filled, want, off_t(offset)) }
+            if got < 0 {
+                if errno == EINTR { continue }
                 throw ImportError(file: name, line: 0, reason: "cannot read the file: \(String(cString: strerror(errno)))")
             }
-            defer { close(fd) }
-            // The buffer is owned by this call: `filled` bytes are valid, lines
-            // before `start` are done. It grows only for a line longer than it.
-            var buffer = [UInt8](repeating: 0, count: Self.chunk)
-            var filled = 0, start = 0, scan = 0
-            while true {
-                if start > 0 {  // keep the unfinished line at the front
-                    buffer.withUnsafeMutableBytes { b in
-                        _ = memmove(b.baseAddress!, b.baseAddress! + start, filled - start)
+            if got == 0 {  // the end: the last line may lack its line ending
+                if let limit, offset < limit { throw changed() }
+                if filled > start { try buffer.withUnsafeBufferPointer { try body($0, start..<filled) } }
+                return offset
+            }
+            filled += got
+            offset += got
+            if first && filled >= 3 {
+                first = false
+                if buffer.starts(with: Self.byteOrderMark) { start = 3; scan = 3 }
+            }
+            try buffer.withUnsafeBufferPointer { b in
+                while scan < filled {
+                    if b[scan] == UInt8(ascii: "\n") {
+                        try body(b, start..<scan)
+                        start = scan + 1
                     }
-                    filled -= start
-                    scan -= start
-                    start = 0
-                }
-                if filled == buffer.count { buffer.append(contentsOf: repeatElement(0, count: buffer.count)) }
-                let got = buffer.withUnsafeMutableBytes { b in read(fd, b.baseAddress! + filled, b.count - filled) }
-                if got < 0 {
-                    if errno == EINTR { continue }
-                    throw ImportError(file: name, line: 0, reason: "cannot read the file: \(String(cString: strerror(errno)))")
-                }
-                if got == 0 {  // end of file: the last line may lack its line ending
-                    if filled > 0 { try buffer.withUnsafeBufferPointer { try body($0, 0..<filled) } }
-                    return
-                }
-                filled += got
-                try buffer.withUnsafeBufferPointer { b in
-                    while scan < filled {
-                        if b[scan] == UInt8(ascii: "\n") {
-                            try body(b, start..<scan)
-                            start = scan + 1
-                        }
-                        scan += 1
-                    }
+                    scan += 1
                 }
             }
         }
@@ -303,9 +363,6 @@ struct ImportParser {
                        _ body: (NewInteraction) throws -> Void) throws {
         line += 1
         var text = text
-        if line == 1 && bytes[text].starts(with: [0xef, 0xbb, 0xbf]) {  // UTF-8 byte order mark
-            text = text.dropFirst(3)
-        }
         if !text.isEmpty && bytes[text.upperBound - 1] == UInt8(ascii: "\r") { text = text.dropLast() }
         if text.isEmpty { throw error("empty line") }
         fields.removeAll(keepingCapacity: true)

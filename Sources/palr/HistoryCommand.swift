@@ -213,18 +213,12 @@ extension HistoryCommand {
 
         func run() throws {
             let options = ImportOptions(format: try importFormat(), profilePrefix: profilePrefix, kind: kind)
-            // A file that cannot be read must not leave a new, empty database behind.
-            let input = open(file, O_RDONLY | O_CLOEXEC)
-            guard input >= 0 else {
-                throw ImportError(file: file, line: 0, reason: "cannot read the file: \(String(cString: strerror(errno)))")
-            }
-            var info = stat()
-            let isFolder = fstat(input, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR
-            _ = close(input)
-            if isFolder { throw ImportError(file: file, line: 0, reason: "it is a folder, not a file") }
+            // Opened first: a file that cannot be read must not leave a new, empty
+            // database behind (and a FIFO is opened once, by the import itself).
+            let input = try ImportInput(path: file)
             let store = try database.open(create: true)
             let start = ContinuousClock.now
-            let report = try store.importFile(file, options: options)
+            let report = try store.importInput(input, options: options)
             let seconds = (ContinuousClock.now - start).seconds
             if json {
                 try printJSON(report)

@@ -5,7 +5,7 @@ import Testing
 
 @testable import History
 
-/// Splits `bytes` at "\n" the way ImportSource documents it (a final line ending
+/// Splits `bytes` at "\n" the way ImportInput documents it (a final line ending
 /// does not start another line); an independent reference for forEachLine.
 private func referenceLines(_ bytes: [UInt8]) -> [[UInt8]] {
     var lines: [[UInt8]] = []
@@ -39,14 +39,14 @@ private let paddedMapping = CSVMapping(profileColumn: "who", itemColumn: "what",
 @Suite struct ChunkedImportTests {
     @Test func chunkedLinesEqualTheReferenceSplit() throws {
         try withTemporaryDirectory { folder in
-            let text = paddedCSV(rows: 20_000, long: 9_000, longPad: ImportSource.chunk + ImportSource.chunk / 2)
+            let text = paddedCSV(rows: 20_000, long: 9_000, longPad: ImportInput.chunk + ImportInput.chunk / 2)
             let bytes = Array(text.utf8)
-            #expect(bytes.count > 3 * ImportSource.chunk)
+            #expect(bytes.count > 3 * ImportInput.chunk)
             let path = try writeFile(folder, "padded.csv", text)
-            for source in [try ImportSource(path: path), ImportSource(data: Data(bytes))] {
+            for source in [try ImportInput(path: path), ImportInput(data: Data(bytes), name: path)] {
                 var lines: [[UInt8]] = []
-                try source.forEachLine(name: path) { b, range in lines.append(Array(b[range])) }
-                let expected = referenceLines(bytes)
+                try source.forEachLine(pass: .check) { b, range in lines.append(Array(b[range])) }
+                let expected = referenceLines(Array(bytes.dropFirst(3)))  // the byte order mark is skipped
                 #expect(lines.count == expected.count)
                 let firstDifference = zip(lines, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset
                 #expect(firstDifference == nil, "first different line: \(firstDifference ?? -1)")
@@ -55,7 +55,7 @@ private let paddedMapping = CSVMapping(profileColumn: "who", itemColumn: "what",
             for (tail, extra) in [("\n", 0), ("\n\n", 1)] {
                 let file = try writeFile(folder, "tail.csv", "a\nb" + tail)
                 var count = 0
-                try ImportSource(path: file).forEachLine(name: file) { _, _ in count += 1 }
+                try ImportInput(path: file).forEachLine(pass: .check) { _, _ in count += 1 }
                 #expect(count == 2 + extra, "tail \(tail.debugDescription)")
             }
         }
@@ -63,7 +63,7 @@ private let paddedMapping = CSVMapping(profileColumn: "who", itemColumn: "what",
 
     @Test func fileAndMemoryImportsGiveTheSameStore() throws {
         try withTemporaryDirectory { folder in
-            let text = paddedCSV(rows: 40_000, long: 33_333, longPad: ImportSource.chunk + 17)
+            let text = paddedCSV(rows: 40_000, long: 33_333, longPad: ImportInput.chunk + 17)
             let path = try writeFile(folder, "padded.csv", text)
             var exports: [String] = []
             for (index, fromFile) in [true, false].enumerated() {
@@ -123,6 +123,70 @@ private let paddedMapping = CSVMapping(profileColumn: "who", itemColumn: "what",
             } catch let error as ImportError {
                 #expect(error.file == folder && error.reason.contains("folder"), "\(error)")
             }
+        }
+    }
+
+    /// The write pass reads the file the check pass read, exactly the bytes it read:
+    /// a file appended to, truncated or rewritten in between is an error; a file
+    /// whose name now points elsewhere is still the one checked.
+    @Test func theWritePassReadsWhatTheCheckPassRead() throws {
+        try withTemporaryDirectory { folder in
+            let text = generatedUData(lines: 3 * 40_000)
+            func lines(_ input: ImportInput, _ pass: ImportInput.Pass) throws -> Int {
+                var n = 0
+                try input.forEachLine(pass: pass) { _, _ in n += 1 }
+                return n
+            }
+            func expectChanged(_ what: String, _ change: (String) throws -> Void) throws {
+                let path = try writeFile(folder, "\(what).data", text)
+                let input = try ImportInput(path: path)
+                #expect(try lines(input, .check) == 120_000)
+                try change(path)
+                do {
+                    _ = try lines(input, .write)
+                    Issue.record("\(what): the change was not noticed")
+                } catch let error as ImportError {
+                    #expect(error.reason.contains("the file changed while it was being imported"), "\(what): \(error)")
+                }
+            }
+            try expectChanged("appended") { path in
+                let handle = try #require(FileHandle(forWritingAtPath: path))
+                handle.seekToEndOfFile()
+                handle.write(Data("7777\t1\t5\t95".utf8))
+                try handle.close()
+            }
+            try expectChanged("truncated") { path in #expect(truncate(path, 50_000) == 0) }
+            try expectChanged("rewritten") { path in
+                // Same size, other bytes, a later modification time.
+                usleep(20_000)
+                let handle = try #require(FileHandle(forWritingAtPath: path))
+                handle.write(Data("9".utf8))
+                try handle.close()
+            }
+            // Replaced by another file under the same name: the open file is read.
+            let path = try writeFile(folder, "replaced.data", text)
+            let input = try ImportInput(path: path)
+            #expect(try lines(input, .check) == 120_000)
+            _ = try writeFile(folder, "other.data", "1\t2\t3\t4\n")
+            #expect(rename(folder + "/other.data", path) == 0)
+            #expect(try lines(input, .write) == 120_000)
+        }
+    }
+
+    @Test func aFileOfOnlyAByteOrderMarkIsEmpty() throws {
+        try withTemporaryDirectory { folder in
+            let store = try makeStore(folder)
+            let bom = "\u{FEFF}"
+            let report = try store.importFile(try writeFile(folder, "bom.data", bom), options: ImportOptions(format: .movieLensUData))
+            #expect(report.interactions == 0)
+            do {
+                _ = try store.importFile(try writeFile(folder, "bom.csv", bom), options: ImportOptions(format: .movieLensCSV))
+                Issue.record("a CSV without a header was imported")
+            } catch let error as ImportError {
+                #expect(error.reason.contains("the file is empty"), "\(error)")
+            }
+            #expect(try store.importData(Data(bom.utf8), name: "m", options: ImportOptions(format: .movieLensUData))
+                        .interactions == 0)
         }
     }
 }

@@ -238,6 +238,19 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
         }
     }
 
+    /// `palr history import FIFO`: the command opens the pipe once (an earlier check
+    /// opened it twice and then waited for a writer that had gone).
+    @Test func importReadsANamedPipe() throws {
+        try withTemporaryDirectory { folder in
+            let fifo = folder + "/ratings.fifo"
+            #expect(mkfifo(fifo, 0o600) == 0)
+            let result = try runPalrShell(
+                "printf '1\\t10\\t5\\t100\\n2\\t11\\t4\\t101\\n' > \"$2\" & timeout 20 \"$0\" history --db \"$1\" import --format udata \"$2\"",
+                [try palrExecutable(), folder + "/h.sqlite", fifo])
+            #expect(result.status == 0 && result.output.contains("imported 2 interactions"), "\(result)")
+        }
+    }
+
     @Test func exportOverTheFileSizeLimitKeepsThePreviousFile() throws {
         try withTemporaryDirectory { folder in
             let (_, db) = try filledStore(folder, lines: 8000)  // about 200 KB of CSV
