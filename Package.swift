@@ -32,7 +32,8 @@ let package = Package(
         .target(name: "CKernels", cSettings: kernelFlags),
         // Interposes malloc to count allocations; linked only into `palr` and its tests.
         .target(name: "CAllocCounter"),
-        .target(name: "FileSafety"),
+        .target(name: "CFileSafety"),
+        .target(name: "FileSafety", dependencies: ["CFileSafety"]),
         .target(name: "GGUF", dependencies: ["CKernels", "FileSafety"]),
         .target(name: "Llama", dependencies: ["GGUF", "CKernels", "COpenBLAS"], swiftSettings: optimised),
         .target(name: "Tokenizer", dependencies: ["GGUF"], swiftSettings: optimised),

@@ -129,30 +129,34 @@ public final class AtomicFile {
         let closed = close(descriptor)
         descriptor = -1
         if closed != 0 { throw fail("close", errno) }
+        // `path` is resolved again: a link re-pointed meanwhile, or a target that
+        // became a link or a special file, is not replaced.
         let now: String
-        do { now = try Destination.target(of: target) } catch {
+        do { now = try Destination.target(of: path) } catch {
             discard()
             throw .destination(error)
         }
         guard now == target else {
             discard()
-            throw .cannotWrite(path: path, reason: "\(target) became a symbolic link to \(now) while the file was being written; it was not replaced")
+            throw .cannotWrite(path: path, reason: "it now leads to \(now), not \(target) as when the write started; it was not replaced")
         }
-        if rename(temporary, target) != 0 { throw fail("cannot rename \(temporary) to it", errno) }
-        done = true
+        // Unregistered before the rename: once renamed, the temporary's name is free
+        // for others, and a signal must not remove what is then theirs.
         SignalCleanup.unregister(registration)
         registration = nil
+        if rename(temporary, target) != 0 { throw fail("cannot rename \(temporary) to it", errno) }
+        done = true
         Destination.syncFolder(of: target)
     }
 
     /// Closes and removes the temporary file, unless committed.
     public func discard() {
+        SignalCleanup.unregister(registration)
+        registration = nil
         if descriptor >= 0 { _ = close(descriptor) }
         descriptor = -1
         if !done { _ = unlink(temporary) }
         done = true
-        SignalCleanup.unregister(registration)
-        registration = nil
     }
 }
 

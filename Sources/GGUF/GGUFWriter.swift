@@ -128,8 +128,8 @@ public final class GGUFWriter {
     }
 
     /// The temporary file a writer of `path` in this process uses (beside the file a
-    /// symbolic link `path` points to), so a caller can remove it from a signal handler
-    /// (a killed process runs no `deinit`).
+    /// symbolic link `path` points to). The writer registers it with FileSafety's
+    /// `SignalCleanup` once it holds its lock.
     public static func temporaryPath(for path: String) -> String {
         ((try? target(of: path)) ?? path) + temporarySuffix + String(getpid())
     }
@@ -233,6 +233,10 @@ public final class GGUFWriter {
             cleanUp()
             throw .writeFailed(path: path, reason: "\(target) became a symbolic link to \(now) while the file was being written; it was not replaced")
         }
+        // Unregistered before the rename: once renamed, `OUT.tmp-PID` is a free name that
+        // a writer with the same PID elsewhere may take, and a signal must not remove it.
+        SignalCleanup.unregister(registration)
+        registration = nil
         // The lock is held through the rename, so no other writer takes the temporary meanwhile.
         guard rename(tempPath, target) == 0 else {
             let e = errno; cleanUp()
@@ -241,8 +245,6 @@ public final class GGUFWriter {
         close(fd)
         fd = -1
         finished = true
-        SignalCleanup.unregister(registration)
-        registration = nil
         Destination.syncFolder(of: target)
     }
 
@@ -265,13 +267,13 @@ public final class GGUFWriter {
     /// Removes the temporary, then releases its lock (in that order: once unlocked, the
     /// name may belong to another writer).
     private func cleanUp() {
+        SignalCleanup.unregister(registration)   // first: see finish()
+        registration = nil
         if fd >= 0 {
             unlink(tempPath)
             close(fd)
             fd = -1
         }
-        SignalCleanup.unregister(registration)
-        registration = nil
         finished = true
     }
 

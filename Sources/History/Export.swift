@@ -72,22 +72,20 @@ extension HistoryStore {
     /// or the database itself. Returns the number of interactions written.
     @discardableResult
     public func export(format: ExportFormat, profile: String? = nil, toFile path: String) throws -> Int {
-        let target: String
-        do { target = try Destination.target(of: path) } catch {
-            throw Self.historyError(.destination(error), path: path)
-        }
-        let databaseFiles: [String] = [self.path, self.path + "-wal", self.path + "-shm"]
+        guard !path.isEmpty else { throw HistoryError.invalidArgument("the output path is empty") }
+        let file: AtomicFile
+        do { file = try AtomicFile(replacing: path) } catch { throw Self.historyError(error, path: path) }
+        // Checked against the file the writer will replace, as it resolved it.
         var info = stat()
-        if stat(target, &info) == 0 {
-            for name in databaseFiles {
+        if stat(file.target, &info) == 0 {
+            for name in [self.path, self.path + "-wal", self.path + "-shm"] {
                 var other = stat()
                 if stat(name, &other) == 0 && other.st_dev == info.st_dev && other.st_ino == info.st_ino {
+                    file.discard()
                     throw HistoryError.invalidArgument("refusing to export onto the history database itself (\(path))")
                 }
             }
         }
-        let file: AtomicFile
-        do { file = try AtomicFile(replacing: path) } catch { throw Self.historyError(error, path: path) }
         let rows = try export(format: format, profile: profile) { (text: String) throws in
             do { try file.write(text) } catch let error as AtomicFileError { throw Self.historyError(error, path: path) }
         }

@@ -14,6 +14,34 @@ func palrConvertExecutable() -> String? {
         .first { FileManager.default.isExecutableFile(atPath: $0) }
 }
 
+/// Starts `palr-convert random --shape 1b -o out` (through `/bin/sh -c SCRIPT` when
+/// `shell` is given: the script gets the executable as $0 and `out` as $1 and must
+/// exec it) and waits until its temporary `out.tmp-PID` exists; nil if it never did.
+func startLongConversion(out: String, shell: String? = nil) throws -> (process: Process, temporary: String)? {
+    guard let exe = palrConvertExecutable() else { Issue.record("the palr-convert executable was not built"); return nil }
+    let p = Process()
+    let arguments = ["random", "--shape", "1b", "--threads", "1", "-o", out]
+    if let shell {
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", shell, exe, out]
+    } else {
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = arguments
+    }
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    let temp = out + ".tmp-\(p.processIdentifier)"   // exec keeps the shell's pid
+    var waited = 0
+    while fileType(temp) == nil && waited < 60_000 { usleep(10_000); waited += 10 }
+    guard fileType(temp) == S_IFREG else {
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        Issue.record("no temporary appeared")
+        return nil
+    }
+    return (p, temp)
+}
+
 /// Runs palr-convert; returns (exit status, stdout, stderr).
 func runPalrConvert(_ args: [String], in dir: String? = nil) throws -> (status: Int32, out: String, err: String)? {
     guard let exe = palrConvertExecutable() else {
@@ -130,17 +158,9 @@ func fileType(_ path: String) -> mode_t? {
         let d = try TempDir()
         defer { d.cleanUp() }
         // A run killed with SIGKILL mid-write leaves OUT.tmp-PID: make one for real.
-        guard let exe = palrConvertExecutable() else { Issue.record("the palr-convert executable was not built"); return }
         let out = d.file("m.gguf")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = ["random", "--shape", "1b", "--threads", "1", "-o", out]
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        guard let (p, temp) = try startLongConversion(out: out) else { return }
         let pid = p.processIdentifier
-        let temp = out + ".tmp-\(pid)"
-        var waited = 0
-        while fileType(temp) == nil && waited < 60_000 { usleep(10_000); waited += 10 }
         usleep(100_000)
         kill(pid, SIGKILL)
         p.waitUntilExit()
@@ -163,24 +183,35 @@ func fileType(_ path: String) -> mode_t? {
     func aSignalledRunRemovesItsTemporary(signal: Int32) throws {
         let d = try TempDir()
         defer { d.cleanUp() }
-        guard let exe = palrConvertExecutable() else { Issue.record("the palr-convert executable was not built"); return }
         let out = d.file("m.gguf")
         #expect(FileManager.default.createFile(atPath: out, contents: Data("previous".utf8)))
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = ["random", "--shape", "1b", "--threads", "1", "-o", out]
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let temp = out + ".tmp-\(p.processIdentifier)"
-        var waited = 0
-        while fileType(temp) == nil && waited < 60_000 { usleep(10_000); waited += 10 }
-        try #require(fileType(temp) == S_IFREG, "no temporary appeared")
+        guard let (p, _) = try startLongConversion(out: out) else { return }
         usleep(100_000)
         kill(p.processIdentifier, signal)
         p.waitUntilExit()
         #expect(p.terminationReason == .uncaughtSignal && p.terminationStatus == signal)
         #expect(Set(d.contents) == ["m.gguf"])
         #expect(try String(contentsOfFile: out, encoding: .utf8) == "previous")
+    }
+
+    /// A signal the parent set to be ignored (`nohup`, `cmd &` in a script) stays
+    /// ignored; the others get the cleanup handler.
+    @Test func inheritedIgnoredSignalsStayIgnored() throws {
+        let d = try TempDir()
+        defer { d.cleanUp() }
+        let out = d.file("m.gguf")
+        guard let (p, _) = try startLongConversion(out: out, shell: "trap '' HUP; exec \"$0\" random --shape 1b --threads 1 -o \"$1\"")
+        else { return }
+        defer { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        let status = try String(contentsOfFile: "/proc/\(p.processIdentifier)/status", encoding: .utf8)
+        func mask(_ field: String) -> UInt64 {
+            let line = status.split(separator: "\n").first { $0.hasPrefix(field + ":") } ?? ""
+            return UInt64(line.split(separator: "\t").last ?? "", radix: 16) ?? 0
+        }
+        let bit = { (s: Int32) -> UInt64 in 1 << UInt64(s - 1) }
+        #expect(mask("SigIgn") & bit(SIGHUP) != 0, "\(status)")
+        #expect(mask("SigCgt") & bit(SIGHUP) == 0)
+        #expect(mask("SigCgt") & bit(SIGTERM) != 0 && mask("SigCgt") & bit(SIGINT) != 0)
     }
 
     /// Every numeric option: negative numbers reach validation (no "Missing value"),

@@ -92,6 +92,26 @@ import Glibc
         #expect(names(dir) == ["real.txt", "link.txt", "fifo", "dangling"])
     }
 
+    /// A link re-pointed while the file is written: neither the old target nor the new
+    /// one is replaced.
+    @Test func aLinkRepointedDuringTheWriteIsRefused() throws {
+        let dir = try folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for name in ["a.txt", "b.txt"] {
+            #expect(FileManager.default.createFile(atPath: dir + "/" + name, contents: Data(name.utf8)))
+        }
+        #expect(symlink("a.txt", dir + "/link.txt") == 0)
+        let file = try AtomicFile(replacing: dir + "/link.txt")
+        try file.write("new")
+        #expect(unlink(dir + "/link.txt") == 0 && symlink("b.txt", dir + "/link.txt") == 0)
+        #expect(throws: AtomicFileError.cannotWrite(path: dir + "/link.txt",
+                                                   reason: "it now leads to \(dir)/b.txt, not \(dir)/a.txt as when the write started; it was not replaced")) {
+            try file.commit()
+        }
+        #expect(text(dir + "/a.txt") == "a.txt" && text(dir + "/b.txt") == "b.txt")
+        #expect(names(dir) == ["a.txt", "b.txt", "link.txt"])
+    }
+
     @Test func theRegistryHoldsWhatIsRegistered() throws {
         // A few slots only: AtomicFile tests running alongside need slots too.
         let mine = (0..<3).map { "/nonexistent/palr-registry-\(UUID().uuidString)-\($0)" }

@@ -1,0 +1,78 @@
+#define _GNU_SOURCE
+#include "palr_cleanup.h"
+
+#include <limits.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+// Slot states: FREE, then BUSY while a path is copied in or about to be dropped,
+// then READY (the handler may use it). The paths live here, static, so nothing is
+// ever freed under a handler that runs on another thread.
+enum { FREE = 0, BUSY = 1, READY = 2 };
+static _Atomic int state[PALR_CLEANUP_SLOTS];
+static char paths[PALR_CLEANUP_SLOTS][PATH_MAX];
+
+int palr_cleanup_register(const char *path) {
+    const size_t n = strlen(path);
+    if (n + 1 > PATH_MAX) return -1;
+    for (int i = 0; i < PALR_CLEANUP_SLOTS; i++) {
+        int expected = FREE;
+        if (atomic_compare_exchange_strong(&state[i], &expected, BUSY)) {
+            memcpy(paths[i], path, n + 1);
+            atomic_store_explicit(&state[i], READY, memory_order_release);
+            return i;
+        }
+    }
+    return -1;
+}
+
+void palr_cleanup_unregister(int slot) {
+    if (slot < 0 || slot >= PALR_CLEANUP_SLOTS) return;
+    int expected = READY;
+    // BUSY first, so a handler starting now skips it; then FREE for reuse.
+    if (atomic_compare_exchange_strong(&state[slot], &expected, BUSY))
+        atomic_store_explicit(&state[slot], FREE, memory_order_release);
+}
+
+void palr_cleanup_remove_all(void) {
+    for (int i = 0; i < PALR_CLEANUP_SLOTS; i++)
+        if (atomic_load_explicit(&state[i], memory_order_acquire) == READY) unlink(paths[i]);
+}
+
+int palr_cleanup_registered(int slot, char *out, unsigned long size) {
+    if (slot < 0 || slot >= PALR_CLEANUP_SLOTS || size == 0) return 0;
+    if (atomic_load_explicit(&state[slot], memory_order_acquire) != READY) return 0;
+    strncpy(out, paths[slot], size - 1);
+    out[size - 1] = 0;
+    return 1;
+}
+
+static void on_signal(int sig) {
+    palr_cleanup_remove_all();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+unsigned palr_cleanup_install_handlers(void) {
+    static const int signals[] = {SIGINT, SIGTERM, SIGHUP};
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_signal;
+    sigemptyset(&action.sa_mask);
+    for (int i = 0; i < 3; i++) sigaddset(&action.sa_mask, signals[i]);  // no nesting
+    sigset_t unblock;
+    sigemptyset(&unblock);
+    unsigned handled = 0;
+    for (int i = 0; i < 3; i++) {
+        struct sigaction old;
+        if (sigaction(signals[i], NULL, &old) != 0) continue;
+        if (old.sa_handler == SIG_IGN) continue;  // the parent asked for it to be ignored
+        if (sigaction(signals[i], &action, NULL) != 0) continue;
+        sigaddset(&unblock, signals[i]);
+        handled |= 1u << signals[i];
+    }
+    pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
+    return handled;
+}

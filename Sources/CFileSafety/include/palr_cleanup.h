@@ -1,0 +1,31 @@
+// A registry of temporary files to unlink from a signal handler (see
+// Sources/FileSafety/SignalCleanup.swift). Written in C so that the handler's
+// side touches only static memory through atomics: no Swift runtime calls, no
+// locks, no allocation.
+#ifndef PALR_CLEANUP_H
+#define PALR_CLEANUP_H
+
+#define PALR_CLEANUP_SLOTS 16
+
+/// Copies `path` into a free slot; returns the slot, or -1 when every slot is
+/// taken or the path (with its NUL) does not fit in PATH_MAX bytes.
+int palr_cleanup_register(const char *path);
+
+/// Frees a slot `palr_cleanup_register` returned (other values are ignored).
+void palr_cleanup_unregister(int slot);
+
+/// Unlinks every registered path. Async-signal-safe.
+void palr_cleanup_remove_all(void);
+
+/// Copies the path in `slot` into `out` (`size` bytes); returns 1 if the slot
+/// holds one. For tests and diagnostics.
+int palr_cleanup_registered(int slot, char *out, unsigned long size);
+
+/// Installs handlers for SIGINT, SIGTERM and SIGHUP that unlink the registered
+/// paths and then die of the signal (default action, re-raised). A signal the
+/// process inherited as ignored stays ignored (nohup, background jobs). Handled
+/// signals are unblocked in the calling thread, whose mask threads started later
+/// inherit. Returns a bit mask of the signals now handled (1 << signo).
+unsigned palr_cleanup_install_handlers(void);
+
+#endif
