@@ -55,10 +55,10 @@ let package = Package(
         ),
 
         // Tests. Fixtures live in Tests/Fixtures; ../shared is read at run time.
-        .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
+        .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "GGUF"]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "CKernels", "FileSafety"]),
         .testTarget(name: "FileSafetyTests", dependencies: ["FileSafety"]),
-        .testTarget(name: "LlamaTests", dependencies: ["Llama", "GGUF", "CAllocCounter"]),
+        .testTarget(name: "LlamaTests", dependencies: ["Llama", "GGUF", "CKernels", "CAllocCounter"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF"]),
         .testTarget(name: "HistoryTests", dependencies: ["History"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "GGUF"]),
