@@ -176,3 +176,35 @@ public func writeFully(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32? {
     }
     return nil
 }
+
+/// Why `readFully` stopped.
+public enum ReadFullyError: Error, Equatable {
+    /// More than `limit` bytes: the input is endless or too large for memory.
+    case tooLarge(limit: Int)
+    /// read(2) failed with this errno.
+    case system(Int32)
+
+    public var reason: String {
+        switch self {
+        case .tooLarge(let limit): return "it holds more than \(limit / (1 << 20)) MiB (or never ends)"
+        case .system(let e): return Destination.describe(e)
+        }
+    }
+}
+
+/// Everything `fd` gives until its end (a pipe, a device, a file), at most `limit`
+/// bytes: an endless input such as /dev/zero is an error, not an exhausted memory.
+public func readFully(_ fd: Int32, limit: Int) throws(ReadFullyError) -> [UInt8] {
+    var data: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)   // owned here, reused
+    while true {
+        let got = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if got < 0 {
+            if errno == EINTR { continue }
+            throw .system(errno)
+        }
+        if got == 0 { return data }
+        if data.count + got > limit { throw .tooLarge(limit: limit) }
+        data.append(contentsOf: chunk[0..<got])
+    }
+}

@@ -58,14 +58,50 @@ public enum Destination {
             let reason = e == ENOENT ? "it points to \(linkText(path) ?? "?"), which does not exist" : describe(e)
             throw .unresolvableLink(path: path, reason: reason)
         }
-        let real = String(cString: resolved)
+        // A path that is not UTF-8 would come back with U+FFFD in it: another path.
+        let decoded = String(validatingCString: resolved)
         free(resolved)
+        guard let real = decoded else {
+            throw .unresolvableLink(path: path, reason: "it leads to a path that is not valid UTF-8")
+        }
         guard stat(real, &st) == 0 else { return real }
         let targetMode = st.st_mode & S_IFMT
         guard targetMode == S_IFREG else {
             throw .notRegularFile(path: path, kind: "a symbolic link to \(real), \(kindName(targetMode))")
         }
         return real
+    }
+
+    /// `path` with its folder resolved to an absolute path without links, the last
+    /// component kept as it is: two names of one directory entry compare equal, whether
+    /// or not the file exists. nil when the folder cannot be resolved.
+    public static func canonical(_ path: String) -> String? {
+        let (folder, name) = splitPath(path)
+        guard let resolved = realpath(folder, nil) else { return nil }
+        defer { free(resolved) }
+        guard let real = String(validatingCString: resolved) else { return nil }
+        return joinPath(real, name)
+    }
+
+    /// The first of `inputs` that writing `target` (a file `target(of:)` returned)
+    /// would replace: the same directory entry by name, or the same file (device and
+    /// inode, which catches hard links). Commands check their inputs with it, so that
+    /// `-o` can never overwrite what the command reads.
+    public static func overwrittenInput(target: String, inputs: [String]) -> String? {
+        let name = canonical(target)
+        var info = stat()
+        let exists = stat(target, &info) == 0
+        for input in inputs {
+            if let name, let other = canonical(input), other == name { return input }
+            if let real = try? Destination.target(of: input), real != input, let other = canonical(real), other == name {
+                return input
+            }
+            var other = stat()
+            if exists && stat(input, &other) == 0 && other.st_dev == info.st_dev && other.st_ino == info.st_ino {
+                return input
+            }
+        }
+        return nil
     }
 
     /// "a directory", "a FIFO", … for the file type bits of a mode.

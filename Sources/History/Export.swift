@@ -75,16 +75,16 @@ extension HistoryStore {
         guard !path.isEmpty else { throw HistoryError.invalidArgument("the output path is empty") }
         let file: AtomicFile
         do { file = try AtomicFile(replacing: path) } catch { throw Self.historyError(error, path: path) }
-        // Checked against the file the writer will replace, as it resolved it.
-        var info = stat()
-        if stat(file.target, &info) == 0 {
-            for name in [self.path, self.path + "-wal", self.path + "-shm"] {
-                var other = stat()
-                if stat(name, &other) == 0 && other.st_dev == info.st_dev && other.st_ino == info.st_ino {
-                    file.discard()
-                    throw HistoryError.invalidArgument("refusing to export onto the history database itself (\(path))")
-                }
-            }
+        // Checked against the file the writer will replace, as it resolved it: the
+        // database, its WAL, shared-memory and journal files, beside the path given
+        // and beside the file a symbolic link --db points to (where SQLite keeps them).
+        var databaseFiles: [String] = []
+        for base in Set([self.path, (try? Destination.target(of: self.path)) ?? self.path]) {
+            databaseFiles += ["", "-wal", "-shm", "-journal"].map { base + $0 }
+        }
+        if let hit = Destination.overwrittenInput(target: file.target, inputs: databaseFiles) {
+            file.discard()
+            throw HistoryError.invalidArgument("refusing to export onto the history database's own file \(hit) (\(path))")
         }
         let rows = try export(format: format, profile: profile) { (text: String) throws in
             do { try file.write(text) } catch let error as AtomicFileError { throw Self.historyError(error, path: path) }

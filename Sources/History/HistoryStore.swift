@@ -583,6 +583,12 @@ struct IDResolver {
     }
 }
 
+extension HistoryStore {
+    /// Why `id` cannot be stored as an item id (empty, longer than 256 bytes, a
+    /// control character), or nil: the rule `record` and `import` apply.
+    public static func problem(itemID id: String) -> String? { Validation.problem(id, as: "item id") }
+}
+
 /// The rules every stored field follows, shared by record() and import.
 enum Validation {
     /// Longest profile name or item id, in UTF-8 bytes.

@@ -15,6 +15,7 @@
 // not apply the retention cap (which would silently drop rows); the report
 // lists profiles now over the cap, which the next write to them or the next
 // compaction trims.
+import FileSafety
 import Foundation
 
 /// The layout of an import file.
@@ -177,8 +178,9 @@ public final class ImportInput {
         case memory(Data)
     }
     private let storage: Storage
-    /// The file's size and modification time when opened (regular files).
-    private var opened: (size: Int, modified: timespec)?
+    /// The file's size, modification and change times when opened (regular files).
+    /// The change time cannot be set back by a writer, unlike the modification time.
+    private var opened: (size: Int, modified: timespec, changed: timespec)?
     /// Bytes the check pass read; the write pass reads exactly these.
     private var checkedLength: Int?
 
@@ -186,19 +188,25 @@ public final class ImportInput {
 
     /// Bytes read from a file at a time.
     static let chunk = 1 << 20
+    /// The most a pipe or device may give (it is held in memory).
+    static let maxPipeBytes = 1 << 30
+    /// The longest line (the chunk buffer grows up to it).
+    static let maxLineBytes = 16 << 20
 
     public init(data: Data, name: String) {
         self.name = name
         storage = .memory(data)
     }
 
-    /// Opens `path`. A pipe or a device is read to its end here.
+    /// Opens `path` ("-": standard input). A pipe or a device is read to its end here
+    /// (at most `maxPipeBytes`).
     public init(path: String) throws(ImportError) {
-        name = path
+        let display = path == "-" ? "standard input" : path
+        name = display
         func failure(_ e: Int32) -> ImportError {
-            ImportError(file: path, line: 0, reason: "cannot read the file: \(String(cString: strerror(e)))")
+            ImportError(file: display, line: 0, reason: "cannot read the file: \(String(cString: strerror(e)))")
         }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = path == "-" ? dup(STDIN_FILENO) : open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw failure(errno) }
         var info = stat()
         guard fstat(fd, &info) == 0 else {
@@ -209,24 +217,16 @@ public final class ImportInput {
         switch info.st_mode & S_IFMT {
         case S_IFREG:
             storage = .file(descriptor: fd)
-            opened = (Int(info.st_size), info.st_mtim)
+            opened = (Int(info.st_size), info.st_mtim, info.st_ctim)
         case S_IFDIR:
             close(fd)
-            throw ImportError(file: path, line: 0, reason: "it is a folder, not a file")
+            throw ImportError(file: display, line: 0, reason: "it is a folder, not a file")
         default:
             defer { close(fd) }
-            var data = Data()
-            var chunk = [UInt8](repeating: 0, count: Self.chunk)  // owned here, reused
-            while true {
-                let got = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if got < 0 {
-                    if errno == EINTR { continue }
-                    throw failure(errno)
-                }
-                if got == 0 { break }
-                data.append(contentsOf: chunk[0..<got])
+            do { storage = .memory(Data(try readFully(fd, limit: Self.maxPipeBytes))) } catch {
+                throw ImportError(file: display, line: 0, reason: "cannot read the file: \(error.reason)"
+                                  + (error == .tooLarge(limit: Self.maxPipeBytes) ? "; import a regular file instead" : ""))
             }
-            storage = .memory(data)
         }
     }
 
@@ -236,7 +236,7 @@ public final class ImportInput {
 
     /// The error for a file that changed between or during the passes.
     func changed() -> ImportError {
-        ImportError(file: name, line: 0, reason: "the file changed while it was being imported (its size or modification time); import a copy that nothing writes to")
+        ImportError(file: name, line: 0, reason: "the file changed while it was being imported (its size, modification or change time); import a copy that nothing writes to")
     }
 
     /// Throws `changed()` if the file's size or modification time differ from when it was opened.
@@ -247,7 +247,8 @@ public final class ImportInput {
             throw ImportError(file: name, line: 0, reason: "cannot read the file: \(String(cString: strerror(errno)))")
         }
         guard Int(info.st_size) == opened.size, info.st_mtim.tv_sec == opened.modified.tv_sec,
-              info.st_mtim.tv_nsec == opened.modified.tv_nsec else { throw changed() }
+              info.st_mtim.tv_nsec == opened.modified.tv_nsec, info.st_ctim.tv_sec == opened.changed.tv_sec,
+              info.st_ctim.tv_nsec == opened.changed.tv_nsec else { throw changed() }
     }
 
     /// Calls `body` with each line, without its "\n", as a range of a buffer that
@@ -293,7 +294,12 @@ public final class ImportInput {
                 scan -= start
                 start = 0
             }
-            if filled == buffer.count { buffer.append(contentsOf: repeatElement(0, count: buffer.count)) }
+            if filled == buffer.count {
+                guard buffer.count < Self.maxLineBytes else {
+                    throw ImportError(file: name, line: 0, reason: "a line starting at byte \(offset - filled) is longer than \(Self.maxLineBytes >> 20) MiB")
+                }
+                buffer.append(contentsOf: repeatElement(0, count: buffer.count))
+            }
             var want = buffer.count - filled
             if let limit { want = min(want, limit - offset) }
             let got = want == 0 ? 0 : buffer.withUnsafeMutableBytes { b in pread(fd, b.baseAddress! + filled, want, off_t(offset)) }

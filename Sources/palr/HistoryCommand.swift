@@ -2,7 +2,7 @@
 // parses arguments, calls the History module, and prints.
 import ArgumentParser
 import Foundation
-import Catalog
+import FileSafety
 import History
 
 struct HistoryCommand: ParsableCommand {
@@ -113,14 +113,15 @@ extension HistoryCommand {
         @Option(parsing: .unconditional, help: "Unix seconds (default: now).") var time: Int64?
         @Flag(help: "Create the profile if it does not exist.") var createProfile = false
         @Flag(help: "Print JSON.") var json = false
-        @Option(help: ArgumentHelp("Also read item ids from this file, one per line ('-': standard input); the bulk path for many ids.",
+        @Option(help: ArgumentHelp("Also read item ids from this file ('-': standard input; repeatable), one per line, exactly as on the command line (a line's final CR is dropped, empty lines skipped); the bulk path for many ids.",
                                    valueName: "file"))
-        var itemsFrom: String?
+        var itemsFrom: [String] = []
         @Argument(help: "Catalog item ids.") var items: [String] = []
 
         func validate() throws {
             _ = try database.path()
-            if items.isEmpty && itemsFrom == nil { throw ValidationError("give item ids, or --items-from FILE") }
+            if items.isEmpty && itemsFrom.isEmpty { throw ValidationError("give item ids, or --items-from FILE") }
+            if itemsFrom.filter({ $0 == "-" }).count > 1 { throw ValidationError("--items-from - (standard input) can be given once") }
             if let value, !value.isFinite { throw ValidationError("--value must be a finite number (got \(value))") }
             if let time, !(0...HistoryStore.maxTimestamp).contains(time) {
                 throw ValidationError("--time must be Unix seconds in 0...\(HistoryStore.maxTimestamp) (got \(time))")
@@ -128,25 +129,55 @@ extension HistoryCommand {
         }
 
         func run() throws {
+            // The ids come first: a file that cannot be read leaves no new database behind.
+            var items = self.items
+            for source in itemsFrom { items += try readItemList(source) }
             // Without --create-profile a new database could only fail (no profile exists yet),
             // so it is not created.
             let store = try database.open(create: createProfile)
             let time = self.time ?? Int64(Date().timeIntervalSince1970)
-            var items = self.items
-            if let itemsFrom {
-                if itemsFrom == "-" {
-                    let data = FileHandle.standardInput.readDataToEndOfFile()
-                    items += try data.withUnsafeBytes { try DataFiles.parseIdList($0, name: "standard input") }
-                } else {
-                    items += try DataFiles.readIdList(path: itemsFrom)
-                }
-                if items.isEmpty { throw CLIError(path: itemsFrom == "-" ? "standard input" : itemsFrom, "no item ids in it") }
-            }
             let batch = items.map {
                 NewInteraction(profile: profile, item: $0, kind: kind, value: value, timestamp: time)
             }
             let ids = try store.record(batch, createProfiles: createProfile)
             if json { try printJSON(["ids": ids]) } else { ids.forEach { print($0) } }
+        }
+
+        /// The most an id list may hold (it is read into memory).
+        static let maxListBytes = 64 << 20
+
+        /// The ids in `source` ("-": standard input), one per line, each exactly as it
+        /// would be given on the command line: a final CR (CRLF files) is dropped and
+        /// empty lines are skipped; nothing else is trimmed. Every id is checked here,
+        /// so a bad one is named by file and line.
+        func readItemList(_ source: String) throws -> [String] {
+            let name = source == "-" ? "standard input" : source
+            let fd = source == "-" ? dup(STDIN_FILENO) : open(source, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw CLIError(path: name, "cannot read: \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            var info = stat()
+            if fstat(fd, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR {
+                throw CLIError(path: name, "cannot read: it is a folder")
+            }
+            let bytes: [UInt8]
+            do { bytes = try readFully(fd, limit: Self.maxListBytes) } catch {
+                throw CLIError(path: name, "cannot read: \(error.reason)")
+            }
+            var ids: [String] = []
+            var line = 0
+            for var text in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+                line += 1
+                if line == 1 && text.starts(with: [0xef, 0xbb, 0xbf]) { text = text.dropFirst(3) }  // a byte order mark
+                if text.last == UInt8(ascii: "\r") { text = text.dropLast() }
+                if text.isEmpty { continue }
+                guard let id = String(validating: text, as: UTF8.self) else {
+                    throw CLIError(path: "\(name):\(line)", "not valid UTF-8")
+                }
+                if let problem = HistoryStore.problem(itemID: id) { throw CLIError(path: "\(name):\(line)", problem) }
+                ids.append(id)
+            }
+            if ids.isEmpty { throw CLIError(path: name, "no item ids in it") }
+            return ids
         }
     }
 }

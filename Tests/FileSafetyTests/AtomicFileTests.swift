@@ -112,6 +112,22 @@ import Glibc
         #expect(names(dir) == ["a.txt", "b.txt", "link.txt"])
     }
 
+    /// A link into a folder whose name is not UTF-8 cannot be followed faithfully as a
+    /// Swift String (the bytes would become U+FFFD, another path): refused.
+    @Test func aLinkToANonUTF8PathIsRefused() throws {
+        let dir = try folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var raw = Array((dir + "/bad-").utf8CString.dropLast()) + [CChar(bitPattern: 0xff), 0]
+        #expect(mkdir(&raw, 0o755) == 0)
+        var target = Array(raw.dropLast()) + Array("/out.txt".utf8CString)
+        #expect(creat(&target, 0o644) >= 0)
+        let link = dir + "/link.txt"
+        #expect(symlink(&target, link) == 0)
+        #expect(throws: AtomicFileError.destination(.unresolvableLink(path: link, reason: "it leads to a path that is not valid UTF-8"))) {
+            _ = try AtomicFile(replacing: link)
+        }
+    }
+
     @Test func theRegistryHoldsWhatIsRegistered() throws {
         // A few slots only: AtomicFile tests running alongside need slots too.
         let mine = (0..<3).map { "/nonexistent/palr-registry-\(UUID().uuidString)-\($0)" }

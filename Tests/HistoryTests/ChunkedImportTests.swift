@@ -127,8 +127,8 @@ private let paddedMapping = CSVMapping(profileColumn: "who", itemColumn: "what",
     }
 
     /// The write pass reads the file the check pass read, exactly the bytes it read:
-    /// a file appended to, truncated or rewritten in between is an error; a file
-    /// whose name now points elsewhere is still the one checked.
+    /// a file appended to, truncated, rewritten (even with its modification time put
+    /// back) or replaced in between is an error.
     @Test func theWritePassReadsWhatTheCheckPassRead() throws {
         try withTemporaryDirectory { folder in
             let text = generatedUData(lines: 3 * 40_000)
@@ -156,6 +156,17 @@ private let paddedMapping = CSVMapping(profileColumn: "who", itemColumn: "what",
                 try handle.close()
             }
             try expectChanged("truncated") { path in #expect(truncate(path, 50_000) == 0) }
+            try expectChanged("rewritten, modification time put back") { path in
+                // Same size, other bytes, the old modification time: the change time tells.
+                var info = stat()
+                #expect(stat(path, &info) == 0)
+                usleep(20_000)
+                let handle = try #require(FileHandle(forWritingAtPath: path))
+                handle.write(Data("9".utf8))
+                try handle.close()
+                var times = [info.st_atim, info.st_mtim]
+                #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
+            }
             try expectChanged("rewritten") { path in
                 // Same size, other bytes, a later modification time.
                 usleep(20_000)
@@ -163,13 +174,13 @@ private let paddedMapping = CSVMapping(profileColumn: "who", itemColumn: "what",
                 handle.write(Data("9".utf8))
                 try handle.close()
             }
-            // Replaced by another file under the same name: the open file is read.
-            let path = try writeFile(folder, "replaced.data", text)
-            let input = try ImportInput(path: path)
-            #expect(try lines(input, .check) == 120_000)
-            _ = try writeFile(folder, "other.data", "1\t2\t3\t4\n")
-            #expect(rename(folder + "/other.data", path) == 0)
-            #expect(try lines(input, .write) == 120_000)
+            // Replaced by another file under the same name: the open file is what is read,
+            // and its link count, so its change time, changed: an error too (the
+            // replacement is never read).
+            try expectChanged("replaced") { path in
+                _ = try writeFile(folder, "other.data", "1\t2\t3\t4\n")
+                #expect(rename(folder + "/other.data", path) == 0)
+            }
         }
     }
 
@@ -187,6 +198,21 @@ private let paddedMapping = CSVMapping(profileColumn: "who", itemColumn: "what",
             }
             #expect(try store.importData(Data(bom.utf8), name: "m", options: ImportOptions(format: .movieLensUData))
                         .interactions == 0)
+        }
+    }
+
+    @Test func aLineLongerThanTheLimitIsAnError() throws {
+        try withTemporaryDirectory { folder in
+            let store = try makeStore(folder)
+            let long = String(repeating: "x", count: ImportInput.maxLineBytes + 10)
+            let path = try writeFile(folder, "long.csv", "who,what,when,pad\np,i,1,\(long)\n")
+            do {
+                _ = try store.importFile(path, options: ImportOptions(format: .csv(paddedMapping)))
+                Issue.record("a line over the limit was imported")
+            } catch let error as ImportError {
+                #expect(error.reason.contains("is longer than 16 MiB"), "\(error)")
+            }
+            #expect(try store.stats().interactions == 0)
         }
     }
 }

@@ -78,6 +78,31 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
         }
     }
 
+    /// The database's WAL, shared-memory and journal files are protected too, whether
+    /// or not they exist now, also when --db is a symbolic link (SQLite keeps them
+    /// beside the real file) and through a hard link.
+    @Test func theDatabasesCompanionFilesAreRefusedThroughLinks() throws {
+        try withTemporaryDirectory { folder in
+            let (store, real) = try filledStore(folder, lines: 100)
+            store.close()
+            let link = folder + "/link.sqlite"
+            #expect(symlink(real, link) == 0)
+            let viaLink = try HistoryStore(path: link)
+            #expect(Glibc.link(real, folder + "/hard.sqlite") == 0)
+            for target in [real + "-wal", real + "-shm", real + "-journal", link + "-wal", folder + "/hard.sqlite",
+                           folder + "/./" + (real as NSString).lastPathComponent + "-wal"] {
+                do {
+                    try viaLink.export(format: .csv, toFile: target)
+                    Issue.record("exported onto \(target)")
+                } catch let error as HistoryError {
+                    #expect("\(error)".contains("refusing to export onto the history database's own file"), "\(target): \(error)")
+                }
+            }
+            #expect(try viaLink.integrityCheck() == ["ok"] && viaLink.stats().interactions == 100)
+            #expect(try temporaryFiles(folder).isEmpty)
+        }
+    }
+
     @Test func devicesFoldersFIFOsAndTheDatabaseAreRefused() throws {
         try withTemporaryDirectory { folder in
             let (store, path) = try filledStore(folder, lines: 100)
@@ -94,7 +119,7 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
                 try store.export(format: .csv, toFile: fifo)  // (opening it would block)
             }
             #expect(fileType(fifo) == S_IFIFO)
-            #expect(throws: HistoryError.invalidArgument("refusing to export onto the history database itself (\(path))")) {
+            #expect(throws: HistoryError.invalidArgument("refusing to export onto the history database's own file \(path) (\(path))")) {
                 try store.export(format: .csv, toFile: path)
             }
             #expect(try store.integrityCheck() == ["ok"] && store.stats().interactions == 100)
@@ -209,32 +234,55 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
         }
     }
 
-    /// `add --items-from FILE|-`: ids from a file or standard input after the ones on
-    /// the command line, in that order; an empty list, a missing file and no ids at all
-    /// are errors that record nothing.
-    @Test func addReadsIdsFromAFileOrStandardInput() throws {
+    /// `add --items-from FILE|-` (repeatable): ids from files or standard input after
+    /// the ones on the command line, in that order, each exactly as it would be given
+    /// as an argument (only a CRLF's CR and empty lines go); a bad id is named by file
+    /// and line; nothing is recorded, and no database created, when a list fails.
+    @Test func addReadsIdsFromFilesOrStandardInput() throws {
+        func writeBytes(_ path: String, _ bytes: [UInt8]) throws -> String {
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            return path
+        }
         try withTemporaryDirectory { folder in
             let db = folder + "/h.sqlite"
-            let list = try writeFile(folder, "ids.txt", "\u{FEFF}tt1\n  tt2  \n\ntt3")
-            let first = try runPalr(["history", "--db", db, "add", "--create-profile", "--profile", "p", "--time", "100",
-                                     "--items-from", list, "tt0"])
-            #expect(first.status == 0 && first.output == "1\n2\n3\n4\n", "\(first)")
+            let first = try writeFile(folder, "ids.txt", "\u{FEFF}tt1\r\n  tt2  \n\ntt3")
+            let second = try writeFile(folder, "more.txt", "tt3b\n")
+            let missing = folder + "/missing.txt"
+            let noDatabase = try runPalr(["history", "--db", db, "add", "--create-profile", "--profile", "p",
+                                          "--items-from", first, "--items-from", missing])
+            #expect(noDatabase.status == 1 && noDatabase.error.contains("missing.txt: cannot read: No such file"),
+                    "\(noDatabase)")
+            #expect(!FileManager.default.fileExists(atPath: db))
+            let added = try runPalr(["history", "--db", db, "add", "--create-profile", "--profile", "p", "--time", "100",
+                                     "--items-from", first, "--items-from", second, "tt0"])
+            #expect(added.status == 0 && added.output == "1\n2\n3\n4\n5\n", "\(added)")
             let piped = try runPalrShell("printf 'tt4\\ntt5\\n' | \"$0\" history --db \"$1\" add --profile p --time 101 --items-from -",
                                          [try palrExecutable(), db])
-            #expect(piped.status == 0 && piped.output == "5\n6\n", "\(piped)")
+            #expect(piped.status == 0 && piped.output == "6\n7\n", "\(piped)")
             let store = try HistoryStore(path: db)
-            #expect(try store.recent(profile: "p").map(\.item) == ["tt0", "tt1", "tt2", "tt3", "tt4", "tt5"])
+            #expect(try store.recent(profile: "p").map(\.item) == ["tt0", "tt1", "  tt2  ", "tt3", "tt3b", "tt4", "tt5"])
             store.close()
             let failures: [([String], Int32, String)] = [
-                (["--items-from", try writeFile(folder, "blank.txt", "\n \n")], 1, "blank.txt: no item ids in it"),
-                (["--items-from", folder + "/missing.txt"], 1, "missing.txt: No such file or directory"),
+                (["--items-from", try writeFile(folder, "blank.txt", "\n\r\n")], 1, "blank.txt: no item ids in it"),
+                (["--items-from", try writeFile(folder, "tab.txt", "ok\nbad\tid\n")], 1, "tab.txt:2: item id 'bad\\tid' contains a control character"),
+                (["--items-from", try writeBytes(folder + "/utf.txt", [0x6f, 0x6b, 0x0a, 0xff])], 1, "utf.txt:2: not valid UTF-8"),
+                (["--items-from", folder], 1, "cannot read: it is a folder"),
+                (["--items-from", "-", "--items-from", "-"], 64, "--items-from - (standard input) can be given once"),
                 ([], 64, "give item ids, or --items-from FILE"),
             ]
             for (arguments, status, message) in failures {
                 let result = try runPalr(["history", "--db", db, "add", "--profile", "p"] + arguments)
                 #expect(result.status == status && result.error.contains(message), "\(arguments): \(result)")
             }
-            #expect(try HistoryStore(path: db).interactionCount(profile: "p") == 6)
+            // Standard input that is a folder, or endless: an error, not a crash.
+            let folderInput = try runPalrShell("\"$0\" history --db \"$1\" add --profile p --items-from - < \"$2\"",
+                                               [try palrExecutable(), db, folder])
+            #expect(folderInput.status == 1 && folderInput.error.contains("standard input: cannot read: it is a folder"),
+                    "\(folderInput)")
+            let endless = try runPalrShell("\"$0\" history --db \"$1\" add --profile p --items-from - < /dev/zero",
+                                           [try palrExecutable(), db])
+            #expect(endless.status == 1 && endless.error.contains("holds more than 64 MiB"), "\(endless)")
+            #expect(try HistoryStore(path: db).interactionCount(profile: "p") == 7)
         }
     }
 
@@ -248,6 +296,13 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
                 "printf '1\\t10\\t5\\t100\\n2\\t11\\t4\\t101\\n' > \"$2\" & timeout 20 \"$0\" history --db \"$1\" import --format udata \"$2\"",
                 [try palrExecutable(), folder + "/h.sqlite", fifo])
             #expect(result.status == 0 && result.output.contains("imported 2 interactions"), "\(result)")
+            // "-" is standard input.
+            let piped = try runPalrShell("printf '3\\t12\\t5\\t102\\n' | \"$0\" history --db \"$1\" import --format udata -",
+                                         [try palrExecutable(), folder + "/h.sqlite"])
+            #expect(piped.status == 0 && piped.output.contains("imported 1 interactions"), "\(piped)")
+            let bad = try runPalrShell("printf 'x\\n' | \"$0\" history --db \"$1\" import --format udata -",
+                                       [try palrExecutable(), folder + "/h.sqlite"])
+            #expect(bad.status == 1 && bad.error.contains("standard input:1: expected 4 fields"), "\(bad)")
         }
     }
 
