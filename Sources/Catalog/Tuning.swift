@@ -118,7 +118,8 @@ public struct TuningGrid: Sendable {
     public static func parse(_ text: String, base: RetrieverConfiguration) throws(NeighbourError) -> TuningGrid {
         var values: [String: [Double]] = [:]
         for part in text.split(separator: ",") {
-            let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
+            // Spaces around keys and values are not part of them ("window=5, window=10").
+            let kv = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             let vs = kv.count == 2 ? kv[1].split(separator: "/").compactMap { Double($0) } : []
             guard kv.count == 2, !vs.isEmpty, vs.count == kv[1].split(separator: "/").count else {
                 throw .badParameter("'\(part)' is not key=value/value/… (keys: \(RetrieverConfiguration.keys.joined(separator: ", ")))")

@@ -2,6 +2,7 @@
 
 import ArgumentParser
 import Catalog
+import FileSafety
 import Foundation
 import Ranker
 import Tokenizer
@@ -87,7 +88,12 @@ struct EvalCommand: ParsableCommand {
         for s in customGrid?.retrieval ?? [] { _ = try checkedParameters("--grid") { () throws(NeighbourError) in try s.validated() } }
         // Files named by options are checked before the long work, not after it.
         let wanted = try userList.map { try DataFiles.readIdList(path: $0) }
-        if let tuneReport { try DataFiles.checkWritable(path: tuneReport) }
+        if let tuneReport {
+            let target = try DataFiles.checkWritable(path: tuneReport)
+            if let hit = Destination.overwrittenInput(target: target, inputs: [items, interactions] + [userList].compactMap { $0 }) {
+                throw CLIError(path: tuneReport, "it is the input \(hit) of this run; give another --tune-report")
+            }
+        }
 
         let t0 = Date()
         let itemList = try DataFiles.readItems(path: items, formatName: itemsFormat)

@@ -416,8 +416,6 @@ extension HistoryCommand {
         }
 
         func run() throws {
-            // Over `ulimit -f` a write then fails with EFBIG (reported) instead of killing palr.
-            signal(SIGXFSZ, SIG_IGN)
             let store = try database.openForReading()
             if let output {
                 let rows = try store.export(format: format, profile: profile, toFile: output)

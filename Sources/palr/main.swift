@@ -35,4 +35,7 @@ refuseInvalidUTF8Arguments()
 ensureGoodBLASCore()
 // Output temporaries (history export, eval reports) are removed on SIGINT/SIGTERM/SIGHUP.
 SignalCleanup.installHandlers()
+// Over a file-size limit (`ulimit -f`) a write fails with EFBIG, reported with the path,
+// instead of SIGXFSZ killing the process without a word.
+signal(SIGXFSZ, SIG_IGN)
 Palr.main()

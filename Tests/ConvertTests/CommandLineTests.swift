@@ -214,6 +214,49 @@ func fileType(_ path: String) -> mode_t? {
         #expect(mask("SigCgt") & bit(SIGTERM) != 0 && mask("SigCgt") & bit(SIGINT) != 0)
     }
 
+    /// -o never replaces a file the run reads: a checkpoint file, a catalog input (also
+    /// through a hard link), a tokenizer; nothing is written. And a write over the
+    /// file-size limit is reported, not a silent SIGXFSZ death.
+    @Test func anOutputOntoAnInputIsRefusedAndAFileSizeLimitReported() throws {
+        let d = try TempDir()
+        defer { d.cleanUp() }
+        try d.copy(from: fixture("tiny-f32"))
+        let items = d.file("items.csv"), ratings = d.file("ratings.csv")
+        #expect(FileManager.default.createFile(atPath: items, contents: Data("movieId,title,genres\n1,A (1999),x\n2,B (2000),y\n".utf8)))
+        #expect(FileManager.default.createFile(atPath: ratings, contents: Data("userId,movieId,rating,timestamp\n1,1,5,10\n1,2,4,11\n".utf8)))
+        #expect(link(ratings, d.file("hard.csv")) == 0)
+        let before = Dictionary(uniqueKeysWithValues: d.contents.map { ($0, FileManager.default.contents(atPath: d.file($0))) })
+        let weights = d.contents.first { $0.hasSuffix(".safetensors") } ?? "model.safetensors"
+        let cases: [([String], String)] = [
+            (["hf", d.path, "-o", d.file(weights)], "is an input of this run"),
+            (["hf", d.path, "-o", d.file("config.json")], "is an input of this run"),
+            (["catalog", "--items", items, "--interactions", ratings, "-o", ratings], "is an input of this run"),
+            (["catalog", "--items", items, "--interactions", ratings, "-o", d.file("hard.csv")],
+             "is the same file as the input \(ratings)"),
+            (["random", "--shape", "tiny", "--tokenizer", d.file("tokenizer.model"), "-o", d.file("tokenizer.model")],
+             "is an input of this run"),
+        ]
+        for (arguments, message) in cases {
+            guard let r = try runPalrConvert(arguments) else { return }
+            #expect(r.status == 1 && r.err.contains(message), "\(arguments): \(r.err)")
+        }
+        let after = Dictionary(uniqueKeysWithValues: d.contents.map { ($0, FileManager.default.contents(atPath: d.file($0))) })
+        #expect(after == before)
+
+        guard let exe = palrConvertExecutable() else { return }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "ulimit -f 100; exec \"$0\" random --shape tiny -o \"$1\"", exe, d.file("big.gguf")]
+        let err = Pipe()
+        p.standardError = err
+        try p.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationReason == .exit && p.terminationStatus == 1, "\(p.terminationReason) \(p.terminationStatus)")
+        #expect(text.contains("cannot write \(d.file("big.gguf")): File too large"), "\(text)")
+        #expect(!d.contents.contains { $0.hasPrefix("big.gguf") })
+    }
+
     /// Every numeric option: negative numbers reach validation (no "Missing value"),
     /// and out-of-range or non-finite values are errors naming the option.
     @Test func numericOptionsAreCheckedAlike() throws {

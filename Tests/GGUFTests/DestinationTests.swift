@@ -89,13 +89,12 @@ import Glibc
         #expect(!FileManager.default.fileExists(atPath: dir + "/nowhere.gguf"))
     }
 
-    /// A process id that is certainly not running: a child that has exited and been reaped.
-    func deadPid() throws -> Int32 {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/true")
-        try p.run()
-        p.waitUntilExit()
-        let pid = p.processIdentifier
+    /// A process id that is certainly not running: above the kernel's pid_max, so no
+    /// process can have it (a reaped child's pid could be reused by the processes other
+    /// tests start meanwhile). `k` ≥ 1 tells several apart.
+    func deadPid(_ k: Int32 = 1) throws -> Int32 {
+        let text = try String(contentsOfFile: "/proc/sys/kernel/pid_max", encoding: .utf8)
+        let pid = try #require(Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))) + k
         #expect(kill(pid, 0) != 0 && errno == ESRCH)
         return pid
     }
@@ -104,7 +103,7 @@ import Glibc
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let out = dir + "/out.gguf"
-        let dead = try deadPid(), dead2 = try deadPid()
+        let dead = try deadPid(1), dead2 = try deadPid(2)
         func make(_ name: String, bytes: Int = 10) {
             #expect(FileManager.default.createFile(atPath: dir + "/" + name, contents: Data(count: bytes)))
         }

@@ -286,6 +286,19 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
         }
     }
 
+    /// `palr eval --tune-report` never replaces one of the run's inputs.
+    @Test func aTuneReportOntoAnInputIsRefused() throws {
+        try withTemporaryDirectory { folder in
+            let items = try writeFile(folder, "movies.csv", "movieId,title,genres\n1,A (1999),x\n2,B (2000),y\n")
+            let text = "userId,movieId,rating,timestamp\n1,1,5,10\n1,2,4,11\n"
+            let ratings = try writeFile(folder, "ratings.csv", text)
+            let result = try runPalr(["eval", "--items", items, "--interactions", ratings, "--grid", "window=5",
+                                      "--tune-report", ratings])
+            #expect(result.status == 1 && result.error.contains("it is the input \(ratings) of this run"), "\(result)")
+            #expect(try String(contentsOfFile: ratings, encoding: .utf8) == text)
+        }
+    }
+
     /// `palr history import FIFO`: the command opens the pipe once (an earlier check
     /// opened it twice and then waited for a writer that had gone).
     @Test func importReadsANamedPipe() throws {

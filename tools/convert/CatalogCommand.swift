@@ -62,7 +62,7 @@ struct CatalogCommand: ParsableCommand {
         guard interactions != nil || neighboursCsv != nil else {
             throw ValidationError("give --interactions (to build neighbours) or --neighbours-csv (to import them)")
         }
-        try prepareOutput(output)
+        try prepareOutput(output, inputs: [items] + [interactions, neighboursCsv].compactMap { $0 })
         var config = RetrieverConfiguration.defaults(for: m)
         if let k { try config.apply("k=\(k)") }
         if let params {

@@ -81,7 +81,7 @@ struct HFCommand: ParsableCommand {
     }
 
     func run() throws {
-        if let output { try prepareOutput(output, removeStale: !dryRun) }
+        if let output { try prepareOutput(output, removeStale: !dryRun, inputs: [directory] + lora + [palrConfig].compactMap { $0 }) }
         var options = ConvertOptions()
         options.type = type.ggml
         options.outputType = outputType?.ggml

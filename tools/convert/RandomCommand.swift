@@ -40,7 +40,7 @@ struct RandomCommand: ParsableCommand {
     }
 
     func run() throws {
-        try prepareOutput(output)
+        try prepareOutput(output, inputs: [tokenizer].compactMap { $0 })
         var options = ConvertOptions()
         options.type = type.ggml
         options.threads = threads ?? defaultThreads()

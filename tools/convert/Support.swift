@@ -5,6 +5,8 @@
 
 import ArgumentParser
 import Convert
+import FileSafety
+import Foundation
 import GGUF
 
 #if canImport(Glibc)
@@ -98,14 +100,30 @@ func now() -> Double {
 /// temporaries `OUT.tmp-PID` left by killed runs (one line each on stderr). This run's
 /// temporary is removed on SIGINT, SIGTERM and SIGHUP once the writer has locked it
 /// (main.swift installs SignalCleanup's handlers). `removeStale` false (a dry run) only checks.
-func prepareOutput(_ output: String, removeStale: Bool = true) throws {
-    do { _ = try GGUFWriter.target(of: output) } catch {
+func prepareOutput(_ output: String, removeStale: Bool = true, inputs: [String] = []) throws {
+    let target: String
+    do { target = try GGUFWriter.target(of: output) } catch {
         switch error {
         case .notRegularFile(let p, let kind):
             throw ToolError("\(p) is not a regular file (it is \(kind)); palr-convert writes files atomically and will not replace it")
         case .unresolvableLink(let p, let reason):
             throw ToolError("\(p) is a symbolic link that cannot be followed (\(reason)); give the file's own path")
         }
+    }
+    // `inputs` are the files this run reads (folders: every file in them): -o must
+    // never replace one of them.
+    var files: [String] = []
+    for input in inputs {
+        var info = stat()
+        if stat(input, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: input)) ?? []
+            files += names.map { Destination.joinPath(input, $0) }
+        } else {
+            files.append(input)
+        }
+    }
+    if let hit = Destination.overwrittenInput(target: target, inputs: files) {
+        throw ToolError("\(output) is \(hit == output ? "an input of this run" : "the same file as the input \(hit)"); palr-convert will not replace what it reads, give another -o")
     }
     guard removeStale else { return }
     for t in GGUFWriter.removeStaleTemporaries(for: output) {
