@@ -405,14 +405,23 @@ public enum DataFiles {
 
     // MARK: helpers
 
+    /// The most a data file may hold (it is read into memory).
+    static let maxFileBytes = 4 << 30
+
+    /// Reads the file into memory (not mapped: a file shortened while it is read would
+    /// kill a process that maps it with SIGBUS) and hands its bytes to `body`. Pipes
+    /// (`<(…)`) work too.
     static func withFileBytes<T>(_ path: String, _ body: (UnsafeRawBufferPointer) throws(DataFileError) -> T) throws(DataFileError) -> T {
         if let problem = readProblem(path) { throw .cannotRead(path: path, reason: problem) }
-        let file: MappedFile
-        do { file = try MappedFile(path: path) } catch {
-            if case .cannotOpen(_, let reason) = error { throw .cannotRead(path: path, reason: reason) }
-            throw .cannotRead(path: path, reason: error.description)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .cannotRead(path: path, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        let bytes: [UInt8]
+        do { bytes = try readFully(fd, limit: maxFileBytes) } catch { throw .cannotRead(path: path, reason: error.reason) }
+        let result: Result<T, DataFileError> = bytes.withUnsafeBytes { raw in
+            do throws(DataFileError) { return .success(try body(raw)) } catch { return .failure(error) }
         }
-        return try body(file.bytes)
+        return try result.get()
     }
 
     /// Why `path` cannot be read as a file, in words ("No such file or directory",

@@ -1,6 +1,9 @@
 // A file replaced atomically: written to a hidden `.NAME.tmp-PID-RANDOM` beside the
-// destination (created exclusively, never through a symbolic link), fsynced, checked
-// again, renamed over the destination, and the folder fsynced. Readers see the old
+// destination (created exclusively, never through a symbolic link, and locked with
+// flock until it is renamed or removed), fsynced, checked again, renamed over the
+// destination, and the folder fsynced. Temporaries of NAME that a killed writer left
+// (its PID not running here, nobody holding the lock) are removed when the next
+// writer of NAME starts. Readers see the old
 // file or the new one, never a part. Until `commit()` the destination is untouched:
 // an error, a dropped writer (`deinit`) or a signal (through `SignalCleanup`, when
 // the executable installed its handlers) removes the temporary file.
@@ -47,6 +50,8 @@ public final class AtomicFile {
     public let target: String
     /// Where the data goes until `commit()`.
     public let temporary: String
+    /// Temporaries of killed writers of the same name, removed when this one started.
+    public let removedStaleTemporaries: [String]
     private var descriptor: Int32
     private var registration: Int?
     private var done = false
@@ -77,12 +82,20 @@ public final class AtomicFile {
         }
         // The name is cut by bytes, so the temporary's stays under NAME_MAX (255 bytes).
         let short = String(decoding: Array(name.utf8.prefix(200)), as: UTF8.self)
+        removedStaleTemporaries = Self.removeStale(in: folder, prefix: "." + short + ".tmp-")
         var attempt = 0
         while true {
             let suffix = "\(getpid())-" + String(UInt32.random(in: .min ... .max), radix: 16)
             let candidate = Destination.joinPath(folder, "." + short + ".tmp-" + suffix)
             let fd = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o666)
             if fd >= 0 {
+                // Locked while it exists: the mark of a live writer (see removeStale).
+                guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+                    let e = errno
+                    close(fd)
+                    unlink(candidate)
+                    throw .cannotWrite(path: path, reason: "flock \(candidate): \(Destination.describe(e))")
+                }
                 temporary = candidate
                 descriptor = fd
                 break
@@ -98,6 +111,20 @@ public final class AtomicFile {
     }
 
     deinit { discard() }
+
+    /// Removes `folder/PREFIX<pid>-<hex>` files whose pid is not running here and whose
+    /// lock nobody holds (a pid may be alive in another PID namespace: the lock tells).
+    static func removeStale(in folder: String, prefix: String) -> [String] {
+        var removed: [String] = []
+        for name in Destination.names(in: folder, withPrefix: prefix) {
+            let parts = name.dropFirst(prefix.count).split(separator: "-", omittingEmptySubsequences: false)
+            guard parts.count == 2, let pid = Int32(parts[0]), pid > 0, pid != getpid(), UInt32(parts[1], radix: 16) != nil,
+                  Destination.isGone(pid) else { continue }
+            let full = Destination.joinPath(folder, name)
+            if Destination.removeIfUnlocked(full) != nil { removed.append(full) }
+        }
+        return removed.sorted()
+    }
 
     /// Appends `bytes`; on failure the temporary file is removed.
     public func write(_ bytes: UnsafeRawBufferPointer) throws(AtomicFileError) {
@@ -153,9 +180,9 @@ public final class AtomicFile {
     public func discard() {
         SignalCleanup.unregister(registration)
         registration = nil
+        if !done { _ = unlink(temporary) }   // before the close: the lock is held until the name is gone
         if descriptor >= 0 { _ = close(descriptor) }
         descriptor = -1
-        if !done { _ = unlink(temporary) }
         done = true
     }
 }

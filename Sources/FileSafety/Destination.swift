@@ -145,4 +145,41 @@ public enum Destination {
     }
 
     public static func describe(_ e: Int32) -> String { String(cString: strerror(e)) }
+
+    /// Unlinks `path` if it is a regular file (not followed through a link) whose lock
+    /// (flock) nobody holds and the name still refers to the file locked; returns its
+    /// size. Writers hold their temporary's lock until they rename or remove it, so a
+    /// temporary nobody locks was left by a killed writer.
+    public static func removeIfUnlocked(_ path: String) -> Int? {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }   // after the unlink: the lock is held until the name is gone
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, flock(fd, LOCK_EX | LOCK_NB) == 0 else { return nil }
+        // Another cleaner may have removed it and a new writer created and locked a new
+        // file at the name between this open and this lock: then the name is not this file.
+        var now = stat()
+        guard fstat(fd, &st) == 0, st.st_nlink > 0, lstat(path, &now) == 0,
+              now.st_dev == st.st_dev, now.st_ino == st.st_ino else { return nil }
+        return unlink(path) == 0 ? Int(st.st_size) : nil
+    }
+
+    /// The entries of `folder` whose names start with `prefix` (read in place: a dirent
+    /// record is only d_reclen bytes long, shorter than its declared d_name array).
+    public static func names(in folder: String, withPrefix prefix: String) -> [String] {
+        guard let d = opendir(folder) else { return [] }
+        defer { closedir(d) }
+        guard let nameOffset = MemoryLayout<dirent>.offset(of: \.d_name) else { return [] }
+        var found: [String] = []
+        while let entry = readdir(d) {
+            let cName = (UnsafeRawPointer(entry) + nameOffset).assumingMemoryBound(to: CChar.self)
+            if let name = String(validatingCString: cName), name.hasPrefix(prefix) { found.append(name) }
+        }
+        return found
+    }
+
+    /// Whether no process with this id runs here (kill(pid, 0) fails with ESRCH).
+    public static func isGone(_ pid: Int32) -> Bool {
+        kill(pid, 0) != 0 && errno == ESRCH
+    }
 }

@@ -312,43 +312,17 @@ extension GGUFWriter {
         let target = (try? Self.target(of: path)) ?? path
         let (dir, base) = splitPath(target)
         let prefix = base + temporarySuffix
-        guard let d = opendir(dir) else { return [] }
-        defer { closedir(d) }
-        // The name is read in place: a dirent record is only d_reclen bytes long, shorter
-        // than the declared d_name array, so copying the whole array would read past it.
-        guard let nameOffset = MemoryLayout<dirent>.offset(of: \.d_name) else { return [] }
         var removed: [GGUFStaleTemporary] = []
-        while let entry = readdir(d) {
-            let cName = (UnsafeRawPointer(entry) + nameOffset).assumingMemoryBound(to: CChar.self)
-            guard let name = String(validatingCString: cName), name.hasPrefix(prefix) else { continue }
+        for name in Destination.names(in: dir, withPrefix: prefix) {
             let digits = name.dropFirst(prefix.count)
             guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), digits.first != "0",
-                  let pid = Int32(digits), pid != getpid() else { continue }
-            let signalled = kill(pid, 0)
-            let e = errno
-            guard signalled != 0 && e == ESRCH else { continue }   // running (or not ours to signal)
+                  let pid = Int32(digits), pid != getpid(), Destination.isGone(pid) else { continue }
             let full = target.contains("/") ? joinPath(dir, name) : name
-            if let bytes = removeIfUnlocked(full) {
+            if let bytes = Destination.removeIfUnlocked(full) {
                 removed.append(GGUFStaleTemporary(path: full, pid: pid, bytes: bytes))
             }
         }
         return removed.sorted { $0.path < $1.path }
-    }
-
-    /// Unlinks `path` if it is a regular file (not followed through a link) whose lock
-    /// nobody holds and the name still refers to the file locked; returns its size.
-    static func removeIfUnlocked(_ path: String) -> Int? {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }   // after the unlink: the lock is held until the name is gone
-        var st = stat()
-        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, flock(fd, LOCK_EX | LOCK_NB) == 0 else { return nil }
-        // Another cleaner may have removed it and a new writer created and locked a new
-        // file at the name between this open and this lock: then the name is not this file.
-        var now = stat()
-        guard fstat(fd, &st) == 0, st.st_nlink > 0, lstat(path, &now) == 0,
-              now.st_dev == st.st_dev, now.st_ino == st.st_ino else { return nil }
-        return unlink(path) == 0 ? Int(st.st_size) : nil
     }
 
     static func splitPath(_ path: String) -> (String, String) { Destination.splitPath(path) }

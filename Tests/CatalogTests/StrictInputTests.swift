@@ -19,6 +19,24 @@ import Testing
     static let csv = InteractionFormat.csv(CSVColumns())
     static let header = "userId,movieId,rating,timestamp\n"
 
+    /// Data files are read, not mapped (a file shortened under a mapping kills the
+    /// process with SIGBUS): a pipe works as an input too.
+    @Test func aPipeIsReadAsADataFile() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("palr-pipe-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let fifo = folder + "/users.fifo"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let writer = Thread {
+            if let handle = FileHandle(forWritingAtPath: fifo) {
+                handle.write(Data("u1\n\n u2 \nu3".utf8))
+                try? handle.close()
+            }
+        }
+        writer.start()
+        #expect(try DataFiles.readIdList(path: fifo) == ["u1", "u2", "u3"])
+    }
+
     @Test func interactionLinesWithWrongFieldsAreErrors() {
         #expect(throws: DataFileError.malformed(path: "u.data", line: 2,
                                                 reason: "expected 4 tab-separated fields (user, item, rating, timestamp), found 5")) {

@@ -128,6 +128,33 @@ import Glibc
         }
     }
 
+    /// Temporaries a killed writer of the same name left (pid gone, lock free) are
+    /// removed when the next writer starts; a locked one, this process's, another
+    /// name's and names off the pattern stay.
+    @Test func staleTemporariesOfKilledWritersAreRemoved() throws {
+        let dir = try folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let pidMax = try #require(Int32(try String(contentsOfFile: "/proc/sys/kernel/pid_max", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        let stale = ".out.txt.tmp-\(pidMax + 1)-ab12", locked = ".out.txt.tmp-\(pidMax + 2)-cd34"
+        let kept = [locked, ".out.txt.tmp-\(getpid())-ef56", ".out.txt.tmp-\(pidMax + 3)-xyz", ".other.txt.tmp-\(pidMax + 1)-ab12",
+                    ".out.txt.tmp-\(pidMax + 4)"]
+        for name in [stale] + kept {
+            #expect(FileManager.default.createFile(atPath: dir + "/" + name, contents: Data("left".utf8)))
+        }
+        let holder = open(dir + "/" + locked, O_RDONLY)
+        #expect(holder >= 0 && flock(holder, LOCK_EX | LOCK_NB) == 0)
+        defer { close(holder) }
+        let file = try AtomicFile(replacing: dir + "/out.txt")
+        #expect(file.removedStaleTemporaries == [dir + "/" + stale])
+        // The new temporary is locked while it exists.
+        let probe = open(file.temporary, O_RDONLY)
+        #expect(probe >= 0 && flock(probe, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK)
+        close(probe)
+        try file.commit()
+        #expect(names(dir) == Set(kept + ["out.txt"]))
+    }
+
     @Test func theRegistryHoldsWhatIsRegistered() throws {
         // A few slots only: AtomicFile tests running alongside need slots too.
         let mine = (0..<3).map { "/nonexistent/palr-registry-\(UUID().uuidString)-\($0)" }
