@@ -128,7 +128,7 @@ extension HistoryStore {
             // Pass 2: parse again and insert batch by batch. `batch` is owned here
             // and reused; it never holds more than `importBatch` rows. It reads the
             // same open file, exactly the bytes pass 1 checked; a file changed since
-            // (size, modification time) throws, and the transaction rolls back.
+            // (size, modification or change time) throws, and the transaction rolls back.
             var resolver = IDResolver(store: self, createProfiles: true, now: Self.now())
             var batch: [NewInteraction] = []
             batch.reserveCapacity(min(total, Self.importBatch))
