@@ -35,7 +35,8 @@ public enum DataFileError: Error, Equatable, CustomStringConvertible {
         case .cannotWrite(let p, let r): return "cannot write \(p): \(r)"
         case .malformed(let p, let l, let r): return "\(p):\(l): \(r)"
         case .missingColumn(let p, let role, let tried, let header):
-            return "\(p): no \(role) column (looked for \(tried.joined(separator: ", ")); header is \(header.joined(separator: ","))"
+            let text = header.joined(separator: ",")
+            return "\(p): no \(role) column (looked for \(tried.joined(separator: ", ")); header is \(text.count <= 200 ? text : String(text.prefix(200)) + "…")"
         case .unknownFormat(let p, let r): return "\(p): \(r)"
         }
     }

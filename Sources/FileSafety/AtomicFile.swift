@@ -223,6 +223,15 @@ public enum ReadFullyError: Error, Equatable {
 /// bytes: an endless input such as /dev/zero is an error, not an exhausted memory.
 public func readFully(_ fd: Int32, limit: Int) throws(ReadFullyError) -> [UInt8] {
     var data: [UInt8] = []
+    // A regular file says its size: too large is refused before reading, and the
+    // buffer is allocated once (what is left from the current offset, plus one read).
+    var info = stat()
+    if fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG {
+        let here = lseek(fd, 0, SEEK_CUR)
+        let left = Int(info.st_size) - Int(max(here, 0))
+        if left > limit { throw .tooLarge(limit: limit) }
+        data.reserveCapacity(max(left, 0) + (1 << 16))
+    }
     var chunk = [UInt8](repeating: 0, count: 1 << 16)   // owned here, reused
     while true {
         let got = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }

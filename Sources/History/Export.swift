@@ -82,6 +82,14 @@ extension HistoryStore {
         for base in Set([self.path, (try? Destination.target(of: self.path)) ?? self.path]) {
             databaseFiles += ["", "-wal", "-shm", "-journal"].map { base + $0 }
         }
+        // A companion name (`X-wal`) whose base X is the database under another name
+        // (a hard link) is the WAL SQLite would use when the database is opened as X.
+        for suffix in ["-wal", "-shm", "-journal"] where file.target.hasSuffix(suffix) {
+            let base = String(file.target.dropLast(suffix.count))
+            if Destination.overwrittenInput(target: base, inputs: [self.path]) != nil, !base.isEmpty {
+                databaseFiles.append(file.target)
+            }
+        }
         if let hit = Destination.overwrittenInput(target: file.target, inputs: databaseFiles) {
             file.discard()
             throw HistoryError.invalidArgument("refusing to export onto the history database's own file \(hit) (\(path))")

@@ -115,10 +115,8 @@ extension HistoryStore {
     }
 
     private func importSource(_ source: ImportInput, name: String, options: ImportOptions) throws -> ImportReport {
-        // Pass 1, outside any transaction: check every line, keep nothing.
-        var checker = try ImportParser(file: name, options: options)
-        try source.forEachLine(pass: .check) { bytes, text in try checker.line(bytes, text) { _ in } }
-        let total = try checker.finish()
+        // Pass 1, outside any transaction (unless the caller ran it already).
+        let total = try source.check(options: options)
         // Every profile id is looked up or created in the same transaction, so
         // the per-row foreign-key check is redundant work here (it can only be
         // switched outside a transaction).
@@ -174,8 +172,9 @@ public final class ImportInput {
     /// The name in messages (the path as given).
     public let name: String
     private enum Storage {
-        case file(descriptor: Int32)
-        case memory(Data)
+        /// A regular file, read from `base` (0, or where standard input stood).
+        case file(descriptor: Int32, base: Int)
+        case memory([UInt8])
     }
     private let storage: Storage
     /// The file's size, modification and change times when opened (regular files).
@@ -183,6 +182,21 @@ public final class ImportInput {
     private var opened: (size: Int, modified: timespec, changed: timespec)?
     /// Bytes the check pass read; the write pass reads exactly these.
     private var checkedLength: Int?
+    /// The options the check pass ran with, and the rows it found.
+    private var checked: (options: ImportOptions, rows: Int)?
+
+    /// Pass 1: checks every line as `options` read them, keeping nothing; returns the
+    /// number of rows. An import runs it when its caller has not (a command runs it
+    /// first so that a malformed file leaves no new database behind).
+    @discardableResult
+    public func check(options: ImportOptions) throws -> Int {
+        if let checked, checked.options == options { return checked.rows }
+        var checker = try ImportParser(file: name, options: options)
+        try forEachLine(pass: .check) { bytes, text in try checker.line(bytes, text) { _ in } }
+        let rows = try checker.finish()
+        checked = (options, rows)
+        return rows
+    }
 
     enum Pass { case check, write }
 
@@ -195,7 +209,7 @@ public final class ImportInput {
 
     public init(data: Data, name: String) {
         self.name = name
-        storage = .memory(data)
+        storage = .memory([UInt8](data))
     }
 
     /// Opens `path` ("-": standard input). A pipe or a device is read to its end here
@@ -216,14 +230,17 @@ public final class ImportInput {
         }
         switch info.st_mode & S_IFMT {
         case S_IFREG:
-            storage = .file(descriptor: fd)
+            // Standard input may already have been read from (`{ read l; palr … -; } < f`):
+            // the import starts where it stands, as reading it would.
+            let base = path == "-" ? Int(max(lseek(fd, 0, SEEK_CUR), 0)) : 0
+            storage = .file(descriptor: fd, base: base)
             opened = (Int(info.st_size), info.st_mtim, info.st_ctim)
         case S_IFDIR:
             close(fd)
             throw ImportError(file: display, line: 0, reason: "it is a folder, not a file")
         default:
             defer { close(fd) }
-            do { storage = .memory(Data(try readFully(fd, limit: Self.maxPipeBytes))) } catch {
+            do { storage = .memory(try readFully(fd, limit: Self.maxPipeBytes)) } catch {
                 throw ImportError(file: display, line: 0, reason: "cannot read the file: \(error.reason)"
                                   + (error == .tooLarge(limit: Self.maxPipeBytes) ? "; import a regular file instead" : ""))
             }
@@ -231,7 +248,7 @@ public final class ImportInput {
     }
 
     deinit {
-        if case .file(let fd) = storage { close(fd) }
+        if case .file(let fd, _) = storage { close(fd) }
     }
 
     /// The error for a file that changed between or during the passes.
@@ -239,7 +256,7 @@ public final class ImportInput {
         ImportError(file: name, line: 0, reason: "the file changed while it was being imported (its size, modification or change time); import a copy that nothing writes to")
     }
 
-    /// Throws `changed()` if the file's size or modification time differ from when it was opened.
+    /// Throws `changed()` if the file's size, modification or change time differ from when it was opened.
     private func checkUnchanged(_ fd: Int32) throws(ImportError) {
         guard let opened else { return }
         var info = stat()
@@ -257,8 +274,7 @@ public final class ImportInput {
     func forEachLine(pass: Pass, _ body: (UnsafeBufferPointer<UInt8>, Range<Int>) throws -> Void) throws {
         switch storage {
         case .memory(let data):
-            try data.withUnsafeBytes { raw in
-                let bytes = raw.assumingMemoryBound(to: UInt8.self)
+            try data.withUnsafeBufferPointer { bytes in
                 var position = bytes.starts(with: Self.byteOrderMark) ? 3 : 0
                 while position < bytes.count {
                     var end = position
@@ -267,9 +283,9 @@ public final class ImportInput {
                     position = end + 1
                 }
             }
-        case .file(let fd):
+        case .file(let fd, let base):
             let limit = pass == .write ? checkedLength : nil
-            let length = try readLines(fd, limit: limit, body)
+            let length = try readLines(fd, base: base, limit: limit, body)
             if pass == .check { checkedLength = length }
             try checkUnchanged(fd)
         }
@@ -279,7 +295,7 @@ public final class ImportInput {
 
     /// Reads `fd` from its start (up to `limit` bytes, which must all be there)
     /// and hands over its lines; returns how many bytes it read.
-    private func readLines(_ fd: Int32, limit: Int?,
+    private func readLines(_ fd: Int32, base: Int, limit: Int?,
                            _ body: (UnsafeBufferPointer<UInt8>, Range<Int>) throws -> Void) throws -> Int {
         // The buffer is owned by this call: `filled` bytes are valid, lines before
         // `start` are done. It grows only for a line longer than it.
@@ -302,7 +318,7 @@ public final class ImportInput {
             }
             var want = buffer.count - filled
             if let limit { want = min(want, limit - offset) }
-            let got = want == 0 ? 0 : buffer.withUnsafeMutableBytes { b in pread(fd, b.baseAddress! + filled, want, off_t(offset)) }
+            let got = want == 0 ? 0 : buffer.withUnsafeMutableBytes { b in pread(fd, b.baseAddress! + filled, want, off_t(base + offset)) }
             if got < 0 {
                 if errno == EINTR { continue }
                 throw ImportError(file: name, line: 0, reason: "cannot read the file: \(String(cString: strerror(errno)))")
@@ -405,7 +421,7 @@ struct ImportParser {
         case .movieLensCSV:
             let expected = ["userId", "movieId", "rating", "timestamp"]
             guard names == expected else {
-                throw error("expected the header '\(expected.joined(separator: ","))', found '\(names.joined(separator: ","))'")
+                throw error("expected the header '\(expected.joined(separator: ","))', found '\(Self.cut(names.joined(separator: ",")))'")
             }
             return Columns()
         case .csv(let mapping):
@@ -413,7 +429,7 @@ struct ImportParser {
                 let matches = names.indices.filter { names[$0] == name }
                 guard matches.count == 1 else {
                     throw error(matches.isEmpty
-                        ? "no column named '\(name)' in the header (columns: \(names.joined(separator: ", ")))"
+                        ? "no column named '\(name)' in the header (columns: \(Self.cut(names.joined(separator: ", "))))"
                         : "the header names column '\(name)' \(matches.count) times")
                 }
                 return matches[0]
@@ -545,6 +561,9 @@ struct ImportParser {
         guard let text = String(validating: slice, as: UTF8.self) else { throw error("invalid UTF-8") }
         return text
     }
+
+    /// A header (or other file text) cut for a message: at most 200 characters.
+    static func cut(_ text: String) -> String { text.count <= 200 ? text : String(text.prefix(200)) + "…" }
 
     private func error(_ reason: String) -> ImportError {
         ImportError(file: file, line: line, reason: reason)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FileSafety
 import Foundation
 import GGUF
 import Llama
@@ -76,8 +77,11 @@ func terminalSafe(_ s: String) -> String {
     return String(out)
 }
 
+/// One line to stderr. A failed write (stderr closed, full, over `ulimit -f`) is
+/// ignored: a message must never be what kills the process.
 func printErr(_ s: String) {
-    FileHandle.standardError.write(Data((s + "\n").utf8))
+    var line = s + "\n"
+    line.withUTF8 { _ = writeFully(STDERR_FILENO, UnsafeRawBufferPointer($0)) }
 }
 
 /// The BLAS line shared by `info` and `bench`.

@@ -90,7 +90,7 @@ struct EvalCommand: ParsableCommand {
         let wanted = try userList.map { try DataFiles.readIdList(path: $0) }
         if let tuneReport {
             let target = try DataFiles.checkWritable(path: tuneReport)
-            if let hit = Destination.overwrittenInput(target: target, inputs: [items, interactions] + [userList].compactMap { $0 }) {
+            if let hit = Destination.overwrittenInput(target: target, inputs: [items, interactions] + [userList, model].compactMap { $0 }) {
                 throw CLIError(path: tuneReport, "it is the input \(hit) of this run; give another --tune-report")
             }
         }
@@ -233,6 +233,4 @@ func f(_ v: Double) -> String { String(format: "%.4f", v) }
 func seconds(since t: Date) -> String { String(format: "%.2f s", Date().timeIntervalSince(t)) }
 
 /// Progress and notes go to stderr, so stdout stays the result.
-func note(_ s: String) {
-    FileHandle.standardError.write(Data((s + "\n").utf8))
-}
+func note(_ s: String) { printErr(s) }

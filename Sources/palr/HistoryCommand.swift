@@ -247,6 +247,7 @@ extension HistoryCommand {
             // Opened first: a file that cannot be read must not leave a new, empty
             // database behind (and a FIFO is opened once, by the import itself).
             let input = try ImportInput(path: file)
+            try input.check(options: options)   // a malformed file leaves no new database either
             let store = try database.open(create: true)
             let start = ContinuousClock.now
             let report = try store.importInput(input, options: options)

@@ -98,6 +98,12 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
                     #expect("\(error)".contains("refusing to export onto the history database's own file"), "\(target): \(error)")
                 }
             }
+            // Opened through a hard link, the real name's WAL is still the database's.
+            let viaHardLink = try HistoryStore(path: folder + "/hard.sqlite")
+            for target in [real + "-wal", real + "-shm"] {
+                #expect(throws: HistoryError.self, "\(target)") { try viaHardLink.export(format: .csv, toFile: target) }
+            }
+            viaHardLink.close()
             #expect(try viaLink.integrityCheck() == ["ok"] && viaLink.stats().interactions == 100)
             #expect(try temporaryFiles(folder).isEmpty)
         }
@@ -296,6 +302,37 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
                                       "--tune-report", ratings])
             #expect(result.status == 1 && result.error.contains("it is the input \(ratings) of this run"), "\(result)")
             #expect(try String(contentsOfFile: ratings, encoding: .utf8) == text)
+            let model = try writeFile(folder, "model.gguf", "not really a model")
+            let ontoModel = try runPalr(["eval", "--items", items, "--interactions", ratings, "--model", model,
+                                         "--grid", "window=5", "--tune-report", model])
+            #expect(ontoModel.status == 1 && ontoModel.error.contains("it is the input \(model) of this run"), "\(ontoModel)")
+            #expect(try String(contentsOfFile: model, encoding: .utf8) == "not really a model")
+        }
+    }
+
+    /// `import -` starts where standard input stands; a malformed file creates no
+    /// database; a long header is cut in the message; a message to a full stderr does
+    /// not crash palr.
+    @Test func importEdgesOfStandardInputAndErrors() throws {
+        try withTemporaryDirectory { folder in
+            let db = folder + "/h.sqlite"
+            let data = try writeFile(folder, "two.data", "1\t10\t5\t100\n2\t11\t4\t101\n")
+            let consumed = try runPalrShell("{ read first; exec \"$0\" history --db \"$1\" import --format udata -; } < \"$2\"",
+                                            [try palrExecutable(), db, data])
+            #expect(consumed.status == 0 && consumed.output.contains("imported 1 interactions"), "\(consumed)")
+            let fresh = folder + "/fresh.sqlite"
+            let bad = try runPalr(["history", "--db", fresh, "import", "--format", "udata",
+                                   try writeFile(folder, "bad.data", "1\t10\t5\t100\nnot a line\n")])
+            #expect(bad.status == 1 && bad.error.contains("bad.data:2:"), "\(bad)")
+            #expect(!FileManager.default.fileExists(atPath: fresh))
+            let header = (0..<400).map { "column\($0)" }.joined(separator: ",")
+            let wide = try runPalr(["history", "--db", db, "import", "--format", "csv", "--profile-column", "who",
+                                    "--item-column", "what", "--time-column", "when",
+                                    try writeFile(folder, "wide.csv", header + "\n")])
+            #expect(wide.status == 1 && wide.error.contains("no column named 'who'") && wide.error.utf8.count < 600,
+                    "\(wide.error.utf8.count) bytes")
+            let full = try runPalrShell("exec \"$0\" history --db \"$1\" list 2>/dev/full", [try palrExecutable(), folder + "/none.sqlite"])
+            #expect(full.status == 1, "\(full)")
         }
     }
 

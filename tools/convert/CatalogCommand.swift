@@ -135,6 +135,4 @@ struct CatalogCommand: ParsableCommand {
 func seconds(since t: Date) -> String { String(format: "%.2f s", Date().timeIntervalSince(t)) }
 
 /// Progress and notes go to stderr.
-func note(_ s: String) {
-    FileHandle.standardError.write(Data((s + "\n").utf8))
-}
+func note(_ s: String) { printErr(s) }

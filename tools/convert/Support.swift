@@ -40,17 +40,10 @@ struct ToolError: Error, CustomStringConvertible {
 
 func printErr(_ s: String) { writeErr(s + "\n") }
 
+/// Text to stderr; a failed write is ignored (a message must never kill the process).
 func writeErr(_ s: String) {
     var s = s
-    s.withUTF8 { buf in
-        var p = buf.baseAddress!, left = buf.count
-        while left > 0 {
-            let n = write(STDERR_FILENO, p, left)
-            if n <= 0 { if errno == EINTR { continue } else { return } }
-            p += n
-            left -= n
-        }
-    }
+    s.withUTF8 { _ = writeFully(STDERR_FILENO, UnsafeRawBufferPointer($0)) }
 }
 
 // MARK: numeric options
@@ -116,8 +109,10 @@ func prepareOutput(_ output: String, removeStale: Bool = true, inputs: [String] 
     for input in inputs {
         var info = stat()
         if stat(input, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR {
+            // Every file but earlier GGUF outputs (converting into the checkpoint folder
+            // twice replaces the first run's file, as it should).
             let names = (try? FileManager.default.contentsOfDirectory(atPath: input)) ?? []
-            files += names.map { Destination.joinPath(input, $0) }
+            files += names.filter { !$0.lowercased().hasSuffix(".gguf") }.map { Destination.joinPath(input, $0) }
         } else {
             files.append(input)
         }
