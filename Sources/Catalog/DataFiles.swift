@@ -408,6 +408,8 @@ public enum DataFiles {
 
     /// The most a data file may hold (it is read into memory).
     static let maxFileBytes = 4 << 30
+    /// The most a pipe or device may give.
+    static let maxStreamBytes = 1 << 30
 
     /// Reads the file into memory (not mapped: a file shortened while it is read would
     /// kill a process that maps it with SIGBUS) and hands its bytes to `body`. Pipes
@@ -418,7 +420,12 @@ public enum DataFiles {
         guard fd >= 0 else { throw .cannotRead(path: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }
         let bytes: [UInt8]
-        do { bytes = try readFully(fd, limit: maxFileBytes) } catch { throw .cannotRead(path: path, reason: error.reason) }
+        // A pipe or device gives no size up front: capped lower, as it is read to its end.
+        var info = stat()
+        let regular = fstat(fd, &info) == 0 && info.st_mode & S_IFMT == S_IFREG
+        do { bytes = try readFully(fd, limit: regular ? maxFileBytes : maxStreamBytes) } catch {
+            throw .cannotRead(path: path, reason: error.reason)
+        }
         let result: Result<T, DataFileError> = bytes.withUnsafeBytes { raw in
             do throws(DataFileError) { return .success(try body(raw)) } catch { return .failure(error) }
         }

@@ -89,13 +89,10 @@ public final class AtomicFile {
             let candidate = Destination.joinPath(folder, "." + short + ".tmp-" + suffix)
             let fd = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o666)
             if fd >= 0 {
-                // Locked while it exists: the mark of a live writer (see removeStale).
-                guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-                    let e = errno
-                    close(fd)
-                    unlink(candidate)
-                    throw .cannotWrite(path: path, reason: "flock \(candidate): \(Destination.describe(e))")
-                }
+                // Locked while it exists: the mark of a live writer (see removeStale). On a
+                // file system without flock the write goes on unlocked; its temporaries
+                // are then never taken for stale (removeIfUnlocked needs the lock too).
+                _ = flock(fd, LOCK_EX | LOCK_NB)
                 temporary = candidate
                 descriptor = fd
                 break
@@ -153,9 +150,6 @@ public final class AtomicFile {
             return .cannotWrite(path: path, reason: "\(what): \(Destination.describe(e))")
         }
         if fsync(descriptor) != 0 { throw fail("fsync", errno) }
-        let closed = close(descriptor)
-        descriptor = -1
-        if closed != 0 { throw fail("close", errno) }
         // `path` is resolved again: a link re-pointed meanwhile, or a target that
         // became a link or a special file, is not replaced.
         let now: String
@@ -171,8 +165,12 @@ public final class AtomicFile {
         // for others, and a signal must not remove what is then theirs.
         SignalCleanup.unregister(registration)
         registration = nil
+        // The lock is held through the rename (closed after it), so no cleaner takes
+        // the temporary meanwhile; the data is already on disk (fsync above).
         if rename(temporary, target) != 0 { throw fail("cannot rename \(temporary) to it", errno) }
         done = true
+        _ = close(descriptor)
+        descriptor = -1
         Destination.syncFolder(of: target)
     }
 
@@ -198,6 +196,7 @@ public func writeFully(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32? {
             if errno == EINTR { continue }
             return errno
         }
+        if n == 0 { return EIO }   // no progress: do not spin
         p += n
         left -= n
     }

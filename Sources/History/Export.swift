@@ -79,7 +79,8 @@ extension HistoryStore {
         // database, its WAL, shared-memory and journal files, beside the path given
         // and beside the file a symbolic link --db points to (where SQLite keeps them).
         var databaseFiles: [String] = []
-        for base in Set([self.path, (try? Destination.target(of: self.path)) ?? self.path]) {
+        let resolved = (try? Destination.target(of: self.path)) ?? self.path
+        for base in resolved == self.path ? [self.path] : [self.path, resolved] {
             databaseFiles += ["", "-wal", "-shm", "-journal"].map { base + $0 }
         }
         // A companion name (`X-wal`) whose base X is the database under another name

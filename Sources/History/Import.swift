@@ -126,7 +126,7 @@ extension HistoryStore {
             // Pass 2: parse again and insert batch by batch. `batch` is owned here
             // and reused; it never holds more than `importBatch` rows. It reads the
             // same open file, exactly the bytes pass 1 checked; a file changed since
-            // (size, modification or change time) throws, and the transaction rolls back.
+            // (size, modification time) throws, and the transaction rolls back.
             var resolver = IDResolver(store: self, createProfiles: true, now: Self.now())
             var batch: [NewInteraction] = []
             batch.reserveCapacity(min(total, Self.importBatch))
@@ -177,9 +177,11 @@ public final class ImportInput {
         case memory([UInt8])
     }
     private let storage: Storage
-    /// The file's size, modification and change times when opened (regular files).
-    /// The change time cannot be set back by a writer, unlike the modification time.
-    private var opened: (size: Int, modified: timespec, changed: timespec)?
+    /// The file's size and modification time when opened (regular files). Not the
+    /// change time: a rename, chmod or link changes it without changing a byte (log
+    /// rotation renames a file being read). A same-size rewrite whose writer sets the
+    /// modification time back is not noticed.
+    private var opened: (size: Int, modified: timespec)?
     /// Bytes the check pass read; the write pass reads exactly these.
     private var checkedLength: Int?
     /// The options the check pass ran with, and the rows it found.
@@ -220,7 +222,7 @@ public final class ImportInput {
         func failure(_ e: Int32) -> ImportError {
             ImportError(file: display, line: 0, reason: "cannot read the file: \(String(cString: strerror(e)))")
         }
-        let fd = path == "-" ? dup(STDIN_FILENO) : open(path, O_RDONLY | O_CLOEXEC)
+        let fd = path == "-" ? fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0) : open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw failure(errno) }
         var info = stat()
         guard fstat(fd, &info) == 0 else {
@@ -234,7 +236,7 @@ public final class ImportInput {
             // the import starts where it stands, as reading it would.
             let base = path == "-" ? Int(max(lseek(fd, 0, SEEK_CUR), 0)) : 0
             storage = .file(descriptor: fd, base: base)
-            opened = (Int(info.st_size), info.st_mtim, info.st_ctim)
+            opened = (Int(info.st_size), info.st_mtim)
         case S_IFDIR:
             close(fd)
             throw ImportError(file: display, line: 0, reason: "it is a folder, not a file")
@@ -253,10 +255,10 @@ public final class ImportInput {
 
     /// The error for a file that changed between or during the passes.
     func changed() -> ImportError {
-        ImportError(file: name, line: 0, reason: "the file changed while it was being imported (its size, modification or change time); import a copy that nothing writes to")
+        ImportError(file: name, line: 0, reason: "the file changed while it was being imported (its size or modification time); import a copy that nothing writes to")
     }
 
-    /// Throws `changed()` if the file's size, modification or change time differ from when it was opened.
+    /// Throws `changed()` if the file's size or modification time differ from when it was opened.
     private func checkUnchanged(_ fd: Int32) throws(ImportError) {
         guard let opened else { return }
         var info = stat()
@@ -264,8 +266,7 @@ public final class ImportInput {
             throw ImportError(file: name, line: 0, reason: "cannot read the file: \(String(cString: strerror(errno)))")
         }
         guard Int(info.st_size) == opened.size, info.st_mtim.tv_sec == opened.modified.tv_sec,
-              info.st_mtim.tv_nsec == opened.modified.tv_nsec, info.st_ctim.tv_sec == opened.changed.tv_sec,
-              info.st_ctim.tv_nsec == opened.changed.tv_nsec else { throw changed() }
+              info.st_mtim.tv_nsec == opened.modified.tv_nsec else { throw changed() }
     }
 
     /// Calls `body` with each line, without its "\n", as a range of a buffer that
@@ -288,6 +289,8 @@ public final class ImportInput {
             let length = try readLines(fd, base: base, limit: limit, body)
             if pass == .check { checkedLength = length }
             try checkUnchanged(fd)
+            // Standard input is left where reading it would leave it: at its end.
+            if pass == .write && name == "standard input" { _ = lseek(fd, off_t(base + length), SEEK_SET) }
         }
     }
 

@@ -152,7 +152,7 @@ extension HistoryCommand {
         /// so a bad one is named by file and line.
         func readItemList(_ source: String) throws -> [String] {
             let name = source == "-" ? "standard input" : source
-            let fd = source == "-" ? dup(STDIN_FILENO) : open(source, O_RDONLY | O_CLOEXEC)
+            let fd = source == "-" ? fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0) : open(source, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { throw CLIError(path: name, "cannot read: \(String(cString: strerror(errno)))") }
             defer { close(fd) }
             var info = stat()
@@ -164,9 +164,13 @@ extension HistoryCommand {
                 throw CLIError(path: name, "cannot read: \(error.reason)")
             }
             var ids: [String] = []
-            var line = 0
-            for var text in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            var line = 0, start = 0
+            // Scanned in place (no slice per line: a list of empty lines costs nothing).
+            while start < bytes.count {
+                let end = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) ?? bytes.count
+                defer { start = end + 1 }
                 line += 1
+                var text = bytes[start..<end]
                 if line == 1 && text.starts(with: [0xef, 0xbb, 0xbf]) { text = text.dropFirst(3) }  // a byte order mark
                 if text.last == UInt8(ascii: "\r") { text = text.dropLast() }
                 if text.isEmpty { continue }
@@ -246,10 +250,10 @@ extension HistoryCommand {
             let options = ImportOptions(format: try importFormat(), profilePrefix: profilePrefix, kind: kind)
             // Opened first: a file that cannot be read must not leave a new, empty
             // database behind (and a FIFO is opened once, by the import itself).
+            let start = ContinuousClock.now
             let input = try ImportInput(path: file)
             try input.check(options: options)   // a malformed file leaves no new database either
             let store = try database.open(create: true)
-            let start = ContinuousClock.now
             let report = try store.importInput(input, options: options)
             let seconds = (ContinuousClock.now - start).seconds
             if json {

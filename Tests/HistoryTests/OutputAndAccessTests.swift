@@ -320,6 +320,10 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
             let consumed = try runPalrShell("{ read first; exec \"$0\" history --db \"$1\" import --format udata -; } < \"$2\"",
                                             [try palrExecutable(), db, data])
             #expect(consumed.status == 0 && consumed.output.contains("imported 1 interactions"), "\(consumed)")
+            // ... and leaves it at its end, as reading it would.
+            let after = try runPalrShell("{ \"$0\" history --db \"$1\" import --format udata - >/dev/null; echo \"rest:$(cat)\"; } < \"$2\"",
+                                         [try palrExecutable(), folder + "/h2.sqlite", data])
+            #expect(after.status == 0 && after.output == "rest:\n", "\(after)")
             let fresh = folder + "/fresh.sqlite"
             let bad = try runPalr(["history", "--db", fresh, "import", "--format", "udata",
                                    try writeFile(folder, "bad.data", "1\t10\t5\t100\nnot a line\n")])
