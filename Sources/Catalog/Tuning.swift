@@ -120,7 +120,7 @@ public struct TuningGrid: Sendable {
         for part in text.split(separator: ",") {
             // Spaces around keys and values are not part of them ("window=5, window=10").
             let kv = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            let vs = kv.count == 2 ? kv[1].split(separator: "/").compactMap { Double($0) } : []
+            let vs = kv.count == 2 ? kv[1].split(separator: "/").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) } : []
             guard kv.count == 2, !vs.isEmpty, vs.count == kv[1].split(separator: "/").count else {
                 throw .badParameter("'\(part)' is not key=value/value/… (keys: \(RetrieverConfiguration.keys.joined(separator: ", ")))")
             }

@@ -304,6 +304,7 @@ public final class ImportInput {
         // `start` are done. It grows only for a line longer than it.
         var buffer = [UInt8](repeating: 0, count: Self.chunk)
         var filled = 0, start = 0, scan = 0, offset = 0, first = true
+        var lines = 0   // lines handed over so far (the long one is line lines + 1)
         while true {
             if start > 0 {  // keep the unfinished line at the front
                 buffer.withUnsafeMutableBytes { b in
@@ -315,7 +316,7 @@ public final class ImportInput {
             }
             if filled == buffer.count {
                 guard buffer.count < Self.maxLineBytes else {
-                    throw ImportError(file: name, line: 0, reason: "a line starting at byte \(offset - filled) is longer than \(Self.maxLineBytes >> 20) MiB")
+                    throw ImportError(file: name, line: lines + 1, reason: "the line is longer than \(Self.maxLineBytes >> 20) MiB")
                 }
                 buffer.append(contentsOf: repeatElement(0, count: buffer.count))
             }
@@ -341,6 +342,7 @@ public final class ImportInput {
                 while scan < filled {
                     if b[scan] == UInt8(ascii: "\n") {
                         try body(b, start..<scan)
+                        lines += 1
                         start = scan + 1
                     }
                     scan += 1

@@ -15,7 +15,7 @@ import Testing
     }
 
     @Test func aGridIsTheProductOfItsValues() throws {
-        let grid = try TuningGrid.parse("window=5/10/20, cooc_weight = 0.1/0.3,recency_decay=0.8/0.9", base: Self.base)
+        let grid = try TuningGrid.parse("window=5/ 10 /20, cooc_weight = 0.1/0.3,recency_decay=0.8/0.9", base: Self.base)
         #expect(grid.builds.count == 6 && grid.retrieval.count == 2 && grid.size == 12)
         #expect(Set(grid.builds.map(\.window)) == [5, 10, 20])
         #expect(Set(grid.retrieval.map(\.recencyDecay)) == [0.8, 0.9])
