@@ -663,8 +663,8 @@ extension DataFiles {
         try withFileBytes(path) { (bytes) throws(DataFileError) in try parseIdList(bytes, name: path) }
     }
 
-    /// `readIdList` for bytes already read (standard input); `name` names them in errors.
-    public static func parseIdList(_ bytes: UnsafeRawBufferPointer, name: String) throws(DataFileError) -> [String] {
+    /// The lines of `readIdList`; `name` names the bytes in errors.
+    static func parseIdList(_ bytes: UnsafeRawBufferPointer, name: String) throws(DataFileError) -> [String] {
         var ids: [String] = []
         var start = byteOrderMarkLength(bytes)
         var line = 1

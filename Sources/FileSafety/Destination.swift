@@ -92,10 +92,9 @@ public enum Destination {
         var info = stat()
         let exists = stat(target, &info) == 0
         for input in inputs {
+            // By name (the file need not exist yet) ...
             if let name, let other = canonical(input), other == name { return input }
-            if let real = try? Destination.target(of: input), real != input, let other = canonical(real), other == name {
-                return input
-            }
+            // ... or as the same file: hard links, and links to it (stat follows them).
             var other = stat()
             if exists && stat(input, &other) == 0 && other.st_dev == info.st_dev && other.st_ino == info.st_ino {
                 return input

@@ -151,7 +151,7 @@ public final class GGUFWriter {
             let kind = lstat(temp, &st) == 0 ? st.st_mode & S_IFMT : S_IFREG
             let reason = kind == S_IFLNK
                 ? "it is a symbolic link; the writer's temporary file must be a regular file it creates, so it refuses to follow the link (remove \(temp))"
-                : kind != S_IFREG ? "it is \(kindName(kind)), not a regular file (remove \(temp))" : describe(e)
+                : kind != S_IFREG ? "it is \(Destination.kindName(kind)), not a regular file (remove \(temp))" : describe(e)
             throw .writeFailed(path: temp, reason: reason)
         }
         func fail(_ reason: String) -> GGUFError {
@@ -161,7 +161,7 @@ public final class GGUFWriter {
         var st = stat()
         guard fstat(fd, &st) == 0 else { let e = errno; throw fail("fstat: \(describe(e))") }
         guard st.st_mode & S_IFMT == S_IFREG else {
-            throw fail("it is \(kindName(st.st_mode & S_IFMT)), not a regular file (remove \(temp))")
+            throw fail("it is \(Destination.kindName(st.st_mode & S_IFMT)), not a regular file (remove \(temp))")
         }
         guard st.st_nlink <= 1 else {
             throw fail("it has \(st.st_nlink) hard links; emptying it would empty the other names too (remove \(temp))")
@@ -300,8 +300,6 @@ extension GGUFWriter {
         try Destination.target(of: path)
     }
 
-    static func kindName(_ mode: mode_t) -> String { Destination.kindName(mode) }
-
     /// Removes `T.tmp-PID` beside `T` (the target of `path`) for every PID that is not
     /// a running process (kill(PID, 0) fails with ESRCH) and is not this process, and
     /// only if nobody holds the file's lock (a writer in another PID namespace may have
@@ -310,14 +308,14 @@ extension GGUFWriter {
     @discardableResult
     public static func removeStaleTemporaries(for path: String) -> [GGUFStaleTemporary] {
         let target = (try? Self.target(of: path)) ?? path
-        let (dir, base) = splitPath(target)
+        let (dir, base) = Destination.splitPath(target)
         let prefix = base + temporarySuffix
         var removed: [GGUFStaleTemporary] = []
         for name in Destination.names(in: dir, withPrefix: prefix) {
             let digits = name.dropFirst(prefix.count)
             guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), digits.first != "0",
                   let pid = Int32(digits), pid != getpid(), Destination.isGone(pid) else { continue }
-            let full = target.contains("/") ? joinPath(dir, name) : name
+            let full = target.contains("/") ? Destination.joinPath(dir, name) : name
             if let bytes = Destination.removeIfUnlocked(full) {
                 removed.append(GGUFStaleTemporary(path: full, pid: pid, bytes: bytes))
             }
@@ -325,9 +323,6 @@ extension GGUFWriter {
         return removed.sorted { $0.path < $1.path }
     }
 
-    static func splitPath(_ path: String) -> (String, String) { Destination.splitPath(path) }
-
-    static func joinPath(_ dir: String, _ name: String) -> String { Destination.joinPath(dir, name) }
 }
 
 /// Little-endian serialisation of header fields and metadata values.
