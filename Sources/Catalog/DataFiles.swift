@@ -36,7 +36,7 @@ public enum DataFileError: Error, Equatable, CustomStringConvertible {
         case .malformed(let p, let l, let r): return "\(p):\(l): \(r)"
         case .missingColumn(let p, let role, let tried, let header):
             let text = header.joined(separator: ",")
-            return "\(p): no \(role) column (looked for \(tried.joined(separator: ", ")); header is \(text.count <= 200 ? text : String(text.prefix(200)) + "…")"
+            return "\(p): no \(role) column (looked for \(tried.joined(separator: ", ")); header is \(excerpt(text))"
         case .unknownFormat(let p, let r): return "\(p): \(r)"
         }
     }

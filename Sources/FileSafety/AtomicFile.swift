@@ -218,6 +218,19 @@ public enum ReadFullyError: Error, Equatable {
     }
 }
 
+/// Text from an input file (a header, a line) cut for an error message: at most
+/// `limit` characters, "…" marking a cut.
+public func excerpt(_ text: String, limit: Int = 200) -> String {
+    text.count <= limit ? text : String(text.prefix(limit)) + "…"
+}
+
+/// Opens an input for reading, "-" meaning standard input (duplicated, so closing the
+/// result leaves the process's standard input open). Close-on-exec either way. Returns
+/// the descriptor, or -1 with errno set.
+public func openInput(_ path: String) -> Int32 {
+    path == "-" ? fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0) : open(path, O_RDONLY | O_CLOEXEC)
+}
+
 /// Everything `fd` gives until its end (a pipe, a device, a file), at most `limit`
 /// bytes: an endless input such as /dev/zero is an error, not an exhausted memory.
 public func readFully(_ fd: Int32, limit: Int) throws(ReadFullyError) -> [UInt8] {

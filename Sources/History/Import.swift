@@ -222,7 +222,7 @@ public final class ImportInput {
         func failure(_ e: Int32) -> ImportError {
             ImportError(file: display, line: 0, reason: "cannot read the file: \(String(cString: strerror(e)))")
         }
-        let fd = path == "-" ? fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0) : open(path, O_RDONLY | O_CLOEXEC)
+        let fd = openInput(path)
         guard fd >= 0 else { throw failure(errno) }
         var info = stat()
         guard fstat(fd, &info) == 0 else {
@@ -426,7 +426,7 @@ struct ImportParser {
         case .movieLensCSV:
             let expected = ["userId", "movieId", "rating", "timestamp"]
             guard names == expected else {
-                throw error("expected the header '\(expected.joined(separator: ","))', found '\(Self.cut(names.joined(separator: ",")))'")
+                throw error("expected the header '\(expected.joined(separator: ","))', found '\(excerpt(names.joined(separator: ",")))'")
             }
             return Columns()
         case .csv(let mapping):
@@ -434,7 +434,7 @@ struct ImportParser {
                 let matches = names.indices.filter { names[$0] == name }
                 guard matches.count == 1 else {
                     throw error(matches.isEmpty
-                        ? "no column named '\(name)' in the header (columns: \(Self.cut(names.joined(separator: ", "))))"
+                        ? "no column named '\(name)' in the header (columns: \(excerpt(names.joined(separator: ", "))))"
                         : "the header names column '\(name)' \(matches.count) times")
                 }
                 return matches[0]
@@ -566,9 +566,6 @@ struct ImportParser {
         guard let text = String(validating: slice, as: UTF8.self) else { throw error("invalid UTF-8") }
         return text
     }
-
-    /// A header (or other file text) cut for a message: at most 200 characters.
-    static func cut(_ text: String) -> String { text.count <= 200 ? text : String(text.prefix(200)) + "…" }
 
     private func error(_ reason: String) -> ImportError {
         ImportError(file: file, line: line, reason: reason)

@@ -152,7 +152,7 @@ extension HistoryCommand {
         /// so a bad one is named by file and line.
         func readItemList(_ source: String) throws -> [String] {
             let name = source == "-" ? "standard input" : source
-            let fd = source == "-" ? fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0) : open(source, O_RDONLY | O_CLOEXEC)
+            let fd = openInput(source)
             guard fd >= 0 else { throw CLIError(path: name, "cannot read: \(String(cString: strerror(errno)))") }
             defer { close(fd) }
             var info = stat()
