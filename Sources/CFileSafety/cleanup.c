@@ -13,6 +13,12 @@
 enum { FREE = 0, BUSY = 1, READY = 2 };
 static _Atomic int state[PALR_CLEANUP_SLOTS];
 static char paths[PALR_CLEANUP_SLOTS][PATH_MAX];
+// Set (for good) by the handler before it reads any path. A slot the handler saw READY
+// may be unregistered while unlink(2) still reads its path; were it then registered
+// again, the new path would be copied over the one being read and the kernel could
+// unlink a mix of the two names. Registration checks this flag after claiming a slot
+// and before copying: once the process is dying, nothing is copied any more.
+static _Atomic int dying;
 
 int palr_cleanup_register(const char *path) {
     const size_t n = strlen(path);
@@ -20,6 +26,10 @@ int palr_cleanup_register(const char *path) {
     for (int i = 0; i < PALR_CLEANUP_SLOTS; i++) {
         int expected = FREE;
         if (atomic_compare_exchange_strong(&state[i], &expected, BUSY)) {
+            if (atomic_load(&dying)) {   // seq_cst: ordered against the handler's store
+                atomic_store(&state[i], FREE);
+                return -1;
+            }
             memcpy(paths[i], path, n + 1);
             atomic_store_explicit(&state[i], READY, memory_order_release);
             return i;
@@ -37,6 +47,7 @@ void palr_cleanup_unregister(int slot) {
 }
 
 void palr_cleanup_remove_all(void) {
+    atomic_store(&dying, 1);
     for (int i = 0; i < PALR_CLEANUP_SLOTS; i++)
         if (atomic_load_explicit(&state[i], memory_order_acquire) == READY) unlink(paths[i]);
 }
@@ -56,16 +67,19 @@ static void on_signal(int sig) {
 }
 
 unsigned palr_cleanup_install_handlers(void) {
-    static const int signals[] = {SIGINT, SIGTERM, SIGHUP};
+    // SIGPIPE too: a reader that goes away (`palr … | head`) still stops the process, as
+    // it always did, but not before its temporaries are removed.
+    static const int signals[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+    enum { count = sizeof signals / sizeof signals[0] };
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_handler = on_signal;
     sigemptyset(&action.sa_mask);
-    for (int i = 0; i < 3; i++) sigaddset(&action.sa_mask, signals[i]);  // no nesting
+    for (int i = 0; i < count; i++) sigaddset(&action.sa_mask, signals[i]);  // no nesting
     sigset_t unblock;
     sigemptyset(&unblock);
     unsigned handled = 0;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < count; i++) {
         struct sigaction old;
         if (sigaction(signals[i], NULL, &old) != 0) continue;
         if (old.sa_handler == SIG_IGN) continue;  // the parent asked for it to be ignored

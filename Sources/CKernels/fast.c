@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "ckernels.h"
 
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
@@ -29,9 +30,11 @@ void palr_quantize_act_ref(const float *x, palr_q8_block *y, size_t n) {
         float amax = 0.0f;
         for (int j = 0; j < PALR_QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
         const float d = amax / 127.0f;
-        const float id = d != 0.0f ? 127.0f / amax : 0.0f;
+        // A block so small that 127/amax overflows (amax < 3.7e-37), or with a NaN amax,
+        // quantizes to zeros: an infinite scale would turn every value into ±inf or NaN.
+        const float id = d != 0.0f && 127.0f / amax <= FLT_MAX ? 127.0f / amax : 0.0f;
         y[b].d = d;
-        for (int j = 0; j < PALR_QK; j++) y[b].qs[j] = (int8_t)roundf(xb[j] * id);
+        for (int j = 0; j < PALR_QK; j++) y[b].qs[j] = palr_round_q8(xb[j] * id);
     }
 }
 
@@ -123,7 +126,9 @@ AVX2 static void quantize_act_avx2(const float *x, palr_q8_block *y, size_t n) {
         m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
         const float amax = _mm_cvtss_f32(m4);
         const float d = amax / 127.0f;
-        const float id = d != 0.0f ? 127.0f / amax : 0.0f;
+        // A block so small that 127/amax overflows (amax < 3.7e-37), or with a NaN amax,
+        // quantizes to zeros: an infinite scale would turn every value into ±inf or NaN.
+        const float id = d != 0.0f && 127.0f / amax <= FLT_MAX ? 127.0f / amax : 0.0f;
         y[b].d = d;
         const __m256 vid = _mm256_set1_ps(id);
         const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
@@ -684,8 +689,16 @@ palr_pool *palr_pool_create(int n_threads) {
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->cv, NULL);
     pool->threads = calloc((size_t)n_threads, sizeof(pthread_t));
+    if (!pool->threads) {   // no memory for workers: run on the calling thread alone
+        pool->n = 1;
+        return pool;
+    }
     for (int i = 1; i < n_threads; i++) {
         worker_start *ws = malloc(sizeof(worker_start));
+        if (!ws) {
+            pool->n = i;   // run with the threads we have
+            break;
+        }
         ws->pool = pool;
         ws->index = i;
         if (pthread_create(&pool->threads[i], NULL, worker_main, ws) != 0) {
@@ -881,7 +894,7 @@ static void matmul_rows(const palr_matmul_args *a, const palr_kernel_table *k, f
         int ldb;
         if (m->type == 0) {
             b = (const float *)src;
-            ldb = m->cols;
+            ldb = (int)(m->row_bytes / sizeof(float));   // the stored row stride, as matvec uses
         } else {
             const size_t off = row_offset(m->type, c0), bytes = row_offset(m->type, kc);
             for (int r = 0; r < n; r++) {
@@ -969,7 +982,10 @@ void palr_matmul_swiglu(palr_pool *pool, const palr_matmul_args *gate, const pal
     if (panels > PALR_SWIGLU_MAX_PANELS || up->m.rows != gate->m.rows || up->panel_rows != gate->panel_rows ||
         up->batch != gate->batch) {
         palr_matmul_multi(pool, gate, up, NULL);
-        swiglu_rows(gate, up, 0, gate->m.rows);
+        // Only the rows and batch rows both products have (callers pass equal shapes).
+        palr_matmul_args g = *gate;
+        g.batch = gate->batch < up->batch ? gate->batch : up->batch;
+        swiglu_rows(&g, up, 0, gate->m.rows < up->m.rows ? gate->m.rows : up->m.rows);
         return;
     }
     matmul_job job;   // on the caller's stack (8 KiB): no allocation per layer
@@ -987,7 +1003,7 @@ void palr_matmul_swiglu(palr_pool *pool, const palr_matmul_args *gate, const pal
 
 // ---- read bandwidth probe ------------------------------------------------------
 
-typedef struct { const uint64_t *p; size_t words; uint64_t sums[64]; } read_args;
+typedef struct { const uint64_t *p; size_t words; _Atomic uint64_t total; } read_args;   // every thread adds its sum
 
 static void read_task(void *p, int ith, int nth) {
     read_args *a = (read_args *)p;
@@ -998,16 +1014,14 @@ static void read_task(void *p, int ith, int nth) {
     size_t i = w0;
     for (; i + 4 <= w1; i += 4) { s0 += a->p[i]; s1 += a->p[i + 1]; s2 += a->p[i + 2]; s3 += a->p[i + 3]; }
     for (; i < w1; i++) s0 += a->p[i];
-    if (ith < 64) a->sums[ith] = s0 + s1 + s2 + s3;
+    atomic_fetch_add_explicit(&a->total, s0 + s1 + s2 + s3, memory_order_relaxed);
 }
 
 uint64_t palr_read_sum(palr_pool *pool, const void *buf, size_t bytes) {
     read_args a;
-    memset(&a, 0, sizeof a);
     a.p = (const uint64_t *)buf;
     a.words = bytes / 8;
-    palr_pool_run(pool, read_task, &a);
-    uint64_t s = 0;
-    for (int i = 0; i < 64; i++) s += a.sums[i];
-    return s;
+    atomic_init(&a.total, 0);
+    palr_pool_run(pool, read_task, &a);   // returns after every thread has added its sum
+    return atomic_load(&a.total);
 }

@@ -1,6 +1,7 @@
 // Scalar reference kernels. Fast variants (issue: fast path) are tested against these.
 #include "ckernels.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -80,16 +81,15 @@ void palr_quantize_row_q4_0(const float *src, void *dst, size_t n) {
             if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }
         }
         const float d = max / -8.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        // 1/d overflows for a block below 2.4e-38: such a block quantizes to zeros.
+        const float id = d != 0.0f && fabsf(1.0f / d) <= FLT_MAX ? 1.0f / d : 0.0f;
         store_f16(blk, d);
         for (int j = 0; j < PALR_QK / 2; j++) {
             float p0 = x[j] * id, p1 = x[j + PALR_QK / 2] * id;
-            float v0 = p0 + 8.5f, v1 = p1 + 8.5f;
-            int q0 = (int)truncf(v0), q1 = (int)truncf(v1);
-            if (q0 > 15) q0 = 15;
-            if (q1 > 15) q1 = 15;
-            if (q0 < 0) q0 = 0;
-            if (q1 < 0) q1 = 0;
+            // Clamped as floats before the conversion (a NaN becomes 0): converting an
+            // out-of-range float to int is undefined. Same result as clamping the ints.
+            float v0 = fminf(fmaxf(p0 + 8.5f, 0.0f), 15.0f), v1 = fminf(fmaxf(p1 + 8.5f, 0.0f), 15.0f);
+            const int q0 = (int)truncf(v0), q1 = (int)truncf(v1);
             blk[2 + j] = (uint8_t)(q0 | (q1 << 4));
         }
     }
@@ -104,9 +104,10 @@ void palr_quantize_row_q8_0(const float *src, void *dst, size_t n) {
         float amax = 0.0f;
         for (int j = 0; j < PALR_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
         const float d = amax / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        // 1/d overflows for a block below 3.7e-37: such a block quantizes to zeros.
+        const float id = d != 0.0f && 1.0f / d <= FLT_MAX ? 1.0f / d : 0.0f;
         store_f16(blk, d);
-        for (int j = 0; j < PALR_QK; j++) blk[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+        for (int j = 0; j < PALR_QK; j++) blk[2 + j] = (uint8_t)palr_round_q8(x[j] * id);
     }
 }
 

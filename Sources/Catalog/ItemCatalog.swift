@@ -124,6 +124,31 @@ public final class ItemCatalog: @unchecked Sendable {
         maxPopularity = m > 0 ? m : 1
     }
 
+    /// 16 hex digits over everything retrieval and titles depend on: the info (id,
+    /// version, method, parameters, retrieval settings), every id and title, popularity
+    /// and the neighbour table. Results cached against a catalog name it, so a catalog
+    /// rebuilt under the same id (an item dropped, neighbours recomputed) never serves
+    /// its predecessor's rankings. Computed on each call: one pass over the tables,
+    /// word by word (about 1 ms for the bundled 8 MB pack).
+    public var contentDigest: String {
+        var h = WordHash()
+        for field in [info.id, info.name, String(info.version), info.method, info.parameters,
+                      "\(info.retrieval.historyLength) \(info.retrieval.recencyDecay) \(info.retrieval.popularityWeight)"] {
+            h.add(string: field)
+        }
+        h.add(UInt64(count))
+        h.add(UInt64(k))
+        for i in 0..<count {
+            h.add(string: ids[i])
+            h.add(string: titles[i])
+        }
+        h.add(UnsafeRawBufferPointer(start: popularity, count: count * 4))
+        h.add(UnsafeRawBufferPointer(start: neighbourIds, count: count * k * 4))
+        h.add(UnsafeRawBufferPointer(start: neighbourScores, count: count * k * 4))
+        let hex = String(h.state, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
     /// An in-memory catalog (fresh from the builder or an import).
     public convenience init(info: CatalogInfo, items: ItemList, popularity: [Float], neighbours: NeighbourTable) throws(CatalogPackError) {
         guard items.count > 0 else { throw .emptyCatalog }
@@ -190,4 +215,38 @@ final class InMemoryStorage {
     }
 
     deinit { popularityStorage.deallocate() }
+}
+
+/// A fast 64-bit hash for change detection (not for security): each 8-byte word is
+/// mixed in with a multiply and a rotate; byte strings are framed by their length, so
+/// the encoding of a field sequence is unambiguous.
+struct WordHash {
+    private(set) var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+
+    mutating func add(_ word: UInt64) {
+        state = ((state ^ word) &* 0xFF51_AFD7_ED55_8CCD)
+        state = (state << 29) | (state >> 35)
+    }
+
+    mutating func add(_ bytes: UnsafeRawBufferPointer) {
+        add(UInt64(bytes.count))
+        var i = 0
+        while i + 8 <= bytes.count {
+            add(bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+            i += 8
+        }
+        var tail: UInt64 = 0
+        var shift: UInt64 = 0
+        while i < bytes.count {
+            tail |= UInt64(bytes[i]) << shift
+            shift += 8
+            i += 1
+        }
+        add(tail)
+    }
+
+    mutating func add(string: String) {
+        var s = string
+        s.withUTF8 { add(UnsafeRawBufferPointer($0)) }
+    }
 }

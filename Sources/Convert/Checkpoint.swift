@@ -5,6 +5,8 @@
 public struct Checkpoint: Sendable {
     public let directory: String
     public let files: [SafeTensorsFile]
+    /// The shard index read (nil for a single model.safetensors).
+    public let index: String?
     /// Tensor names in file order (shard by shard).
     public let names: [String]
     private let byName: [String: SafeTensor]
@@ -19,6 +21,7 @@ public struct Checkpoint: Sendable {
         if Files.exists(single) {
             let f = try SafeTensorsFile(path: single)
             files = [f]
+            index = nil
             names = f.tensorNames
             var map: [String: SafeTensor] = [:]
             for t in f.tensors { map[t.name] = t }
@@ -61,6 +64,7 @@ public struct Checkpoint: Sendable {
                 }
             }
             files = order
+            self.index = indexPath
             self.names = names
             byName = map
         } else if Files.exists(Files.join(directory, "pytorch_model.bin")) || Files.exists(Files.join(directory, "pytorch_model.bin.index.json")) {

@@ -25,7 +25,9 @@ public enum ConvertError: Error, Equatable, CustomStringConvertible {
     /// `path`: the safetensors file the tensor comes from; `merged`: the LoRA adapters
     /// merged into it before the check (empty when none).
     case nonFinite(tensor: String, row: Int, column: Int, value: Float, path: String, merged: [String])
-    case overflow(tensor: String, type: String, value: Float)
+    /// A value beyond what `type` can store. `chosenBy`: the option (and value) that
+    /// gave the tensor its type; `remedy`: the option that would fit it (see `TypeChoice`).
+    case overflow(tensor: String, type: String, value: Float, chosenBy: String, remedy: String)
     case badAdapter(path: String, reason: String)
     case badTokenizer(path: String, reason: String)
     case badSettings(key: String, reason: String)
@@ -52,8 +54,8 @@ public enum ConvertError: Error, Equatable, CustomStringConvertible {
         case .nonFinite(let t, let r, let c, let v, let p, let m):
             let after = m.isEmpty ? "" : " after merging LoRA adapter\(m.count == 1 ? "" : "s") \(m.joined(separator: ", "))"
             return "\(p): tensor '\(t)' holds \(v) at row \(r), column \(c)\(after)"
-        case .overflow(let t, let ty, let v):
-            return "tensor '\(t)' holds \(v), which does not fit \(ty) (choose --type f32)"
+        case .overflow(let t, let ty, let v, let by, let remedy):
+            return "tensor '\(t)' holds \(v), which does not fit \(ty) (its type comes from \(by); choose \(remedy))"
         case .badAdapter(let p, let r): return "LoRA adapter \(p): \(r)"
         case .badTokenizer(let p, let r): return "\(p): \(r)"
         case .badSettings(let k, let r): return "PALR setting \(k): \(r)"

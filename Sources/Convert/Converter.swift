@@ -86,7 +86,8 @@ public enum Converter {
                     return
                 }
                 if amax > limit {
-                    failures[part] = .overflow(tensor: name, type: "\(type)", value: amax)
+                    failures[part] = .overflow(tensor: name, type: "\(type)", value: amax, chosenBy: job.typeChoice.chosenBy,
+                                               remedy: job.typeChoice.remedy)
                     return
                 }
                 type.quantize(row, into: base + r * rowBytes, count: cols)
@@ -108,16 +109,27 @@ public enum Converter {
         return m >= 0x7F80_0000 ? .nan : Float(bitPattern: m)
     }
 
-    /// The largest magnitude `type` can store: F16's 65504, and for the block types
-    /// the value whose scale (max/8 for Q4_0, max/127 for Q8_0) is still a finite fp16.
+    /// The largest magnitude `type` can store: F16's 65504, BF16's `bf16Limit`, and for
+    /// the block types the value whose scale (max/8 for Q4_0, max/127 for Q8_0) is still
+    /// a finite fp16.
     static func limit(_ type: GGMLType) -> Float {
         switch type {
-        case .f32, .bf16, .i32: return .greatestFiniteMagnitude
+        case .f32, .i32: return .greatestFiniteMagnitude
+        case .bf16: return bf16Limit
         case .f16: return 65504
         case .q4_0: return 65504 * 8
         case .q8_0: return 65504 * 127
         }
     }
+
+    /// The largest fp32 that BF16 conversion (round to nearest even on the top 16 bits)
+    /// keeps finite. BF16's largest finite value is 0x7F7F (fp32 bits 0x7F7F_0000); the
+    /// halfway point to Inf (0x7F80_0000) is 0x7F7F_8000, and a tie rounds to the even
+    /// pattern, which is 0x7F80 = Inf because 0x7F7F is odd. So everything from
+    /// 0x7F7F_8000 up becomes Inf, and 0x7F7F_7FFF (≈ 3.3961514e38) is the last value
+    /// that rounds down to a finite BF16. (fp32's own largest value, 0x7F7F_FFFF, would
+    /// silently be written as Inf.)
+    static let bf16Limit = Float(bitPattern: 0x7F7F_7FFF)
 }
 
 /// Runs `body(part)` for every part in 0..<parts, concurrently, and waits for all.

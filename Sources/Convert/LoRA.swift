@@ -120,7 +120,13 @@ public struct LoRAAdapter: Sendable {
         var r = 8, alpha = 8.0
         if let v = c["r"], !v.isNull { r = try rankValue(v, key: "r") }
         if let v = c["lora_alpha"], !v.isNull { alpha = try alphaValue(v, key: "lora_alpha") }
-        let rslora = c["use_rslora"]?.bool ?? false
+        // use_rslora changes the scale (alpha/√r instead of alpha/r), so a value that is
+        // not a JSON boolean (e.g. the string "true") is an error, not a silent false.
+        var rslora = false
+        if let v = c["use_rslora"], !v.isNull {
+            guard let b = v.bool else { throw .badConfig(path: cfgPath, key: "use_rslora", reason: "is \(v.brief), not true or false") }
+            rslora = b
+        }
         // PEFT's default targets for LLaMA when target_modules is null.
         var targets = try ModuleSet(c["target_modules"], key: "target_modules", path: cfgPath)
         if case .none = targets { targets = .names(["q_proj", "v_proj"]) }
@@ -199,12 +205,14 @@ public struct LoRAAdapter: Sendable {
             for t in [a, b] where !t.dtype.isConvertible {
                 throw bad("tensor '\(t.name)' has dtype \(t.dtype.rawValue); palr reads F32, F16 and BF16")
             }
+            // Checked before the base tensor: a tied checkpoint usually has no
+            // lm_head.weight at all, and "missing" would hide the real reason.
+            if config.tiedEmbeddings && m == "lm_head" {
+                throw bad("it updates lm_head, but the model ties lm_head to embed_tokens")
+            }
             let baseName = m + ".weight"
             guard let base = checkpoint[baseName] else {
                 throw .missingTensor(name: baseName, where: "\(checkpoint.directory) (the base model of LoRA adapter \(directory))")
-            }
-            if config.tiedEmbeddings && m == "lm_head" {
-                throw bad("it updates lm_head, but the model ties lm_head to embed_tokens")
             }
             let rank = lookup(rankPattern, "rank", m, default: r).0
             let (alphaM, alphaKey) = lookup(alphaPattern, "alpha", m, default: alpha)

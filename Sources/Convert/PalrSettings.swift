@@ -78,15 +78,20 @@ public struct PalrSettings: Sendable, Equatable {
         return m
     }
 
-    /// Letters mode labels candidates A…Z, so it ranks at most 26 at once.
+    /// Letters mode labels candidates (A)…(T), as the runtime's `PALRSettings.letters` does.
+    public static let letterLabels = 20
+
+    /// Checks every setting a model file would carry. Letters mode ranks at most
+    /// `letterLabels` candidates in one prompt.
     public func validate() throws(ConvertError) {
         for (k, v) in [("palr.max_history", maxHistory), ("palr.max_candidates", maxCandidates), ("palr.title_token_limit", titleTokenLimit)] {
             guard Self.countRange.contains(v) else {
                 throw .badSettings(key: k, reason: "\(v) is outside \(Self.countRange.lowerBound)…\(Self.countRange.upperBound)")
             }
         }
-        if scoringMode == .letters, maxCandidates > 26 {
-            throw .badSettings(key: "palr.max_candidates", reason: "\(maxCandidates) candidates cannot be labelled with the 26 letters of letters mode")
+        if scoringMode == .letters, maxCandidates > Self.letterLabels {
+            throw .badSettings(key: "palr.max_candidates",
+                               reason: "\(maxCandidates) candidates cannot be labelled with letters mode's \(Self.letterLabels) labels (A…T)")
         }
         if let t = promptTemplate, t.isEmpty { throw .badSettings(key: "palr.prompt_template", reason: "is empty") }
         if let t = profileTemplate, !t.contains("{history}") {

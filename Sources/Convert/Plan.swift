@@ -38,9 +38,27 @@ public struct TensorJob: Sendable {
     /// The type `--type` asked for when the tensor fell back to F16 (rows not a
     /// whole number of 32-element blocks); nil when it did not fall back.
     public let fellBackFrom: GGMLType?
+    /// The option that set `plan.type`, for the overflow message.
+    public let typeChoice: TypeChoice
 
     public var rows: Int { mapping.isMatrix ? mapping.hfShape[0] : 1 }
     public var cols: Int { mapping.hfShape.last ?? 1 }
+}
+
+/// Which command-line option gave a tensor its output type and which one would give it
+/// F32: a value too large for the type is reported with both, so the message never
+/// suggests the option the user already gave (e.g. --type f32 when the type came from
+/// --output-type).
+public struct TypeChoice: Sendable, Equatable {
+    /// E.g. "--output-type f16", or "--type q4_0 (the output projection's default for it is Q8_0)".
+    public let chosenBy: String
+    /// E.g. "--output-type f32".
+    public let remedy: String
+
+    public init(chosenBy: String, remedy: String) {
+        self.chosenBy = chosenBy
+        self.remedy = remedy
+    }
 }
 
 /// Everything a conversion will do, checked, before any tensor data is read.
@@ -58,6 +76,21 @@ public struct ConversionPlan: Sendable {
     public var outputBytes: Int { jobs.reduce(0) { $0 + $1.plan.byteCount } }
     public var sourceBytes: Int { jobs.reduce(0) { $0 + $1.source.byteCount } }
     public var fallbacks: [TensorJob] { jobs.filter { $0.fellBackFrom != nil } }
+
+    /// Every file planning read and converting will read, whatever its name (a shard
+    /// may be called shard2.gguf): the output must not be one of them. The checkpoint's
+    /// tokenizer files count even under --no-tokenizer: they are part of the checkpoint,
+    /// which the next conversion reads whole.
+    public var inputFiles: [String] {
+        var files = [Files.join(directory, HFConfig.fileName)]
+        files += checkpoint.index.map { [$0] } ?? []
+        files += checkpoint.files.map(\.path)
+        files += ["tokenizer.model", "tokenizer_config.json"].map { Files.join(directory, $0) }.filter(Files.exists)
+        for dir in options.loraDirectories {
+            files += [LoRAAdapter.configFile, LoRAAdapter.weightsFile].map { Files.join(dir, $0) }
+        }
+        return files
+    }
 
     public init(directory: String, options: ConvertOptions) throws(ConvertError) {
         try Files.requireFolder(directory, missing: "the Hugging Face checkpoint folder",
@@ -102,7 +135,8 @@ public struct ConversionPlan: Sendable {
             let patches = adapters.compactMap { $0.patches[m.hf] }
             let (type, fellBack) = Self.tensorType(m, config: config, options: options)
             let plan = GGUFTensorPlan(name: m.gguf, dims: m.hfShape.reversed(), type: type)
-            jobs.append(TensorJob(mapping: m, source: t, patches: patches, plan: plan, fellBackFrom: fellBack))
+            jobs.append(TensorJob(mapping: m, source: t, patches: patches, plan: plan, fellBackFrom: fellBack,
+                                  typeChoice: Self.typeChoice(m, config: config, options: options)))
         }
         self.jobs = jobs
 
@@ -149,13 +183,16 @@ public struct ConversionPlan: Sendable {
         guard Files.exists(path) else {
             throw .missingFile(path: path, what: "the SentencePiece tokenizer; pass --no-tokenizer to convert the weights alone")
         }
+        // Mapped here first, so a FIFO or folder is refused as such ("not a regular file
+        // (a FIFO)") rather than blocking or reading as an empty file.
+        let file = try Files.map(path)
         // An empty protobuf decodes to the proto's defaults (a unigram model without
         // pieces), so say what is really wrong first.
-        if Files.size(path) == 0 {
+        if file.size == 0 {
             throw .badTokenizer(path: path, reason: "the file is empty (0 bytes); a SentencePiece model holds at least its pieces")
         }
         var v: Vocabulary
-        do { v = try SentencePieceTokenizer(modelFile: path).vocabulary } catch {
+        do { v = try SentencePieceTokenizer(modelData: Array(file.bytes)).vocabulary } catch {
             throw .badTokenizer(path: path, reason: error.description)
         }
         guard v.pieces.count <= config.vocabSize else {
@@ -170,8 +207,15 @@ public struct ConversionPlan: Sendable {
         let tcPath = Files.join(directory, "tokenizer_config.json")
         if Files.exists(tcPath) {
             let tc = try Files.readJSON(tcPath, what: "tokenizer settings")
-            v.addBOS = tc["add_bos_token"]?.bool ?? v.addBOS
-            v.addEOS = tc["add_eos_token"]?.bool ?? v.addEOS
+            // A string "true" or a 1 is not taken as a boolean (nor silently as absent):
+            // the flag decides whether prompts start with BOS, so a wrong guess is an error.
+            func flag(_ key: String) throws(ConvertError) -> Bool? {
+                guard let j = tc[key], !j.isNull else { return nil }
+                guard let b = j.bool else { throw .badConfig(path: tcPath, key: key, reason: "is \(j.brief), not true or false") }
+                return b
+            }
+            v.addBOS = try flag("add_bos_token") ?? v.addBOS
+            v.addEOS = try flag("add_eos_token") ?? v.addEOS
         }
         do { return (try SentencePieceTokenizer(vocabulary: v).ggufMetadata, v.pieces.count) } catch {
             throw .badTokenizer(path: path, reason: error.description)
@@ -188,6 +232,34 @@ public struct ConversionPlan: Sendable {
         if m.hfShape[1] % type.blockSize != 0 { return (.f16, type) }
         return (type, nil)
     }
+
+    /// The options behind `tensorType(m, …)`, named as the user gave them.
+    public static func typeChoice(_ m: TensorMapping, config: HFConfig, options: ConvertOptions) -> TypeChoice {
+        guard m.isMatrix else { return TypeChoice(chosenBy: "norms, which are always F32", remedy: "--type f32") }
+        let isOutput = m.gguf == "output.weight" || (config.tiedEmbeddings && m.gguf == "token_embd.weight")
+        var choice: TypeChoice
+        if isOutput, let t = options.outputType {
+            choice = TypeChoice(chosenBy: "--output-type \(Self.flag(t))", remedy: "--output-type f32")
+        } else if isOutput {
+            let asked = ConvertOptions.outputType(for: options.type)
+            let why = asked == options.type ? "which the output projection follows without --output-type"
+                : "for which the output projection's default is \(Self.flag(asked))"
+            choice = TypeChoice(chosenBy: "--type \(Self.flag(options.type)) (\(why))", remedy: "--output-type f32 or --type f32")
+        } else {
+            choice = TypeChoice(chosenBy: "--type \(Self.flag(options.type))", remedy: "--type f32")
+        }
+        if isOutput && m.gguf == "token_embd.weight" {
+            choice = TypeChoice(chosenBy: choice.chosenBy + ", as token_embd is tied to the output projection", remedy: choice.remedy)
+        }
+        if let from = tensorType(m, config: config, options: options).fellBackFrom {
+            choice = TypeChoice(chosenBy: choice.chosenBy + ", as F16 because rows of \(m.hfShape[1]) are not a multiple of "
+                                + "\(from)'s block of \(from.blockSize)", remedy: choice.remedy)
+        }
+        return choice
+    }
+
+    /// A type as the --type flag spells it ("q4_0").
+    static func flag(_ t: GGMLType) -> String { t.description.lowercased() }
 
     /// general.* and llama.* keys, in the order and with the value types of llama.cpp's converter.
     /// HFConfig(json:) already bounds every value; a config built in code is checked

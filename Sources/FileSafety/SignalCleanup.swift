@@ -1,4 +1,4 @@
-// Temporary files to remove if the process is killed by SIGINT, SIGTERM or SIGHUP
+// Temporary files to remove if the process is killed by SIGINT, SIGTERM, SIGHUP or SIGPIPE
 // (a signal runs no `deinit`, so a writer's own cleanup never happens then).
 //
 // Writers register a temporary once it is theirs (created, or locked) and remove it
@@ -16,7 +16,8 @@ public enum SignalCleanup {
     public static let capacity = Int(PALR_CLEANUP_SLOTS)
 
     /// Registers `path` for removal on a signal; returns a token for `unregister`,
-    /// or nil when the registry is full or the path is longer than PATH_MAX.
+    /// or nil when the registry is full, the path is longer than PATH_MAX, or the
+    /// process is dying (`removeRegisteredFiles` has run).
     @discardableResult
     public static func register(_ path: String) -> Int? {
         let slot = palr_cleanup_register(path)
@@ -38,10 +39,12 @@ public enum SignalCleanup {
         }
     }
 
-    /// Unlinks every registered file. Async-signal-safe.
+    /// Unlinks every registered file. Async-signal-safe. For a dying process: from then
+    /// on nothing more registers (a path copied into a slot while the handler reads it
+    /// could make it unlink a name no writer registered).
     public static func removeRegisteredFiles() { palr_cleanup_remove_all() }
 
-    /// Installs handlers for SIGINT, SIGTERM and SIGHUP that remove the registered
+    /// Installs handlers for SIGINT, SIGTERM, SIGHUP and SIGPIPE that remove the registered
     /// files and then die of the signal as before. For executables, first thing in
     /// main. A signal inherited as ignored stays ignored (`nohup`, `cmd &` in a
     /// script). The handled signals are unblocked: a process inherits its parent's
@@ -51,7 +54,7 @@ public enum SignalCleanup {
     @discardableResult
     public static func installHandlers() -> [Int32] {
         let mask = palr_cleanup_install_handlers()
-        return [SIGINT, SIGTERM, SIGHUP].filter { mask & (1 << UInt32($0)) != 0 }
+        return [SIGINT, SIGTERM, SIGHUP, SIGPIPE].filter { mask & (1 << UInt32($0)) != 0 }
     }
 }
 

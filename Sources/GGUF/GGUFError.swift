@@ -41,7 +41,7 @@ public enum GGUFError: Error, Equatable, CustomStringConvertible {
         case .nestingTooDeep(let k): return "metadata key '\(k)' nests arrays too deeply"
         case .duplicateKey(let k): return "metadata key '\(k)' appears twice"
         case .duplicateTensor(let t): return "tensor '\(t)' appears twice"
-        case .badAlignment(let k, let v): return "\(k) = \(v) is not a power of two"
+        case .badAlignment(let k, let v): return "\(k) = \(v) is not a power of two of at least 8"
         case .tooManyDimensions(let t, let n): return "tensor '\(t)' has \(n) dimensions (at most 4)"
         case .badDimension(let t, let i, let v): return "tensor '\(t)' dimension \(i) is \(v)"
         case .unknownTensorType(let t, let ty): return "tensor '\(t)' has unknown ggml type \(ty)"

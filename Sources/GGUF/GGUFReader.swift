@@ -16,6 +16,8 @@
 // against the bytes that remain before anything is allocated or dereferenced, so a
 // truncated or hostile file yields a GGUFError, never a crash.
 
+import FileSafety
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -33,12 +35,18 @@ public final class MappedFile: @unchecked Sendable {
 
     public init(path: String) throws(GGUFError) {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: a plain open of a FIFO for reading waits for a writer, possibly
+        // forever; with it the open returns at once and the type check below refuses the
+        // FIFO. The flag changes nothing for a regular file's fstat and mmap, and the
+        // descriptor is closed once mapped, so it is not cleared.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw .cannotOpen(path: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw .cannotOpen(path: path, reason: String(cString: strerror(errno))) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw .cannotOpen(path: path, reason: "not a regular file") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw .cannotOpen(path: path, reason: "not a regular file (\(Destination.kindName(st.st_mode)))")
+        }
         size = Int(st.st_size)
         if size == 0 {
             base = nil
@@ -140,7 +148,9 @@ public final class GGUFFile: @unchecked Sendable {
             guard case .uint32(let a) = v else {
                 throw .wrongValueType(key: "general.alignment", expected: "uint32", found: "\(v.type)")
             }
-            guard a > 0, a & (a - 1) == 0 else { throw .badAlignment(key: "general.alignment", value: String(a)) }
+            // The spec asks for a multiple of 8; a smaller one would let a tensor start off
+            // its elements' alignment (an F32 row at an odd address).
+            guard a >= 8, a & (a - 1) == 0 else { throw .badAlignment(key: "general.alignment", value: String(a)) }
             align = Int(a)
         }
         alignment = align

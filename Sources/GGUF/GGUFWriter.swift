@@ -70,8 +70,8 @@ public final class GGUFWriter {
         do { target = try Self.target(of: path) } catch {
             throw .writeFailed(path: path, reason: error.reason)
         }
-        guard alignment > 0, alignment & (alignment - 1) == 0 else {
-            throw .invalidPlan("alignment \(alignment) is not a power of two")
+        guard alignment >= 8, alignment & (alignment - 1) == 0 else {
+            throw .invalidPlan("alignment \(alignment) is not a power of two of at least 8 (the GGUF spec asks for a multiple of 8)")
         }
         var seen = Set<String>()
         for t in tensors {

@@ -61,36 +61,44 @@ extension HistoryStore {
         guard summary.interactionCount >= 0 else {
             throw HistoryError.invalidArgument("interaction count must not be negative (got \(summary.interactionCount))")
         }
+        if let last = summary.lastInteractionID, last < 1 {
+            throw HistoryError.invalidArgument("last interaction id of the summary of profile '\(summary.profile)' must "
+                                               + "be at least 1 (got \(last)): interaction ids start at 1")
+        }
         try connection.write("store profile summary") {
             let statement = try connection.prepare("""
-                INSERT OR REPLACE INTO profile_summaries(profile, text, history_digest, interaction_count, created_at)
-                VALUES (?1, ?2, ?3, ?4, ?5)
+                INSERT OR REPLACE INTO profile_summaries
+                    (profile, text, history_digest, interaction_count, created_at, last_interaction_id)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                 """)
             try statement.bind(1, try requireProfile(summary.profile))
             try statement.bind(2, summary.text)
             try statement.bind(3, summary.historyDigest.description)
             try statement.bind(4, summary.interactionCount)
             try statement.bind(5, summary.createdAt)
+            try statement.bind(6, summary.lastInteractionID)
             try statement.run()
         }
     }
 
     /// The keyword summary of a profile, or nil.
     public func profileSummary(profile: String) throws -> ProfileSummary? {
-        let row = try connection.read("read profile summary") { () -> (String, String, Int, Int64)? in
+        let row = try connection.read("read profile summary") { () -> (String, String, Int, Int64, Int64?)? in
             let statement = try connection.prepare("""
-                SELECT text, history_digest, interaction_count, created_at FROM profile_summaries WHERE profile = ?1
+                SELECT text, history_digest, interaction_count, created_at, last_interaction_id
+                FROM profile_summaries WHERE profile = ?1
                 """)
             defer { statement.reset() }
             try statement.bind(1, try requireProfile(profile))
             return try statement.step()
-                ? (statement.text(0), statement.text(1), statement.int(2), statement.int64(3)) : nil
+                ? (statement.text(0), statement.text(1), statement.int(2), statement.int64(3),
+                   statement.optionalInt64(4)) : nil
         }
-        guard let (text, digest, count, createdAt) = row else { return nil }
+        guard let (text, digest, count, createdAt, lastID) = row else { return nil }
         guard let historyDigest = HistoryDigest(hex: digest) else {
             throw HistoryError.corrupt(path: path, reason: "summary of profile '\(profile)' has digest '\(digest)'")
         }
         return ProfileSummary(profile: profile, text: text, historyDigest: historyDigest, interactionCount: count,
-                              createdAt: createdAt)
+                              createdAt: createdAt, lastInteractionID: lastID)
     }
 }

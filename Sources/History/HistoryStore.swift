@@ -9,7 +9,9 @@ import Foundation
 public struct HistoryStore: Sendable {
     /// How a store is opened.
     public struct Options: Sendable {
-        /// Create the file (and schema) when it does not exist.
+        /// Create the file (and schema) when it does not exist. When false, the
+        /// file must already be a store: a missing or empty (0-byte) file is
+        /// refused before it is opened, so nothing is created or written.
         public var createIfMissing: Bool
         /// Seconds a call may wait for another connection's lock before it
         /// fails with `HistoryError.busy`.
@@ -60,6 +62,11 @@ public struct HistoryStore: Sendable {
     public var path: String { connection.path }
 
     /// Opens (or creates) the database at `path` and brings its schema up to date.
+    /// An existing path that is not a regular file is refused, and so, unless
+    /// `options.readOnly`, is a database file this process cannot write, or whose
+    /// folder it cannot write when the `-wal` and `-shm` files must be created
+    /// there (`HistoryError.readOnly` naming which): all before anything is opened,
+    /// so a refusal creates no file.
     public init(path: String, options: Options = Options()) throws {
         guard !path.isEmpty, !path.hasPrefix(":memory:"), !path.hasPrefix("file:") else {
             throw HistoryError.invalidArgument("history database path must be a file path, not '\(path)'")
@@ -96,8 +103,10 @@ public struct HistoryStore: Sendable {
     }
 
     /// Whether writes fail with `HistoryError.readOnly`: opened with
-    /// `Options.readOnly`, or the file is not writable (SQLite then opens it
-    /// read-only by itself).
+    /// `Options.readOnly`, or the file became unwritable between the check before
+    /// opening (which refuses a file this process cannot write) and the open
+    /// (SQLite then opens it read-only by itself). False when only an existing
+    /// `-wal` or `-shm` file is not writable: writes then fail naming that file.
     public var isReadOnly: Bool {
         connection.lock.lock()
         defer { connection.lock.unlock() }

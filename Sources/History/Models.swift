@@ -133,13 +133,39 @@ public struct ProfileSummary: Hashable, Sendable, Codable {
     public var interactionCount: Int
     /// Unix seconds.
     public var createdAt: Int64
+    /// The largest interaction id in the history the summary was generated from:
+    /// it tells which of today's interactions the summary saw. nil when unknown
+    /// (a summary stored before schema version 2, or one given without it) or when
+    /// that history was empty.
+    public var lastInteractionID: Int64?
 
-    public init(profile: String, text: String, historyDigest: HistoryDigest, interactionCount: Int, createdAt: Int64) {
+    public init(profile: String, text: String, historyDigest: HistoryDigest, interactionCount: Int, createdAt: Int64,
+                lastInteractionID: Int64? = nil) {
         self.profile = profile
         self.text = text
         self.historyDigest = historyDigest
         self.interactionCount = interactionCount
         self.createdAt = createdAt
+        self.lastInteractionID = lastInteractionID
+    }
+
+    /// How many interactions were added plus removed between the history this
+    /// summary was made from and `history` (the same profile's `recent()` with
+    /// the same limit, oldest first). Interaction ids only grow and are never
+    /// reused, so an id above `lastInteractionID` was added since, and one of the
+    /// `interactionCount` rows the summary saw that is no longer there was removed
+    /// (forgotten, trimmed by the retention cap, or pushed out of the window).
+    /// nil when the summary has no marker and the change cannot be measured.
+    public func changedInteractions(in history: [Interaction]) -> Int? {
+        if interactionCount == 0 {
+            // Nothing was seen, so every row now is new (no marker is needed).
+            return history.count
+        }
+        guard let seen = lastInteractionID else { return nil }
+        let added = history.reduce(0) { $0 + ($1.id > seen ? 1 : 0) }
+        let kept = history.count - added
+        // max(0, …): a summary stored by hand may claim fewer rows than its marker covers.
+        return added + max(0, interactionCount - kept)
     }
 }
 

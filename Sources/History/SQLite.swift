@@ -10,6 +10,7 @@
 //     WAL restart) are retried here, with backoff, until the same deadline.
 // So a caller sees `HistoryError.busy` only after the whole timeout has passed.
 import CSQLite
+import FileSafety
 import Foundation
 
 /// SQLite's SQLITE_TRANSIENT (the macro is not imported): "copy the bytes now".
@@ -46,6 +47,14 @@ final class Statement {
 
     func bind(_ index: Int32, _ value: Int) throws {
         try bind(index, Int64(value))
+    }
+
+    func bind(_ index: Int32, _ value: Int64?) throws {
+        if let value {
+            try bind(index, value)
+        } else {
+            try check(sqlite3_bind_null(handle, index))
+        }
     }
 
     func bind(_ index: Int32, _ value: Double?) throws {
@@ -123,6 +132,7 @@ final class Connection: @unchecked Sendable {
             throw .cannotOpen(path: path, reason: "no such file (a database is created by `palr history add "
                               + "--create-profile` or `palr history import`)")
         }
+        try Self.refuseBeforeOpening(path: path, create: create, readOnly: readOnly)
         var db: OpaquePointer?
         // NOMUTEX: HistoryStore serialises all use of a connection through `lock`.
         var flags = (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_EXRESCODE
@@ -154,6 +164,83 @@ final class Connection: @unchecked Sendable {
     }
 
     deinit { close() }
+
+    /// Refuses an existing file that opening would harm or misread. sqlite3_open_v2
+    /// acts before it can report anything: it turns an empty file into a database
+    /// when the schema is written, fails on a device with an unclear I/O error, and
+    /// on a file this process cannot write it falls back to read-only after creating
+    /// `-wal` and `-shm` beside it, owned by this user, which can then lock the
+    /// database's owner out. So these checks run first, and a refusal leaves no file
+    /// behind. `-wal` and `-shm` files that exist but are not writable are not refused
+    /// here: opening creates nothing then, reads still work, and a write fails with a
+    /// message naming the file (`readOnlyReason`). (Another process may change the
+    /// files between check and open; SQLite's own errors still cover that window.)
+    private static func refuseBeforeOpening(path: String, create: Bool, readOnly: Bool) throws(HistoryError) {
+        var info = stat()
+        // A missing file is `create`'s business (or refused above); stat follows links.
+        guard stat(path, &info) == 0 else { return }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw .cannotOpen(path: path, reason: "it is \(Destination.kindName(info.st_mode)), not a regular file "
+                              + "(a palr history database is a regular file)")
+        }
+        if !create && info.st_size == 0 {
+            // SQLite would take a 0-byte file for a new database and write the schema
+            // into it; a caller that must not create a store has been given the wrong file.
+            // (A committed store is never 0 bytes: switching to WAL writes the header page,
+            // and SQLite itself discards a -wal beside a 0-byte file.)
+            throw .notAHistoryDatabase(path: path, reason: "the file is empty (0 bytes); create a store with "
+                                       + "`palr history --db \(path) add --create-profile --profile NAME ITEM…` or "
+                                       + "`palr history --db \(path) import …`")
+        }
+        if !readOnly, let problem = unwritableFile(of: path, existingWAL: false) {
+            throw .readOnly(path: path, operation: "open", reason: problem + "; nothing was opened or created")
+        }
+    }
+
+    /// Which of the database's files this process cannot write, as a reason naming
+    /// it, or nil when all can be written: the database, its `-wal` and `-shm`
+    /// files when they exist (unless `existingWAL` is false), and its folder when
+    /// WAL mode must create them. Checked with the effective user, as the open
+    /// itself would be (root passes).
+    static func unwritableFile(of path: String, existingWAL: Bool = true) -> String? {
+        func denied(_ file: String, _ mode: Int32) -> Int32? {
+            faccessat(AT_FDCWD, file, mode, AT_EACCESS) == 0 ? nil : errno
+        }
+        func owner(_ file: String) -> String {
+            var info = stat()
+            guard stat(file, &info) == 0, info.st_uid != geteuid() else { return "" }
+            return ", it belongs to uid \(info.st_uid)"
+        }
+        if let e = denied(path, W_OK) {
+            return "the file \(path) is not writable (\(Destination.describe(e))\(owner(path)))"
+        }
+        // SQLite follows a symbolic link and keeps -wal and -shm beside the file it points to.
+        let target = realpath(path, nil).map { resolved in
+            defer { free(resolved) }
+            return String(cString: resolved)
+        } ?? path
+        var missing: [String] = []
+        for file in [target + "-wal", target + "-shm"] {
+            guard denied(file, F_OK) == nil else {
+                missing.append(file)
+                continue
+            }
+            if existingWAL, let e = denied(file, R_OK | W_OK) {
+                return "its file \(file) is not writable (\(Destination.describe(e))\(owner(file))), and SQLite's "
+                    + "WAL mode writes it with the database; make it writable for this user"
+            }
+        }
+        if !missing.isEmpty {
+            let directory = (target as NSString).deletingLastPathComponent
+            let folder = directory.isEmpty ? "." : directory
+            if let e = denied(folder, W_OK | X_OK) {
+                return "its folder \(folder) is not writable (\(Destination.describe(e))), and SQLite's WAL mode "
+                    + "must create \(missing.joined(separator: " and ")) there (make the folder writable, or copy "
+                    + "the database to a writable folder)"
+            }
+        }
+        return nil
+    }
 
     /// Finalizes all statements and closes the handle. The last connection to
     /// close checkpoints the WAL into the database file and removes it.
@@ -313,7 +400,11 @@ final class Connection: @unchecked Sendable {
                 + "mode must create \(path)-wal and \(path)-shm there (make the folder writable, or copy the "
                 + "database to a writable folder)"
         default:
-            return readOnly ? "it was opened read-only" : "the file is not writable (permission denied)"
+            if readOnly { return "it was opened read-only" }
+            // Name the file that is not writable: the -wal or -shm file (say, left by
+            // another user) denies writes as surely as the database file does.
+            return Self.unwritableFile(of: path)
+                ?? "SQLite could not write \(path) or its -wal and -shm files (\(error.message))"
         }
     }
 }

@@ -15,11 +15,19 @@
 //   profile_summaries(profile, text, history_digest, interaction_count, created_at)
 // Deleting a profile cascades to its interactions, cached results and summary.
 //
+// Version 2:
+//   profile_summaries.last_interaction_id   the largest interaction id of the history
+//       the summary was made from (NULL: no history, or a summary written before
+//       version 2). Ids are global, increasing and never reused, so rows with a
+//       larger id were added after the summary, and rows the summary saw that are
+//       gone were removed: together the change since, which the row count and the
+//       digest alone cannot measure (a profile at its retention cap keeps its count).
+//
 // A migration runs in one write transaction that also bumps user_version, so
 // a crash leaves the database at the old version or the new one, never between.
 
 /// The schema version this build writes and understands.
-let schemaVersion = 1
+let schemaVersion = 2
 
 /// 'palr' in ASCII: PRAGMA application_id marks the file as ours.
 let applicationID: Int32 = 0x7061_6c72
@@ -77,6 +85,11 @@ let migrations: [String] = [
         interaction_count INTEGER NOT NULL,
         created_at INTEGER NOT NULL
     );
+    """,
+    // Nullable, no default: summaries of a version-1 database keep NULL, which
+    // tells the reader that their marker is unknown.
+    """
+    ALTER TABLE profile_summaries ADD COLUMN last_interaction_id INTEGER;
     """,
 ]
 

@@ -30,7 +30,8 @@ extension Ranker {
     public func generateProfile(history: [String]) throws -> GeneratedProfile {
         let text = profilePrompt(history: history)
         let tokens = tokenizer.encode(text, addBOS: true)
-        guard tokens.count + settings.profileTokenBudget < session.contextLength else {
+        // Compared without adding: the budget is any integer ≥ 1 the file holds.
+        guard settings.profileTokenBudget < session.contextLength - tokens.count else {
             throw RankerError.model("the profile prompt (\(tokens.count) tokens) and palr.profile_token_budget "
                                     + "(\(settings.profileTokenBudget)) exceed the \(session.contextLength)-token context; "
                                     + "lower palr.profile_history or palr.profile_token_budget")
@@ -94,21 +95,31 @@ public func sanitizeProfile(_ raw: String, maxCharacters: Int) -> String {
 }
 
 extension Recommender {
-    /// The stored summary, regenerated when missing, when forced, or when the history
-    /// has changed by at least `palr.profile_refresh_after` interactions since. Never
-    /// called by `recommend`: summaries are built in the background (`palr refresh`).
+    /// The stored summary, regenerated when missing, when forced, or when at least
+    /// `palr.profile_refresh_after` interactions were added or removed since it was
+    /// made. Never called by `recommend`: summaries are built in the background
+    /// (`palr refresh`).
     public func refreshProfile(_ profile: String, force: Bool = false) throws -> (summary: ProfileSummary, generated: GeneratedProfile?) {
         guard ranker.settings.writesProfiles else { throw RecommenderError.profilesUnsupported(model: modelID) }
         let history = try store.recent(profile: profile, limit: historyWindow)
         let digest = HistoryDigest(of: history)
         if !force, let existing = try store.profileSummary(profile: profile) {
-            let changed = existing.historyDigest == digest ? 0 : max(1, abs(history.count - existing.interactionCount))
+            // Added plus removed, not the difference of the counts: at the retention cap,
+            // or after a forget and as many adds, the count stays while the history turns over.
+            // A summary without its marker (stored before schema version 2) whose history
+            // has changed cannot say by how much, so it is regenerated rather than kept on
+            // a guess: at most once per profile, since the new one has a marker.
+            let changed = existing.historyDigest == digest ? 0
+                : max(1, existing.changedInteractions(in: history) ?? ranker.settings.profileRefreshAfter)
             if changed < ranker.settings.profileRefreshAfter { return (existing, nil) }
         }
         let titles = history.compactMap { catalog.index(of: $0.item).map { catalog.titles[Int($0)] } }
         let gen = try ranker.generateProfile(history: titles)
+        // The marker comes from the snapshot the summary was made from: rows recorded while
+        // it was being generated have larger ids and count as changes next time.
         let summary = ProfileSummary(profile: profile, text: gen.text, historyDigest: digest,
-                                     interactionCount: history.count, createdAt: Int64(Date().timeIntervalSince1970))
+                                     interactionCount: history.count, createdAt: Int64(Date().timeIntervalSince1970),
+                                     lastInteractionID: history.map(\.id).max())
         try store.putProfileSummary(summary)
         return (summary, gen)
     }

@@ -42,6 +42,8 @@ public enum RankerError: Error, Equatable, CustomStringConvertible {
     case noCandidates
     case promptTooLong(tokens: Int, context: Int)
     case labelNotInVocabulary(String)
+    /// Generate mode: the context filled before the model had named any candidate.
+    case contextFilledBeforeAnyTitle(context: Int)
     case model(String)
 
     public var description: String {
@@ -51,6 +53,9 @@ public enum RankerError: Error, Equatable, CustomStringConvertible {
             return "the prompt needs \(t) tokens but the context holds \(c); rank fewer candidates, "
                 + "or lower palr.max_history or palr.title_token_limit"
         case .labelNotInVocabulary(let l): return "letters mode needs the label '\(l)' as one token, and the model's vocabulary has none"
+        case .contextFilledBeforeAnyTitle(let c):
+            return "generate mode: the \(c)-token context filled before the model had written one title; rank fewer "
+                + "candidates, or lower palr.max_history or palr.title_token_limit"
         case .model(let m): return m
         }
     }
@@ -165,9 +170,11 @@ public final class Ranker {
                              cacheKey: String?) throws -> RankResult {
         guard let labels = labelTokens else { throw RankerError.labelNotInVocabulary("A") }
         var timings = RankTimings()
-        // Windows of up to 20 candidates, in retrieval order. Within a window the score
-        // is the label's log-softmax over that window's labels; windows are merged by
-        // that score (ties keep retrieval order). One prefill per window.
+        // Windows of up to 20 candidates, in retrieval order, one prefill each. Within a
+        // window the score is the label's log-softmax over that window's labels, and the
+        // model orders the window; the windows themselves stay in retrieval order. (Scores
+        // normalised over different windows are not comparable: merging by score ranked
+        // a window of one item, always log 1 = 0, above every item of a full window.)
         var scored: [(index: Int, score: Double)] = []
         var lastPrompt = ""
         var window = 0
@@ -188,7 +195,8 @@ public final class Ranker {
             timings.scoringSeconds += Date().timeIntervalSince(s0)
             window += 1
         }
-        return RankResult(items: try top(scored, candidates, k), mode: .letters, timings: timings, prompt: lastPrompt)
+        return RankResult(items: try top(scored, candidates, k, window: labels.count), mode: .letters, timings: timings,
+                          prompt: lastPrompt)
     }
 
     // MARK: likelihood
@@ -234,7 +242,7 @@ public final class Ranker {
         // remaining candidate are allowed; a completed title leaves the trie.
         while scored.count < k, trie.remaining > 0 {
             let allowed = trie.allowed(from: node)
-            guard let best = allowed.max(by: { logits[Int($0.token)] < logits[Int($1.token)] }) else { break }
+            guard let best = Self.greedyChoice(allowed, logits) else { break }
             pathScore += Double(logSoftmax(logits, at: Int(best.token)))
             path.append(best.token)
             node = best.child
@@ -252,12 +260,24 @@ public final class Ranker {
             }
         }
         timings.scoringSeconds = Date().timeIntervalSince(s0)
+        // The context can fill before k titles are written: fewer items are returned (the
+        // recommender notes it), none is an error.
+        if scored.isEmpty { throw RankerError.contextFilledBeforeAnyTitle(context: session.contextLength) }
         // Generated order is the ranking; the score reported is the title's log-probability.
         try checkFinite(scored)
         let items = scored.prefix(k).enumerated().map { r, s in
             RankedItem(id: candidates[s.index].id, title: candidates[s.index].title, score: s.score, rank: r + 1)
         }
         return RankResult(items: items, mode: .generate, timings: timings, prompt: text)
+    }
+
+    /// The allowed token with the highest logit; equal logits go to the lower token id,
+    /// so the choice never depends on the trie's (hash) order, which differs from
+    /// process to process.
+    static func greedyChoice(_ allowed: [(token: Int32, child: Int)], _ logits: [Float]) -> (token: Int32, child: Int)? {
+        allowed.max { a, b in
+            logits[Int(a.token)] != logits[Int(b.token)] ? logits[Int(a.token)] < logits[Int(b.token)] : a.token > b.token
+        }
     }
 
     /// NaN or +∞ scores come from NaN or infinite logits: a damaged model, never a ranking.
@@ -271,11 +291,18 @@ public final class Ranker {
 
     /// The best `k` by score, with the retrieval prior (`palr.retrieval_prior`) added:
     /// `index` is the candidate's retrieval position. Letters and likelihood modes.
-    private func top(_ scored: [(index: Int, score: Double)], _ candidates: [Candidate], _ k: Int) throws(RankerError) -> [RankedItem] {
+    /// Candidates are compared by score only within a window of `window` retrieval
+    /// positions (letters mode's prefills); earlier windows rank first.
+    private func top(_ scored: [(index: Int, score: Double)], _ candidates: [Candidate], _ k: Int,
+                     window: Int = .max) throws(RankerError) -> [RankedItem] {
         try checkFinite(scored)
         let w = settings.retrievalPrior
         let scored = w == 0 ? scored : scored.map { ($0.index, $0.score - w * log1p(Double($0.index))) }
-        let order = scored.sorted { $0.score != $1.score ? $0.score > $1.score : $0.index < $1.index }
+        let order = scored.sorted { a, b in
+            let wa = a.index / window, wb = b.index / window
+            if wa != wb { return wa < wb }
+            return a.score != b.score ? a.score > b.score : a.index < b.index
+        }
         return order.prefix(k).enumerated().map { r, s in
             RankedItem(id: candidates[s.index].id, title: candidates[s.index].title, score: s.score, rank: r + 1)
         }

@@ -51,7 +51,9 @@ public final class Recommender {
     public let retriever: Retriever
     /// Identifies the model in cached results (the CLI uses file name and GGUF fingerprint).
     public let modelID: String
-    public var catalogID: String { catalog.info.id }
+    /// Identifies the catalog in cached results: its id and a digest of its content, so
+    /// a catalog rebuilt under the same id invalidates what was cached against the old one.
+    public let catalogID: String
     /// Interactions read per request (the store's retention cap bounds them anyway):
     /// retrieval never offers an item seen in any of them.
     public var historyWindow = 100_000
@@ -62,6 +64,7 @@ public final class Recommender {
         self.store = store
         self.modelID = modelID
         retriever = Retriever(catalog: catalog)
+        catalogID = "\(catalog.info.id)#\(catalog.contentDigest)"
         // A catalog whose titles the model cannot even tokenize is the wrong catalog.
         let sample = catalog.titles.prefix(50)
         let unknown = sample.filter { ranker.tokenizer.encode($0, addBOS: false).contains(ranker.tokenizer.unk) }.count
@@ -92,17 +95,13 @@ public final class Recommender {
         let cacheID = cacheModelID(mode: mode, candidates: nCand)
         var notes: [String] = []
 
-        if useCache, let cached = try store.cachedRecommendations(profile: profile, modelID: cacheID, catalogID: catalogID),
-           cached.historyDigest == inputDigest, cached.items.count >= k {
-            var items: [RankedItem] = []
-            for (r, it) in cached.items.prefix(k).enumerated() {
-                let title = catalog.index(of: it.item).map { catalog.titles[Int($0)] } ?? it.item
-                items.append(RankedItem(id: it.item, title: title, score: it.score, rank: r + 1))
-            }
+        if useCache, let hit = try cachedRanking(profile: profile, history: history, inputDigest: inputDigest,
+                                                 cacheID: cacheID, k: k, candidates: nCand) {
             var t = Recommendation.Timings()
             t.totalSeconds = Date().timeIntervalSince(t0)
-            return Recommendation(profile: profile, items: items, mode: mode, fromCache: true, candidates: nCand,
-                                  historyLength: history.count, historyDigest: digest.description, timings: t, notes: [])
+            return Recommendation(profile: profile, items: hit.items, mode: mode, fromCache: true, candidates: hit.candidates,
+                                  historyLength: history.count, historyDigest: digest.description, timings: t,
+                                  notes: hit.notes)
         }
 
         // Retrieval over the whole window; the prompt shows the most recent titles.
@@ -111,10 +110,7 @@ public final class Recommender {
         let retrieval = retriever.retrieve(history: ids, count: nCand)
         var timings = Recommendation.Timings()
         timings.retrievalSeconds = Date().timeIntervalSince(r0)
-        if retrieval.unknownCount > 0 {
-            notes.append("\(retrieval.unknownCount) history items are not in the catalog and were skipped")
-        }
-        if history.isEmpty { notes.append("empty history: candidates are the most popular items") }
+        notes += historyNotes(unknown: retrieval.unknownCount, empty: history.isEmpty)
         let cands = retrieval.items.map { Candidate(id: catalog.ids[Int($0.index)], title: catalog.titles[Int($0.index)]) }
         guard !cands.isEmpty else { throw RecommenderError.nothingToRecommend(profile: profile) }
         if cands.count < k { notes.append("only \(cands.count) unseen candidates exist") }
@@ -122,6 +118,10 @@ public final class Recommender {
 
         let result = try ranker.rank(history: titles, profile: summary, candidates: cands, k: min(k, cands.count),
                                      mode: mode, cacheKey: profile)
+        if result.items.count < min(k, cands.count) {
+            notes.append("the model's context filled after \(result.items.count) of \(min(k, cands.count)) titles "
+                         + "(generate mode): rank fewer candidates, or lower palr.max_history or palr.title_token_limit")
+        }
         timings.prefillSeconds = result.timings.prefillSeconds
         timings.scoringSeconds = result.timings.scoringSeconds
         timings.promptTokens = result.timings.promptTokens
@@ -140,15 +140,50 @@ public final class Recommender {
                               historyLength: history.count, historyDigest: digest.description, timings: timings, notes: notes)
     }
 
-    /// Whether the cached ranking of `profile` is missing or older than its history.
-    /// `k` and `candidates` as `recommend` would get them (they name the cache entry).
+    func historyNotes(unknown: Int, empty: Bool) -> [String] {
+        var notes: [String] = []
+        if unknown > 0 { notes.append("\(unknown) history items are not in the catalog and were skipped") }
+        if empty { notes.append("empty history: candidates are the most popular items") }
+        return notes
+    }
+
+    /// The cached ranking `recommend` would serve: computed from the same input (history
+    /// and summary), with `k` items — or every unseen catalog item, when fewer exist —
+    /// each still a catalog item (the content digest in `catalogID` makes that hold;
+    /// checked anyway: a cached list is served whole or not at all). With the candidate
+    /// count and the notes a fresh ranking of that input gives.
+    func cachedRanking(profile: String, history: [Interaction], inputDigest: HistoryDigest, cacheID: String,
+                       k: Int, candidates nCand: Int) throws -> (items: [RankedItem], candidates: Int, notes: [String])? {
+        guard let cached = try store.cachedRecommendations(profile: profile, modelID: cacheID, catalogID: catalogID),
+              cached.historyDigest == inputDigest else { return nil }
+        var known = Set<Int32>()
+        var unknown = 0
+        for it in history {
+            if let i = catalog.index(of: it.item) { known.insert(i) } else { unknown += 1 }
+        }
+        let unseen = catalog.count - known.count
+        let want = min(k, unseen)
+        guard want > 0, cached.items.count >= want else { return nil }
+        var items: [RankedItem] = []
+        for (r, it) in cached.items.prefix(want).enumerated() {
+            guard let i = catalog.index(of: it.item) else { return nil }
+            items.append(RankedItem(id: it.item, title: catalog.titles[Int(i)], score: it.score, rank: r + 1))
+        }
+        var notes = historyNotes(unknown: unknown, empty: history.isEmpty)
+        if want < k { notes.append("only \(want) unseen candidates exist") }
+        return (items, min(nCand, unseen), notes)
+    }
+
+    /// Whether `recommend` would rank `profile` afresh: no cached ranking of its current
+    /// history it could serve. `k` and `candidates` as `recommend` would get them (they
+    /// name the cache entry).
     public func isStale(profile: String, k: Int = 10, mode: ScoringMode? = nil, candidates: Int? = nil) throws -> Bool {
         let mode = mode ?? ranker.settings.mode
         let nCand = candidateCount(k: k, candidates: candidates)
-        guard let cached = try store.cachedRecommendations(profile: profile, modelID: cacheModelID(mode: mode, candidates: nCand),
-                                                           catalogID: catalogID) else { return true }
-        let digest = HistoryDigest(of: try store.recent(profile: profile, limit: historyWindow))
-        return cached.historyDigest != rankingInputDigest(digest, summary: try storedSummary(profile))
+        let history = try store.recent(profile: profile, limit: historyWindow)
+        let input = rankingInputDigest(HistoryDigest(of: history), summary: try storedSummary(profile))
+        return try cachedRanking(profile: profile, history: history, inputDigest: input,
+                                 cacheID: cacheModelID(mode: mode, candidates: nCand), k: k, candidates: nCand) == nil
     }
 
     /// The profile summary ranking prompts include: the stored one, if the model writes them.

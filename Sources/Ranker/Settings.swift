@@ -97,6 +97,37 @@ public struct PALRSettings: Sendable, Equatable {
         try int("palr.profile_history", &profileHistory)
         try int("palr.profile_token_budget", &profileTokenBudget)
         try int("palr.profile_refresh_after", &profileRefreshAfter, min: 0)
+        try checkTemplates()
+        guard retrievalPrior <= Self.maxRetrievalPrior else {
+            throw .wrongValueType(key: "palr.retrieval_prior", expected: "a number in 0…\(Int(Self.maxRetrievalPrior))",
+                                  found: String(retrievalPrior))
+        }
+    }
+
+    /// The converter's bound too: beyond it the prior alone decides every ranking.
+    public static let maxRetrievalPrior = 1000.0
+
+    /// Every template must hold the placeholders its mode fills: a letters prompt without
+    /// `{candidates}`, or a candidate line without `{label}`, would "rank" candidates the
+    /// model never saw. (Templates of the other modes are checked too: `--mode` picks any.)
+    func checkTemplates() throws(GGUFError) {
+        let rules: [(key: String, text: String, needs: [String])] = [
+            ("palr.prompt_template (letters)", lettersTemplate, ["history", "candidates"]),
+            ("palr.prompt_template (likelihood)", likelihoodTemplate, ["history"]),
+            ("palr.prompt_template (generate)", generateTemplate, ["history", "candidates"]),
+            ("palr.history_item", historyItem, ["title"]),
+            ("palr.candidate_item", candidateItem, ["label", "title"]),
+            ("palr.generate_candidate_item", generateCandidateItem, ["title"]),
+            ("palr.profile_line", profileLine, ["summary"]),
+            ("palr.profile_template", profileTemplate, ["history"]),
+        ]
+        for rule in rules {
+            for name in rule.needs where !rule.text.contains("{\(name)}") {
+                let shown = rule.text.count <= 80 ? rule.text : String(rule.text.prefix(80)) + "…"
+                throw .wrongValueType(key: rule.key, expected: "a template with the placeholder {\(name)}",
+                                      found: "\"\(shown.debugDescription.dropFirst().dropLast())\"")
+            }
+        }
     }
 
     public func template(for mode: ScoringMode) -> String {

@@ -57,6 +57,12 @@ struct BenchCommand: ParsableCommand {
         m.gguf.file.adviseWillNeed()
         let loadSeconds = Date().timeIntervalSince(t0)
         let c = m.config
+        // Both runs start at position 0 (plus the warm-up token): refused now rather than
+        // after decoding a context's worth of tokens.
+        guard max(p, n) < c.contextLength else {
+            throw CLIError(path: model, "-p \(p) / -n \(n) do not fit the model's \(c.contextLength)-token context; "
+                           + "use at most \(c.contextLength - 1)")
+        }
         let ctx = min(c.contextLength, max(p, n) + 1)
         let session: LlamaSession
         do {

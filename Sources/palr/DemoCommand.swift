@@ -32,7 +32,11 @@ struct DemoCommand: ParsableCommand {
     var t: Int?
 
     func validate() throws {
-        if k < 1 { throw ValidationError("--k must be at least 1 (got \(k))") }
+        // The bounds `recommend` has, checked before the demo prints anything.
+        guard (1...Retriever.maxCount).contains(k) else {
+            throw ValidationError("--k must be between 1 and \(Retriever.maxCount) (got \(k))")
+        }
+        if let mode, ScoringMode(rawValue: mode) == nil { throw ValidationError("--mode is letters, likelihood or generate") }
         try validateThreads(t)
     }
 

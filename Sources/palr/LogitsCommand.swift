@@ -13,7 +13,7 @@ struct LogitsCommand: ParsableCommand {
     @Option(name: .long, help: "Token ids, e.g. 1,2,3.")
     var tokens: String
 
-    @Flag(name: .long, help: "Print {\"logits\": [[...], ...], \"argmax\": [...]} as JSON.")
+    @Flag(name: .long, help: "Print {\"logits\": [[...], ...], \"argmax\": [...]} as JSON (a logit that is NaN or infinite is null).")
     var json = false
 
     @Flag(name: .long, help: "Run one token at a time through decode instead of one prefill.")
@@ -40,7 +40,8 @@ struct LogitsCommand: ParsableCommand {
         let argmax = rows.map { r in r.indices.max { r[$0] < r[$1] } ?? 0 }
         if json {
             var s = "{\"logits\": ["
-            s += rows.map { "[" + $0.map { "\($0)" }.joined(separator: ", ") + "]" }.joined(separator: ", ")
+            // JSON has no NaN or infinity (a damaged model's logits): they are written as null.
+            s += rows.map { "[" + $0.map { $0.isFinite ? "\($0)" : "null" }.joined(separator: ", ") + "]" }.joined(separator: ", ")
             s += "], \"argmax\": [" + argmax.map(String.init).joined(separator: ", ") + "]}"
             print(s)
         } else {

@@ -212,6 +212,9 @@ struct RefreshCommand: ParsableCommand {
                 }
                 let r = try rec.recommend(profile: p, k: k, mode: mode, candidates: pipeline.candidates, useCache: false)
                 print(String(format: "%@: %d items in %.2f s", p, r.items.count, r.timings.totalSeconds))
+            } catch RecommenderError.nothingToRecommend {
+                // Not a failure a scheduler should retry: the profile has seen every item.
+                print("\(p): skipped, it has seen every catalog item")
             } catch {
                 printErr("\(p): \(error)")
                 failed += 1

@@ -97,7 +97,9 @@ import Tokenizer
         #expect(throws: ConvertError.self) { try PalrSettings(jsonFile: d.file("typo.json")) }
         #expect(throws: ConvertError.self) { try PalrSettings.mode("ranked") }
         var t = PalrSettings()
-        t.maxCandidates = 30
+        t.maxCandidates = 20
+        try t.validate()   // letters mode: labels A…T, as the runtime has
+        t.maxCandidates = 21
         #expect(throws: ConvertError.self) { try t.validate() }
         t.scoringMode = .likelihood
         try t.validate()

@@ -210,7 +210,9 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
             let (writer, path) = try filledStore(folder, lines: 10)
             writer.close()
             #expect(chmod(path, 0o444) == 0)
-            let store = try HistoryStore(path: path, options: .init(createIfMissing: false))
+            // Opened for writing, it is refused before SQLite could leave -wal/-shm files behind.
+            #expect(throws: HistoryError.self) { try HistoryStore(path: path, options: .init(createIfMissing: false)) }
+            let store = try HistoryStore(path: path, options: .init(readOnly: true))
             #expect(store.isReadOnly)
             #expect(try store.stats().interactions == 10)
             #expect(throws: HistoryError.self) { try store.forget(profile: "1") }

@@ -99,11 +99,11 @@ import Testing
         let first = try rec.recommend(profile: "cy", k: 5)
         #expect(!first.fromCache)
         #expect(try rec.recommend(profile: "cy", k: 5).fromCache)
-        #expect(try !rec.isStale(profile: "cy"))
+        #expect(try !rec.isStale(profile: "cy", k: 5))
         try store.putProfileSummary(ProfileSummary(profile: "cy", text: "noir, heist, 1990s", historyDigest: HistoryDigest(value: 1),
                                                    interactionCount: 5, createdAt: 0))
         // The prompt changed, so the cached ranking no longer answers it.
-        #expect(try rec.isStale(profile: "cy"))
+        #expect(try rec.isStale(profile: "cy", k: 5))
         let fresh = try rec.recommend(profile: "cy", k: 5)
         #expect(!fresh.fromCache)
         #expect(try rec.recommend(profile: "cy", k: 5).fromCache)

@@ -179,5 +179,23 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
         let res = try r.rank(history: someTitles, candidates: many, k: 45, mode: .letters)
         #expect(res.items.count == 45)
         #expect(Set(res.items.map(\.id)).count == 45)
+        // Windows keep retrieval order: ranks 1–20 are the first window's candidates,
+        // 21–40 the second's, 41–45 the last's, each window in the model's order.
+        for (r, item) in res.items.enumerated() {
+            let position = many.firstIndex { $0.id == item.id } ?? -1
+            #expect(position / 20 == r / 20, "rank \(r + 1) holds retrieval position \(position)")
+        }
+    }
+
+    /// 21 candidates: the one in the second window (alone, its log-softmax is 0, above
+    /// any score of a full window) must not jump to the top; it ranks last.
+    @Test func aWindowOfOneDoesNotOutrankAFullWindow() throws {
+        let r = try makeRanker()
+        let many = (0..<21).map { Candidate(id: "m\($0)", title: "Movie number \($0) (19\(50 + $0))") }
+        let res = try r.rank(history: someTitles, candidates: many, k: 21, mode: .letters)
+        #expect(res.items.count == 21)
+        #expect(res.items.last?.id == "m20")
+        #expect(res.items.first?.id != "m20")
+        #expect(res.items.last?.score == 0)   // log 1: the lone candidate of its window
     }
 }

@@ -58,11 +58,13 @@ import Tokenizer
         }, createProfiles: true)
         let first = try rec.recommend(profile: "alice", k: 5)
         #expect(!first.fromCache && first.items.count == 5)
-        #expect(try !rec.isStale(profile: "alice"))
+        #expect(try !rec.isStale(profile: "alice", k: 5))
+        // A cached 5 cannot answer a request for 10: recommend would rank afresh, so it is stale.
+        #expect(try rec.isStale(profile: "alice", k: 10))
         let second = try rec.recommend(profile: "alice", k: 5)
         #expect(second.fromCache && second.items.map(\.id) == first.items.map(\.id))
         _ = try store.record(NewInteraction(profile: "alice", item: first.items[0].id, kind: .view, value: nil, timestamp: 2000))
-        #expect(try rec.isStale(profile: "alice"))
+        #expect(try rec.isStale(profile: "alice", k: 5))
         let third = try rec.recommend(profile: "alice", k: 5)
         #expect(!third.fromCache && !third.items.contains { $0.id == first.items[0].id })
         // A k above the model's candidate count (20) retrieves k candidates; the entry it

@@ -50,6 +50,7 @@ struct CatalogCommand: ParsableCommand {
         try check("--hold-out", holdOut, atLeast: 0)
         try check("--version", version, atLeast: 0, atMost: Int(UInt32.max))
         try check("--threads", threads, atLeast: 1)
+        try checkOutputOption(output)
     }
 
     func run() throws {
@@ -73,6 +74,9 @@ struct CatalogCommand: ParsableCommand {
 
         let t0 = Date()
         let itemList = try DataFiles.readItems(path: items, formatName: itemsFormat)
+        // Caught here, naming the file: otherwise the run would go on to fail at the very
+        // end with the pack writer's "catalog has no items".
+        if itemList.count == 0 { throw ToolError(Self.noItemRows(items)) }
         note("items: \(itemList.count) from \(items) (\(seconds(since: t0)))")
         var index: [String: Int32] = [:]
         for (i, id) in itemList.ids.enumerated() { index[id] = Int32(i) }
@@ -86,6 +90,19 @@ struct CatalogCommand: ParsableCommand {
             note("interactions: \(log.count) of \(log.userIds.count) users from \(interactions) (\(seconds(since: t)))"
                 + (made.skippedInteractions > 0 ? "; \(made.skippedInteractions) with items not in the item file skipped" : "")
                 + (holdOut > 0 ? "; \(training.interactionCount) kept after holding out each user's last \(holdOut)" : ""))
+            // Item ids from another data set (or another id column) match few or no items:
+            // none at all leaves a pack without popularity or neighbours, so it is an error;
+            // most skipped is almost always that mistake too, but a partial overlap can be
+            // intended (a catalog subset), so it is a warning.
+            if made.skippedInteractions == log.count {
+                throw ToolError("no interaction in \(interactions) names an item of \(items) (all \(log.count) skipped, "
+                                + "\(made.unknownItemIds) distinct item ids unknown): ids from a different data set?")
+            }
+            if made.skippedInteractions * 2 > log.count {
+                let share = Double(made.skippedInteractions) / Double(log.count) * 100
+                note("warning: \(made.skippedInteractions) of \(log.count) interactions in \(interactions) "
+                     + "(\(String(format: "%.1f", share))%) name items not in \(items) and were skipped: ids from a different data set?")
+            }
             if tune {
                 let data = LeaveOneOutData(items: itemList, sequences: made.sequences)
                 let grid = TuningGrid.standard(around: config)
@@ -129,6 +146,18 @@ struct CatalogCommand: ParsableCommand {
         let empty = (0..<catalog.count).filter { catalog.neighbours(of: $0).isEmpty }.count
         note("wrote \(output): \(catalog.count) items, K=\(catalog.k), \(empty) items without neighbours, "
             + "\(size / 1024) KiB, \(seconds(since: t0)) in all")
+    }
+}
+
+extension CatalogCommand {
+    /// The error for an item file that parsed to no items: a header alone, say, or lines
+    /// ended by lone CRs (old Mac style), which read as one header line holding everything.
+    static func noItemRows(_ path: String) -> String {
+        var message = "\(path) holds no item rows"
+        if let data = FileManager.default.contents(atPath: path), data.contains(0x0D), !data.contains(0x0A) {
+            message += " (its lines end with lone CRs, which are not line ends here: convert them to LF or CRLF)"
+        }
+        return message
     }
 }
 

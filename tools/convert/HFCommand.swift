@@ -48,7 +48,7 @@ struct HFCommand: ParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: "palr.max_history, 1–65536 (default 20).")
     var maxHistory: Int?
 
-    @Option(name: .long, parsing: .unconditional, help: "palr.max_candidates, 1–65536, at most 26 in letters mode (default 20).")
+    @Option(name: .long, parsing: .unconditional, help: "palr.max_candidates, 1–65536, at most 20 in letters mode (labels A…T; default 20).")
     var maxCandidates: Int?
 
     @Option(name: .long, parsing: .unconditional, help: "palr.title_token_limit, 1–65536 (default 32).")
@@ -72,6 +72,7 @@ struct HFCommand: ParsableCommand {
 
     func validate() throws {
         if output == nil && !dryRun { throw ValidationError("give -o OUT.gguf (or --dry-run)") }
+        try checkOutputOption(output)
         let counts = PalrSettings.countRange
         try check("--max-history", maxHistory, atLeast: counts.lowerBound, atMost: counts.upperBound)
         try check("--max-candidates", maxCandidates, atLeast: counts.lowerBound, atMost: counts.upperBound)
@@ -81,7 +82,9 @@ struct HFCommand: ParsableCommand {
     }
 
     func run() throws {
-        if let output { try prepareOutput(output, removeStale: !dryRun, inputs: [directory] + lora + [palrConfig].compactMap { $0 }) }
+        // A special destination is refused before any work; whether -o names an input
+        // is known once the plan says which files those are (planning reads headers only).
+        if let output { try checkDestination(output) }
         var options = ConvertOptions()
         options.type = type.ggml
         options.outputType = outputType?.ggml
@@ -103,6 +106,7 @@ struct HFCommand: ParsableCommand {
 
         let plan: ConversionPlan
         do { plan = try ConversionPlan(directory: directory, options: options) } catch { throw ToolError(error) }
+        if let output { try prepareOutput(output, removeStale: !dryRun, inputs: plan.inputFiles + [palrConfig].compactMap { $0 }) }
         if dryRun {
             for line in plan.describe() { print(line) }
             print("dry run: nothing written")

@@ -37,6 +37,7 @@ struct RandomCommand: ParsableCommand {
 
     func validate() throws {
         try check("--threads", threads, atLeast: 1)
+        try checkOutputOption(output)
     }
 
     func run() throws {
@@ -49,7 +50,11 @@ struct RandomCommand: ParsableCommand {
         var total = 0
         do {
             let tok = try tokenizer.map { path throws in
-                do { return try SentencePieceTokenizer(modelFile: path) } catch { throw ToolError("\(path): \(error)") }
+                do { return try SentencePieceTokenizer(modelFile: path) } catch {
+                    // An open error ("cannot open PATH: not a regular file (a FIFO)") names the file already.
+                    if let e = error as? TokenizerError, case .gguf(.cannotOpen) = e { throw ToolError(e) }
+                    throw ToolError("\(path): \(error)")
+                }
             }
             try RandomModel.write(shape: shape, options: options, seed: seed, to: output, tokenizer: tok) { i, n, p in
                 total += p.byteCount

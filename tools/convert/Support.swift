@@ -48,6 +48,11 @@ func writeErr(_ s: String) {
 
 // MARK: numeric options
 
+/// An empty -o would only fail after the whole run, at the final rename.
+func checkOutputOption(_ output: String?) throws {
+    if let output, output.isEmpty { throw ValidationError("-o/--output must name a file (got an empty path)") }
+}
+
 /// Throws "--NAME must be at least LOW (got V)" style errors for an integer option.
 func check(_ option: String, _ value: Int?, atLeast low: Int, atMost high: Int? = nil) throws {
     guard let value else { return }
@@ -87,15 +92,13 @@ func now() -> Double {
 
 // MARK: the output file
 
-/// Prepares `output` before any work: refuses a destination that exists and is not a
-/// regular file (a rename would replace it, device or not), resolves a symbolic link to
-/// the file it points to (that file is then written atomically; the link stays), removes
-/// temporaries `OUT.tmp-PID` left by killed runs (one line each on stderr). This run's
-/// temporary is removed on SIGINT, SIGTERM and SIGHUP once the writer has locked it
-/// (main.swift installs SignalCleanup's handlers). `removeStale` false (a dry run) only checks.
-func prepareOutput(_ output: String, removeStale: Bool = true, inputs: [String] = []) throws {
-    let target: String
-    do { target = try GGUFWriter.target(of: output) } catch {
+/// Refuses a destination that exists and is not a regular file (a rename would replace
+/// it, device or not) and resolves a symbolic link to the file it points to (that file
+/// is then written atomically; the link stays). Returns the file that will be written.
+/// Commands call it before any work.
+@discardableResult
+func checkDestination(_ output: String) throws -> String {
+    do { return try GGUFWriter.target(of: output) } catch {
         switch error {
         case .notRegularFile(let p, let kind):
             throw ToolError("\(p) is not a regular file (it is \(kind)); palr-convert writes files atomically and will not replace it")
@@ -103,21 +106,21 @@ func prepareOutput(_ output: String, removeStale: Bool = true, inputs: [String] 
             throw ToolError("\(p) is a symbolic link that cannot be followed (\(reason)); give the file's own path")
         }
     }
-    // `inputs` are the files this run reads (folders: every file in them): -o must
-    // never replace one of them.
-    var files: [String] = []
-    for input in inputs {
-        var info = stat()
-        if stat(input, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR {
-            // Every file but earlier GGUF outputs (converting into the checkpoint folder
-            // twice replaces the first run's file, as it should).
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: input)) ?? []
-            files += names.filter { !$0.lowercased().hasSuffix(".gguf") }.map { Destination.joinPath(input, $0) }
-        } else {
-            files.append(input)
-        }
-    }
-    if let hit = Destination.overwrittenInput(target: target, inputs: files) {
+}
+
+/// Prepares `output`: `checkDestination`, then refuses an `output` that is one of
+/// `inputs` (the files this run reads, by name or as the same file), then removes
+/// temporaries `OUT.tmp-PID` left by killed runs (one line each on stderr). This run's
+/// temporary is removed on SIGINT, SIGTERM and SIGHUP once the writer has locked it
+/// (main.swift installs SignalCleanup's handlers). `removeStale` false (a dry run) only checks.
+///
+/// `inputs` are files, exactly those the run reads: not whole folders, since a folder
+/// may hold earlier outputs (converting into the checkpoint folder twice replaces the
+/// first run's file, as it should) while a file the run does read may have any name
+/// (a shard called shard2.gguf).
+func prepareOutput(_ output: String, removeStale: Bool = true, inputs: [String] = []) throws {
+    let target = try checkDestination(output)
+    if let hit = Destination.overwrittenInput(target: target, inputs: inputs) {
         throw ToolError("\(output) is \(hit == output ? "an input of this run" : "the same file as the input \(hit)"); palr-convert will not replace what it reads, give another -o")
     }
     guard removeStale else { return }

@@ -11,4 +11,9 @@ SignalCleanup.installHandlers()
 // Over a file-size limit (`ulimit -f`) a write fails with EFBIG, reported with the path,
 // instead of SIGXFSZ killing the process without a word.
 signal(SIGXFSZ, SIG_IGN)
+// Progress goes to stderr and --dry-run's plan to stdout; when the reader of either pipe
+// goes away (`2>&1 | head -1`), SIGPIPE would kill the conversion mid-write and leave its
+// temporary. Ignored, the write fails with EPIPE instead, and messages are dropped
+// (writeErr ignores failed writes) while the conversion runs to its end.
+signal(SIGPIPE, SIG_IGN)
 PalrConvert.main()

@@ -21,7 +21,7 @@ void palr_cleanup_remove_all(void);
 /// holds one. For tests and diagnostics.
 int palr_cleanup_registered(int slot, char *out, unsigned long size);
 
-/// Installs handlers for SIGINT, SIGTERM and SIGHUP that unlink the registered
+/// Installs handlers for SIGINT, SIGTERM, SIGHUP and SIGPIPE that unlink the registered
 /// paths and then die of the signal (default action, re-raised). A signal the
 /// process inherited as ignored stays ignored (nohup, background jobs). Handled
 /// signals are unblocked in the calling thread, whose mask threads started later

@@ -10,6 +10,7 @@
 #define PALR_CKERNELS_H
 
 #include <stddef.h>
+#include <math.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -56,6 +57,13 @@ typedef struct {
 } palr_q8_block;
 
 // Scalar reference (round half away from zero); the SIMD variants must match it exactly.
+/// roundf(v) as int8, half away from zero, clamped to ±127; NaN gives 0. (A plain
+/// `(int8_t)roundf(v)` is undefined for NaN and out-of-range values.)
+static inline int8_t palr_round_q8(float v) {
+    const float r = roundf(v);
+    return r != r ? 0 : r >= 127.0f ? 127 : r <= -127.0f ? -127 : (int8_t)r;
+}
+
 void palr_quantize_act_ref(const float *x, palr_q8_block *y, size_t n);
 // Reference dot products of one quantized weight row with quantized activations.
 float palr_dot_q4_0_q8_ref(const void *w, const palr_q8_block *a, size_t n);
@@ -154,7 +162,7 @@ typedef struct {
     int ldy;
     float *scratch;
     size_t scratch_floats_per_thread;
-    int panel_rows;              // rows per panel (see below for the scratch it needs)
+    int panel_rows;              // rows per panel, ≥ 1 (see below for the scratch it needs)
     int k_chunk;                 // columns per chunk, a multiple of 32; 0: whole rows
     palr_sgemm_nt_fn sgemm;
     // Optional (the caller sets it for small batches): column-major C (m x n, ldc) =

@@ -1,0 +1,288 @@
+// What is refused before SQLite opens a file (empty files where a store must
+// exist, devices, files this process cannot write), the messages that name the
+// file that is not writable, and schema version 2's summary marker.
+import Foundation
+import Testing
+
+@testable import History
+
+/// The files beside `path` that SQLite's WAL mode would have created.
+private func walFiles(_ path: String) -> [String] {
+    [path + "-wal", path + "-shm"].filter { FileManager.default.fileExists(atPath: $0) }
+}
+
+private func store(_ folder: String, profile: String, items: Int) throws -> HistoryStore {
+    let store = try makeStore(folder)
+    _ = try store.record((0..<items).map {
+        NewInteraction(profile: profile, item: "i\($0)", timestamp: Int64(100 + $0))
+    }, createProfiles: true)
+    return store
+}
+
+/// Makes `path` unwritable even for root (`chattr +i`) or, unless `byModeToo` is
+/// false, for another user by its mode; returns the undo, or nil when neither can
+/// be done here.
+private func makeUnwritable(_ path: String, byModeToo: Bool = true) throws -> (() -> Void)? {
+    if geteuid() != 0 && byModeToo {
+        guard chmod(path, 0o444) == 0 else { return nil }
+        return { _ = chmod(path, 0o644) }
+    }
+    // Root passes every permission check, but not an immutable file's (EPERM).
+    let set = try ChildProcess("/usr/bin/env", ["chattr", "+i", path])
+    set.wait()
+    guard set.terminationStatus == 0 else { return nil }
+    return {
+        let undo = try? ChildProcess("/usr/bin/env", ["chattr", "-i", path])
+        undo?.wait()
+    }
+}
+
+@Suite struct OpenCheckTests {
+    /// Only `add --create-profile` and `import` may turn an empty file into a store;
+    /// every other open refuses it and leaves it empty, with no -wal/-shm beside it.
+    @Test func anEmptyFileIsRefusedWhereAStoreMustExist() throws {
+        try withTemporaryDirectory { folder in
+            let empty = try writeFile(folder, "empty.sqlite", "")
+            for options in [HistoryStore.Options(createIfMissing: false),
+                            .init(createIfMissing: false, readOnly: true)] {
+                do {
+                    _ = try HistoryStore(path: empty, options: options)
+                    Issue.record("an empty file opened as a store (\(options))")
+                } catch let error as HistoryError {
+                    guard case .notAHistoryDatabase(let path, let reason) = error else {
+                        Issue.record("expected notAHistoryDatabase, got \(error)")
+                        continue
+                    }
+                    #expect(path == empty && reason.hasPrefix("the file is empty (0 bytes)"), "\(error)")
+                    #expect(reason.contains("add --create-profile") && reason.contains("import"), "\(error)")
+                }
+                #expect(fileSize(empty) == 0)
+                #expect(walFiles(empty).isEmpty)
+            }
+            // Creating a store in an empty file is still what createIfMissing is for.
+            let created = try HistoryStore(path: empty)
+            #expect(try created.stats().schemaVersion == schemaVersion)
+        }
+    }
+
+    @Test func aPathThatIsNotARegularFileIsRefusedBeforeOpening() throws {
+        try withTemporaryDirectory { folder in
+            let fifo = folder + "/fifo"
+            #expect(mkfifo(fifo, 0o600) == 0)
+            // Held open with bytes in it, so that were the FIFO ever opened by SQLite,
+            // its reads would get junk and fail instead of blocking the test run.
+            let holder = open(fifo, O_RDWR | O_NONBLOCK)
+            #expect(holder >= 0)
+            defer { close(holder) }
+            let junk = [UInt8](repeating: 0x41, count: 16384)
+            _ = junk.withUnsafeBytes { write(holder, $0.baseAddress, $0.count) }
+            let cases = [("/dev/null", "a character device"), (fifo, "a FIFO"), (folder, "a directory")]
+            for (path, kind) in cases {
+                for options in [HistoryStore.Options(), .init(createIfMissing: false), .init(readOnly: true)] {
+                    #expect(throws: HistoryError.cannotOpen(path: path, reason: "it is \(kind), not a regular file "
+                                                            + "(a palr history database is a regular file)")) {
+                        try HistoryStore(path: path, options: options)
+                    }
+                }
+            }
+            let left = try FileManager.default.contentsOfDirectory(atPath: folder)
+            #expect(left == ["fifo"])
+        }
+    }
+
+    /// Opening for writing a file this process cannot write is refused before
+    /// SQLite would fall back to read-only and leave -wal/-shm files owned by this
+    /// user beside it. Root needs `chattr +i` for the file to be unwritable.
+    @Test func anUnwritableDatabaseIsRefusedBeforeAnythingIsCreated() throws {
+        try withTemporaryDirectory { folder in
+            let writer = try store(folder, profile: "p", items: 3)
+            let path = writer.path
+            writer.close()
+            #expect(walFiles(path).isEmpty)
+            guard let undo = try makeUnwritable(path) else {
+                print("skipped: cannot make a file unwritable here (root without chattr +i on this file system)")
+                return
+            }
+            defer { undo() }
+            for create in [false, true] {
+                do {
+                    _ = try HistoryStore(path: path, options: .init(createIfMissing: create))
+                    Issue.record("an unwritable file was opened for writing")
+                } catch let error as HistoryError {
+                    guard case .readOnly(let errorPath, "open", let reason) = error else {
+                        Issue.record("expected HistoryError.readOnly, got \(error)")
+                        continue
+                    }
+                    #expect(errorPath == path && reason.hasPrefix("the file \(path) is not writable ("), "\(error)")
+                    #expect(reason.hasSuffix("nothing was opened or created"), "\(error)")
+                }
+                #expect(walFiles(path).isEmpty)
+            }
+            // Read-only, as `palr history list` opens it, still works.
+            let reader = try HistoryStore(path: path, options: .init(createIfMissing: false, readOnly: true))
+            #expect(try reader.interactionCount(profile: "p") == 3)
+        }
+    }
+
+    /// A -wal file this process cannot write (left by another user, say) denies
+    /// writes as surely as the database file: the message names it, not the database.
+    @Test func aWriteBlockedByTheWALFileNamesIt() throws {
+        try withTemporaryDirectory { folder in
+            let writer = try store(folder, profile: "p", items: 3)
+            let path = writer.path
+            writer.close()
+            let wal = try writeFile(folder, "history.sqlite-wal", "")
+            // Not by its mode: SQLite gives a -wal its owner can change the database's mode
+            // on opening it (a foreign one it cannot), so only chattr +i keeps ours unwritable.
+            guard let undo = try makeUnwritable(wal, byModeToo: false) else {
+                print("skipped: cannot make a file unwritable here (chattr +i needs root and a file system with it)")
+                return
+            }
+            defer { undo() }
+            #expect(Connection.unwritableFile(of: path)?.hasPrefix("its file \(wal) is not writable (") == true)
+            // Nothing is created by opening, so it is not refused: reads still work ...
+            let store = try HistoryStore(path: path, options: .init(createIfMissing: false))
+            #expect(try store.recent(profile: "p").count == 3)
+            // ... and a write fails naming the -wal file.
+            do {
+                try store.record(NewInteraction(profile: "p", item: "new", timestamp: 200))
+                Issue.record("a write succeeded with an unwritable -wal file")
+            } catch let error as HistoryError {
+                #expect("\(error)".contains("its file \(wal) is not writable"), "\(error)")
+                #expect(!"\(error)".contains("the file \(path) is not writable"), "\(error)")
+            }
+            store.close()
+        }
+    }
+
+    /// Another user (root runs `runuser -u nobody`) refused by `recommend`, which
+    /// must write the store, leaves no -wal/-shm beside it (they would lock its
+    /// owner out); a folder it cannot write is named when those must be created.
+    @Test(.enabled(if: geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser")))
+    func anotherUsersRefusedCommandCreatesNoFiles() throws {
+        let palr = try palrExecutable()
+        let probe = try ChildProcess("/usr/sbin/runuser", ["-u", "nobody", "--", palr, "--help"])
+        probe.wait()
+        guard probe.terminationStatus == 0 else {
+            print("skipped: user nobody cannot run \(palr) (a folder on its path is closed to other users)")
+            return
+        }
+        func asNobody(_ arguments: [String]) throws -> (status: Int32, error: String) {
+            let child = try ChildProcess("/usr/sbin/runuser", ["-u", "nobody", "--", palr] + arguments)
+            child.wait()
+            return (child.terminationStatus, child.errorOutput)
+        }
+        // The store is checked before the model is loaded, so these need not exist.
+        let pipeline = ["--model", "/nonexistent/m.gguf", "--catalog", "/nonexistent/c.gguf", "--profile", "p"]
+        try withTemporaryDirectory { folder in
+            #expect(chmod(folder, 0o1777) == 0)  // like /tmp: anyone may create files here
+            let root = try store(folder, profile: "p", items: 3)
+            let path = root.path
+            root.close()
+            let refused = try asNobody(["recommend", "--db", path] + pipeline)
+            #expect(refused.status == 1 && refused.error.contains("the file \(path) is not writable (Permission denied"),
+                    "\(refused)")
+            let add = try asNobody(["history", "--db", path, "add", "--profile", "p", "x"])
+            #expect(add.status == 1 && add.error.contains("the file \(path) is not writable"), "\(add)")
+            #expect(walFiles(path).isEmpty)
+
+            // Its own file in a folder it cannot write: refused naming the folder, nothing created.
+            let closed = folder + "/closed"
+            try FileManager.default.createDirectory(atPath: closed, withIntermediateDirectories: false)
+            let own = closed + "/h.sqlite"
+            try FileManager.default.copyItem(atPath: path, toPath: own)
+            #expect(chown(own, 65534, 65534) == 0)
+            let inClosed = try asNobody(["recommend", "--db", own] + pipeline)
+            #expect(inClosed.status == 1 && inClosed.error.contains("its folder \(closed) is not writable"),
+                    "\(inClosed)")
+            #expect(walFiles(own).isEmpty)
+        }
+    }
+
+    @Test func cliCommandsThatMustNotCreateAStoreRefuseEmptyAndSpecialFiles() throws {
+        try withTemporaryDirectory { folder in
+            let empty = try writeFile(folder, "empty.sqlite", "")
+            let pipeline = ["--model", "/nonexistent/m.gguf", "--catalog", "/nonexistent/c.gguf", "--profile", "p"]
+            for command in [["recommend"], ["profile"], ["history", "add", "x"]] {
+                let arguments = command + ["--db", empty] + (command[0] == "history" ? ["--profile", "p"] : pipeline)
+                let result = try runPalr(arguments)
+                #expect(result.status == 1 && result.error.contains("\(empty) is not a palr history database: the "
+                                                                    + "file is empty (0 bytes)"), "\(result)")
+                #expect(fileSize(empty) == 0 && walFiles(empty).isEmpty)
+            }
+            let device = try runPalr(["recommend", "--db", "/dev/null"] + pipeline)
+            #expect(device.status == 1 && device.error.contains("/dev/null: it is a character device, not a regular file"),
+                    "\(device)")
+        }
+    }
+}
+
+@Suite struct SummaryMarkerTests {
+    /// Version 1 databases are upgraded in place; their summaries keep no marker.
+    @Test func aVersionOneDatabaseIsMigratedAndItsSummaryHasNoMarker() throws {
+        try withTemporaryDirectory { folder in
+            let path = folder + "/v1.sqlite"
+            do {
+                let raw = try Connection(path: path, create: true, busyTimeout: 5)
+                try raw.exec("PRAGMA journal_mode = WAL")
+                try raw.exec(migrations[0])
+                try raw.exec("""
+                    PRAGMA application_id = \(applicationID); PRAGMA user_version = 1;
+                    INSERT INTO profiles(id, name, created_at) VALUES (1, 'p', 0);
+                    INSERT INTO profile_summaries VALUES (1, 'noir', '00000000000000ff', 20, 5);
+                    """)
+                raw.close()
+            }
+            let store = try HistoryStore(path: path, options: .init(createIfMissing: false))
+            #expect(schemaVersion == 2)
+            #expect(try store.stats().schemaVersion == schemaVersion)
+            #expect(try store.integrityCheck() == ["ok"])
+            let old = try #require(try store.profileSummary(profile: "p"))
+            #expect(old.text == "noir" && old.interactionCount == 20 && old.lastInteractionID == nil)
+            #expect(old.changedInteractions(in: []) == nil)
+            var marked = old
+            marked.lastInteractionID = 42
+            try store.putProfileSummary(marked)
+            #expect(try store.profileSummary(profile: "p") == marked)
+            marked.lastInteractionID = 0
+            #expect(throws: HistoryError.self) { try store.putProfileSummary(marked) }
+        }
+    }
+
+    /// At the retention cap the count stays while the history turns over: the
+    /// change is the rows added plus the rows the summary saw that are gone.
+    @Test func changesAtTheRetentionCapCountAddedAndRemoved() throws {
+        try withTemporaryDirectory { folder in
+            let store = try store(folder, profile: "p", items: 40)
+            try store.setRetentionCap(20)
+            _ = try store.compact()
+            let seen = try store.recent(profile: "p", limit: 100)
+            #expect(seen.count == 20)
+            let summary = ProfileSummary(profile: "p", text: "t", historyDigest: HistoryDigest(of: seen),
+                                         interactionCount: seen.count, createdAt: 0,
+                                         lastInteractionID: seen.map(\.id).max())
+            try store.putProfileSummary(summary)
+            #expect(summary.changedInteractions(in: seen) == 0)
+            _ = try store.record((0..<15).map { NewInteraction(profile: "p", item: "n\($0)", timestamp: 1000 + Int64($0)) })
+            let now = try store.recent(profile: "p", limit: 100)
+            #expect(now.count == 20)
+            #expect(try store.profileSummary(profile: "p")?.changedInteractions(in: now) == 30)
+        }
+    }
+
+    @Test func changesAfterForgettingAndAddingAsMany() {
+        func rows(_ ids: [Int64]) -> [Interaction] {
+            ids.map { Interaction(id: $0, profile: "p", item: "i\($0)", kind: .view, value: nil, timestamp: $0) }
+        }
+        let summary = ProfileSummary(profile: "p", text: "t", historyDigest: HistoryDigest(of: rows(Array(1...20))),
+                                     interactionCount: 20, createdAt: 0, lastInteractionID: 20)
+        #expect(summary.changedInteractions(in: rows(Array(1...20))) == 0)
+        // 12 forgotten, 12 added: the count is 20 again, 24 interactions changed.
+        #expect(summary.changedInteractions(in: rows(Array(1...8) + Array(21...32))) == 24)
+        #expect(summary.changedInteractions(in: rows(Array(1...20) + [21])) == 1)
+        #expect(summary.changedInteractions(in: rows(Array(2...20))) == 1)
+        let fromNothing = ProfileSummary(profile: "p", text: "", historyDigest: HistoryDigest(of: []),
+                                         interactionCount: 0, createdAt: 0)
+        #expect(fromNothing.changedInteractions(in: rows([5, 6])) == 2)
+    }
+}

@@ -1,0 +1,99 @@
+import Catalog
+import Foundation
+import GGUF
+import History
+import Llama
+import Testing
+import Tokenizer
+@testable import Ranker
+
+/// Defects an acceptance pass found in the pipeline, each pinned by a test that failed before its fix.
+@Suite struct AcceptanceFixTests {
+    /// A copy of `c` under the same info, with neighbour row `changedRow` emptied when given.
+    func copy(of c: ItemCatalog, emptying changedRow: Int? = nil) throws -> ItemCatalog {
+        let table = NeighbourTable(itemCount: c.count, k: c.k)
+        for i in 0..<c.count where i != changedRow { table.setRow(i, c.neighbours(of: i)) }
+        return try ItemCatalog(info: c.info, items: ItemList(ids: c.ids, titles: c.titles),
+                               popularity: c.popularityValues, neighbours: table)
+    }
+
+    @Test func aCatalogRebuiltUnderTheSameIdDoesNotServeTheOldCache() throws {
+        let ml = try #require(ML100K.shared)
+        let path = temporaryStorePath("palr-rebuilt")
+        defer { removeStore(path) }
+        let store = try HistoryStore(path: path)
+        let seq = ml.data.sequences.sequence(0).prefix(8)
+        _ = try store.record(seq.enumerated().map { i, item in
+            NewInteraction(profile: "alice", item: ml.catalog.ids[Int(item)], kind: .view, value: nil, timestamp: Int64(1000 + i))
+        }, createProfiles: true)
+        let same = try copy(of: ml.catalog)
+        let rebuilt = try copy(of: ml.catalog, emptying: Int(seq.last!))
+        #expect(same.contentDigest == ml.catalog.contentDigest)
+        #expect(rebuilt.contentDigest != ml.catalog.contentDigest)
+        let ranker = try makeRanker()
+        let first = try Recommender(ranker: ranker, catalog: ml.catalog, store: store, modelID: "tiny").recommend(profile: "alice", k: 5)
+        #expect(!first.fromCache)
+        let again = try Recommender(ranker: ranker, catalog: same, store: store, modelID: "tiny").recommend(profile: "alice", k: 5)
+        #expect(again.fromCache, "an identical catalog serves the cache")
+        let rec = try Recommender(ranker: ranker, catalog: rebuilt, store: store, modelID: "tiny")
+        #expect(try rec.isStale(profile: "alice", k: 5))
+        #expect(try !rec.recommend(profile: "alice", k: 5).fromCache, "a rebuilt catalog ranks afresh")
+    }
+
+    /// A profile with fewer unseen items than k: its cached ranking is served (and it is
+    /// not stale), with the same candidate count and note a fresh ranking gives.
+    @Test func aShortRankingIsServedFromTheCacheWithTheSameFigures() throws {
+        let ml = try #require(ML100K.shared)
+        let path = temporaryStorePath("palr-short")
+        defer { removeStore(path) }
+        let store = try HistoryStore(path: path)
+        // A 12-item catalog: seen 9 of them (and one id it does not know).
+        let ids = Array(ml.catalog.ids.prefix(12)), titles = Array(ml.catalog.titles.prefix(12))
+        let small = try ItemCatalog(info: CatalogInfo(id: "small", name: "small", method: "imported"),
+                                    items: ItemList(ids: ids, titles: titles), popularity: [Float](repeating: 1, count: 12),
+                                    neighbours: NeighbourTable(itemCount: 12, k: 2))
+        _ = try store.record((ids.prefix(9) + ["not-in-catalog"]).enumerated().map { i, id in
+            NewInteraction(profile: "bob", item: id, kind: .view, value: nil, timestamp: Int64(100 + i))
+        }, createProfiles: true)
+        let rec = try Recommender(ranker: try makeRanker(), catalog: small, store: store, modelID: "tiny")
+        let fresh = try rec.recommend(profile: "bob", k: 5)
+        #expect(!fresh.fromCache && fresh.items.count == 3 && fresh.candidates == 3)
+        #expect(try !rec.isStale(profile: "bob", k: 5))
+        let cached = try rec.recommend(profile: "bob", k: 5)
+        #expect(cached.fromCache)
+        #expect(cached.items.map(\.id) == fresh.items.map(\.id))
+        #expect(cached.candidates == fresh.candidates)
+        #expect(cached.notes == fresh.notes, "fresh: \(fresh.notes), cached: \(cached.notes)")
+    }
+
+    @Test func templatesWithoutTheirPlaceholdersAreRefusedAtLoad() throws {
+        var s = PALRSettings()
+        try s.checkTemplates()
+        s.candidateItem = "- {title}\n"
+        #expect(throws: GGUFError.self) { try s.checkTemplates() }
+        s = PALRSettings()
+        s.lettersTemplate = "Watched:\n{history}Next: ("
+        #expect(throws: GGUFError.self) { try s.checkTemplates() }
+        s = PALRSettings()
+        s.historyItem = "- \n"
+        #expect(throws: GGUFError.self) { try s.checkTemplates() }
+    }
+
+    /// Greedy decoding over the trie with every logit equal: the lowest token id wins, so
+    /// the same list comes out in every process (the trie's dictionary order varies).
+    @Test func generateBreaksTiesByTokenId() throws {
+        let trie = TokenTrie([[30, 5, 2], [7, 1], [12], [9]])
+        let allowed = trie.allowed(from: TokenTrie.root)
+        var logits = [Float](repeating: 0, count: 64)
+        #expect(Ranker.greedyChoice(allowed, logits)?.token == 7)
+        logits[12] = 0.5
+        #expect(Ranker.greedyChoice(allowed, logits)?.token == 12)
+        #expect(Ranker.greedyChoice([], logits) == nil)
+    }
+
+    /// A budget as large as the file's integer allows is an error naming it, not an overflow trap.
+    @Test func aHugeProfileTokenBudgetIsAnError() throws {
+        let r = try makeRanker { $0.profileTokenBudget = .max }
+        #expect(throws: RankerError.self) { try r.generateProfile(history: someTitles) }
+    }
+}
