@@ -129,7 +129,7 @@ public final class ItemCatalog: @unchecked Sendable {
     /// and the neighbour table. Results cached against a catalog name it, so a catalog
     /// rebuilt under the same id (an item dropped, neighbours recomputed) never serves
     /// its predecessor's rankings. Computed on each call: one pass over the tables,
-    /// word by word (about 1 ms for the bundled 8 MB pack).
+    /// word by word (about 2.5 ms for the bundled 8 MB pack: 3% of a cached `recommend`).
     public var contentDigest: String {
         var h = WordHash()
         for field in [info.id, info.name, String(info.version), info.method, info.parameters,
