@@ -4,8 +4,20 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdlib.h>   // defines __GLIBC__ on glibc
 
-#if defined(__GLIBC__) || defined(__linux__)
+// A sanitizer brings its own allocator: forwarding to glibc's underneath it would mix
+// the two (a crash at the first free). Then, and off glibc (musl has no __libc_*
+// entry points), nothing is interposed and the counter reports itself inactive.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PALR_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define PALR_SANITIZED 1
+#endif
+#endif
+
+#if defined(__GLIBC__) && !defined(PALR_SANITIZED)
 #include <errno.h>
 
 extern void *__libc_malloc(size_t);
