@@ -49,7 +49,10 @@ void palr_cleanup_unregister(int slot) {
 void palr_cleanup_remove_all(void) {
     atomic_store(&dying, 1);
     for (int i = 0; i < PALR_CLEANUP_SLOTS; i++)
-        if (atomic_load_explicit(&state[i], memory_order_acquire) == READY) unlink(paths[i]);
+        // seq_cst, as the store to `dying` and the loads in register: with acquire
+        // loads the C model would let this read an old READY while a register still
+        // read dying == 0 (store→load order needs seq_cst on both sides).
+        if (atomic_load(&state[i]) == READY) unlink(paths[i]);
 }
 
 int palr_cleanup_registered(int slot, char *out, unsigned long size) {

@@ -119,7 +119,10 @@ AVX2 static void quantize_act_avx2(const float *x, palr_q8_block *y, size_t n) {
         __m256 m = _mm256_setzero_ps();
         for (int i = 0; i < 4; i++) {
             v[i] = _mm256_loadu_ps(xb + 8 * i);
-            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[i]));
+            // NaN lanes count as 0, as fmaxf skips them in the reference (maxps would
+            // return a NaN operand).
+            const __m256 ordered = _mm256_cmp_ps(v[i], v[i], _CMP_ORD_Q);
+            m = _mm256_max_ps(m, _mm256_and_ps(_mm256_andnot_ps(sign, v[i]), ordered));
         }
         __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
         m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
@@ -135,6 +138,7 @@ AVX2 static void quantize_act_avx2(const float *x, palr_q8_block *y, size_t n) {
         __m256i q[4];
         for (int i = 0; i < 4; i++) {
             __m256 s = _mm256_mul_ps(v[i], vid);
+            s = _mm256_and_ps(s, _mm256_cmp_ps(s, s, _CMP_ORD_Q));   // NaN (NaN·id, ∞·0) → 0, as palr_round_q8
             // roundf exactly: t = trunc(|s|), plus one when the (exact) fraction is ≥ ½.
             const __m256 a = _mm256_andnot_ps(sign, s);
             __m256 t = _mm256_round_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);

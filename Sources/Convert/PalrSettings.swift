@@ -93,7 +93,16 @@ public struct PalrSettings: Sendable, Equatable {
             throw .badSettings(key: "palr.max_candidates",
                                reason: "\(maxCandidates) candidates cannot be labelled with letters mode's \(Self.letterLabels) labels (A…T)")
         }
-        if let t = promptTemplate, t.isEmpty { throw .badSettings(key: "palr.prompt_template", reason: "is empty") }
+        if let t = promptTemplate {
+            if t.isEmpty { throw .badSettings(key: "palr.prompt_template", reason: "is empty") }
+            // The placeholders the runtime fills for this mode; it refuses to load a model
+            // whose template lacks one (Ranker's PALRSettings.checkTemplates: the same rules).
+            let needs = scoringMode == .likelihood ? ["history"] : ["history", "candidates"]
+            for name in needs where !t.contains("{\(name)}") {
+                throw .badSettings(key: "palr.prompt_template",
+                                   reason: "has no {\(name)} placeholder, which \(scoringMode.rawValue) mode fills")
+            }
+        }
         if let t = profileTemplate, !t.contains("{history}") {
             throw .badSettings(key: "palr.profile_template", reason: "has no {history} placeholder")
         }

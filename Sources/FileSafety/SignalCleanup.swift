@@ -5,7 +5,8 @@
 // from the registry before they rename or delete it. Libraries only register; the
 // executables install the handlers (`installHandlers()`), so an application that
 // embeds the libraries keeps its own signal handling and can call
-// `removeRegisteredFiles()` from its handler instead. The registry itself is C
+// `removeRegisteredFiles()` from the handler of a signal it dies of (after that call
+// nothing registers any more). The registry itself is C
 // (CFileSafety): fixed slots in static memory, read by the handler through atomics.
 
 import CFileSafety

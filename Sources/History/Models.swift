@@ -155,7 +155,10 @@ public struct ProfileSummary: Hashable, Sendable, Codable {
     /// reused, so an id above `lastInteractionID` was added since, and one of the
     /// `interactionCount` rows the summary saw that is no longer there was removed
     /// (forgotten, trimmed by the retention cap, or pushed out of the window).
-    /// nil when the summary has no marker and the change cannot be measured.
+    /// nil when the summary has no marker and the change cannot be measured. Not
+    /// counted: an older row that re-enters a window smaller than the stored history
+    /// when a newer one is forgotten (the recommender's window, 100,000 rows, is above
+    /// the default retention cap, so there the history and the window are the same).
     public func changedInteractions(in history: [Interaction]) -> Int? {
         if interactionCount == 0 {
             // Nothing was seen, so every row now is new (no marker is needed).

@@ -202,9 +202,17 @@ final class Connection: @unchecked Sendable {
     /// files when they exist (unless `existingWAL` is false), and its folder when
     /// WAL mode must create them. Checked with the effective user, as the open
     /// itself would be (root passes).
+    /// Whether faccessat(AT_EACCESS) works here: glibc implements it with faccessat2,
+    /// which older container seccomp profiles answer with EPERM (no fallback then), and
+    /// every store would be refused as "not writable". Probed once, on "/".
+    static let effectiveAccessWorks = faccessat(AT_FDCWD, "/", F_OK, AT_EACCESS) == 0
+
     static func unwritableFile(of path: String, existingWAL: Bool = true) -> String? {
         func denied(_ file: String, _ mode: Int32) -> Int32? {
-            faccessat(AT_FDCWD, file, mode, AT_EACCESS) == 0 ? nil : errno
+            if Self.effectiveAccessWorks { return faccessat(AT_FDCWD, file, mode, AT_EACCESS) == 0 ? nil : errno }
+            // Without it, access(2) answers for the real ids, the same ones unless setuid.
+            if geteuid() == getuid() && getegid() == getgid() { return access(file, mode) == 0 ? nil : errno }
+            return nil   // cannot tell: SQLite's own open decides
         }
         func owner(_ file: String) -> String {
             var info = stat()

@@ -178,7 +178,9 @@ public final class Ranker {
         var scored: [(index: Int, score: Double)] = []
         var lastPrompt = ""
         var window = 0
-        while window * labels.count < candidates.count {
+        // Only the windows that can reach the top k are run: the first ⌈k/20⌉.
+        let reach = min(candidates.count, (k + labels.count - 1) / labels.count * labels.count)
+        while window * labels.count < reach {
             let lo = window * labels.count, hi = min(candidates.count, lo + labels.count)
             let slice = Array(candidates[lo..<hi])
             lastPrompt = prompt(mode: .letters, history: history, profile: profile, candidates: slice)

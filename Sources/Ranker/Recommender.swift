@@ -64,7 +64,10 @@ public final class Recommender {
         self.store = store
         self.modelID = modelID
         retriever = Retriever(catalog: catalog)
-        catalogID = "\(catalog.info.id)#\(catalog.contentDigest)"
+        // The store keeps ids of at most 256 bytes: the id is cut (on a character) to fit.
+        var id = Substring(catalog.info.id)
+        while id.utf8.count > 200 { id = id.dropLast() }
+        catalogID = "\(id)#\(catalog.contentDigest)"
         // A catalog whose titles the model cannot even tokenize is the wrong catalog.
         let sample = catalog.titles.prefix(50)
         let unknown = sample.filter { ranker.tokenizer.encode($0, addBOS: false).contains(ranker.tokenizer.unk) }.count
@@ -118,7 +121,10 @@ public final class Recommender {
 
         let result = try ranker.rank(history: titles, profile: summary, candidates: cands, k: min(k, cands.count),
                                      mode: mode, cacheKey: profile)
-        if result.items.count < min(k, cands.count) {
+        // Generate mode can stop short when the context fills: said, and not cached (a
+        // cached list must hold k items, so it could never be served).
+        let complete = result.items.count >= min(k, cands.count)
+        if !complete {
             notes.append("the model's context filled after \(result.items.count) of \(min(k, cands.count)) titles "
                          + "(generate mode): rank fewer candidates, or lower palr.max_history or palr.title_token_limit")
         }
@@ -128,12 +134,14 @@ public final class Recommender {
         timings.computedPromptTokens = result.timings.computedPromptTokens
         // The ranking stands even if it cannot be cached (another writer holding the lock
         // past the busy timeout, a full disk): it is returned with a note.
-        do {
-            try store.putCachedRecommendations(CachedRecommendations(
-                profile: profile, modelID: cacheID, catalogID: catalogID, historyDigest: inputDigest,
-                createdAt: Int64(Date().timeIntervalSince1970), items: result.items.map { ScoredItem(item: $0.id, score: $0.score) }))
-        } catch {
-            notes.append("not cached: \(error)")
+        if complete {
+            do {
+                try store.putCachedRecommendations(CachedRecommendations(
+                    profile: profile, modelID: cacheID, catalogID: catalogID, historyDigest: inputDigest,
+                    createdAt: Int64(Date().timeIntervalSince1970), items: result.items.map { ScoredItem(item: $0.id, score: $0.score) }))
+            } catch {
+                notes.append("not cached: \(error)")
+            }
         }
         timings.totalSeconds = Date().timeIntervalSince(t0)
         return Recommendation(profile: profile, items: result.items, mode: mode, fromCache: false, candidates: cands.count,

@@ -48,9 +48,44 @@ import Testing
         var q8 = [UInt8](repeating: 0, count: 34)
         palr_quantize_row_q8_0(x, &q8, 32)
         #expect(q8[2..<34].allSatisfy { Int8(bitPattern: $0) >= -127 }, "\(q8)")
+        // Q4_0: the block's max is +inf, its scale −inf/8 and the inverse scale −0, so the
+        // finite values quantize to the nibble 8 (zero); the NaN and the +inf (+inf·−0 is
+        // NaN) reach the float clamp as NaN, which takes them to 0 before any conversion.
+        // Element j < 16 is byte j's low nibble, element j + 16 its high nibble.
         var q4 = [UInt8](repeating: 0, count: 18)
         palr_quantize_row_q4_0(x, &q4, 32)
-        #expect(q4.count == 18)
+        var nibbles: [UInt8] = []
+        for j in 0..<32 {
+            let byte: UInt8 = q4[2 + j % 16]
+            nibbles.append(j < 16 ? byte & 15 : byte >> 4)
+        }
+        var expected = [UInt8](repeating: 8, count: 32)
+        expected[1] = 0
+        expected[2] = 0
+        #expect(nibbles == expected)
+    }
+
+    /// NaN and infinite activations: every SIMD path gives the reference's bytes and scale
+    /// (NaN lanes are skipped in the block maximum and quantize to 0, as fmaxf and
+    /// palr_round_q8 do).
+    @Test(arguments: [Float.nan, .infinity, -.infinity])
+    func nonFiniteActivationsMatchTheReference(bad: Float) throws {
+        var x = (0..<64).map { Float($0 % 7) - 3 }
+        x[5] = bad
+        x[40] = bad
+        let ref = try #require(palr_kernels_named("scalar")).pointee
+        var want = [palr_q8_block](repeating: palr_q8_block(), count: 2)
+        ref.quantize_act(x, &want, 64)
+        for table in fastTables {
+            let t = try #require(palr_kernels_named(table)).pointee
+            var got = [palr_q8_block](repeating: palr_q8_block(), count: 2)
+            t.quantize_act(x, &got, 64)
+            for (i, (g, w)) in zip(got, want).enumerated() {
+                #expect(g.d == w.d || (g.d.isNaN && w.d.isNaN), "\(table) block \(i) scale \(g.d) vs \(w.d)")
+                let gb = withUnsafeBytes(of: g.qs) { Array($0) }, wb = withUnsafeBytes(of: w.qs) { Array($0) }
+                #expect(gb == wb, "\(table) block \(i) with \(bad): \(gb) vs \(wb)")
+            }
+        }
     }
 
     /// The read-bandwidth probe adds every thread's sum, however many threads there are.

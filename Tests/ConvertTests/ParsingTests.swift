@@ -101,6 +101,18 @@ import Tokenizer
         try t.validate()   // letters mode: labels A…T, as the runtime has
         t.maxCandidates = 21
         #expect(throws: ConvertError.self) { try t.validate() }
+        // A prompt template must hold what the runtime fills for its mode (else the model
+        // would convert, then be refused at load).
+        var p = PalrSettings()
+        p.promptTemplate = "Pick one:\n{candidates}Answer: ("
+        #expect(throws: ConvertError.self) { try p.validate() }
+        p.promptTemplate = "Seen:\n{history}Answer: ("
+        #expect(throws: ConvertError.self) { try p.validate() }
+        p.promptTemplate = "Seen:\n{history}Options:\n{candidates}Answer: ("
+        try p.validate()
+        p.scoringMode = .likelihood
+        p.promptTemplate = "Seen:\n{history}Next:"
+        try p.validate()
         t.scoringMode = .likelihood
         try t.validate()
         // The retrieval prior: a number from the file, refused when negative or not finite.

@@ -96,4 +96,40 @@ import Tokenizer
         let r = try makeRanker { $0.profileTokenBudget = .max }
         #expect(throws: RankerError.self) { try r.generateProfile(history: someTitles) }
     }
+
+    /// Letters mode runs only the windows that can reach the top k: 45 candidates with
+    /// k = 5 cost one prefill, and give what the first 20 alone give.
+    @Test func lettersRunsOnlyTheWindowsThatCanReachTheTopK() throws {
+        let r = try makeRanker()
+        let many = (0..<45).map { Candidate(id: "m\($0)", title: "Movie number \($0) (19\(50 + $0))") }
+        let all = try r.rank(history: someTitles, candidates: many, k: 5, mode: .letters)
+        r.prefixCache.removeAll()
+        let first = try r.rank(history: someTitles, candidates: Array(many.prefix(20)), k: 5, mode: .letters)
+        #expect(all.items == first.items)
+        #expect(all.timings.promptTokens == first.timings.promptTokens, "\(all.timings.promptTokens) vs \(first.timings.promptTokens)")
+        let more = try r.rank(history: someTitles, candidates: many, k: 21, mode: .letters)
+        #expect(more.timings.promptTokens > first.timings.promptTokens)
+    }
+
+    /// A catalog id near the store's 256-byte limit still caches (the id part is cut).
+    @Test func aLongCatalogIdStillCaches() throws {
+        let ml = try #require(ML100K.shared)
+        let path = temporaryStorePath("palr-longid")
+        defer { removeStore(path) }
+        let store = try HistoryStore(path: path)
+        let c = ml.catalog
+        let table = NeighbourTable(itemCount: c.count, k: c.k)
+        for i in 0..<c.count { table.setRow(i, c.neighbours(of: i)) }
+        var info = c.info
+        info.id = String(repeating: "é", count: 125)   // 250 bytes
+        let long = try ItemCatalog(info: info, items: ItemList(ids: c.ids, titles: c.titles),
+                                   popularity: c.popularityValues, neighbours: table)
+        _ = try store.record([NewInteraction(profile: "dee", item: c.ids[0], kind: .view, value: nil, timestamp: 1)],
+                             createProfiles: true)
+        let rec = try Recommender(ranker: try makeRanker(), catalog: long, store: store, modelID: "tiny")
+        #expect(rec.catalogID.utf8.count <= 256)
+        let first = try rec.recommend(profile: "dee", k: 3)
+        #expect(first.notes.isEmpty, "\(first.notes)")
+        #expect(try rec.recommend(profile: "dee", k: 3).fromCache)
+    }
 }

@@ -94,6 +94,9 @@ struct CatalogCommand: ParsableCommand {
             // none at all leaves a pack without popularity or neighbours, so it is an error;
             // most skipped is almost always that mistake too, but a partial overlap can be
             // intended (a catalog subset), so it is a warning.
+            if log.count == 0 {
+                throw ToolError("\(interactions) holds no interaction rows (a header at most): nothing to build neighbours from")
+            }
             if made.skippedInteractions == log.count {
                 throw ToolError("no interaction in \(interactions) names an item of \(items) (all \(log.count) skipped, "
                                 + "\(made.unknownItemIds) distinct item ids unknown): ids from a different data set?")

@@ -8,13 +8,15 @@
 #define PALR_CLEANUP_SLOTS 16
 
 /// Copies `path` into a free slot; returns the slot, or -1 when every slot is
-/// taken or the path (with its NUL) does not fit in PATH_MAX bytes.
+/// taken, the path (with its NUL) does not fit in PATH_MAX bytes, or
+/// `palr_cleanup_remove_all` has run (the process is dying).
 int palr_cleanup_register(const char *path);
 
 /// Frees a slot `palr_cleanup_register` returned (other values are ignored).
 void palr_cleanup_unregister(int slot);
 
-/// Unlinks every registered path. Async-signal-safe.
+/// Unlinks every registered path. Async-signal-safe. For a dying process: from
+/// then on nothing registers any more.
 void palr_cleanup_remove_all(void);
 
 /// Copies the path in `slot` into `out` (`size` bytes); returns 1 if the slot
