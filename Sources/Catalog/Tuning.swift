@@ -23,16 +23,28 @@ public struct RetrieverConfiguration: Sendable, Equatable {
         return RetrieverConfiguration(neighbours: NeighbourParameters(method: method), retrieval: retrieval)
     }
 
+    /// The keys that change how candidates are drawn from a built pack (the rest change
+    /// how the neighbours are built).
+    public static let retrievalKeys: Set<String> = ["history_length", "recency_decay", "popularity_weight"]
+
     public static let keys = ["k", "window", "decay", "backward", "alpha", "beta", "shrink", "user_damping", "cooc_weight",
                               "history_length", "recency_decay", "popularity_weight"]
 
     /// Applies "window=10,decay=0.8,history_length=20" (keys as in `keys`).
+    /// A key given twice is an error (which one would win is not obvious), and so is a
+    /// text with no key=value at all.
     public mutating func apply(_ text: String) throws(NeighbourError) {
-        for part in text.split(separator: ",") {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+        guard !text.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw .badParameter("no key=number given (keys: \(Self.keys.joined(separator: ", ")))")
+        }
+        var seen = Set<String>()
+        for part in parts {
             let kv = part.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: .whitespaces) }
             guard kv.count == 2, let v = Double(kv[1]), v.isFinite else {
                 throw .badParameter("'\(part)' is not key=number (keys: \(Self.keys.joined(separator: ", ")))")
             }
+            guard seen.insert(kv[0]).inserted else { throw .badParameter("\(kv[0]) is given twice") }
             func int() throws(NeighbourError) -> Int {
                 guard v == v.rounded(), abs(v) < 1e9 else { throw .badParameter("\(kv[0]) must be a whole number, is \(kv[1])") }
                 return Int(v)
@@ -92,7 +104,6 @@ public struct TuningGrid: Sendable {
     /// A grid around a base configuration: `values` maps keys of
     /// `RetrieverConfiguration.keys` to the values to try.
     public static func around(_ base: RetrieverConfiguration, values: [String: [Double]]) throws(NeighbourError) -> TuningGrid {
-        let retrievalKeys: Set = ["history_length", "recency_decay", "popularity_weight"]
         func expand(_ keys: [String], _ start: RetrieverConfiguration) throws(NeighbourError) -> [RetrieverConfiguration] {
             var out = [start]
             for key in keys {
@@ -109,19 +120,24 @@ public struct TuningGrid: Sendable {
             return out
         }
         let keys = values.keys.sorted()
-        let builds = try expand(keys.filter { !retrievalKeys.contains($0) }, base).map(\.neighbours)
-        let retrieval = try expand(keys.filter { retrievalKeys.contains($0) }, base).map(\.retrieval)
+        let builds = try expand(keys.filter { !RetrieverConfiguration.retrievalKeys.contains($0) }, base).map(\.neighbours)
+        let retrieval = try expand(keys.filter { RetrieverConfiguration.retrievalKeys.contains($0) }, base).map(\.retrieval)
         return TuningGrid(builds: builds, retrieval: retrieval)
     }
 
     /// Parses "window=5/10/20,cooc_weight=0.1/0.3" into a grid around `base`.
     public static func parse(_ text: String, base: RetrieverConfiguration) throws(NeighbourError) -> TuningGrid {
         var values: [String: [Double]] = [:]
-        for part in text.split(separator: ",") {
+        guard !text.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw .badParameter("the grid is empty (give key=value/value/…; keys: \(RetrieverConfiguration.keys.joined(separator: ", ")))")
+        }
+        // Empty pieces ("a=1,,b=2", "window=5//6") are errors, not skipped.
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
             // Spaces around keys and values are not part of them ("window=5, window=10").
             let kv = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            let vs = kv.count == 2 ? kv[1].split(separator: "/").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) } : []
-            guard kv.count == 2, !vs.isEmpty, vs.count == kv[1].split(separator: "/").count else {
+            let pieces = kv.count == 2 ? kv[1].split(separator: "/", omittingEmptySubsequences: false) : []
+            let vs = pieces.compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+            guard kv.count == 2, !vs.isEmpty, vs.count == pieces.count else {
                 throw .badParameter("'\(part)' is not key=value/value/… (keys: \(RetrieverConfiguration.keys.joined(separator: ", ")))")
             }
             guard values[kv[0]] == nil else {

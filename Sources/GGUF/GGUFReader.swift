@@ -257,14 +257,26 @@ public final class GGUFFile: @unchecked Sendable {
 
     public func requireInt(_ key: String) throws(GGUFError) -> Int {
         guard let v = self[key] else { throw .missingKey(key) }
-        guard let i = v.int else { throw .wrongValueType(key: key, expected: "integer", found: "\(v.type)") }
+        guard let i = v.int else {
+            // An integer type whose value does not fit (a uint64 above Int64.max) is named as such.
+            if case .uint64(let u) = v {
+                throw .wrongValueType(key: key, expected: "an integer up to \(Int64.max)", found: "the uint64 \(u)")
+            }
+            throw .wrongValueType(key: key, expected: "integer", found: "\(v.type)")
+        }
         return i
     }
 
     /// An optional integer key: nil when absent, an error when present with another type.
     public func optionalInt(_ key: String) throws(GGUFError) -> Int? {
         guard let v = self[key] else { return nil }
-        guard let i = v.int else { throw .wrongValueType(key: key, expected: "integer", found: "\(v.type)") }
+        guard let i = v.int else {
+            // An integer type whose value does not fit (a uint64 above Int64.max) is named as such.
+            if case .uint64(let u) = v {
+                throw .wrongValueType(key: key, expected: "an integer up to \(Int64.max)", found: "the uint64 \(u)")
+            }
+            throw .wrongValueType(key: key, expected: "integer", found: "\(v.type)")
+        }
         return i
     }
 

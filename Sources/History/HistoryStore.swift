@@ -22,10 +22,15 @@ public struct HistoryStore: Sendable {
         public var maxPageCount: Int?
         /// Open with SQLITE_OPEN_READONLY: every write fails with
         /// `HistoryError.readOnly`, and nothing is created (`createIfMissing`
-        /// is ignored). Works on a file the process cannot write, provided
-        /// SQLite can use `FILE-wal` and `FILE-shm`: they exist, or the folder
-        /// is writable so it can create them (and leaves them there). Otherwise
-        /// the open fails with `HistoryError.readOnly` naming the folder.
+        /// is ignored). Works on a file the process cannot write when SQLite can
+        /// use `FILE-wal` and `FILE-shm` without locking the file's owner out:
+        /// both exist, or this process owns the file (or is root) and the folder
+        /// is writable so SQLite can create them (it leaves them there). When
+        /// another user's file lacks either and the folder is writable, SQLite
+        /// would create them as this user and the owner's writes would fail, so
+        /// the open is refused first (`HistoryError.cannotOpen`, nothing created).
+        /// When the folder is not writable either, SQLite's own open decides (it
+        /// fails with `HistoryError.readOnly` naming the folder if it needs them).
         public var readOnly: Bool
 
         public init(createIfMissing: Bool = true, busyTimeout: Double = 30, durability: Durability = .powerLossSafe,
@@ -61,12 +66,28 @@ public struct HistoryStore: Sendable {
     /// The database file.
     public var path: String { connection.path }
 
+    /// The schema upgrade this open made, or nil when the database already had
+    /// this build's version, was created by it, or was upgraded by another
+    /// connection meanwhile. The library does not print; a command line tells
+    /// its user from this (older builds cannot open the file after it).
+    public let schemaUpgrade: SchemaUpgrade?
+
+    /// A database taken from an older schema version to this build's.
+    public struct SchemaUpgrade: Hashable, Sendable {
+        /// The version the file had (1 or more: creating a new file is no upgrade).
+        public let from: Int
+        /// The version it has now (this build's).
+        public let to: Int
+    }
+
     /// Opens (or creates) the database at `path` and brings its schema up to date.
     /// An existing path that is not a regular file is refused, and so, unless
     /// `options.readOnly`, is a database file this process cannot write, or whose
     /// folder it cannot write when the `-wal` and `-shm` files must be created
-    /// there (`HistoryError.readOnly` naming which): all before anything is opened,
-    /// so a refusal creates no file.
+    /// there (`HistoryError.readOnly` naming which), and, with `options.readOnly`,
+    /// another user's file whose `-wal` or `-shm` the open would create as this user
+    /// (`HistoryError.cannotOpen`): all before anything is opened, so a refusal
+    /// creates no file. `schemaUpgrade` tells whether the open upgraded the schema.
     public init(path: String, options: Options = Options()) throws {
         guard !path.isEmpty, !path.hasPrefix(":memory:"), !path.hasPrefix("file:") else {
             throw HistoryError.invalidArgument("history database path must be a file path, not '\(path)'")
@@ -98,7 +119,7 @@ public struct HistoryStore: Sendable {
                                             + "schema yet), and creating the schema needs write access")
             }
         }
-        try connection.migrate()
+        schemaUpgrade = try connection.migrate().map { SchemaUpgrade(from: $0, to: schemaVersion) }
         self.connection = connection
     }
 

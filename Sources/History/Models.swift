@@ -149,10 +149,14 @@ public struct ProfileSummary: Hashable, Sendable, Codable {
         self.lastInteractionID = lastInteractionID
     }
 
-    /// How many interactions were added plus removed between the history this
-    /// summary was made from and `history` (the same profile's `recent()` with
-    /// the same limit, oldest first). Interaction ids only grow and are never
-    /// reused, so an id above `lastInteractionID` was added since, and one of the
+    /// By how many interactions `history` (the same profile's `recent()` with the
+    /// same limit, oldest first) differs from the history this summary was made
+    /// from: the larger of the rows added since and the rows removed since. The
+    /// larger, not the sum: at the retention cap every add also trims one row, and
+    /// a sum would count each new interaction twice (regenerating after half of
+    /// `palr.profile_refresh_after` new ones); a forget and as many adds counts as
+    /// many, not twice as many. Interaction ids only grow and are never reused, so
+    /// an id above `lastInteractionID` was added since, and one of the
     /// `interactionCount` rows the summary saw that is no longer there was removed
     /// (forgotten, trimmed by the retention cap, or pushed out of the window).
     /// nil when the summary has no marker and the change cannot be measured. Not
@@ -168,7 +172,8 @@ public struct ProfileSummary: Hashable, Sendable, Codable {
         let added = history.reduce(0) { $0 + ($1.id > seen ? 1 : 0) }
         let kept = history.count - added
         // max(0, …): a summary stored by hand may claim fewer rows than its marker covers.
-        return added + max(0, interactionCount - kept)
+        let removed = max(0, interactionCount - kept)
+        return max(added, removed)
     }
 }
 

@@ -170,8 +170,10 @@ final class Connection: @unchecked Sendable {
     /// when the schema is written, fails on a device with an unclear I/O error, and
     /// on a file this process cannot write it falls back to read-only after creating
     /// `-wal` and `-shm` beside it, owned by this user, which can then lock the
-    /// database's owner out. So these checks run first, and a refusal leaves no file
-    /// behind. `-wal` and `-shm` files that exist but are not writable are not refused
+    /// database's owner out. A read-only open creates them just the same (WAL mode
+    /// needs them even to read), so it is refused when they would be created as
+    /// another user than the owner (`foreignWALFilesReadingWouldCreate`). So these
+    /// checks run first, and a refusal leaves no file behind. `-wal` and `-shm` files that exist but are not writable are not refused
     /// here: opening creates nothing then, reads still work, and a write fails with a
     /// message naming the file (`readOnlyReason`). (Another process may change the
     /// files between check and open; SQLite's own errors still cover that window.)
@@ -195,6 +197,60 @@ final class Connection: @unchecked Sendable {
         if !readOnly, let problem = unwritableFile(of: path, existingWAL: false) {
             throw .readOnly(path: path, operation: "open", reason: problem + "; nothing was opened or created")
         }
+        if readOnly, let problem = foreignWALFilesReadingWouldCreate(path: path, owner: info.st_uid) {
+            throw .cannotOpen(path: path, reason: problem)
+        }
+    }
+
+    /// Why reading `path` read-only would lock its owner out, or nil when it would not.
+    /// SQLite needs `-wal` and `-shm` to read a WAL database and creates the missing
+    /// ones even on a read-only connection (and leaves them: it cannot checkpoint),
+    /// owned by this user with the database's mode. When this process cannot write the
+    /// database and is not its owner, those files then belong to someone the owner's
+    /// writes cannot write as, and in a sticky folder (like /tmp) the owner cannot even
+    /// delete them. Not refused: this user owns the file (the files are the owner's
+    /// then), root (SQLite gives the files it creates as root the database's owner),
+    /// both files exist (nothing is created), or the folder is closed to this user
+    /// (nothing can be created; SQLite's own open decides).
+    private static func foreignWALFilesReadingWouldCreate(path: String, owner: uid_t) -> String? {
+        guard geteuid() != 0, owner != geteuid(), accessDenied(path, W_OK) != nil else { return nil }
+        let target = resolvedPath(path)
+        let missing = [target + "-wal", target + "-shm"].filter { accessDenied($0, F_OK) != nil }
+        guard !missing.isEmpty, accessDenied(Self.folder(of: target), W_OK | X_OK) == nil else { return nil }
+        let files = missing.joined(separator: " and ")
+        return "this user (uid \(geteuid())) cannot write it (it belongs to uid \(owner)), and reading it as this "
+            + "user would create \(files) owned by this user and lock its owner out (the owner's writes would "
+            + "fail, and in a sticky folder such as /tmp the owner could not delete \(missing.count == 1 ? "it" : "them")); "
+            + "nothing was opened or created: run as the owner, or read a copy (the owner can make one with "
+            + "`palr history export`)"
+    }
+
+    /// Whether faccessat(AT_EACCESS) works here: glibc implements it with faccessat2,
+    /// which older container seccomp profiles answer with EPERM (no fallback then), and
+    /// every store would be refused as "not writable". Probed once, on "/".
+    static let effectiveAccessWorks = faccessat(AT_FDCWD, "/", F_OK, AT_EACCESS) == 0
+
+    /// The errno with which this process (its effective ids, as the open itself) is
+    /// denied `mode` on `file`, or nil when it is allowed or this cannot be told.
+    private static func accessDenied(_ file: String, _ mode: Int32) -> Int32? {
+        if Self.effectiveAccessWorks { return faccessat(AT_FDCWD, file, mode, AT_EACCESS) == 0 ? nil : errno }
+        // Without it, access(2) answers for the real ids, the same ones unless setuid.
+        if geteuid() == getuid() && getegid() == getgid() { return access(file, mode) == 0 ? nil : errno }
+        return nil   // cannot tell: SQLite's own open decides
+    }
+
+    /// The file a symbolic link points to (SQLite keeps -wal and -shm beside it), or `path`.
+    private static func resolvedPath(_ path: String) -> String {
+        realpath(path, nil).map { resolved in
+            defer { free(resolved) }
+            return String(cString: resolved)
+        } ?? path
+    }
+
+    /// The folder holding `path` ("." for a bare file name).
+    private static func folder(of path: String) -> String {
+        let directory = (path as NSString).deletingLastPathComponent
+        return directory.isEmpty ? "." : directory
     }
 
     /// Which of the database's files this process cannot write, as a reason naming
@@ -202,18 +258,8 @@ final class Connection: @unchecked Sendable {
     /// files when they exist (unless `existingWAL` is false), and its folder when
     /// WAL mode must create them. Checked with the effective user, as the open
     /// itself would be (root passes).
-    /// Whether faccessat(AT_EACCESS) works here: glibc implements it with faccessat2,
-    /// which older container seccomp profiles answer with EPERM (no fallback then), and
-    /// every store would be refused as "not writable". Probed once, on "/".
-    static let effectiveAccessWorks = faccessat(AT_FDCWD, "/", F_OK, AT_EACCESS) == 0
-
     static func unwritableFile(of path: String, existingWAL: Bool = true) -> String? {
-        func denied(_ file: String, _ mode: Int32) -> Int32? {
-            if Self.effectiveAccessWorks { return faccessat(AT_FDCWD, file, mode, AT_EACCESS) == 0 ? nil : errno }
-            // Without it, access(2) answers for the real ids, the same ones unless setuid.
-            if geteuid() == getuid() && getegid() == getgid() { return access(file, mode) == 0 ? nil : errno }
-            return nil   // cannot tell: SQLite's own open decides
-        }
+        let denied = accessDenied
         func owner(_ file: String) -> String {
             var info = stat()
             guard stat(file, &info) == 0, info.st_uid != geteuid() else { return "" }
@@ -223,10 +269,7 @@ final class Connection: @unchecked Sendable {
             return "the file \(path) is not writable (\(Destination.describe(e))\(owner(path)))"
         }
         // SQLite follows a symbolic link and keeps -wal and -shm beside the file it points to.
-        let target = realpath(path, nil).map { resolved in
-            defer { free(resolved) }
-            return String(cString: resolved)
-        } ?? path
+        let target = resolvedPath(path)
         var missing: [String] = []
         for file in [target + "-wal", target + "-shm"] {
             guard denied(file, F_OK) == nil else {
@@ -239,8 +282,7 @@ final class Connection: @unchecked Sendable {
             }
         }
         if !missing.isEmpty {
-            let directory = (target as NSString).deletingLastPathComponent
-            let folder = directory.isEmpty ? "." : directory
+            let folder = Self.folder(of: target)
             if let e = denied(folder, W_OK | X_OK) {
                 return "its folder \(folder) is not writable (\(Destination.describe(e))), and SQLite's WAL mode "
                     + "must create \(missing.joined(separator: " and ")) there (make the folder writable, or copy "

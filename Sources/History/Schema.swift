@@ -104,14 +104,19 @@ extension Connection {
     /// write lock and sets the version together with the tables: a connection
     /// either finds an empty file and creates everything, or waits and finds
     /// the finished schema with its version.
-    func migrate() throws {
+    ///
+    /// Returns the older version this connection upgraded the file from, or nil
+    /// when it made no upgrade (already current, newly created, or upgraded by
+    /// another connection while this one waited for the write lock).
+    @discardableResult
+    func migrate() throws -> Int? {
         // An up-to-date database (the usual case) is checked in a read
         // transaction: opening it neither waits for another connection's write
         // nor needs write access (read-only stores never take the write lock).
         let found = try read("open") { try currentVersion() }
         if found == schemaVersion {
             try run("open") { try ensureWAL() }
-            return
+            return nil
         }
         if readOnly {
             throw HistoryError.readOnly(path: path, operation: "open", reason: found == 0
@@ -131,15 +136,17 @@ extension Connection {
             // journal_mode=WAL cannot change inside a transaction.
             try ensureWAL()
         }
-        try write("open") {
-            // Another connection may have migrated while we waited for the lock.
+        return try write("open") { () -> Int? in
+            // Another connection may have migrated while we waited for the lock:
+            // the version read here, under the lock, is the one this connection changes.
             let start = try currentVersion()
-            guard start < schemaVersion else { return }
+            guard start < schemaVersion else { return nil }
             for version in start..<schemaVersion {
                 try exec(migrations[version])
             }
             try exec("PRAGMA application_id = \(applicationID)")
             try exec("PRAGMA user_version = \(schemaVersion)")
+            return start == 0 ? nil : start
         }
     }
 

@@ -46,6 +46,12 @@ extension Ranker {
         var generated = 0
         var stop = "budget"
         while generated < settings.profileTokenBudget {
+            // Damaged weights give NaN or infinite logits: an error, never a summary that
+            // would then sit in every ranking prompt (as in every ranking mode).
+            guard logits.allSatisfy({ $0.isFinite }) else {
+                throw RankerError.model("the model's logits are not finite at step \(generated + 1) of the profile "
+                                        + "summary (damaged or overflowing weights); nothing was stored")
+            }
             var best = 0
             for i in 1..<logits.count where logits[i] > logits[best] { best = i }
             let token = Int32(best)
@@ -96,16 +102,17 @@ public func sanitizeProfile(_ raw: String, maxCharacters: Int) -> String {
 
 extension Recommender {
     /// The stored summary, regenerated when missing, when forced, or when at least
-    /// `palr.profile_refresh_after` interactions were added or removed since it was
-    /// made. Never called by `recommend`: summaries are built in the background
+    /// `palr.profile_refresh_after` interactions came in or went out since it was made
+    /// (whichever is more). Never called by `recommend`: summaries are built in the background
     /// (`palr refresh`).
     public func refreshProfile(_ profile: String, force: Bool = false) throws -> (summary: ProfileSummary, generated: GeneratedProfile?) {
         guard ranker.settings.writesProfiles else { throw RecommenderError.profilesUnsupported(model: modelID) }
         let history = try store.recent(profile: profile, limit: historyWindow)
         let digest = HistoryDigest(of: history)
         if !force, let existing = try store.profileSummary(profile: profile) {
-            // Added plus removed, not the difference of the counts: at the retention cap,
-            // or after a forget and as many adds, the count stays while the history turns over.
+            // Counted by interaction id (the larger of added and removed), not as the
+            // difference of the counts: at the retention cap, or after a forget and as many
+            // adds, the count stays while the history turns over.
             // A summary without its marker (stored before schema version 2) whose history
             // has changed cannot say by how much, so it is regenerated rather than kept on
             // a guess: at most once per profile, since the new one has a marker.

@@ -48,17 +48,20 @@ func validateThreads(_ t: Int?, option: String = "-t") throws {
     }
 }
 
-/// The bytes of a file, or an error naming the path and why it cannot be read.
-func readFile(_ path: String) throws -> Data {
-    var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw CLIError(path: path, "no such file") }
-    if isDir.boolValue { throw CLIError(path: path, "is a folder, not a file") }
-    guard access(path, R_OK) == 0 else {
-        let e = errno
-        throw CLIError(path: path, String(cString: strerror(e)))
+/// The bytes of a regular file (at most `limit`), or an error naming the path and why
+/// it cannot be read. A device, FIFO or folder is refused by kind, before any read
+/// (opened without blocking, so a FIFO with no writer does not hang).
+func readFile(_ path: String, limit: Int = 1 << 30) throws -> Data {
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+    guard fd >= 0 else { throw CLIError(path: path, "cannot read: \(Destination.describe(errno))") }
+    defer { close(fd) }
+    var info = stat()
+    guard fstat(fd, &info) == 0 else { throw CLIError(path: path, "cannot read: \(Destination.describe(errno))") }
+    guard info.st_mode & S_IFMT == S_IFREG else {
+        throw CLIError(path: path, "cannot read: it is \(Destination.kindName(info.st_mode)), not a regular file")
     }
-    do { return try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-        throw CLIError(path: path, "cannot read: \((error as NSError).localizedFailureReason ?? error.localizedDescription)")
+    do { return Data(try readFully(fd, limit: limit)) } catch {
+        throw CLIError(path: path, "cannot read: \(error.reason)")
     }
 }
 

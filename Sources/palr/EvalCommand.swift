@@ -71,6 +71,7 @@ struct EvalCommand: ParsableCommand {
         }
         try validateThreads(t)
         if tuneReport != nil && !tune && grid == nil { throw ValidationError("--tune-report needs --tune or --grid") }
+        if tuneReport == "" { throw ValidationError("--tune-report must name a file (got an empty path)") }
     }
 
     func run() throws {

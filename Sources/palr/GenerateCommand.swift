@@ -29,7 +29,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: "Temperature; 0 is greedy.")
     var temp: Float = 1.0
 
-    @Option(name: .long, parsing: .unconditional, help: "Top-p nucleus, between 0 and 1 (1 disables it).")
+    @Option(name: .long, parsing: .unconditional, help: "Top-p nucleus, above 0 and at most 1 (1 disables it).")
     var topP: Float = 0.9
 
     @Option(name: .long, help: "Random seed (default: the clock).")
@@ -43,7 +43,9 @@ struct GenerateCommand: ParsableCommand {
         if let promptTokens { _ = try parseTokenList(promptTokens) }
         if maxTokens < 0 { throw ValidationError("-n must not be negative (got \(maxTokens))") }
         if !temp.isFinite || temp < 0 { throw ValidationError("--temp must be a finite number ≥ 0 (got \(temp))") }
-        if !topP.isFinite || topP < 0 || topP > 1 { throw ValidationError("--top-p must be between 0 and 1 (got \(topP))") }
+        // 0 would read as "the smallest nucleus" but the sampler takes it as "no nucleus":
+        // refused rather than sampling from everything.
+        if !topP.isFinite || topP <= 0 || topP > 1 { throw ValidationError("--top-p must be above 0 and at most 1 (got \(topP))") }
     }
 
     func run() throws {
@@ -64,6 +66,14 @@ struct GenerateCommand: ParsableCommand {
             ids = try parseTokenList(promptTokens)
         }
         if addBOS, ids.first != bos { ids.insert(bos, at: 0) }
+        // Checked before anything is printed: with no token the model computes no logits
+        // to sample from, and an id outside the vocabulary would fail mid-output.
+        guard !ids.isEmpty else {
+            throw CLIError(path: model, "the prompt is empty and the model adds no BOS token; give --prompt or --prompt-tokens")
+        }
+        if let bad = ids.first(where: { $0 < 0 || Int($0) >= m.config.vocabSize }) {
+            throw CLIError(path: model, "prompt token \(bad) is outside the model's vocabulary (0…\(m.config.vocabSize - 1))")
+        }
         let stops: Set<Int32> = ignoreEOS ? [] : Set([tokenizer?.eos, tokenizer?.bos].compactMap { $0 })
 
         guard ids.count <= m.config.contextLength else {

@@ -52,18 +52,34 @@ struct DatabaseOptions: ParsableArguments {
                                + "\((error as NSError).localizedFailureReason ?? error.localizedDescription)")
             }
         }
-        return try HistoryStore(path: path, options: .init(createIfMissing: create))
+        return noteSchemaUpgrade(try HistoryStore(path: path, options: .init(createIfMissing: create)))
     }
 
     /// Opens the store for a command that only reads: read-only when this
     /// process cannot write the file (so a database the user may only read
-    /// can still be listed, counted and exported).
+    /// can still be listed, counted and exported). A file it can write is
+    /// opened for writing, so an older schema is upgraded here too (and noted).
     func openForReading() throws -> HistoryStore {
         let path = try path()
         let exists = FileManager.default.fileExists(atPath: path)
         let readOnly = exists && !FileManager.default.isWritableFile(atPath: path)
-        return try HistoryStore(path: path, options: .init(createIfMissing: false, readOnly: readOnly))
+        return noteSchemaUpgrade(try HistoryStore(path: path, options: .init(createIfMissing: false, readOnly: readOnly)))
     }
+}
+
+/// Tells the user on stderr (one line) when opening `store` upgraded its schema:
+/// palr builds that know only the older version refuse the file from now on, and
+/// a command that merely lists or counts would otherwise change that silently.
+/// Returns the store, so that an open can be wrapped in it.
+@discardableResult
+func noteSchemaUpgrade(_ store: HistoryStore) -> HistoryStore {
+    if let upgrade = store.schemaUpgrade {
+        // printErr: a message never kills the process (a closed or full stderr).
+        printErr("note: upgraded history store \(store.path) from schema version "
+            + "\(upgrade.from) to \(upgrade.to) (palr builds that support only versions "
+            + "below \(upgrade.to) cannot open it any more)")
+    }
+    return store
 }
 
 /// Prints a value as pretty, key-sorted JSON.

@@ -41,10 +41,10 @@ struct InfoCommand: ParsableCommand {
             print("tensor types: " + byType.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value.count) (\($0.value.bytes) bytes)" }.joined(separator: ", "))
         }
         print("metadata:")
-        for (k, v) in file.metadata { print("  \(k) = \(v)") }
+        for (k, v) in file.metadata { print("  \(terminalSafe(k)) = \(v)") }
         if tensors {
             print("tensors:")
-            for t in file.tensors { print("  \(t.name) \(t.dims) \(t.typeInfo.name) @\(t.fileOffset) \(t.byteCount) bytes") }
+            for t in file.tensors { print("  \(terminalSafe(t.name)) \(t.dims) \(t.typeInfo.name) @\(t.fileOffset) \(t.byteCount) bytes") }
         }
         print("cpu: " + BLAS.featureNames().joined(separator: " "))
         print("blas: " + blasSummary())

@@ -37,7 +37,15 @@ struct LogitsCommand: ParsableCommand {
                 try session.prefill(ids, logits: .all) { _, l in rows.append(Array(l)) }
             }
         } catch { throw CLIError(path: model, "\(error)") }
-        let argmax = rows.map { r in r.indices.max { r[$0] < r[$1] } ?? 0 }
+        // NaN is no maximum: compared as −∞ (a plain `<` makes the answer depend on where
+        // the NaNs are). A row of NaNs has argmax 0; the warning below says why.
+        let argmax = rows.map { r in
+            r.indices.max { (r[$0].isNaN ? -.infinity : r[$0]) < (r[$1].isNaN ? -.infinity : r[$1]) } ?? 0
+        }
+        let nonFinite = rows.reduce(0) { $0 + $1.filter { !$0.isFinite }.count }
+        if nonFinite > 0 {
+            printErr("warning: \(nonFinite) logit\(nonFinite == 1 ? " is" : "s are") NaN or infinite: the model's weights are damaged or overflow")
+        }
         if json {
             var s = "{\"logits\": ["
             // JSON has no NaN or infinity (a damaged model's logits): they are written as null.

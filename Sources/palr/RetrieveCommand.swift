@@ -25,6 +25,16 @@ struct RetrieveCommand: ParsableCommand {
 
     func validate() throws {
         guard n >= 1 && n <= Retriever.maxCount else { throw ValidationError("--n must be in 1...\(Retriever.maxCount) (got \(n))") }
+        // A pack's neighbours are built already: a neighbour-building key would be accepted
+        // and change nothing.
+        for part in (params ?? "").split(separator: ",") {
+            let key = part.split(separator: "=", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            if RetrieverConfiguration.keys.contains(key) && !RetrieverConfiguration.retrievalKeys.contains(key) {
+                throw ValidationError("--params: \(key) shapes how neighbours are built, and the pack's are built already; "
+                                      + "retrieve takes \(RetrieverConfiguration.retrievalKeys.sorted().joined(separator: ", ")) "
+                                      + "(rebuild the pack with palr-convert catalog --params to change the rest)")
+            }
+        }
         guard repeats >= 1 else { throw ValidationError("--repeat must be at least 1 (got \(repeats))") }
     }
 
@@ -64,10 +74,10 @@ struct RetrieveCommand: ParsableCommand {
             print(String(decoding: d, as: UTF8.self))
             return
         }
-        print("catalog \(pack.info.id) v\(pack.info.version) (\(pack.info.method), \(pack.count) items, K=\(pack.k)); "
+        print("catalog \(terminalSafe(pack.info.id)) v\(pack.info.version) (\(terminalSafe(pack.info.method)), \(pack.count) items, K=\(pack.k)); "
             + "\(result.sourceCount) history items used, \(result.unknownCount) unknown skipped")
         for (r, it) in result.items.enumerated() {
-            print(String(format: "%3d  %10.5f  ", r + 1, it.score) + "\(pack.ids[Int(it.index)])  \(pack.titles[Int(it.index)])")
+            print(String(format: "%3d  %10.5f  ", r + 1, it.score) + "\(terminalSafe(pack.ids[Int(it.index)]))  \(terminalSafe(pack.titles[Int(it.index)]))")
         }
         print(String(format: "load %.1f ms, retrieval %.3f ms", loadMs, retrieveMs))
     }

@@ -44,6 +44,10 @@ struct TokenizeCommand: ParsableCommand {
 
     func validate() throws {
         if benchFile != nil && !bench { throw ValidationError("--bench-file needs --bench") }
+        if jsonl && bench { throw ValidationError("--jsonl and --bench do not go together") }
+        if text != nil && (jsonl || bench) {
+            throw ValidationError("give TEXT or \(jsonl ? "--jsonl (text on standard input)" : "--bench"), not both")
+        }
     }
 
     func run() throws {

@@ -31,3 +31,21 @@ import Testing
         }
     }
 }
+
+/// Empty grids and empty pieces, and `apply`'s repeated keys: errors, not skipped.
+@Suite struct GridAndParameterEdgeTests {
+    @Test func emptyPiecesAreErrors() {
+        for text in ["", "  ", "window=5//6", "window=5,,recency_decay=0.8", "window=5/", "window=5,"] {
+            #expect(TuningGridTests.failure(text) != nil, "'\(text)' was accepted")
+        }
+    }
+
+    @Test func applyRefusesRepeatedKeysAndEmptyText() {
+        var c = RetrieverConfiguration.defaults(for: .seq)
+        #expect(throws: NeighbourError.self) { try c.apply("history_length=5,history_length=6") }
+        #expect(throws: NeighbourError.self) { try c.apply("") }
+        #expect(throws: NeighbourError.self) { try c.apply("history_length=5,") }
+        #expect(throws: Never.self) { try c.apply("history_length=5, recency_decay=0.8") }
+        #expect(c.retrieval.historyLength == 5 && c.retrieval.recencyDecay == 0.8)
+    }
+}

@@ -1,6 +1,7 @@
 // What is refused before SQLite opens a file (empty files where a store must
-// exist, devices, files this process cannot write), the messages that name the
-// file that is not writable, and schema version 2's summary marker.
+// exist, devices, files this process cannot write, another user's store whose
+// -wal/-shm a read would create), the messages that name the file that is not
+// writable, schema version 2's summary marker, and the note on upgrading to it.
 import Foundation
 import Testing
 
@@ -161,12 +162,7 @@ private func makeUnwritable(_ path: String, byModeToo: Bool = true) throws -> ((
     @Test(.enabled(if: geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser")))
     func anotherUsersRefusedCommandCreatesNoFiles() throws {
         let palr = try palrExecutable()
-        let probe = try ChildProcess("/usr/sbin/runuser", ["-u", "nobody", "--", palr, "--help"])
-        probe.wait()
-        guard probe.terminationStatus == 0 else {
-            print("skipped: user nobody cannot run \(palr) (a folder on its path is closed to other users)")
-            return
-        }
+        guard try nobodyCanRun(palr) else { return }
         func asNobody(_ arguments: [String]) throws -> (status: Int32, error: String) {
             let child = try ChildProcess("/usr/sbin/runuser", ["-u", "nobody", "--", palr] + arguments)
             child.wait()
@@ -199,6 +195,86 @@ private func makeUnwritable(_ path: String, byModeToo: Bool = true) throws -> ((
         }
     }
 
+    /// A read-only command (`list`, `stats`, `export`) by a user who cannot write the
+    /// store must not create its -wal and -shm in a writable folder: SQLite would make
+    /// them this user's (even on a read-only connection), the owner's writes would then
+    /// fail and, in a sticky folder, the owner could not delete them. Refused, naming
+    /// the files, with nothing created; reading proceeds when both files exist (the
+    /// owner has the store open), when the folder is closed (nothing can be created)
+    /// and when the reader owns the file.
+    @Test(.enabled(if: geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser")
+                   && getpwnam("daemon") != nil))
+    func anotherUsersReadDoesNotCreateTheOwnersWALFiles() throws {
+        let palr = try palrExecutable()
+        guard try nobodyCanRun(palr) else { return }
+        func run(as user: String, _ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+            let child = try ChildProcess("/usr/sbin/runuser", ["-u", user, "--", palr] + arguments)
+            child.wait()
+            return (child.terminationStatus, child.output, child.errorOutput)
+        }
+        func owner(_ file: String) -> uid_t? {
+            var info = stat()
+            return stat(file, &info) == 0 ? info.st_uid : nil
+        }
+        let daemon = try #require(getpwnam("daemon")).pointee.pw_uid
+        try withTemporaryDirectory { scratch in
+            // The message names the files beside the resolved path (TMPDIR may be a link).
+            let folder = try #require(realpath(scratch, nil).map { resolved in
+                defer { free(resolved) }
+                return String(cString: resolved)
+            })
+            #expect(chmod(folder, 0o1777) == 0)  // like /tmp: anyone may create files, only owners delete them
+            let root = try store(folder, profile: "p", items: 3)
+            let path = root.path
+            root.close()
+            #expect(chown(path, daemon, daemon) == 0 && chmod(path, 0o644) == 0)
+            #expect(walFiles(path).isEmpty)
+
+            for command in [["list"], ["list", "--profile", "p"], ["stats"], ["export"]] {
+                let refused = try run(as: "nobody", ["history", "--db", path] + command)
+                #expect(refused.status == 1 && refused.output.isEmpty, "\(command): \(refused)")
+                #expect(refused.error.contains("cannot open history database \(path): this user (uid 65534) cannot "
+                                               + "write it (it belongs to uid \(daemon)), and reading it as this user "
+                                               + "would create \(path)-wal and \(path)-shm owned by this user and "
+                                               + "lock its owner out"), "\(command): \(refused)")
+                #expect(refused.error.contains("run as the owner, or read a copy"), "\(refused)")
+                #expect(walFiles(path).isEmpty, "\(command) left \(walFiles(path))")
+            }
+            // The owner still writes (the lockout this prevents made this fail).
+            let add = try run(as: "daemon", ["history", "--db", path, "add", "--profile", "p", "x"])
+            #expect(add.status == 0, "\(add)")
+            #expect(walFiles(path).isEmpty)
+
+            // Both files exist while the owner has the store open: nothing is created, reading works.
+            // (This test runs as root, and SQLite gives files it creates as root the database's owner.)
+            let held = try HistoryStore(path: path, options: .init(createIfMissing: false))
+            #expect(try held.interactionCount(profile: "p") == 4)
+            #expect(walFiles(path).count == 2 && walFiles(path).allSatisfy { owner($0) == daemon }, "\(walFiles(path))")
+            let whileOpen = try run(as: "nobody", ["history", "--db", path, "list", "--profile", "p"])
+            #expect(whileOpen.status == 0 && whileOpen.output.contains("digest "), "\(whileOpen)")
+            held.close()
+            #expect(walFiles(path).isEmpty)
+
+            // A folder this user cannot write: nothing can be created, so it is not this
+            // refusal (SQLite's own open decides, and it creates nothing).
+            let closed = folder + "/closed"
+            try FileManager.default.createDirectory(atPath: closed, withIntermediateDirectories: false)
+            let inClosed = closed + "/h.sqlite"
+            try FileManager.default.copyItem(atPath: path, toPath: inClosed)
+            #expect(chown(inClosed, daemon, daemon) == 0)
+            let closedRead = try run(as: "nobody", ["history", "--db", inClosed, "stats"])
+            #expect(!closedRead.error.contains("lock its owner out"), "\(closedRead)")
+            #expect(walFiles(inClosed).isEmpty)
+
+            // The reader's own file, made read-only by its mode: the files are its own, so it reads.
+            let own = folder + "/own.sqlite"
+            try FileManager.default.copyItem(atPath: path, toPath: own)
+            #expect(chown(own, 65534, 65534) == 0 && chmod(own, 0o444) == 0)
+            let ownRead = try run(as: "nobody", ["history", "--db", own, "stats"])
+            #expect(ownRead.status == 0 && ownRead.output.contains("interactions   4"), "\(ownRead)")
+        }
+    }
+
     @Test func cliCommandsThatMustNotCreateAStoreRefuseEmptyAndSpecialFiles() throws {
         try withTemporaryDirectory { folder in
             let empty = try writeFile(folder, "empty.sqlite", "")
@@ -217,25 +293,33 @@ private func makeUnwritable(_ path: String, byModeToo: Bool = true) throws -> ((
     }
 }
 
+/// A schema-version-1 database (as a build before version 2 wrote it) at `path`,
+/// with profile `p` and a summary of it.
+private func makeVersionOneStore(_ path: String) throws {
+    let raw = try Connection(path: path, create: true, busyTimeout: 5)
+    try raw.exec("PRAGMA journal_mode = WAL")
+    try raw.exec(migrations[0])
+    try raw.exec("""
+        PRAGMA application_id = \(applicationID); PRAGMA user_version = 1;
+        INSERT INTO profiles(id, name, created_at) VALUES (1, 'p', 0);
+        INSERT INTO profile_summaries VALUES (1, 'noir', '00000000000000ff', 20, 5);
+        """)
+    raw.close()
+}
+
 @Suite struct SummaryMarkerTests {
     /// Version 1 databases are upgraded in place; their summaries keep no marker.
     @Test func aVersionOneDatabaseIsMigratedAndItsSummaryHasNoMarker() throws {
         try withTemporaryDirectory { folder in
             let path = folder + "/v1.sqlite"
-            do {
-                let raw = try Connection(path: path, create: true, busyTimeout: 5)
-                try raw.exec("PRAGMA journal_mode = WAL")
-                try raw.exec(migrations[0])
-                try raw.exec("""
-                    PRAGMA application_id = \(applicationID); PRAGMA user_version = 1;
-                    INSERT INTO profiles(id, name, created_at) VALUES (1, 'p', 0);
-                    INSERT INTO profile_summaries VALUES (1, 'noir', '00000000000000ff', 20, 5);
-                    """)
-                raw.close()
-            }
+            try makeVersionOneStore(path)
             let store = try HistoryStore(path: path, options: .init(createIfMissing: false))
             #expect(schemaVersion == 2)
+            #expect(store.schemaUpgrade == HistoryStore.SchemaUpgrade(from: 1, to: 2))
             #expect(try store.stats().schemaVersion == schemaVersion)
+            // Reported once, by the open that upgraded; creating a file is no upgrade.
+            #expect(try HistoryStore(path: path, options: .init(createIfMissing: false)).schemaUpgrade == nil)
+            #expect(try makeStore(folder, name: "new.sqlite").schemaUpgrade == nil)
             #expect(try store.integrityCheck() == ["ok"])
             let old = try #require(try store.profileSummary(profile: "p"))
             #expect(old.text == "noir" && old.interactionCount == 20 && old.lastInteractionID == nil)
@@ -249,9 +333,30 @@ private func makeUnwritable(_ path: String, byModeToo: Bool = true) throws -> ((
         }
     }
 
-    /// At the retention cap the count stays while the history turns over: the
-    /// change is the rows added plus the rows the summary saw that are gone.
-    @Test func changesAtTheRetentionCapCountAddedAndRemoved() throws {
+    /// A command that only reads (`list`, `stats`, `export`) opens a file it can write
+    /// for writing, so it upgrades a version-1 store too, and says so on stderr once.
+    @Test func theCommandLineNotesAnUpgradeOnce() throws {
+        try withTemporaryDirectory { folder in
+            let note = { (path: String) in
+                "note: upgraded history store \(path) from schema version 1 to 2 (palr builds that support only "
+                    + "versions below 2 cannot open it any more)\n"
+            }
+            for command in [["stats"], ["list"], ["export"], ["add", "--profile", "p", "x"]] {
+                let path = folder + "/v1-\(command[0]).sqlite"
+                try makeVersionOneStore(path)
+                let first = try runPalr(["history", "--db", path] + command)
+                #expect(first.status == 0 && first.error == note(path), "\(command): \(first)")
+                let second = try runPalr(["history", "--db", path] + command)
+                #expect(second.status == 0 && second.error.isEmpty, "\(command): \(second)")
+                #expect(try HistoryStore(path: path, options: .init(readOnly: true)).stats().schemaVersion == 2)
+            }
+        }
+    }
+
+    /// At the retention cap the count stays while the history turns over: every
+    /// add also trims one row, and the change is the larger of the two (15 in and 15
+    /// out is 15), not their sum, which counted each new interaction twice.
+    @Test func changesAtTheRetentionCapCountEachNewInteractionOnce() throws {
         try withTemporaryDirectory { folder in
             let store = try store(folder, profile: "p", items: 40)
             try store.setRetentionCap(20)
@@ -263,10 +368,15 @@ private func makeUnwritable(_ path: String, byModeToo: Bool = true) throws -> ((
                                          lastInteractionID: seen.map(\.id).max())
             try store.putProfileSummary(summary)
             #expect(summary.changedInteractions(in: seen) == 0)
-            _ = try store.record((0..<15).map { NewInteraction(profile: "p", item: "n\($0)", timestamp: 1000 + Int64($0)) })
-            let now = try store.recent(profile: "p", limit: 100)
-            #expect(now.count == 20)
-            #expect(try store.profileSummary(profile: "p")?.changedInteractions(in: now) == 30)
+            func add(_ items: Range<Int>) throws -> Int? {
+                _ = try store.record(items.map { NewInteraction(profile: "p", item: "n\($0)", timestamp: 1000 + Int64($0)) })
+                let now = try store.recent(profile: "p", limit: 100)
+                #expect(now.count == 20)
+                return try store.profileSummary(profile: "p")?.changedInteractions(in: now)
+            }
+            #expect(try add(0..<5) == 5)      // 5 in, 5 trimmed: below palr.profile_refresh_after's default 10
+            #expect(try add(5..<10) == 10)    // 10 in, 10 trimmed: reaches it
+            #expect(try add(10..<15) == 15)
         }
     }
 
@@ -277,12 +387,26 @@ private func makeUnwritable(_ path: String, byModeToo: Bool = true) throws -> ((
         let summary = ProfileSummary(profile: "p", text: "t", historyDigest: HistoryDigest(of: rows(Array(1...20))),
                                      interactionCount: 20, createdAt: 0, lastInteractionID: 20)
         #expect(summary.changedInteractions(in: rows(Array(1...20))) == 0)
-        // 12 forgotten, 12 added: the count is 20 again, 24 interactions changed.
-        #expect(summary.changedInteractions(in: rows(Array(1...8) + Array(21...32))) == 24)
+        // 12 forgotten, 12 added: the count is 20 again, the history changed by 12.
+        #expect(summary.changedInteractions(in: rows(Array(1...8) + Array(21...32))) == 12)
+        // Unequal: the larger side counts (3 forgotten and 7 added; 9 forgotten and 2 added).
+        #expect(summary.changedInteractions(in: rows(Array(4...20) + Array(21...27))) == 7)
+        #expect(summary.changedInteractions(in: rows(Array(10...20) + [21, 22])) == 9)
         #expect(summary.changedInteractions(in: rows(Array(1...20) + [21])) == 1)
         #expect(summary.changedInteractions(in: rows(Array(2...20))) == 1)
         let fromNothing = ProfileSummary(profile: "p", text: "", historyDigest: HistoryDigest(of: []),
                                          interactionCount: 0, createdAt: 0)
         #expect(fromNothing.changedInteractions(in: rows([5, 6])) == 2)
     }
+}
+
+/// Whether user nobody can run `palr` (a folder on its path may be closed to other
+/// users); says so when not, and the test skips.
+private func nobodyCanRun(_ palr: String) throws -> Bool {
+    let probe = try ChildProcess("/usr/sbin/runuser", ["-u", "nobody", "--", palr, "--help"])
+    probe.wait()
+    if probe.terminationStatus != 0 {
+        print("skipped: user nobody cannot run \(palr) (a folder on its path is closed to other users)")
+    }
+    return probe.terminationStatus == 0
 }

@@ -132,4 +132,18 @@ import Tokenizer
         #expect(first.notes.isEmpty, "\(first.notes)")
         #expect(try rec.recommend(profile: "dee", k: 3).fromCache)
     }
+
+    /// A model with damaged weights writes no profile summary: an error, as in every
+    /// ranking mode (it used to store "⁇ ⁇ …", which healthy models then read).
+    @Test func nanLogitsWriteNoProfileSummary() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("palr-nan-profile-\(getpid()).gguf").path
+        defer { unlink(out) }
+        try writeModelWithNaNOutputNorm(to: out)
+        let model = try LlamaModel(path: out)
+        let tok = try SentencePieceTokenizer(gguf: model.gguf)
+        var settings = PALRSettings()
+        settings.writesProfiles = true
+        let ranker = try Ranker(model: model, tokenizer: tok, settings: settings, contextLength: 1024, threads: 1)
+        #expect(throws: RankerError.self) { _ = try ranker.generateProfile(history: someTitles) }
+    }
 }

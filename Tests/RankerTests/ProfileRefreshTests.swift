@@ -1,7 +1,8 @@
-// When `refreshProfile` regenerates a stored summary: after as many interactions
-// were added plus removed as palr.profile_refresh_after, even when the count of
-// interactions is unchanged (a profile at its retention cap, a forget and as many
-// adds), and once for a summary stored before its marker existed.
+// When `refreshProfile` regenerates a stored summary: once the history changed by
+// palr.profile_refresh_after interactions (the larger of those added and those
+// removed), even when the count of interactions is unchanged (a profile at its
+// retention cap, a forget and as many adds), and once for a summary stored before
+// its marker existed.
 import Catalog
 import Foundation
 import History
@@ -21,9 +22,10 @@ import Testing
         }, createProfiles: true)
     }
 
-    /// The acceptance scenario: compact to a cap of 20, summarize, add 15. The count
-    /// stays 20 (15 new, 15 of the summarized ones trimmed), so counting by the
-    /// difference of the counts saw one change and kept the stale summary.
+    /// Compact to a cap of 20, summarize, add. The count stays 20 (each add trims one
+    /// of the summarized rows), so the difference of the counts saw no change and kept
+    /// the stale summary; added plus removed counted each add twice and regenerated
+    /// after 5. Each new interaction counts once: 5 keep it, 10 regenerate it.
     @Test func atTheRetentionCapTurnoverRegenerates() throws {
         let ml = try #require(ML100K.shared)
         let path = temporaryStorePath("palr-prof-cap")
@@ -39,10 +41,11 @@ import Testing
         #expect(first.summary.lastInteractionID == seen.map(\.id).max())
         #expect(try store.profileSummary(profile: "bob") == first.summary)
 
-        try add(store, ml.catalog, items: 30..<33)        // 3 added, 3 trimmed: 6 < 10, reused
+        try add(store, ml.catalog, items: 30..<35)        // 5 added, 5 trimmed: changed by 5 < 10, reused
         #expect(try store.interactionCount(profile: "bob") == 20)
         #expect(try rec.refreshProfile("bob").generated == nil)
-        try add(store, ml.catalog, items: 33..<45)        // 15 added and 15 trimmed since the summary
+        #expect(try rec.refreshProfile("bob").summary == first.summary)
+        try add(store, ml.catalog, items: 35..<40)        // 10 added and 10 trimmed since the summary: 10
         #expect(try store.interactionCount(profile: "bob") == 20)
         let again = try rec.refreshProfile("bob")
         #expect(again.generated != nil)
@@ -51,9 +54,11 @@ import Testing
     }
 
     /// Forgetting drops the summary, but one being generated meanwhile (refresh read
-    /// the history before the forget and stores its summary after it) survives: 12
-    /// forgotten and 12 added later leave the count where it was.
-    @Test func forgettingAndAddingAsManyRegenerates() throws {
+    /// the history before the forget and stores its summary after it) survives: N
+    /// forgotten and N added later leave the count where it was and change the
+    /// history by N, so 6 keep the summary and 12 regenerate it.
+    @Test(arguments: [(6, false), (12, true)])
+    func forgettingAndAddingAsManyRegenerates(count: Int, regenerates: Bool) throws {
         let ml = try #require(ML100K.shared)
         let path = temporaryStorePath("palr-prof-forget")
         defer { removeStore(path) }
@@ -61,13 +66,14 @@ import Testing
         try add(store, ml.catalog, items: 0..<20)
         let rec = try recommender(store, ml.catalog)
         let made = try rec.refreshProfile("bob").summary
-        for i in 0..<12 { try store.forget(item: ml.catalog.ids[i], profile: "bob") }
+        for i in 0..<count { try store.forget(item: ml.catalog.ids[i], profile: "bob") }
         try store.putProfileSummary(made)                 // the in-flight refresh commits
-        try add(store, ml.catalog, items: 20..<32)
+        try add(store, ml.catalog, items: 20..<(20 + count))
         #expect(try store.interactionCount(profile: "bob") == made.interactionCount)
         let after = try rec.refreshProfile("bob")
-        #expect(after.generated != nil)
-        #expect(after.summary.interactionCount == 20 && after.summary.lastInteractionID != made.lastInteractionID)
+        #expect((after.generated != nil) == regenerates)
+        #expect(after.summary.interactionCount == 20)
+        #expect((after.summary.lastInteractionID != made.lastInteractionID) == regenerates)
     }
 
     /// A summary stored before schema version 2 has no marker: kept while the history

@@ -92,19 +92,9 @@ import Tokenizer
 @Suite struct NonFiniteScoreTests {
     @Test(arguments: [ScoringMode.letters, .likelihood, .generate])
     func nanLogitsAreAnErrorInEveryMode(mode: ScoringMode) throws {
-        let f = try GGUFFile(path: tinyRankerModelPath)
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("palr-nan-\(getpid())-\(mode.rawValue).gguf").path
         defer { unlink(out) }
-        let tensors = f.tensors.compactMap { t in t.type.map { GGUFTensorPlan(name: t.name, dims: t.dims, type: $0) } }
-        let w = try GGUFWriter(path: out, metadata: f.metadata.map { ($0.key, $0.value) }, tensors: tensors)
-        for t in f.tensors {
-            var bytes = Array(f.data(of: t))
-            if t.name == "output_norm.weight" {
-                bytes = Array(repeating: Float.nan, count: bytes.count / 4).withUnsafeBytes { Array($0) }
-            }
-            try w.write(tensor: t.name, bytes: bytes)
-        }
-        try w.finish()
+        try writeModelWithNaNOutputNorm(to: out)
         let model = try LlamaModel(path: out)
         let tok = try SentencePieceTokenizer(gguf: model.gguf)
         let ranker = try Ranker(model: model, tokenizer: tok, settings: PALRSettings(), contextLength: 1024, threads: 1)
@@ -112,4 +102,19 @@ import Tokenizer
             _ = try ranker.rank(history: someTitles, candidates: someCandidates, k: 3, mode: mode)
         }
     }
+}
+
+/// The tiny ranker with its output norm set to NaN: every logit is NaN (damaged weights).
+func writeModelWithNaNOutputNorm(to out: String) throws {
+    let f = try GGUFFile(path: tinyRankerModelPath)
+    let tensors = f.tensors.compactMap { t in t.type.map { GGUFTensorPlan(name: t.name, dims: t.dims, type: $0) } }
+    let w = try GGUFWriter(path: out, metadata: f.metadata.map { ($0.key, $0.value) }, tensors: tensors)
+    for t in f.tensors {
+        var bytes = Array(f.data(of: t))
+        if t.name == "output_norm.weight" {
+            bytes = Array(repeating: Float.nan, count: bytes.count / 4).withUnsafeBytes { Array($0) }
+        }
+        try w.write(tensor: t.name, bytes: bytes)
+    }
+    try w.finish()
 }
