@@ -41,6 +41,9 @@ public struct RetrieverConfiguration: Sendable, Equatable {
         var seen = Set<String>()
         for part in parts {
             let kv = part.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: .whitespaces) }
+            guard !part.trimmingCharacters(in: .whitespaces).isEmpty else {
+                throw .badParameter("an empty piece (a trailing or doubled comma) in '\(text)'")
+            }
             guard kv.count == 2, let v = Double(kv[1]), v.isFinite else {
                 throw .badParameter("'\(part)' is not key=number (keys: \(Self.keys.joined(separator: ", ")))")
             }

@@ -213,7 +213,8 @@ final class Connection: @unchecked Sendable {
     /// both files exist (nothing is created), or the folder is closed to this user
     /// (nothing can be created; SQLite's own open decides).
     private static func foreignWALFilesReadingWouldCreate(path: String, owner: uid_t) -> String? {
-        guard geteuid() != 0, owner != geteuid(), accessDenied(path, W_OK) != nil else { return nil }
+        // A store root owns cannot be locked: root writes whatever the files' owners.
+        guard geteuid() != 0, owner != geteuid(), owner != 0, accessDenied(path, W_OK) != nil else { return nil }
         let target = resolvedPath(path)
         let missing = [target + "-wal", target + "-shm"].filter { accessDenied($0, F_OK) != nil }
         guard !missing.isEmpty, accessDenied(Self.folder(of: target), W_OK | X_OK) == nil else { return nil }

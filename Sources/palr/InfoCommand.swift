@@ -18,7 +18,9 @@ struct InfoCommand: ParsableCommand {
         let file: GGUFFile
         do { file = try GGUFFile(path: model) } catch { throw CLIError(path: model, error) }
         print("file: \(model) (\(file.file.size) bytes, GGUF v\(file.version), \(file.tensors.count) tensors, \(file.metadata.count) metadata keys)")
-        if let arch = file["general.architecture"]?.string { print("architecture: \(arch)") }
+        // Everything from the file is terminal-safe: a key, value or name could carry escape
+        // sequences (C0 and C1 controls) or bidirectional overrides.
+        if let arch = file["general.architecture"]?.string { print("architecture: \(terminalSafe(arch))") }
         if file["general.architecture"]?.string == "llama", !file.tensors.isEmpty {
             do {
                 let m = try LlamaModel(gguf: file)
@@ -41,7 +43,7 @@ struct InfoCommand: ParsableCommand {
             print("tensor types: " + byType.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value.count) (\($0.value.bytes) bytes)" }.joined(separator: ", "))
         }
         print("metadata:")
-        for (k, v) in file.metadata { print("  \(terminalSafe(k)) = \(v)") }
+        for (k, v) in file.metadata { print("  \(terminalSafe(k)) = \(terminalSafe(v.description))") }
         if tensors {
             print("tensors:")
             for t in file.tensors { print("  \(terminalSafe(t.name)) \(t.dims) \(t.typeInfo.name) @\(t.fileOffset) \(t.byteCount) bytes") }

@@ -2,11 +2,25 @@ import CAllocCounter
 import Testing
 @testable import Llama
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// After a session exists, decode and prefill allocate nothing on the heap.
 @Suite struct AllocationTests {
-    @Test(arguments: ["f32", "q4_0"], DecodeActivations.allCases)
-    func decodeAndPrefillDoNotAllocate(type: String, activations: DecodeActivations) throws {
+    /// The counter is on in a normal build (a sanitizer's allocator turns it off; then
+    /// the zero-allocation test below cannot run and is skipped, by design).
+    @Test(.enabled(if: !sanitized))
+    func theCounterIsActiveAndCounts() {
         #expect(palr_alloc_counter_active() != 0)
+        let before = palr_alloc_count_thread()
+        let p = malloc(64)
+        free(p)
+        #expect(palr_alloc_count_thread() - before >= 1, "a malloc was not counted: the counter does not interpose")
+    }
+
+    @Test(.enabled(if: palr_alloc_counter_active() != 0), arguments: ["f32", "q4_0"], DecodeActivations.allCases)
+    func decodeAndPrefillDoNotAllocate(type: String, activations: DecodeActivations) throws {
         let model = try LlamaModel(path: modelPath("gqa_tied", type))
         let s = try LlamaSession(model: model, contextLength: 48, maxBatch: 8, threads: 2, activations: activations)
         let prompt: [Int32] = [1, 5, 9, 14, 3, 7, 22, 40, 11, 2, 8, 19]
@@ -51,3 +65,7 @@ import Testing
         } }
     }
 }
+
+/// Whether this test process runs under a sanitizer: its runtime exports __asan_init or
+/// __tsan_init (looked up in the global scope, RTLD_DEFAULT).
+let sanitized: Bool = dlsym(nil, "__asan_init") != nil || dlsym(nil, "__tsan_init") != nil
