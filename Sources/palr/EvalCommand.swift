@@ -72,9 +72,12 @@ struct EvalCommand: ParsableCommand {
         try validateThreads(t)
         if tuneReport != nil && !tune && grid == nil { throw ValidationError("--tune-report needs --tune or --grid") }
         if tuneReport == "" { throw ValidationError("--tune-report must name a file (got an empty path)") }
+        // Here, not in run(): a usage error then shows this command's usage.
+        _ = try parsedOptions()
     }
 
-    func run() throws {
+    /// --method, --held-out, --params and --grid, checked and parsed (pure; run again by run()).
+    func parsedOptions() throws -> (method: NeighbourMethod, heldOut: HeldOut, config: RetrieverConfiguration, grid: TuningGrid?) {
         guard let m = NeighbourMethod(rawValue: method) else {
             throw ValidationError("unknown method '\(method)' (cooc, seq, combined)")
         }
@@ -87,6 +90,13 @@ struct EvalCommand: ParsableCommand {
             try checkedParameters("--grid") { () throws(NeighbourError) in try TuningGrid.parse(g, base: base) }
         }
         for s in customGrid?.retrieval ?? [] { _ = try checkedParameters("--grid") { () throws(NeighbourError) in try s.validated() } }
+        return (m, h, config, customGrid)
+    }
+
+    func run() throws {
+        let parsed = try parsedOptions()
+        let m = parsed.method, h = parsed.heldOut, customGrid = parsed.grid
+        var config = parsed.config
         // Files named by options are checked before the long work, not after it.
         let wanted = try userList.map { try DataFiles.readIdList(path: $0) }
         if let tuneReport {

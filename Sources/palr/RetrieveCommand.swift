@@ -25,6 +25,12 @@ struct RetrieveCommand: ParsableCommand {
 
     func validate() throws {
         guard n >= 1 && n <= Retriever.maxCount else { throw ValidationError("--n must be in 1...\(Retriever.maxCount) (got \(n))") }
+        // The syntax is checked here (a usage error shows this command's usage); the
+        // values are checked again in run() against the pack's settings.
+        if let params {
+            var probe = RetrieverConfiguration.defaults(for: .seq)
+            try checkedParameters("--params") { () throws(NeighbourError) in try probe.apply(params) }
+        }
         // A pack's neighbours are built already: a neighbour-building key would be accepted
         // and change nothing.
         for part in (params ?? "").split(separator: ",") {
