@@ -51,6 +51,9 @@ public struct InteractionLog: Sendable {
     public var users: [Int32] = []      // (n_rows) index into userIds
     public var items: [Int32] = []      // (n_rows) index into itemIds
     public var times: [Int64] = []      // (n_rows) timestamp; the row index is the original file order
+    /// False when the file had no time column: `times` is then the row index (file order),
+    /// which may say nothing about when things happened (a file sorted by item).
+    public var hasTimes = true
     public var count: Int { users.count }
 
     public init() {}
@@ -251,10 +254,10 @@ public enum DataFiles {
                 let user = try utf8(bytes, fields[0], name, line, "user id")
                 let item = try utf8(bytes, fields[1], name, line, "item id")
                 guard isNumber(bytes, fields[2]) else {
-                    throw .malformed(path: name, line: line, reason: "rating '\(latin1(bytes, fields[2]))' is not a number")
+                    throw .malformed(path: name, line: line, reason: "rating '\(excerpt(latin1(bytes, fields[2]), limit: 80))' is not a number")
                 }
                 guard let time = parseInt(bytes, fields[3]) else {
-                    throw .malformed(path: name, line: line, reason: "timestamp '\(latin1(bytes, fields[3]))' is not an integer")
+                    throw .malformed(path: name, line: line, reason: "timestamp '\(excerpt(latin1(bytes, fields[3]), limit: 80))' is not an integer")
                 }
                 log.append(user: user, item: item, time: time)
             }
@@ -269,6 +272,7 @@ public enum DataFiles {
                         : try column(fields, columns.time, [], "time", name)
                     let r = findColumn(fields, CSVColumns.knownRating).flatMap { [u, i, t].contains($0) ? nil : $0 }
                     col = (u, i, t, r, fields.count)
+                    if t == nil { log.hasTimes = false }
                     return
                 }
                 guard fields.count == c.count else {
@@ -278,13 +282,13 @@ public enum DataFiles {
                 guard !fields[c.item].isEmpty else { throw .malformed(path: name, line: line, reason: "empty item id") }
                 if let r = c.rating, !fields[r].isEmpty {   // empty: no rating (an implicit view)
                     guard isNumber(fields[r]) else {
-                        throw .malformed(path: name, line: line, reason: "rating '\(fields[r])' is not a number")
+                        throw .malformed(path: name, line: line, reason: "rating '\(excerpt(fields[r], limit: 80))' is not a number")
                     }
                 }
                 var time = Int64(log.count)
                 if let t = c.time {
                     guard let v = Int64(fields[t]) else {
-                        throw .malformed(path: name, line: line, reason: "timestamp '\(fields[t])' is not an integer")
+                        throw .malformed(path: name, line: line, reason: "timestamp '\(excerpt(fields[t], limit: 80))' is not an integer")
                     }
                     time = v
                 }
@@ -396,7 +400,7 @@ public enum DataFiles {
             guard !fields[c.item].isEmpty else { throw .malformed(path: name, line: line, reason: "empty item id") }
             guard !fields[c.neighbour].isEmpty else { throw .malformed(path: name, line: line, reason: "empty neighbour id") }
             guard let s = Float(fields[c.score]), s.isFinite else {
-                throw .malformed(path: name, line: line, reason: "score '\(fields[c.score])' is not a finite number")
+                throw .malformed(path: name, line: line, reason: "score '\(excerpt(fields[c.score], limit: 80))' is not a finite number")
             }
             out.append((fields[c.item], fields[c.neighbour], s))
         }
@@ -555,7 +559,8 @@ public enum DataFiles {
 
     static func findColumn(_ header: [String], _ names: [String]) -> Int? {
         for n in names {
-            if let i = header.firstIndex(where: { $0.trimmingCharacters(in: .whitespaces).caseInsensitiveCompare(n) == .orderedSame }) {
+            // Newlines too: a stray CR at the end of a header line is not part of the name.
+            if let i = header.firstIndex(where: { $0.trimmingCharacters(in: .whitespacesAndNewlines).caseInsensitiveCompare(n) == .orderedSame }) {
                 return i
             }
         }

@@ -7,8 +7,13 @@ import Foundation
 
 extension HistoryStore {
     /// Stores (or replaces) the cached recommendations of a profile for one
-    /// model and catalog.
-    public func putCachedRecommendations(_ entry: CachedRecommendations) throws {
+    /// model and catalog. With `ifHistory`, only if the profile's last `limit`
+    /// interactions still have that digest, checked inside the write transaction:
+    /// a ranking computed from a history that changed meanwhile (a `forget` while
+    /// the model ran) is not stored. Returns whether it was stored.
+    @discardableResult
+    public func putCachedRecommendations(_ entry: CachedRecommendations, ifHistory expected: HistoryDigest? = nil,
+                                         limit: Int = 100_000) throws -> Bool {
         if let problem = Validation.problem(entry.modelID, as: "model id")
             ?? Validation.problem(entry.catalogID, as: "catalog id")
             ?? entry.items.lazy.compactMap({ Validation.problem($0.item, as: "item id")
@@ -16,19 +21,24 @@ extension HistoryStore {
             throw HistoryError.invalidArgument(problem)
         }
         let items = String(decoding: try JSONEncoder().encode(entry.items), as: UTF8.self)
-        try connection.write("cache recommendations") {
+        return try connection.write("cache recommendations") { () -> Bool in
+            let profile = try requireProfile(entry.profile)
+            if let expected, HistoryDigest(of: try fetchRecent(profile: profile, name: entry.profile, limit: limit, kinds: nil)) != expected {
+                return false
+            }
             let statement = try connection.prepare("""
                 INSERT OR REPLACE INTO cached_recommendations
                     (profile, model_id, catalog_id, history_digest, created_at, items)
                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                 """)
-            try statement.bind(1, try requireProfile(entry.profile))
+            try statement.bind(1, profile)
             try statement.bind(2, entry.modelID)
             try statement.bind(3, entry.catalogID)
             try statement.bind(4, entry.historyDigest.description)
             try statement.bind(5, entry.createdAt)
             try statement.bind(6, items)
             try statement.run()
+            return true
         }
     }
 
@@ -56,8 +66,14 @@ extension HistoryStore {
                                      historyDigest: historyDigest, createdAt: createdAt, items: items)
     }
 
-    /// Stores (or replaces) the keyword summary of a profile.
-    public func putProfileSummary(_ summary: ProfileSummary) throws {
+    /// Stores (or replaces) the keyword summary of a profile. With `ifNothingForgottenWithin`,
+    /// only if every interaction the summary was made from (its `interactionCount` rows up
+    /// to `lastInteractionID`) is still among the profile's last that-many, checked inside
+    /// the write transaction: a summary of a history that lost rows meanwhile (a `forget`
+    /// while the model wrote it) is not stored, while rows added meanwhile are fine (they
+    /// count as changes next time). Returns whether it was stored.
+    @discardableResult
+    public func putProfileSummary(_ summary: ProfileSummary, ifNothingForgottenWithin limit: Int? = nil) throws -> Bool {
         guard summary.interactionCount >= 0 else {
             throw HistoryError.invalidArgument("interaction count must not be negative (got \(summary.interactionCount))")
         }
@@ -65,19 +81,27 @@ extension HistoryStore {
             throw HistoryError.invalidArgument("last interaction id of the summary of profile '\(summary.profile)' must "
                                                + "be at least 1 (got \(last)): interaction ids start at 1")
         }
-        try connection.write("store profile summary") {
+        return try connection.write("store profile summary") { () -> Bool in
+            let profile = try requireProfile(summary.profile)
+            if let limit {
+                let marker = summary.lastInteractionID ?? 0
+                let seen = try fetchRecent(profile: profile, name: summary.profile, limit: limit, kinds: nil)
+                    .reduce(0) { $0 + ($1.id <= marker ? 1 : 0) }
+                if seen != summary.interactionCount { return false }
+            }
             let statement = try connection.prepare("""
                 INSERT OR REPLACE INTO profile_summaries
                     (profile, text, history_digest, interaction_count, created_at, last_interaction_id)
                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                 """)
-            try statement.bind(1, try requireProfile(summary.profile))
+            try statement.bind(1, profile)
             try statement.bind(2, summary.text)
             try statement.bind(3, summary.historyDigest.description)
             try statement.bind(4, summary.interactionCount)
             try statement.bind(5, summary.createdAt)
             try statement.bind(6, summary.lastInteractionID)
             try statement.run()
+            return true
         }
     }
 

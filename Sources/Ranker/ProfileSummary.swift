@@ -109,16 +109,8 @@ extension Recommender {
         guard ranker.settings.writesProfiles else { throw RecommenderError.profilesUnsupported(model: modelID) }
         let history = try store.recent(profile: profile, limit: historyWindow)
         let digest = HistoryDigest(of: history)
-        if !force, let existing = try store.profileSummary(profile: profile) {
-            // Counted by interaction id (the larger of added and removed), not as the
-            // difference of the counts: at the retention cap, or after a forget and as many
-            // adds, the count stays while the history turns over.
-            // A summary without its marker (stored before schema version 2) whose history
-            // has changed cannot say by how much, so it is regenerated rather than kept on
-            // a guess: at most once per profile, since the new one has a marker.
-            let changed = existing.historyDigest == digest ? 0
-                : max(1, existing.changedInteractions(in: history) ?? ranker.settings.profileRefreshAfter)
-            if changed < ranker.settings.profileRefreshAfter { return (existing, nil) }
+        if !force, let existing = try store.profileSummary(profile: profile), !summaryDue(existing, history: history, digest: digest) {
+            return (existing, nil)
         }
         let titles = history.compactMap { catalog.index(of: $0.item).map { catalog.titles[Int($0)] } }
         let gen = try ranker.generateProfile(history: titles)
@@ -127,7 +119,33 @@ extension Recommender {
         let summary = ProfileSummary(profile: profile, text: gen.text, historyDigest: digest,
                                      interactionCount: history.count, createdAt: Int64(Date().timeIntervalSince1970),
                                      lastInteractionID: history.map(\.id).max())
-        try store.putProfileSummary(summary)
+        // Not stored when an interaction it was made from was forgotten meanwhile.
+        guard try store.putProfileSummary(summary, ifNothingForgottenWithin: historyWindow) else {
+            throw RecommenderError.historyChangedDuringGeneration(profile: profile)
+        }
         return (summary, gen)
+    }
+
+    /// Whether `refreshProfile` would write a new summary now (none stored, or stored and due).
+    public func isSummaryDue(profile: String) throws -> Bool {
+        guard ranker.settings.writesProfiles else { return false }
+        guard let existing = try store.profileSummary(profile: profile) else { return true }
+        let history = try store.recent(profile: profile, limit: historyWindow)
+        return summaryDue(existing, history: history, digest: HistoryDigest(of: history))
+    }
+
+    /// Whether `existing` is due for regeneration given the current history: it changed by
+    /// ≥ `palr.profile_refresh_after` interactions, counted by interaction id (the larger
+    /// of added and removed, not the difference of the counts: at the retention cap, or
+    /// after a forget and as many adds, the count stays while the history turns over), or
+    /// it was replaced whole (a retention cap below `profile_refresh_after` could never
+    /// reach the threshold otherwise). A summary without its marker (stored before schema
+    /// version 2) whose history has changed cannot say by how much, so it is regenerated
+    /// rather than kept on a guess: at most once per profile, since the new one has a marker.
+    func summaryDue(_ existing: ProfileSummary, history: [Interaction], digest: HistoryDigest) -> Bool {
+        guard existing.historyDigest != digest else { return false }
+        guard let changed = existing.changedInteractions(in: history) else { return true }
+        let replacedWhole = !history.isEmpty && changed >= history.count
+        return max(1, changed) >= ranker.settings.profileRefreshAfter || replacedWhole
     }
 }

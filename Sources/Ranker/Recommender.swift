@@ -31,11 +31,15 @@ public enum RecommenderError: Error, Equatable, CustomStringConvertible {
     case catalogMismatch(String)
     case nothingToRecommend(profile: String)
     case profilesUnsupported(model: String)
+    case historyChangedDuringGeneration(profile: String)
 
     public var description: String {
         switch self {
         case .catalogMismatch(let m): return "catalog and model do not fit together: \(m)"
         case .nothingToRecommend(let p): return "profile '\(p)' has seen every catalog item; there is nothing left to recommend"
+        case .historyChangedDuringGeneration(let p):
+            return "interactions of profile '\(p)' were forgotten while its summary was being generated; "
+                + "the summary was not stored (run again)"
         case .profilesUnsupported(let m):
             return "\(m) has no palr.profile_template: it was not trained to write profile summaries "
                 + "(for a model that was: palr-convert hf … --palr-config FILE.json with \"profile_template\")"
@@ -136,9 +140,13 @@ public final class Recommender {
         // past the busy timeout, a full disk): it is returned with a note.
         if complete {
             do {
-                try store.putCachedRecommendations(CachedRecommendations(
+                // Only for the history it was computed from (a forget meanwhile must not
+                // leave a ranking derived from the forgotten items behind).
+                let stored = try store.putCachedRecommendations(CachedRecommendations(
                     profile: profile, modelID: cacheID, catalogID: catalogID, historyDigest: inputDigest,
-                    createdAt: Int64(Date().timeIntervalSince1970), items: result.items.map { ScoredItem(item: $0.id, score: $0.score) }))
+                    createdAt: Int64(Date().timeIntervalSince1970), items: result.items.map { ScoredItem(item: $0.id, score: $0.score) }),
+                    ifHistory: digest, limit: historyWindow)
+                if !stored { notes.append("not cached: the history changed while it was being ranked") }
             } catch {
                 notes.append("not cached: \(error)")
             }

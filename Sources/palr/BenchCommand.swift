@@ -43,7 +43,8 @@ struct BenchCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard p >= 0, n >= 0, p + n > 0 else { throw ValidationError("-p and -n must be ≥ 0 and not both 0 (got -p \(p), -n \(n))") }
+        // Not `p + n > 0`: the sum of two huge values overflows.
+        guard p >= 0, n >= 0, p > 0 || n > 0 else { throw ValidationError("-p and -n must be ≥ 0 and not both 0 (got -p \(p), -n \(n))") }
         guard repeats > 0 else { throw ValidationError("--repeat must be at least 1 (got \(repeats))") }
         guard batch > 0 else { throw ValidationError("--batch must be at least 1 (got \(batch))") }
         try validateThreads(t)

@@ -78,7 +78,8 @@ struct DemoCommand: ParsableCommand {
             store = try HistoryStore(path: db)
             // Either MovieLens ratings.csv columns or profile,item,timestamp.
             let path = dir + "/" + Self.historyFile
-            let header = (try? String(contentsOfFile: path, encoding: .utf8))?.prefix { $0 != "\n" } ?? ""
+            // readFile refuses a FIFO or device (never blocks) and names the problem.
+            let header = String(decoding: try readFile(path, limit: 64 << 20), as: UTF8.self).prefix { $0 != "\n" }
             let format: ImportFormat = header.hasPrefix("userId")
                 ? .movieLensCSV
                 : .csv(CSVMapping(profileColumn: "profile", itemColumn: "item", timeColumn: "timestamp"))
@@ -95,7 +96,7 @@ struct DemoCommand: ParsableCommand {
                      rec.catalog.count, Date().timeIntervalSince(t0)))
         for p in try store.profiles() {
             let history = try store.recent(profile: p.name, limit: 100_000)
-            print("\nprofile \(p.name): \(history.count) interactions; most recent:")
+            print("\nprofile \(terminalSafe(p.name)): \(history.count) interactions; most recent:")
             for it in history.suffix(5) {
                 let title = rec.catalog.index(of: it.item).map { rec.catalog.titles[Int($0)] } ?? it.item
                 print("    \(title)")

@@ -38,7 +38,7 @@ struct ProfileCommand: ParsableCommand {
             print(String(decoding: try enc.encode(o), as: UTF8.self))
             return
         }
-        print("profile \(profile): \(result.summary.text.isEmpty ? "(empty summary)" : result.summary.text)")
+        print("profile \(terminalSafe(profile)): \(result.summary.text.isEmpty ? "(empty summary)" : result.summary.text)")
         if let g = result.generated {
             print(String(format: "generated now from %d titles: prompt %d tokens in %.2f s, %d tokens at %.1f tok/s (stop: %@), total %.2f s",
                          g.historyUsed, g.promptTokens, g.promptSeconds, g.generatedTokens, g.decodeTokensPerSecond,

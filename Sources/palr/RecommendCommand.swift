@@ -154,7 +154,7 @@ func printRecommendation(_ r: Recommendation, json: Bool) {
         return
     }
     for n in r.notes { printErr("note: \(n)") }
-    print("profile \(r.profile): \(r.items.count) items, mode \(r.mode.rawValue)\(r.fromCache ? " (cached)" : ""), \(r.candidates) candidates, history \(r.historyLength)")
+    print("profile \(terminalSafe(r.profile)): \(r.items.count) items, mode \(r.mode.rawValue)\(r.fromCache ? " (cached)" : ""), \(r.candidates) candidates, history \(r.historyLength)")
     let titles = r.items.map { terminalSafe($0.title) }
     let width = min(60, titles.map(\.count).max() ?? 0)
     for (it, shown) in zip(r.items, titles) {
@@ -193,30 +193,41 @@ struct RefreshCommand: ParsableCommand {
     func run() throws {
         let rec = try pipeline.makeRecommender(quiet: false)
         let mode = try pipeline.scoringMode()
+        // Summaries only for a model that writes them (palr.profile_template set) and a prompt that shows them.
+        let usesProfile = rec.ranker.settings.writesProfiles
+            && rec.ranker.settings.template(for: mode ?? rec.ranker.settings.mode).contains("{profile}")
         let names: [String]
         if let profile {
             names = [profile]
         } else {
-            names = try rec.store.profiles().map(\.name).filter { try rec.isStale(profile: $0, k: k, mode: mode, candidates: pipeline.candidates) }
+            // Stale: the cached ranking, or the summary (a `recommend` after each change
+            // keeps the ranking fresh, and the summary would never be rebuilt otherwise).
+            names = try rec.store.profiles().map(\.name).filter {
+                try rec.isStale(profile: $0, k: k, mode: mode, candidates: pipeline.candidates)
+                    || (usesProfile && rec.isSummaryDue(profile: $0))
+            }
         }
         print("refreshing \(names.count) profile(s)")
-        // Summaries only for a model that writes them (palr.profile_template set) and a prompt that shows them.
-        let usesProfile = rec.ranker.settings.writesProfiles
-            && rec.ranker.settings.template(for: mode ?? rec.ranker.settings.mode).contains("{profile}")
         var failed = 0
         for p in names {
             do {
                 // Keyword summaries first (when the template shows them), then the ranking.
                 if usesProfile, let g = try rec.refreshProfile(p).generated {
-                    print(String(format: "%@: profile summary regenerated in %.2f s", p, g.promptSeconds + g.decodeSeconds))
+                    print(String(format: "%@: profile summary regenerated in %.2f s", terminalSafe(p), g.promptSeconds + g.decodeSeconds))
                 }
                 let r = try rec.recommend(profile: p, k: k, mode: mode, candidates: pipeline.candidates, useCache: false)
-                print(String(format: "%@: %d items in %.2f s", p, r.items.count, r.timings.totalSeconds))
+                print(String(format: "%@: %d items in %.2f s", terminalSafe(p), r.items.count, r.timings.totalSeconds))
             } catch RecommenderError.nothingToRecommend {
                 // Not a failure a scheduler should retry: the profile has seen every item.
-                print("\(p): skipped, it has seen every catalog item")
+                print("\(terminalSafe(p)): skipped, it has seen every catalog item")
+            } catch RecommenderError.historyChangedDuringGeneration {
+                print("\(terminalSafe(p)): skipped, interactions were forgotten during the run (the next run redoes it)")
+            } catch HistoryError.unknownProfile where allStale {
+                // Listed at the start, forgotten while the run went on: nothing left to
+                // refresh. (A profile named with --profile that does not exist is an error.)
+                print("\(terminalSafe(p)): skipped, the profile was forgotten during the run")
             } catch {
-                printErr("\(p): \(error)")
+                printErr("\(terminalSafe(p)): \(error)")
                 failed += 1
             }
         }

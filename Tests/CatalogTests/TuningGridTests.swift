@@ -1,4 +1,5 @@
 // `palr eval --grid` text: key=value/value/… pairs around a method's defaults.
+import Foundation
 import Testing
 @testable import Catalog
 
@@ -47,5 +48,26 @@ import Testing
         #expect(throws: NeighbourError.self) { try c.apply("history_length=5,") }
         #expect(throws: Never.self) { try c.apply("history_length=5, recency_decay=0.8") }
         #expect(c.retrieval.historyLength == 5 && c.retrieval.recencyDecay == 0.8)
+    }
+}
+
+/// A CSV without a time column keeps file order and says so (`hasTimes`), which `palr
+/// eval` refuses (file order can leak the held-out item); a stray CR after the header's
+/// last name does not hide the column.
+@Suite struct TimeColumnTests {
+    func read(_ text: String) throws -> InteractionLog {
+        let path = NSTemporaryDirectory() + "palr-times-\(getpid())-\(text.hashValue).csv"
+        defer { unlink(path) }
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        return try DataFiles.readInteractions(path: path)
+    }
+
+    @Test func aMissingTimeColumnIsReported() throws {
+        let none = try read("userId,movieId,rating,created_at\n1,10,4,5\n1,11,3,2\n")
+        #expect(!none.hasTimes)
+        let cr = try read("userId,movieId,rating,timestamp\r\r\n1,10,4,5\n1,11,3,2\n")
+        #expect(cr.hasTimes && cr.times == [5, 2])
+        let plain = try read("userId,movieId,rating,timestamp\n1,10,4,5\n")
+        #expect(plain.hasTimes)
     }
 }

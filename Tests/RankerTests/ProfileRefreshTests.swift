@@ -17,9 +17,7 @@ import Testing
     }
 
     private func add(_ store: HistoryStore, _ catalog: ItemCatalog, items: Range<Int>) throws {
-        _ = try store.record(items.map { i in
-            NewInteraction(profile: "bob", item: catalog.ids[i], kind: .view, value: nil, timestamp: Int64(1000 + i))
-        }, createProfiles: true)
+        try addViews(store, catalog, "bob", items: items)
     }
 
     /// Compact to a cap of 20, summarize, add. The count stays 20 (each add trims one
@@ -95,4 +93,63 @@ import Testing
         try add(store, ml.catalog, items: 21..<22)        // now measured: 1 < 10, reused
         #expect(try rec.refreshProfile("bob").generated == nil)
     }
+}
+
+/// Summaries and rankings made from a history that lost rows while they were computed are
+/// not stored (a forget must leave nothing derived from the forgotten items), and a
+/// retention cap below palr.profile_refresh_after still lets summaries be rebuilt.
+@Suite struct ForgetRaceAndSmallCapTests {
+    private func add(_ store: HistoryStore, _ catalog: ItemCatalog, _ profile: String, items: Range<Int>) throws {
+        try addViews(store, catalog, profile, items: items)
+    }
+
+    @Test func aSummaryOrRankingOfAHistoryThatLostRowsIsNotStored() throws {
+        let ml = try #require(ML100K.shared)
+        let path = temporaryStorePath("palr-forget-race")
+        defer { removeStore(path) }
+        let store = try HistoryStore(path: path)
+        try add(store, ml.catalog, "cy", items: 0..<12)
+        let snapshot = try store.recent(profile: "cy", limit: 100)
+        let summary = ProfileSummary(profile: "cy", text: "old", historyDigest: HistoryDigest(of: snapshot),
+                                     interactionCount: snapshot.count, createdAt: 0, lastInteractionID: snapshot.map(\.id).max())
+        let ranking = CachedRecommendations(profile: "cy", modelID: "m", catalogID: "c", historyDigest: HistoryDigest(of: snapshot),
+                                            createdAt: 0, items: [ScoredItem(item: ml.catalog.ids[50], score: -1)])
+        // A row added meanwhile: the summary is still stored (it counts next time); the
+        // ranking is not (it is served only for its exact history).
+        try add(store, ml.catalog, "cy", items: 12..<13)
+        #expect(try store.putProfileSummary(summary, ifNothingForgottenWithin: 100))
+        #expect(try !store.putCachedRecommendations(ranking, ifHistory: HistoryDigest(of: snapshot), limit: 100))
+        // One it was made from forgotten meanwhile: neither is stored.
+        _ = try store.forget(item: ml.catalog.ids[3], profile: "cy")
+        #expect(try !store.putProfileSummary(summary, ifNothingForgottenWithin: 100))
+        #expect(try store.profileSummary(profile: "cy") == nil)
+        #expect(try store.cachedRecommendations(profile: "cy", modelID: "m", catalogID: "c") == nil)
+    }
+
+    /// A cap of 4 with palr.profile_refresh_after 10: a history replaced whole is due.
+    @Test func aHistoryReplacedWholeUnderASmallCapIsDue() throws {
+        let ml = try #require(ML100K.shared)
+        let path = temporaryStorePath("palr-small-cap")
+        defer { removeStore(path) }
+        let store = try HistoryStore(path: path)
+        try add(store, ml.catalog, "dee", items: 0..<8)
+        try store.setRetentionCap(4)
+        _ = try store.compact()
+        let rec = try Recommender(ranker: try makeRanker { $0.profileTokenBudget = 4; $0.writesProfiles = true },
+                                  catalog: ml.catalog, store: store, modelID: "tiny")
+        #expect(try rec.refreshProfile("dee").generated != nil)
+        #expect(try !rec.isSummaryDue(profile: "dee"))
+        try add(store, ml.catalog, "dee", items: 8..<10)   // half replaced: 2 < 10 and < 4, kept
+        #expect(try !rec.isSummaryDue(profile: "dee"))
+        try add(store, ml.catalog, "dee", items: 10..<12)  // all 4 replaced: due
+        #expect(try rec.isSummaryDue(profile: "dee"))
+        #expect(try rec.refreshProfile("dee").generated != nil)
+    }
+}
+
+/// Views of catalog items `items` by `profile`, at times 1000 + index.
+func addViews(_ store: HistoryStore, _ catalog: ItemCatalog, _ profile: String, items: Range<Int>) throws {
+    _ = try store.record(items.map { i in
+        NewInteraction(profile: profile, item: catalog.ids[i], kind: .view, value: nil, timestamp: Int64(1000 + i))
+    }, createProfiles: true)
 }

@@ -85,6 +85,11 @@ struct CatalogCommand: ParsableCommand {
         if let interactions {
             let t = Date()
             let log = try DataFiles.readInteractions(path: interactions, formatName: interactionsFormat, columns: columns)
+            if !log.hasTimes {
+                // Sequential neighbours and --hold-out follow each user's order: file order here.
+                note("warning: \(interactions) has no time column (looked for \(CSVColumns.knownTime.joined(separator: ", "))); "
+                     + "each user's interactions are taken in file order (name the column with --columns time=NAME)")
+            }
             let made = ItemSequences.make(from: log, itemCount: itemList.count) { index[$0] }
             training = holdOut > 0 ? made.sequences.droppingLast(holdOut) : made.sequences
             note("interactions: \(log.count) of \(log.userIds.count) users from \(interactions) (\(seconds(since: t)))"
