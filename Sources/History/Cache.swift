@@ -66,14 +66,14 @@ extension HistoryStore {
                                      historyDigest: historyDigest, createdAt: createdAt, items: items)
     }
 
-    /// Stores (or replaces) the keyword summary of a profile. With `ifNothingForgottenWithin`,
-    /// only if every interaction the summary was made from (its `interactionCount` rows up
-    /// to `lastInteractionID`) is still among the profile's last that-many, checked inside
-    /// the write transaction: a summary of a history that lost rows meanwhile (a `forget`
-    /// while the model wrote it) is not stored, while rows added meanwhile are fine (they
-    /// count as changes next time). Returns whether it was stored.
+    /// Stores (or replaces) the keyword summary of a profile. With `ifNoForgetSince`
+    /// (a `forgetCount()` read before the history the summary was made from), only if no
+    /// forget has run since, checked inside the write transaction: a summary of a history
+    /// that may hold forgotten items is not stored, while rows added or trimmed by the
+    /// retention cap meanwhile are fine (they count as changes next time). Returns
+    /// whether it was stored.
     @discardableResult
-    public func putProfileSummary(_ summary: ProfileSummary, ifNothingForgottenWithin limit: Int? = nil) throws -> Bool {
+    public func putProfileSummary(_ summary: ProfileSummary, ifNoForgetSince forgets: Int64? = nil) throws -> Bool {
         guard summary.interactionCount >= 0 else {
             throw HistoryError.invalidArgument("interaction count must not be negative (got \(summary.interactionCount))")
         }
@@ -83,12 +83,7 @@ extension HistoryStore {
         }
         return try connection.write("store profile summary") { () -> Bool in
             let profile = try requireProfile(summary.profile)
-            if let limit {
-                let marker = summary.lastInteractionID ?? 0
-                let seen = try fetchRecent(profile: profile, name: summary.profile, limit: limit, kinds: nil)
-                    .reduce(0) { $0 + ($1.id <= marker ? 1 : 0) }
-                if seen != summary.interactionCount { return false }
-            }
+            if let forgets, (try meta("forget_count") ?? 0) != forgets { return false }
             let statement = try connection.prepare("""
                 INSERT OR REPLACE INTO profile_summaries
                     (profile, text, history_digest, interaction_count, created_at, last_interaction_id)

@@ -287,12 +287,25 @@ public struct HistoryStore: Sendable {
     private func scrubbing<T>(_ operation: String, _ body: () throws -> T) throws -> T {
         try connection.run(operation) { try connection.exec("PRAGMA secure_delete = ON") }
         defer { try? connection.run(operation) { try connection.exec("PRAGMA secure_delete = FAST") } }
-        let result = try connection.write(operation, body)
+        let result = try connection.write(operation) { () throws -> T in
+            let result = try body()
+            // Every forget moves the counter, in its own transaction: a summary made from a
+            // history read before it is then refused at store time (`forgetCount`).
+            try setMeta("forget_count", (try meta("forget_count") ?? 0) + 1)
+            return result
+        }
         _ = try? checkpoint()
         return result
     }
 
     // MARK: retention and maintenance
+
+    /// How many forgets (of a profile or an item) this store has run: read it before
+    /// reading a history, and pass it to `putProfileSummary(_:ifNoForgetSince:)` so a
+    /// summary made from that history is not stored after a forget.
+    public func forgetCount() throws -> Int64 {
+        try connection.read("read forget count") { try meta("forget_count") ?? 0 }
+    }
 
     /// Interactions kept per profile; nil: unlimited.
     public func retentionCap() throws -> Int? {

@@ -107,6 +107,8 @@ extension Recommender {
     /// (`palr refresh`).
     public func refreshProfile(_ profile: String, force: Bool = false) throws -> (summary: ProfileSummary, generated: GeneratedProfile?) {
         guard ranker.settings.writesProfiles else { throw RecommenderError.profilesUnsupported(model: modelID) }
+        // Read before the history: a forget after this point refuses the store below.
+        let forgets = try store.forgetCount()
         let history = try store.recent(profile: profile, limit: historyWindow)
         let digest = HistoryDigest(of: history)
         if !force, let existing = try store.profileSummary(profile: profile), !summaryDue(existing, history: history, digest: digest) {
@@ -119,8 +121,8 @@ extension Recommender {
         let summary = ProfileSummary(profile: profile, text: gen.text, historyDigest: digest,
                                      interactionCount: history.count, createdAt: Int64(Date().timeIntervalSince1970),
                                      lastInteractionID: history.map(\.id).max())
-        // Not stored when an interaction it was made from was forgotten meanwhile.
-        guard try store.putProfileSummary(summary, ifNothingForgottenWithin: historyWindow) else {
+        // Not stored when a forget ran meanwhile (it may have removed what it was made from).
+        guard try store.putProfileSummary(summary, ifNoForgetSince: forgets) else {
             throw RecommenderError.historyChangedDuringGeneration(profile: profile)
         }
         return (summary, gen)

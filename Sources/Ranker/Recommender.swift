@@ -38,8 +38,8 @@ public enum RecommenderError: Error, Equatable, CustomStringConvertible {
         case .catalogMismatch(let m): return "catalog and model do not fit together: \(m)"
         case .nothingToRecommend(let p): return "profile '\(p)' has seen every catalog item; there is nothing left to recommend"
         case .historyChangedDuringGeneration(let p):
-            return "interactions of profile '\(p)' were forgotten while its summary was being generated; "
-                + "the summary was not stored (run again)"
+            return "a forget ran while the summary of profile '\(p)' was being generated (it may have removed "
+                + "what the summary was made from); the summary was not stored (run again)"
         case .profilesUnsupported(let m):
             return "\(m) has no palr.profile_template: it was not trained to write profile summaries "
                 + "(for a model that was: palr-convert hf … --palr-config FILE.json with \"profile_template\")"

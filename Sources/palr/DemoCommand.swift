@@ -79,7 +79,7 @@ struct DemoCommand: ParsableCommand {
             // Either MovieLens ratings.csv columns or profile,item,timestamp.
             let path = dir + "/" + Self.historyFile
             // readFile refuses a FIFO or device (never blocks) and names the problem.
-            let header = String(decoding: try readFile(path, limit: 64 << 20), as: UTF8.self).prefix { $0 != "\n" }
+            let header = String(decoding: try readFile(path), as: UTF8.self).prefix { $0 != "\n" }
             let format: ImportFormat = header.hasPrefix("userId")
                 ? .movieLensCSV
                 : .csv(CSVMapping(profileColumn: "profile", itemColumn: "item", timeColumn: "timestamp"))

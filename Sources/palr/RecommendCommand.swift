@@ -202,26 +202,36 @@ struct RefreshCommand: ParsableCommand {
         } else {
             // Stale: the cached ranking, or the summary (a `recommend` after each change
             // keeps the ranking fresh, and the summary would never be rebuilt otherwise).
-            names = try rec.store.profiles().map(\.name).filter {
-                try rec.isStale(profile: $0, k: k, mode: mode, candidates: pipeline.candidates)
-                    || (usesProfile && rec.isSummaryDue(profile: $0))
+            names = try rec.store.profiles().map(\.name).filter { p in
+                do {
+                    return try rec.isStale(profile: p, k: k, mode: mode, candidates: pipeline.candidates)
+                        || (usesProfile && rec.isSummaryDue(profile: p))
+                } catch HistoryError.unknownProfile {
+                    return false   // forgotten while the profiles were being looked at
+                }
             }
         }
         print("refreshing \(names.count) profile(s)")
         var failed = 0
         for p in names {
             do {
-                // Keyword summaries first (when the template shows them), then the ranking.
-                if usesProfile, let g = try rec.refreshProfile(p).generated {
-                    print(String(format: "%@: profile summary regenerated in %.2f s", terminalSafe(p), g.promptSeconds + g.decodeSeconds))
+                // Keyword summaries first (when the template shows them), then the ranking,
+                // which goes ahead (with the stored summary) when a forget refused the new one.
+                if usesProfile {
+                    do {
+                        if let g = try rec.refreshProfile(p).generated {
+                            print(String(format: "%@: profile summary regenerated in %.2f s", terminalSafe(p),
+                                         g.promptSeconds + g.decodeSeconds))
+                        }
+                    } catch RecommenderError.historyChangedDuringGeneration {
+                        print("\(terminalSafe(p)): summary not stored, a forget ran during its generation (the next run redoes it)")
+                    }
                 }
                 let r = try rec.recommend(profile: p, k: k, mode: mode, candidates: pipeline.candidates, useCache: false)
                 print(String(format: "%@: %d items in %.2f s", terminalSafe(p), r.items.count, r.timings.totalSeconds))
             } catch RecommenderError.nothingToRecommend {
                 // Not a failure a scheduler should retry: the profile has seen every item.
                 print("\(terminalSafe(p)): skipped, it has seen every catalog item")
-            } catch RecommenderError.historyChangedDuringGeneration {
-                print("\(terminalSafe(p)): skipped, interactions were forgotten during the run (the next run redoes it)")
             } catch HistoryError.unknownProfile where allStale {
                 // Listed at the start, forgotten while the run went on: nothing left to
                 // refresh. (A profile named with --profile that does not exist is an error.)

@@ -108,22 +108,28 @@ import Testing
         let path = temporaryStorePath("palr-forget-race")
         defer { removeStore(path) }
         let store = try HistoryStore(path: path)
-        try add(store, ml.catalog, "cy", items: 0..<12)
-        let snapshot = try store.recent(profile: "cy", limit: 100)
+        try add(store, ml.catalog, "cy", items: 0..<40)
+        try store.setRetentionCap(20)
+        _ = try store.compact()
+        try add(store, ml.catalog, "other", items: 0..<3)
+        let forgets = try store.forgetCount()
+        let snapshot = try store.recent(profile: "cy", limit: 10)   // a window smaller than the history
         let summary = ProfileSummary(profile: "cy", text: "old", historyDigest: HistoryDigest(of: snapshot),
                                      interactionCount: snapshot.count, createdAt: 0, lastInteractionID: snapshot.map(\.id).max())
         let ranking = CachedRecommendations(profile: "cy", modelID: "m", catalogID: "c", historyDigest: HistoryDigest(of: snapshot),
                                             createdAt: 0, items: [ScoredItem(item: ml.catalog.ids[50], score: -1)])
-        // A row added meanwhile: the summary is still stored (it counts next time); the
-        // ranking is not (it is served only for its exact history).
-        try add(store, ml.catalog, "cy", items: 12..<13)
-        #expect(try store.putProfileSummary(summary, ifNothingForgottenWithin: 100))
-        #expect(try !store.putCachedRecommendations(ranking, ifHistory: HistoryDigest(of: snapshot), limit: 100))
-        // One it was made from forgotten meanwhile: neither is stored.
-        _ = try store.forget(item: ml.catalog.ids[3], profile: "cy")
-        #expect(try !store.putProfileSummary(summary, ifNothingForgottenWithin: 100))
+        // A row added meanwhile, at the cap (so the oldest is trimmed): the summary is still
+        // stored (it counts next time); the ranking is not (it is served only for its history).
+        try add(store, ml.catalog, "cy", items: 40..<41)
+        #expect(try store.putProfileSummary(summary, ifNoForgetSince: forgets))
+        #expect(try !store.putCachedRecommendations(ranking, ifHistory: HistoryDigest(of: snapshot), limit: 10))
+        // A forget meanwhile — inside the window, with older rows sliding in behind it, or
+        // of another profile's item: the summary is not stored.
+        _ = try store.forget(item: ml.catalog.ids[35], profile: "cy")
+        #expect(try !store.putProfileSummary(summary, ifNoForgetSince: forgets))
         #expect(try store.profileSummary(profile: "cy") == nil)
         #expect(try store.cachedRecommendations(profile: "cy", modelID: "m", catalogID: "c") == nil)
+        #expect(try store.forgetCount() == forgets + 1)
     }
 
     /// A cap of 4 with palr.profile_refresh_after 10: a history replaced whole is due.
