@@ -136,7 +136,7 @@ public struct ConversionPlan: Sendable {
             let (type, fellBack) = Self.tensorType(m, config: config, options: options)
             let plan = GGUFTensorPlan(name: m.gguf, dims: m.hfShape.reversed(), type: type)
             jobs.append(TensorJob(mapping: m, source: t, patches: patches, plan: plan, fellBackFrom: fellBack,
-                                  typeChoice: Self.typeChoice(m, config: config, options: options)))
+                                  typeChoice: Self.typeChoice(m, config: config, options: options, fellBackFrom: fellBack)))
         }
         self.jobs = jobs
 
@@ -227,16 +227,22 @@ public struct ConversionPlan: Sendable {
     /// token_embd when it is tied to the output) takes `options.outputType`.
     public static func tensorType(_ m: TensorMapping, config: HFConfig, options: ConvertOptions) -> (GGMLType, fellBackFrom: GGMLType?) {
         guard m.isMatrix else { return (.f32, nil) }
-        let isOutput = m.gguf == "output.weight" || (config.tiedEmbeddings && m.gguf == "token_embd.weight")
-        let type = isOutput ? (options.outputType ?? ConvertOptions.outputType(for: options.type)) : options.type
+        let type = isOutputProjection(m, config) ? (options.outputType ?? ConvertOptions.outputType(for: options.type)) : options.type
         if m.hfShape[1] % type.blockSize != 0 { return (.f16, type) }
         return (type, nil)
     }
 
-    /// The options behind `tensorType(m, …)`, named as the user gave them.
-    public static func typeChoice(_ m: TensorMapping, config: HFConfig, options: ConvertOptions) -> TypeChoice {
+    /// The output projection (or the token embedding tied to it): --output-type's tensor.
+    static func isOutputProjection(_ m: TensorMapping, _ config: HFConfig) -> Bool {
+        m.gguf == "output.weight" || (config.tiedEmbeddings && m.gguf == "token_embd.weight")
+    }
+
+    /// The options behind `tensorType(m, …)`, named as the user gave them; `fellBackFrom`
+    /// as `tensorType` returned it.
+    public static func typeChoice(_ m: TensorMapping, config: HFConfig, options: ConvertOptions,
+                                  fellBackFrom: GGMLType?) -> TypeChoice {
         guard m.isMatrix else { return TypeChoice(chosenBy: "norms, which are always F32", remedy: "--type f32") }
-        let isOutput = m.gguf == "output.weight" || (config.tiedEmbeddings && m.gguf == "token_embd.weight")
+        let isOutput = isOutputProjection(m, config)
         var choice: TypeChoice
         if isOutput, let t = options.outputType {
             choice = TypeChoice(chosenBy: "--output-type \(Self.flag(t))", remedy: "--output-type f32")
@@ -251,7 +257,7 @@ public struct ConversionPlan: Sendable {
         if isOutput && m.gguf == "token_embd.weight" {
             choice = TypeChoice(chosenBy: choice.chosenBy + ", as token_embd is tied to the output projection", remedy: choice.remedy)
         }
-        if let from = tensorType(m, config: config, options: options).fellBackFrom {
+        if let from = fellBackFrom {
             choice = TypeChoice(chosenBy: choice.chosenBy + ", as F16 because rows of \(m.hfShape[1]) are not a multiple of "
                                 + "\(from)'s block of \(from.blockSize)", remedy: choice.remedy)
         }

@@ -33,10 +33,8 @@ struct DemoCommand: ParsableCommand {
 
     func validate() throws {
         // The bounds `recommend` has, checked before the demo prints anything.
-        guard (1...Retriever.maxCount).contains(k) else {
-            throw ValidationError("--k must be between 1 and \(Retriever.maxCount) (got \(k))")
-        }
-        if let mode, ScoringMode(rawValue: mode) == nil { throw ValidationError("--mode is letters, likelihood or generate") }
+        try validateK(k)
+        _ = try parseScoringMode(mode)
         try validateThreads(t)
     }
 

@@ -74,7 +74,7 @@ struct EvalCommand: ParsableCommand {
         if tuneReport == "" { throw ValidationError("--tune-report must name a file (got an empty path)") }
         // Here, not in run(): a usage error then shows this command's usage, before any file is read.
         _ = try parsedOptions()
-        if let mode, ScoringMode(rawValue: mode) == nil { throw ValidationError("--mode is letters, likelihood or generate") }
+        _ = try parseScoringMode(mode)
         if mode != nil && model == nil { throw ValidationError("--mode needs --model") }
     }
 
@@ -214,11 +214,7 @@ struct EvalCommand: ParsableCommand {
     /// candidates in the model's order out.
     private func makeReranker(path: String) throws -> Reranker {
         let (m, tok, settings) = try loadRankerModel(path, quiet: false)
-        let scoring: ScoringMode?
-        if let mode {
-            guard let sm = ScoringMode(rawValue: mode) else { throw ValidationError("--mode is letters, likelihood or generate") }
-            scoring = sm
-        } else { scoring = nil }
+        let scoring = try parseScoringMode(mode)
         let ranker = try Ranker(model: m, tokenizer: tok, settings: settings, threads: t)
         var done = 0
         let start = Date()

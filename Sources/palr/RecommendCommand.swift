@@ -38,20 +38,14 @@ struct PipelineOptions: ParsableArguments {
 
     /// Checks --k (of recommend and refresh) and that --candidates is not below it.
     func validate(k: Int) throws {
-        guard (1...Retriever.maxCount).contains(k) else {
-            throw ValidationError("--k must be between 1 and \(Retriever.maxCount) (got \(k))")
-        }
+        try validateK(k)
         if let candidates, candidates < k {
             throw ValidationError("--candidates (\(candidates)) must be at least --k (\(k)): the ranker picks "
                                   + "the k items from the candidates")
         }
     }
 
-    func scoringMode() throws -> ScoringMode? {
-        guard let mode else { return nil }
-        guard let m = ScoringMode(rawValue: mode) else { throw ValidationError("--mode is letters, likelihood or generate") }
-        return m
-    }
+    func scoringMode() throws -> ScoringMode? { try parseScoringMode(mode) }
 
     /// Loads model, tokenizer, settings, catalog and store; prints the defaults applied.
     func makeRecommender(quiet: Bool) throws -> Recommender {
@@ -243,4 +237,18 @@ struct RefreshCommand: ParsableCommand {
         }
         if failed > 0 { throw CLIError("\(failed) of \(names.count) profile(s) failed to refresh (see above)") }
     }
+}
+
+/// --k of every command that recommends (recommend, refresh, demo): 1…Retriever.maxCount.
+func validateK(_ k: Int) throws {
+    guard (1...Retriever.maxCount).contains(k) else {
+        throw ValidationError("--k must be between 1 and \(Retriever.maxCount) (got \(k))")
+    }
+}
+
+/// --mode of every command that ranks (recommend, refresh, profile, demo, eval); nil: the model's.
+func parseScoringMode(_ mode: String?) throws -> ScoringMode? {
+    guard let mode else { return nil }
+    guard let m = ScoringMode(rawValue: mode) else { throw ValidationError("--mode is letters, likelihood or generate") }
+    return m
 }

@@ -29,9 +29,7 @@ import Testing
         let path = temporaryStorePath("palr-prof-cap")
         defer { removeStore(path) }
         let store = try HistoryStore(path: path)
-        try add(store, ml.catalog, items: 0..<30)
-        try store.setRetentionCap(20)
-        _ = try store.compact()
+        try addViews(store, ml.catalog, "bob", items: 0..<30, thenCap: 20)
         let rec = try recommender(store, ml.catalog)
         let first = try rec.refreshProfile("bob")
         #expect(first.generated != nil && first.summary.interactionCount == 20)
@@ -108,9 +106,7 @@ import Testing
         let path = temporaryStorePath("palr-forget-race")
         defer { removeStore(path) }
         let store = try HistoryStore(path: path)
-        try add(store, ml.catalog, "cy", items: 0..<40)
-        try store.setRetentionCap(20)
-        _ = try store.compact()
+        try addViews(store, ml.catalog, "cy", items: 0..<40, thenCap: 20)
         try add(store, ml.catalog, "other", items: 0..<3)
         let forgets = try store.forgetCount()
         let snapshot = try store.recent(profile: "cy", limit: 10)   // a window smaller than the history
@@ -138,9 +134,7 @@ import Testing
         let path = temporaryStorePath("palr-small-cap")
         defer { removeStore(path) }
         let store = try HistoryStore(path: path)
-        try add(store, ml.catalog, "dee", items: 0..<8)
-        try store.setRetentionCap(4)
-        _ = try store.compact()
+        try addViews(store, ml.catalog, "dee", items: 0..<8, thenCap: 4)
         let rec = try Recommender(ranker: try makeRanker { $0.profileTokenBudget = 4; $0.writesProfiles = true },
                                   catalog: ml.catalog, store: store, modelID: "tiny")
         #expect(try rec.refreshProfile("dee").generated != nil)
@@ -153,9 +147,14 @@ import Testing
     }
 }
 
-/// Views of catalog items `items` by `profile`, at times 1000 + index.
-func addViews(_ store: HistoryStore, _ catalog: ItemCatalog, _ profile: String, items: Range<Int>) throws {
+/// Views of catalog items `items` by `profile`, at times 1000 + index; then, with
+/// `thenCap`, the store's retention cap set to it and the store compacted.
+func addViews(_ store: HistoryStore, _ catalog: ItemCatalog, _ profile: String, items: Range<Int>, thenCap cap: Int? = nil) throws {
     _ = try store.record(items.map { i in
         NewInteraction(profile: profile, item: catalog.ids[i], kind: .view, value: nil, timestamp: Int64(1000 + i))
     }, createProfiles: true)
+    if let cap {
+        try store.setRetentionCap(cap)
+        _ = try store.compact()
+    }
 }
