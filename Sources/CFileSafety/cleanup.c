@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "palr_cleanup.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -47,12 +48,20 @@ void palr_cleanup_unregister(int slot) {
 }
 
 void palr_cleanup_remove_all(void) {
+    const int saved = errno;   // a handler must not change what the interrupted code sees
     atomic_store(&dying, 1);
-    for (int i = 0; i < PALR_CLEANUP_SLOTS; i++)
-        // seq_cst, as the store to `dying` and the loads in register: with acquire
-        // loads the C model would let this read an old READY while a register still
-        // read dying == 0 (store→load order needs seq_cst on both sides).
-        if (atomic_load(&state[i]) == READY) unlink(paths[i]);
+    // Files first, then folders: rmdir(2) removes only an empty folder, so a folder
+    // registered with the files in it goes once they are gone (and a file fails rmdir).
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < PALR_CLEANUP_SLOTS; i++)
+            // seq_cst, as the store to `dying` and the loads in register: with acquire
+            // loads the C model would let this read an old READY while a register still
+            // read dying == 0 (store→load order needs seq_cst on both sides).
+            if (atomic_load(&state[i]) == READY) {
+                if (pass == 0) unlink(paths[i]);
+                else rmdir(paths[i]);
+            }
+    errno = saved;
 }
 
 int palr_cleanup_registered(int slot, char *out, unsigned long size) {

@@ -16,7 +16,9 @@ public enum SignalCleanup {
     /// When all are taken a writer still works, but a signal leaves its temporary.
     public static let capacity = Int(PALR_CLEANUP_SLOTS)
 
-    /// Registers `path` for removal on a signal; returns a token for `unregister`,
+    /// Registers `path` for removal on a signal: a file, or a folder that is removed if
+    /// it is empty once every registered file is gone (register the files that may be in
+    /// it too). Returns a token for `unregister`,
     /// or nil when the registry is full, the path is longer than PATH_MAX, or the
     /// process is dying (`removeRegisteredFiles` has run).
     @discardableResult
@@ -40,7 +42,8 @@ public enum SignalCleanup {
         }
     }
 
-    /// Unlinks every registered file. Async-signal-safe. For a dying process: from then
+    /// Unlinks every registered file, then removes the registered folders left empty.
+    /// Async-signal-safe. For a dying process: from then
     /// on nothing more registers (a path copied into a slot while the handler reads it
     /// could make it unlink a name no writer registered).
     public static func removeRegisteredFiles() { palr_cleanup_remove_all() }

@@ -65,6 +65,37 @@ func readFile(_ path: String, limit: Int = 1 << 30) throws -> Data {
     }
 }
 
+/// A private folder (mkdtemp: a fresh name, mode 0700, under $TMPDIR or /tmp) holding a
+/// scratch history store, for `demo` and `history bench`. The store's files and then the
+/// folder are registered with `SignalCleanup`, so SIGINT, SIGTERM, SIGHUP and SIGPIPE
+/// remove them as `remove()` does at a normal end (SIGKILL leaves them, as it leaves any
+/// temporary). The folder owns nothing else.
+struct ScratchStoreFolder {
+    let path: String
+    /// `path`/history.sqlite; SQLite's -wal, -shm and -journal beside it are registered too.
+    var store: String { path + "/history.sqlite" }
+    private var registrations: [Int?] = []
+
+    init(prefix: String) throws {
+        var base = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
+        if base.isEmpty { base = "/tmp" }
+        while base.count > 1 && base.hasSuffix("/") { base.removeLast() }
+        var template = Array((base + "/" + prefix + "XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else {
+            throw CLIError(path: base, "cannot create a temporary folder: \(Destination.describe(errno))")
+        }
+        path = String(cString: made)
+        let store = path + "/history.sqlite"
+        registrations = [store, store + "-wal", store + "-shm", store + "-journal", path].map { SignalCleanup.register($0) }
+    }
+
+    /// Removes the folder and everything in it, then forgets the registrations.
+    func remove() {
+        try? FileManager.default.removeItem(atPath: path)
+        for r in registrations { SignalCleanup.unregister(r) }
+    }
+}
+
 /// Text for a terminal line: control and format characters (NUL, escape sequences,
 /// bidirectional overrides) become U+FFFD, so a catalog title cannot garble the output.
 func terminalSafe(_ s: String) -> String {

@@ -67,10 +67,10 @@ struct DemoCommand: ParsableCommand {
 
     func run() throws {
         let dir = try findModels()
-        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("palr-demo-\(getpid())")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: tmp) }
-        let db = tmp.appendingPathComponent("history.sqlite").path
+        // Removed at the end, and on SIGINT/SIGTERM/SIGHUP/SIGPIPE.
+        let scratch = try ScratchStoreFolder(prefix: "palr-demo-")
+        defer { scratch.remove() }
+        let db = scratch.store
         let store: HistoryStore
         do {
             store = try HistoryStore(path: db)

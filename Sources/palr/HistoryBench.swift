@@ -64,11 +64,10 @@ extension HistoryCommand {
 
         func run() throws {
             let source = try locateUData()
-            let folder = FileManager.default.temporaryDirectory
-                .appendingPathComponent("palr-history-bench-\(ProcessInfo.processInfo.processIdentifier)")
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(at: folder) }
-            let path = folder.appendingPathComponent("history.sqlite").path
+            // Removed at the end, and on SIGINT/SIGTERM/SIGHUP/SIGPIPE.
+            let scratch = try ScratchStoreFolder(prefix: "palr-history-bench-")
+            defer { scratch.remove() }
+            let path = scratch.store
 
             // Import, then close so the WAL is checkpointed into the file.
             var store = try HistoryStore(path: path)

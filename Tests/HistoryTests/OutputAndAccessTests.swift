@@ -405,6 +405,38 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
         }
     }
 
+    /// `palr demo` keeps its scratch store in a private folder under $TMPDIR. SIGTERM or
+    /// SIGINT while that store is in use removes the folder, as a normal end does. Runs
+    /// until a child has really died of the signal (not finished first), at most 10 times.
+    @Test(arguments: [SIGTERM, SIGINT])
+    func aSignalledDemoRemovesItsScratchFolder(signal: Int32) throws {
+        try withTemporaryDirectory { folder in
+            var signalled = 0
+            for _ in 0..<10 where signalled == 0 {
+                let child = try ChildProcess(try palrExecutable(), ["demo"], environment: ["TMPDIR": folder])
+                let deadline = Date().addingTimeInterval(30)
+                while child.isRunning && Date() < deadline {
+                    let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+                    if names.contains(where: { FileManager.default.fileExists(atPath: folder + "/" + $0 + "/history.sqlite") }) {
+                        break
+                    }
+                    usleep(100)
+                }
+                child.kill(signal)
+                child.wait()
+                if child.terminationReason == .uncaughtSignal {
+                    signalled += 1
+                    #expect(child.terminationStatus == signal)
+                } else {
+                    #expect(child.terminationStatus == 0, "\(child.errorOutput)")
+                }
+                let left = try FileManager.default.contentsOfDirectory(atPath: folder)
+                #expect(left.isEmpty, "left in TMPDIR: \(left)")
+            }
+            #expect(signalled == 1, "every demo run finished before the signal")
+        }
+    }
+
     @Test func usageErrorsExit64WithTheSubcommandsUsage() throws {
         try withTemporaryDirectory { folder in
             let (_, db) = try filledStore(folder, lines: 10)

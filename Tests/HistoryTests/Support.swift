@@ -61,9 +61,13 @@ final class ChildProcess: @unchecked Sendable {
     private var stderrData = Data()
     private let drained = DispatchGroup()
 
-    init(_ executable: String, _ arguments: [String]) throws {
+    /// `environment` adds to (or overrides in) this process's environment.
+    init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out

@@ -15,8 +15,10 @@ int palr_cleanup_register(const char *path);
 /// Frees a slot `palr_cleanup_register` returned (other values are ignored).
 void palr_cleanup_unregister(int slot);
 
-/// Unlinks every registered path. Async-signal-safe. For a dying process: from
-/// then on nothing registers any more.
+/// Unlinks every registered path, then removes every registered path that is an
+/// empty folder (so a folder registered together with its files goes too).
+/// Async-signal-safe; errno is preserved. For a dying process: from then on
+/// nothing registers any more.
 void palr_cleanup_remove_all(void);
 
 /// Copies the path in `slot` into `out` (`size` bytes); returns 1 if the slot
