@@ -24,6 +24,8 @@ extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
+extern void *__libc_valloc(size_t);
+extern void *__libc_pvalloc(size_t);
 extern void __libc_free(void *);
 
 static _Atomic uint64_t count;
@@ -36,6 +38,10 @@ void *realloc(void *p, size_t n) { COUNT(); return __libc_realloc(p, n); }
 void free(void *p) { __libc_free(p); }
 void *memalign(size_t a, size_t n) { COUNT(); return __libc_memalign(a, n); }
 void *aligned_alloc(size_t a, size_t n) { COUNT(); return __libc_memalign(a, n); }
+// The rest of glibc's replaceable set ("Replacing malloc" in its manual): obsolete, and
+// nothing here calls them, but a library that did would otherwise go uncounted.
+void *valloc(size_t n) { COUNT(); return __libc_valloc(n); }
+void *pvalloc(size_t n) { COUNT(); return __libc_pvalloc(n); }
 int posix_memalign(void **out, size_t a, size_t n) {
     COUNT();
     if (a < sizeof(void *) || (a & (a - 1)) != 0) return EINVAL;

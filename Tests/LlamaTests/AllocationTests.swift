@@ -17,6 +17,25 @@ import Glibc
         let p = malloc(64)
         free(p)
         #expect(palr_alloc_count_thread() - before >= 1, "a malloc was not counted: the counter does not interpose")
+        // Every allocating entry point of glibc's replaceable set counts once.
+        // Looked up first: dlsym itself allocates.
+        let memalignC = cFunction("memalign", (@convention(c) (Int, Int) -> UnsafeMutableRawPointer?).self)
+        let pvallocC = cFunction("pvalloc", (@convention(c) (Int) -> UnsafeMutableRawPointer?).self)
+        let entries: [(String, () -> UnsafeMutableRawPointer?)] = [
+            ("malloc", { malloc(32) }), ("calloc", { calloc(4, 8) }), ("realloc", { realloc(nil, 32) }),
+            ("memalign", { memalignC?(64, 32) }),
+            ("aligned_alloc", { aligned_alloc(64, 64) }),
+            ("posix_memalign", { var p: UnsafeMutableRawPointer?; return posix_memalign(&p, 64, 32) == 0 ? p : nil }),
+            ("valloc", { valloc(32) }),
+            ("pvalloc", { pvallocC?(32) }),
+        ]
+        for (name, allocate) in entries {
+            let start = palr_alloc_count_thread()
+            let p = allocate()
+            let counted = palr_alloc_count_thread() - start
+            free(p)
+            #expect(p != nil && counted == 1, "\(name): counted \(counted) times")
+        }
     }
 
     @Test(.enabled(if: palr_alloc_counter_active() != 0), arguments: ["f32", "q4_0"], DecodeActivations.allCases)
@@ -69,3 +88,10 @@ import Glibc
 /// Whether this test process runs under a sanitizer: its runtime exports __asan_init or
 /// __tsan_init (looked up in the global scope, RTLD_DEFAULT).
 let sanitized: Bool = dlsym(nil, "__asan_init") != nil || dlsym(nil, "__tsan_init") != nil
+
+/// A C function by name, as the process links it (memalign and pvalloc are in glibc's
+/// malloc.h, which Swift's Glibc module does not import).
+private func cFunction<F>(_ name: String, _ type: F.Type) -> F? {
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), name) else { return nil }
+    return unsafeBitCast(symbol, to: type)
+}
