@@ -56,17 +56,21 @@ public struct PALRSettings: Sendable, Equatable {
 
     public init() {}
 
-    /// Reads `palr.*` keys; `defaulted` lists the keys that were absent.
+    /// Reads `palr.*` keys; `defaulted` lists the absent keys that `palr-convert` always
+    /// writes (scoring mode, max history, max candidates, title token limit, retrieval
+    /// prior): their absence means a file from elsewhere or an older converter, worth a
+    /// note. The templates and profile settings are written only when they differ from
+    /// the built-in ones, so their absence is the normal case and is not listed.
     public init(gguf: GGUFFile, defaulted: inout [String]) throws(GGUFError) {
         self.init()
-        func int(_ key: String, _ value: inout Int, min: Int = 1) throws(GGUFError) {
+        func int(_ key: String, _ value: inout Int, min: Int = 1, noted: Bool = false) throws(GGUFError) {
             if let v = try gguf.optionalInt(key) {
                 guard v >= min else { throw .wrongValueType(key: key, expected: "integer ≥ \(min)", found: String(v)) }
                 value = v
-            } else { defaulted.append(key) }
+            } else if noted { defaulted.append(key) }
         }
         func string(_ key: String, _ value: inout String) throws(GGUFError) {
-            if let v = try gguf.optionalString(key) { value = v } else { defaulted.append(key) }
+            if let v = try gguf.optionalString(key) { value = v }
         }
         if let m = try gguf.optionalString("palr.scoring_mode") {
             guard let mode = ScoringMode(rawValue: m) else {
@@ -74,9 +78,9 @@ public struct PALRSettings: Sendable, Equatable {
             }
             self.mode = mode
         } else { defaulted.append("palr.scoring_mode") }
-        try int("palr.max_history", &maxHistory)
-        try int("palr.max_candidates", &maxCandidates)
-        try int("palr.title_token_limit", &titleTokenLimit)
+        try int("palr.max_history", &maxHistory, noted: true)
+        try int("palr.max_candidates", &maxCandidates, noted: true)
+        try int("palr.title_token_limit", &titleTokenLimit, noted: true)
         if let w = try gguf.optionalDouble("palr.retrieval_prior") {
             guard w.isFinite, w >= 0 else { throw .wrongValueType(key: "palr.retrieval_prior", expected: "a number ≥ 0", found: String(w)) }
             retrievalPrior = w
@@ -87,7 +91,7 @@ public struct PALRSettings: Sendable, Equatable {
             case .likelihood: likelihoodTemplate = t
             case .generate: generateTemplate = t
             }
-        } else { defaulted.append("palr.prompt_template") }
+        }
         try string("palr.history_item", &historyItem)
         try string("palr.candidate_item", &candidateItem)
         try string("palr.generate_candidate_item", &generateCandidateItem)

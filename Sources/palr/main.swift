@@ -19,19 +19,8 @@ func ensureGoodBLASCore() {
     unsetenv("OPENBLAS_CORETYPE")
 }
 
-/// Swift decodes arguments with U+FFFD for invalid UTF-8, which would make different
-/// byte strings the same profile or item id: such an argument is refused instead.
-func refuseInvalidUTF8Arguments() {
-    for i in 1..<Int(CommandLine.argc) {
-        guard let raw = CommandLine.unsafeArgv[i], String(validatingCString: raw) == nil else { continue }
-        let hex = UnsafeBufferPointer(start: raw, count: strlen(raw)).prefix(24)
-            .map { String(UInt8(bitPattern: $0), radix: 16) }.joined(separator: " ")
-        printErr("Error: argument \(i) is not valid UTF-8 (bytes \(hex)); palr takes ids, titles and paths as UTF-8")
-        exit(64)
-    }
-}
-
-refuseInvalidUTF8Arguments()
+// Swift would turn invalid UTF-8 into U+FFFD: different byte strings, one id or path.
+Arguments.refuseInvalidUTF8(program: "palr", takes: "ids, titles and paths")
 ensureGoodBLASCore()
 // Output temporaries (history export, eval reports) are removed on SIGINT/SIGTERM/SIGHUP.
 SignalCleanup.installHandlers()

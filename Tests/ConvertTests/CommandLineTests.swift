@@ -264,6 +264,26 @@ func fileType(_ path: String) -> mode_t? {
 
     /// Every numeric option: negative numbers reach validation (no "Missing value"),
     /// and out-of-range or non-finite values are errors naming the option.
+    /// Swift would decode `$'\xff.gguf'` as "\u{FFFD}.gguf" and write that file instead:
+    /// an argument that is not UTF-8 is refused (usage error, 64) before anything runs.
+    @Test func anArgumentThatIsNotUTF8IsRefused() throws {
+        guard let exe = palrConvertExecutable() else { Issue.record("the palr-convert executable was not built"); return }
+        let d = try TempDir()
+        defer { d.cleanUp() }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", #"exec "$0" random --shape tiny -o "$1/$(printf '\377').gguf""#, exe, d.path]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 64, "\(text)")
+        #expect(text.contains("Error: argument 5 is not valid UTF-8 (bytes 2f") && text.contains("palr-convert takes"), "\(text)")
+        #expect(d.contents.isEmpty, "written: \(d.contents)")
+    }
+
     @Test func numericOptionsAreCheckedAlike() throws {
         let d = try TempDir()
         defer { d.cleanUp() }

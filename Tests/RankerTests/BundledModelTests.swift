@@ -15,6 +15,9 @@ import Tokenizer
         var defaulted: [String] = []
         let settings = try PALRSettings(gguf: model.gguf, defaulted: &defaulted)
         #expect(settings.mode == .letters)
+        // Made by the current converter: every key it always writes is there (else every
+        // `recommend` on the bundle would print a note).
+        #expect(defaulted.isEmpty, "\(defaulted)")
         // It was trained for letters-mode ranking only: no profile summaries.
         #expect(!settings.writesProfiles)
         let catalog = try CatalogPack.open(path: dir.appendingPathComponent("ml-small-catalog.gguf").path)
