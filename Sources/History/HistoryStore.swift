@@ -88,13 +88,35 @@ public struct HistoryStore: Sendable {
     /// another user's file whose `-wal` or `-shm` the open would create as this user
     /// (`HistoryError.cannotOpen`): all before anything is opened, so a refusal
     /// creates no file. `schemaUpgrade` tells whether the open upgraded the schema.
+    ///
+    /// On a disk too full for SQLite's shared-memory file (`FILE-shm`, 32 KiB, which WAL
+    /// mode needs to open at all), an existing store is opened in exclusive locking mode
+    /// instead, which keeps that index in memory: reads work (and `recommend` can still
+    /// rank), but the connection holds the file's lock until it is closed, so other
+    /// processes wait for it (`openedExclusively` tells; the CLI notes it).
     public init(path: String, options: Options = Options()) throws {
         guard !path.isEmpty, !path.hasPrefix(":memory:"), !path.hasPrefix("file:") else {
             throw HistoryError.invalidArgument("history database path must be a file path, not '\(path)'")
         }
+        let existed = FileManager.default.fileExists(atPath: path)
+        do {
+            (connection, schemaUpgrade) = try Self.open(path: path, options: options, exclusive: false)
+            openedExclusively = false
+        } catch HistoryError.diskFull(_, "open") where existed && options.maxPageCount == nil {
+            (connection, schemaUpgrade) = try Self.open(path: path, options: options, exclusive: true)
+            openedExclusively = true
+        }
+    }
+
+    /// The connection, its pragmas and the schema check (and migration) of `init`.
+    private static func open(path: String, options: Options, exclusive: Bool) throws
+        -> (Connection, SchemaUpgrade?) {
         let connection = try Connection(path: path, create: options.createIfMissing, readOnly: options.readOnly,
                                         busyTimeout: options.busyTimeout)
+        // A failure below closes the connection (deinit) before any retry opens another.
         try connection.run("open") {
+            // Before the first read: SQLite then never maps the -shm file.
+            if exclusive { try connection.exec("PRAGMA locking_mode = EXCLUSIVE") }
             try connection.exec("""
                 PRAGMA foreign_keys = ON;
                 PRAGMA synchronous = \(options.durability.rawValue);
@@ -119,9 +141,13 @@ public struct HistoryStore: Sendable {
                                             + "schema yet), and creating the schema needs write access")
             }
         }
-        schemaUpgrade = try connection.migrate().map { SchemaUpgrade(from: $0, to: schemaVersion) }
-        self.connection = connection
+        let upgrade = try connection.migrate().map { SchemaUpgrade(from: $0, to: schemaVersion) }
+        return (connection, upgrade)
     }
+
+    /// True when the disk was too full for SQLite's shared-memory file and the store was
+    /// opened in exclusive locking mode: other processes wait until this one closes it.
+    public let openedExclusively: Bool
 
     /// Whether writes fail with `HistoryError.readOnly`: opened with
     /// `Options.readOnly`, or the file became unwritable between the check before

@@ -421,6 +421,10 @@ final class Connection: @unchecked Sendable {
             return .busy(path: path, operation: operation, waitedSeconds: busyTimeout)
         case SQLITE_FULL:
             return .diskFull(path: path, operation: operation)
+        case SQLITE_IOERR where error.systemErrno == ENOSPC || error.systemErrno == EDQUOT:
+            // SQLite reports a full disk as SQLITE_FULL only for writes to the database and
+            // its WAL; sizing the -shm file (SQLITE_IOERR_SHMSIZE) and other I/O fail so.
+            return .diskFull(path: path, operation: operation)
         case SQLITE_NOTADB:
             return .notAHistoryDatabase(path: path, reason: error.message)
         case SQLITE_CORRUPT:

@@ -52,7 +52,7 @@ struct DatabaseOptions: ParsableArguments {
                                + "\((error as NSError).localizedFailureReason ?? error.localizedDescription)")
             }
         }
-        return noteSchemaUpgrade(try HistoryStore(path: path, options: .init(createIfMissing: create)))
+        return noteOpen(try HistoryStore(path: path, options: .init(createIfMissing: create)))
     }
 
     /// Opens the store for a command that only reads: read-only when this
@@ -63,16 +63,22 @@ struct DatabaseOptions: ParsableArguments {
         let path = try path()
         let exists = FileManager.default.fileExists(atPath: path)
         let readOnly = exists && !FileManager.default.isWritableFile(atPath: path)
-        return noteSchemaUpgrade(try HistoryStore(path: path, options: .init(createIfMissing: false, readOnly: readOnly)))
+        return noteOpen(try HistoryStore(path: path, options: .init(createIfMissing: false, readOnly: readOnly)))
     }
 }
 
-/// Tells the user on stderr (one line) when opening `store` upgraded its schema:
-/// palr builds that know only the older version refuse the file from now on, and
-/// a command that merely lists or counts would otherwise change that silently.
+/// Tells the user on stderr (one line each) when opening `store` upgraded its schema
+/// (palr builds that know only the older version refuse the file from now on, and a
+/// command that merely lists or counts would otherwise change that silently), and when
+/// a full disk made it open the store exclusively (other processes wait meanwhile).
 /// Returns the store, so that an open can be wrapped in it.
 @discardableResult
-func noteSchemaUpgrade(_ store: HistoryStore) -> HistoryStore {
+func noteOpen(_ store: HistoryStore) -> HistoryStore {
+    if store.openedExclusively {
+        printErr("note: the disk holding \(store.path) is too full for SQLite's shared-memory file "
+            + "(\(store.path)-shm): opened in exclusive mode, so other processes using this store wait until "
+            + "this command ends; writes need free space")
+    }
     if let upgrade = store.schemaUpgrade {
         // printErr: a message never kills the process (a closed or full stderr).
         printErr("note: upgraded history store \(store.path) from schema version "

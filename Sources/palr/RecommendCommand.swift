@@ -91,7 +91,7 @@ func openStore(_ path: String?) throws -> HistoryStore {
                        + "or `palr history --db \(p) add --create-profile …`")
     }
     let store: HistoryStore
-    do { store = noteSchemaUpgrade(try HistoryStore(path: p, options: .init(createIfMissing: false))) } catch { throw CLIError("\(error)") }
+    do { store = noteOpen(try HistoryStore(path: p, options: .init(createIfMissing: false))) } catch { throw CLIError("\(error)") }
     // Caught here rather than after a ranking has been computed: its cache write would fail.
     if store.isReadOnly {
         throw CLIError("history database \(p) is read-only (the file is not writable): recommend, refresh and "

@@ -1,0 +1,70 @@
+import Foundation
+import Testing
+
+/// A store on a really full file system: a 1 MiB tmpfs mounted in a private mount
+/// namespace (`unshare -m`, so the mount vanishes with the script and never shows on the
+/// host), filled to the last block. Needs the right to mount (root, or a user namespace);
+/// where that is missing the tests are disabled, as they say. `maxPageCount` tests in
+/// StoreTests cover SQLITE_FULL from the page limit everywhere.
+@Suite(.enabled(if: canMountScratchDisk, "needs `unshare -m` and `mount -t tmpfs` (root or a user namespace)"))
+struct FullDiskTests {
+    /// Runs `script` with "$1" = palr, "$2" = a 1 MiB tmpfs mounted in a private namespace,
+    /// "$3" = a folder on the normal disk for inputs and outputs.
+    private func onFullDisk(_ script: String) throws -> (status: Int32, output: String, error: String) {
+        try withTemporaryDirectory { folder in
+            let mountPoint = folder + "/disk"
+            try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: false)
+            let child = try ChildProcess("/usr/bin/unshare", ["-m", "/bin/sh", "-c",
+                "mount -t tmpfs -o size=1m tmpfs \"$2\" || exit 99\n" + script, "sh",
+                try palrExecutable(), mountPoint, folder])
+            child.wait()
+            return (child.terminationStatus, child.output, child.errorOutput)
+        }
+    }
+
+    /// The import, then a filler file takes every free block.
+    private let fillStore = """
+        awk 'BEGIN { for (i = 1; i <= 3000; i++) printf "%d\\tm%d\\t4\\t%d\\n", i % 50 + 1, i, 881250000 + i }' > "$3/u.data"
+        "$1" history --db "$2/h.sqlite" import --format udata "$3/u.data" >/dev/null || exit 98
+        dd if=/dev/zero of="$2/filler" bs=4096 2>/dev/null
+        echo "free: $(df -k "$2" | tail -1 | awk '{print $4}') KiB"
+
+        """
+
+    /// With no room even for SQLite's 32 KiB shared-memory file, WAL mode cannot open the
+    /// store normally: it opens exclusively (the index in memory), reads work and say so,
+    /// a write fails as disk full, and the store is intact when the space comes back.
+    @Test func readsWorkWhenTheSharedMemoryFileCannotBeCreated() throws {
+        let result = try onFullDisk(fillStore + """
+            "$1" history --db "$2/h.sqlite" stats; echo "stats $?"
+            "$1" history --db "$2/h.sqlite" list --profile 1 --limit 1; echo "list $?"
+            "$1" history --db "$2/h.sqlite" add --profile 1 extra; echo "add $?"
+            rm "$2/filler"
+            "$1" history --db "$2/h.sqlite" stats; echo "stats after $?"
+            """)
+        #expect(result.status == 0, "\(result)")
+        #expect(result.output.contains("free: 0 KiB"), "the disk was not full: \(result.output)")
+        #expect(result.output.contains("stats 0") && result.output.contains("list 0"), "\(result)")
+        #expect(result.output.components(separatedBy: "interactions   3000 ").count == 3, "\(result.output)")
+        #expect(result.error.contains("opened in exclusive mode"), "\(result.error)")
+        #expect(result.output.contains("add 1") && result.error.contains("record failed: the disk holding")
+                && result.error.contains("is full"), "\(result.error)")
+        #expect(result.output.contains("stats after 0") && !result.error.contains("disk I/O error"), "\(result)")
+    }
+}
+
+/// Whether this process may mount a tmpfs in a private mount namespace.
+let canMountScratchDisk: Bool = {
+    guard FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare") else { return false }
+    let probe = Process()
+    probe.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("palr-mount-probe-\(getpid())").path
+    try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    probe.arguments = ["-m", "/bin/sh", "-c", "mount -t tmpfs -o size=64k tmpfs \"$0\"", folder]
+    probe.standardOutput = FileHandle.nullDevice
+    probe.standardError = FileHandle.nullDevice
+    do { try probe.run() } catch { return false }
+    probe.waitUntilExit()
+    return probe.terminationStatus == 0
+}()
