@@ -81,11 +81,11 @@ extension HistoryStore {
         var databaseFiles: [String] = []
         let resolved = (try? Destination.target(of: self.path)) ?? self.path
         for base in resolved == self.path ? [self.path] : [self.path, resolved] {
-            databaseFiles += ["", "-wal", "-shm", "-journal"].map { base + $0 }
+            databaseFiles += ["", "-wal", "-shm", "-journal", "-reserve"].map { base + $0 }
         }
         // A companion name (`X-wal`) whose base X is the database under another name
         // (a hard link) is the WAL SQLite would use when the database is opened as X.
-        for suffix in ["-wal", "-shm", "-journal"] where file.target.hasSuffix(suffix) {
+        for suffix in ["-wal", "-shm", "-journal", "-reserve"] where file.target.hasSuffix(suffix) {
             let base = String(file.target.dropLast(suffix.count))
             if Destination.overwrittenInput(target: base, inputs: [self.path]) != nil, !base.isEmpty {
                 databaseFiles.append(file.target)

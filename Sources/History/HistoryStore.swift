@@ -1,6 +1,10 @@
 // The history store: profiles, their interactions, and results derived from
 // them, in one SQLite database (WAL, synchronous=FULL).
+import FileSafety
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A palr history database. Cheap to copy (copies share one connection);
 /// safe to use from several threads (calls are serialised). Several processes
@@ -105,6 +109,43 @@ public struct HistoryStore: Sendable {
         } catch HistoryError.diskFull(_, "open") where existed && options.maxPageCount == nil {
             (connection, schemaUpgrade) = try Self.open(path: path, options: options, exclusive: true)
             openedExclusively = true
+        }
+        if !options.readOnly { ensureReserve() }
+    }
+
+    // MARK: space for deletions on a full disk
+
+    /// Size of `FILE-reserve`, the space kept so that a forget or compact still works on
+    /// a full disk (a deletion appends the pages it changes to the WAL, so it needs free
+    /// space too): 1 MiB, enough for a forget of thousands of interactions.
+    public static let reserveBytes = 1 << 20
+
+    /// `FILE-reserve`: allocated, never written, owned by the store; removed to make room
+    /// when a deletion finds the disk full, and made again at the next chance.
+    /// Beside the file a symbolic link `path` points to, where SQLite keeps the WAL.
+    public var reservePath: String { ((try? Destination.target(of: path)) ?? path) + "-reserve" }
+
+    /// Makes `FILE-reserve` if it is missing. Best effort: when the folder cannot be
+    /// written or the disk has no room, there is none (and the next open tries again).
+    /// O_EXCL and O_NOFOLLOW: never opens or follows anything already at that path.
+    func ensureReserve() {
+        let fd = Glibc.open(reservePath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        let allocated = posix_fallocate(fd, 0, off_t(Self.reserveBytes)) == 0
+        Glibc.close(fd)
+        if !allocated { unlink(reservePath) }   // a smaller file would promise room it has not got
+    }
+
+    /// Runs a deletion; if it fails because the disk is full and the reserve exists, frees
+    /// the reserve and runs it once more (the failed attempt was rolled back), then tries
+    /// to make the reserve again.
+    private func usingReserve<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch HistoryError.diskFull(let path, let operation) {
+            guard unlink(reservePath) == 0 else { throw HistoryError.diskFull(path: path, operation: operation) }
+            defer { ensureReserve() }
+            return try body()
         }
     }
 
@@ -310,7 +351,12 @@ public struct HistoryStore: Sendable {
 
     /// Runs a deletion with secure_delete=ON (freed bytes are zeroed) and then
     /// truncates the WAL, so the deleted history does not linger in either file.
+    /// On a full disk it uses the reserve (`usingReserve`).
     private func scrubbing<T>(_ operation: String, _ body: () throws -> T) throws -> T {
+        try usingReserve { try scrubbingOnce(operation, body) }
+    }
+
+    private func scrubbingOnce<T>(_ operation: String, _ body: () throws -> T) throws -> T {
         try connection.run(operation) { try connection.exec("PRAGMA secure_delete = ON") }
         defer { try? connection.run(operation) { try connection.exec("PRAGMA secure_delete = FAST") } }
         let result = try connection.write(operation) { () throws -> T in
@@ -339,16 +385,22 @@ public struct HistoryStore: Sendable {
     }
 
     /// Sets the retention cap (nil: unlimited). It applies from the next write
-    /// of each profile, and to all profiles at the next `compact()`.
+    /// of each profile, and to all profiles at the next `compact()`. On a full disk it
+    /// uses the reserve (`reservePath`).
     public func setRetentionCap(_ cap: Int?) throws {
         if let cap, cap < 1 { throw HistoryError.invalidArgument("retention cap must be at least 1 (got \(cap))") }
-        try connection.write("set retention cap") { try setMeta("retention_cap", Int64(cap ?? 0)) }
+        // With the reserve on a full disk: a lower cap is how a full box makes room.
+        try usingReserve { try connection.write("set retention cap") { try setMeta("retention_cap", Int64(cap ?? 0)) } }
     }
 
     /// Trims every profile to the retention cap, drops item ids nothing refers
     /// to, and (with `vacuum`) gives free pages back to the file system and
-    /// truncates the WAL.
+    /// truncates the WAL. On a full disk it uses the reserve (`reservePath`).
     public func compact(vacuum: Bool = true) throws -> CompactionReport {
+        try usingReserve { try compactOnce(vacuum: vacuum) }
+    }
+
+    private func compactOnce(vacuum: Bool) throws -> CompactionReport {
         let before = fileSize(path)
         let (trimmed, removedItems) = try connection.write("compact") {
             var trimmed = 0

@@ -8,14 +8,14 @@ import Testing
 /// StoreTests cover SQLITE_FULL from the page limit everywhere.
 @Suite(.enabled(if: canMountScratchDisk, "needs `unshare -m` and `mount -t tmpfs` (root or a user namespace)"))
 struct FullDiskTests {
-    /// Runs `script` with "$1" = palr, "$2" = a 1 MiB tmpfs mounted in a private namespace,
-    /// "$3" = a folder on the normal disk for inputs and outputs.
-    private func onFullDisk(_ script: String) throws -> (status: Int32, output: String, error: String) {
+    /// Runs `script` with "$1" = palr, "$2" = a tmpfs of `size` mounted in a private
+    /// namespace, "$3" = a folder on the normal disk for inputs and outputs.
+    private func onFullDisk(size: String = "1m", _ script: String) throws -> (status: Int32, output: String, error: String) {
         try withTemporaryDirectory { folder in
             let mountPoint = folder + "/disk"
             try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: false)
             let child = try ChildProcess("/usr/bin/unshare", ["-m", "/bin/sh", "-c",
-                "mount -t tmpfs -o size=1m tmpfs \"$2\" || exit 99\n" + script, "sh",
+                "mount -t tmpfs -o size=\(size) tmpfs \"$2\" || exit 99\n" + script, "sh",
                 try palrExecutable(), mountPoint, folder])
             child.wait()
             return (child.terminationStatus, child.output, child.errorOutput)
@@ -50,6 +50,31 @@ struct FullDiskTests {
         #expect(result.output.contains("add 1") && result.error.contains("record failed: the disk holding")
                 && result.error.contains("is full"), "\(result.error)")
         #expect(result.output.contains("stats after 0") && !result.error.contains("disk I/O error"), "\(result)")
+    }
+
+    /// A forget and a compact on a disk with no free block: the store frees its 1 MiB
+    /// reserve (made when the store was created) and runs them; the reserve comes back
+    /// once there is room. Without it both failed as disk full.
+    @Test func deletionsWorkOnAFullDiskThroughTheReserve() throws {
+        let result = try onFullDisk(size: "4m", fillStore + """
+            echo "reserve: $(stat -c %s "$2/h.sqlite-reserve")"
+            "$1" history --db "$2/h.sqlite" forget --profile 1; echo "forget profile $?"
+            "$1" history --db "$2/h.sqlite" forget --item m7 --all-profiles; echo "forget item $?"
+            "$1" history --db "$2/h.sqlite" compact --retention-cap 5; echo "compact $?"
+            "$1" history --db "$2/h.sqlite" list --profile 1; echo "list 1 $?"
+            "$1" history --db "$2/h.sqlite" stats | grep '^interactions'
+            rm "$2/filler"
+            "$1" history --db "$2/h.sqlite" stats >/dev/null; echo "stats $?"
+            echo "reserve again: $(stat -c %s "$2/h.sqlite-reserve")"
+            """)
+        #expect(result.status == 0, "\(result)")
+        #expect(result.output.contains("free: 0 KiB") && result.output.contains("reserve: 1048576"), "\(result.output)")
+        for line in ["forget profile 0", "forget item 0", "compact 0", "list 1 1", "stats 0", "reserve again: 1048576"] {
+            #expect(result.output.contains(line + "\n"), "missing '\(line)' in \(result.output) \(result.error)")
+        }
+        // 49 profiles left, each trimmed to 5 (m7's profile lost one of its 60 first).
+        #expect(result.output.contains("interactions   245 "), "\(result.output)")
+        #expect(result.error.contains("unknown profile '1'") && !result.error.contains("is full"), "\(result.error)")
     }
 }
 

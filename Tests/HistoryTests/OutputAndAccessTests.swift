@@ -89,7 +89,7 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
             #expect(symlink(real, link) == 0)
             let viaLink = try HistoryStore(path: link)
             #expect(Glibc.link(real, folder + "/hard.sqlite") == 0)
-            for target in [real + "-wal", real + "-shm", real + "-journal", link + "-wal", folder + "/hard.sqlite",
+            for target in [real + "-wal", real + "-shm", real + "-journal", real + "-reserve", link + "-wal", folder + "/hard.sqlite",
                            folder + "/./" + (real as NSString).lastPathComponent + "-wal"] {
                 do {
                     try viaLink.export(format: .csv, toFile: target)
