@@ -21,6 +21,7 @@ func ensureGoodBLASCore() {
 
 // Swift would turn invalid UTF-8 into U+FFFD: different byte strings, one id or path.
 Arguments.refuseInvalidUTF8(program: "palr", takes: "ids, titles and paths")
+Arguments.refuseEmptyInlineValues()
 ensureGoodBLASCore()
 // Output temporaries (history export, eval reports) are removed on SIGINT/SIGTERM/SIGHUP.
 SignalCleanup.installHandlers()

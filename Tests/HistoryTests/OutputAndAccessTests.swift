@@ -437,6 +437,19 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
         }
     }
 
+    /// `--kind= m1 m2` used to record m2 with kind "m1": an option written with `=` and
+    /// no value is a usage error, before anything is opened.
+    @Test func anOptionWithAnEmptyInlineValueIsRefused() throws {
+        try withTemporaryDirectory { folder in
+            let db = folder + "/e.sqlite"
+            for option in ["--kind=", "--time="] {
+                let result = try runPalr(["history", "--db", db, "add", "--profile", "2", "--create-profile", option, "m1", "m2"])
+                #expect(result.status == 64 && result.error.contains("Error: \(option) has an empty value"), "\(result)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: db))
+        }
+    }
+
     @Test func usageErrorsExit64WithTheSubcommandsUsage() throws {
         try withTemporaryDirectory { folder in
             let (_, db) = try filledStore(folder, lines: 10)

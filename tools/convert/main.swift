@@ -6,6 +6,7 @@ import Glibc
 
 // Swift would turn invalid UTF-8 into U+FFFD: `$'\xff.gguf'` would write another file.
 Arguments.refuseInvalidUTF8(program: "palr-convert", takes: "paths and names")
+Arguments.refuseEmptyInlineValues()
 // The GGUF writer registers its temporary once it is locked; these handlers remove it
 // on SIGINT, SIGTERM and SIGHUP (SIGKILL cannot be caught: the next writer of OUT
 // removes what is left).
