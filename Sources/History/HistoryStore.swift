@@ -715,14 +715,46 @@ enum Validation {
     /// Longest profile name or item id, in UTF-8 bytes.
     static let maxNameBytes = 256
 
-    /// Why `name` cannot be stored as a profile name or item id, or nil.
+    /// Why `name` cannot be stored as a profile name or item id, or nil. Names
+    /// already stored are not checked again: a lookup of one that fails here
+    /// finds nothing (it could not have been stored).
     static func problem(_ name: String, as what: String) -> String? {
         if name.isEmpty { return "\(what) is empty" }
         if name.utf8.count > maxNameBytes { return "\(what) is longer than \(maxNameBytes) bytes" }
-        if name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
-            return "\(what) '\(name.debugDescription.dropFirst().dropLast())' contains a control character"
+        if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            return "\(what) \(quoted(name)) contains a control character"
         }
+        if name.unicodeScalars.contains(where: isBidirectionalControl) {
+            return "\(what) \(quoted(name)) contains a bidirectional control character (U+202A–U+202E, "
+                + "U+2066–U+2069), which makes text display in another order than it is stored"
+        }
+        if name.unicodeScalars.allSatisfy(\.properties.isWhitespace) { return "\(what) \(quoted(name)) is only whitespace" }
         return nil
+    }
+
+    /// The embedding, override and isolate controls (not the marks U+200E/U+200F).
+    static func isBidirectionalControl(_ scalar: Unicode.Scalar) -> Bool {
+        (0x202a...0x202e).contains(scalar.value) || (0x2066...0x2069).contains(scalar.value)
+    }
+
+    /// `text` as a message shows it, on one line whatever it holds: escaped as in
+    /// a Swift string literal (C1 controls, bidirectional controls and line or
+    /// paragraph separators as `\u{…}` too) between `quote`s, and cut after
+    /// `limit` characters (Unicode scalars: a long combining sequence is cut too),
+    /// then "…" and the size of the whole text.
+    static func quoted(_ text: String, limit: Int = 40, quote: String = "'") -> String {
+        var shown = quote
+        for (index, scalar) in text.unicodeScalars.enumerated() {
+            if index == limit { return shown + "…\(quote) (\(text.utf8.count) bytes)" }
+            let category = scalar.properties.generalCategory
+            if (0x80...0x9f).contains(scalar.value) || isBidirectionalControl(scalar)
+                || category == .lineSeparator || category == .paragraphSeparator {
+                shown += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
+            } else {
+                shown += scalar.escaped(asASCII: false)
+            }
+        }
+        return shown + quote
     }
 
     static func problem(value: Double?) -> String? {

@@ -53,6 +53,29 @@ public struct CSVMapping: Hashable, Sendable {
         self.delimiter = delimiter
         self.timeUnit = timeUnit
     }
+
+    /// Why this mapping cannot be read, or nil: one column named for two roles
+    /// (the item would silently be the profile), or a delimiter that cannot
+    /// separate fields (the quote, a line break or another control character
+    /// than tab, a byte outside ASCII).
+    public var problem: String? {
+        let roles: [(String, String?)] = [("profile", profileColumn), ("item", itemColumn), ("time", timeColumn),
+                                          ("value", valueColumn), ("kind", kindColumn)]
+        for (index, (role, column)) in roles.enumerated() {
+            guard let column else { continue }
+            if let other = roles[(index + 1)...].first(where: { $0.1 == column }) {
+                return "column \(Validation.quoted(column)) is given as both the \(role) column and the \(other.0) "
+                    + "column; each role needs a column of its own"
+            }
+        }
+        let shown = Validation.quoted(String(Unicode.Scalar(delimiter)))
+        if delimiter >= 0x80 { return "the delimiter \(shown) is not an ASCII character" }
+        if delimiter == UInt8(ascii: "\"") { return "the delimiter \(shown) is the quote character of CSV fields" }
+        if (delimiter < 0x20 && delimiter != UInt8(ascii: "\t")) || delimiter == 0x7f {
+            return "the delimiter \(shown) is a control character (of those only tab can separate fields)"
+        }
+        return nil
+    }
 }
 
 /// The unit of a time column: integers since the Unix epoch.
@@ -98,6 +121,35 @@ public struct ImportReport: Hashable, Sendable, Codable {
 }
 
 extension HistoryStore {
+    /// A value as import and `palr history add` read it: a finite number in decimal
+    /// notation (an optional sign, digits with an optional '.', an optional exponent
+    /// `e`/`E` with optional sign and digits), or nil. Swift's `Double(_:)` alone would
+    /// also take hexadecimal ("0x1p3"), "nan" and "inf". A value too small for a
+    /// Double is 0.
+    public static func parseValue(_ text: String) -> Double? {
+        var bytes = text.utf8[...]
+        func digits() -> Int {
+            let count = bytes.prefix(while: { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }).count
+            bytes = bytes.dropFirst(count)
+            return count
+        }
+        func skip(_ characters: String) -> Bool {
+            guard let first = bytes.first, characters.utf8.contains(first) else { return false }
+            bytes = bytes.dropFirst()
+            return true
+        }
+        _ = skip("+-")
+        var mantissa = digits()
+        if skip(".") { mantissa += digits() }
+        guard mantissa > 0 else { return nil }
+        if skip("eE") {
+            _ = skip("+-")
+            guard digits() > 0 else { return nil }
+        }
+        guard bytes.isEmpty, let number = Double(text), number.isFinite else { return nil }
+        return number
+    }
+
     /// Imports the file at `path` in one transaction; see `ImportOptions`.
     public func importFile(_ path: String, options: ImportOptions) throws -> ImportReport {
         try importInput(try ImportInput(path: path), options: options)
@@ -371,6 +423,9 @@ struct ImportParser {
         default: defaultKind = options.kind ?? .rating
         }
         if let problem = defaultKind.problem { throw ImportError(file: file, line: 0, reason: problem) }
+        if case .csv(let mapping) = options.format, let problem = mapping.problem {
+            throw ImportError(file: file, line: 0, reason: problem)
+        }
         switch options.format {
         case .movieLensUData, .movieLensDat: columns = Columns()
         case .movieLensCSV, .csv: columns = nil  // read from the header
@@ -416,7 +471,7 @@ struct ImportParser {
         case .movieLensUData: return " separated by tabs"
         case .movieLensDat: return " separated by '::'"
         case .movieLensCSV: return " separated by ','"
-        case .csv(let mapping): return " separated by '\(Character(Unicode.Scalar(mapping.delimiter)))'"
+        case .csv(let mapping): return " separated by \(Validation.quoted(String(Unicode.Scalar(mapping.delimiter))))"
         }
     }
 
@@ -426,7 +481,8 @@ struct ImportParser {
         case .movieLensCSV:
             let expected = ["userId", "movieId", "rating", "timestamp"]
             guard names == expected else {
-                throw error("expected the header '\(expected.joined(separator: ","))', found '\(excerpt(names.joined(separator: ",")))'")
+                throw error("expected the header '\(expected.joined(separator: ","))', found "
+                            + Validation.quoted(names.joined(separator: ","), limit: 200))
             }
             return Columns()
         case .csv(let mapping):
@@ -434,8 +490,9 @@ struct ImportParser {
                 let matches = names.indices.filter { names[$0] == name }
                 guard matches.count == 1 else {
                     throw error(matches.isEmpty
-                        ? "no column named '\(name)' in the header (columns: \(excerpt(names.joined(separator: ", "))))"
-                        : "the header names column '\(name)' \(matches.count) times")
+                        ? "no column named \(Validation.quoted(name)) in the header (columns: "
+                            + "\(Validation.quoted(names.joined(separator: ", "), limit: 200, quote: "")))"
+                        : "the header names column \(Validation.quoted(name)) \(matches.count) times")
                 }
                 return matches[0]
             }
@@ -466,8 +523,8 @@ struct ImportParser {
             let required: Bool
             if case .csv = options.format { required = false } else { required = true }
             if !text.isEmpty || required {
-                guard let number = Double(text), number.isFinite else {
-                    throw error("value '\(text)' is not a finite number")
+                guard let number = HistoryStore.parseValue(text) else {
+                    throw error("value \(Validation.quoted(text)) is not a finite number in decimal notation")
                 }
                 value = number
             }
@@ -475,9 +532,17 @@ struct ImportParser {
 
         let timeText = fields[columns.time]
         guard var timestamp = Int64(timeText) else {
-            throw error("timestamp '\(timeText)' is not an integer")
+            throw error("timestamp \(Validation.quoted(timeText)) is not an integer")
         }
-        if columns.timeUnit == .milliseconds { timestamp = timestamp.quotientFloor(1000) }
+        if columns.timeUnit == .milliseconds {
+            // Checked as written: the message must not show the number in seconds.
+            let maxMilliseconds = HistoryStore.maxTimestamp * 1000 + 999
+            guard (0...maxMilliseconds).contains(timestamp) else {
+                throw error("timestamp \(Validation.quoted(timeText)) is out of range "
+                            + "(expected Unix milliseconds, 0...\(maxMilliseconds))")
+            }
+            timestamp /= 1000
+        }
         if let problem = Validation.problem(timestamp: timestamp) { throw error(problem) }
         return NewInteraction(profile: profile, item: item, kind: kind, value: value, timestamp: timestamp)
     }
@@ -546,7 +611,13 @@ struct ImportParser {
                 index += 1
             } else {
                 var end = index
-                while end < text.upperBound && bytes[end] != delimiter { end += 1 }
+                while end < text.upperBound && bytes[end] != delimiter {
+                    guard bytes[end] != quote else {
+                        throw error("a quote inside unquoted field \(fields.count + 1) (RFC 4180: quote the whole "
+                                    + "field and double the quotes in it)")
+                    }
+                    end += 1
+                }
                 fields.append(try string(bytes, index..<end))
                 if end == text.upperBound { return }
                 index = end + 1
@@ -569,13 +640,5 @@ struct ImportParser {
 
     private func error(_ reason: String) -> ImportError {
         ImportError(file: file, line: line, reason: reason)
-    }
-}
-
-extension Int64 {
-    /// Division rounding toward negative infinity.
-    func quotientFloor(_ divisor: Int64) -> Int64 {
-        let (quotient, remainder) = quotientAndRemainder(dividingBy: divisor)
-        return remainder < 0 ? quotient - 1 : quotient
     }
 }

@@ -23,9 +23,9 @@ public struct InteractionKind: RawRepresentable, Hashable, Sendable, Codable, Cu
     /// Why this name cannot be stored, or nil when it can.
     public var problem: String? {
         let bytes = Array(rawValue.utf8)
-        if bytes.isEmpty || bytes.count > 32 { return "kind '\(rawValue)' must be 1 to 32 characters" }
+        if bytes.isEmpty || bytes.count > 32 { return "kind \(Validation.quoted(rawValue)) must be 1 to 32 characters" }
         let allowed = bytes.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5f || $0 == 0x2d }
-        return allowed ? nil : "kind '\(rawValue)' may contain only a-z, 0-9, '_' and '-'"
+        return allowed ? nil : "kind \(Validation.quoted(rawValue)) may contain only a-z, 0-9, '_' and '-'"
     }
 
     public init(from decoder: any Decoder) throws {

@@ -131,7 +131,7 @@ extension HistoryCommand {
         @OptionGroup var database: DatabaseOptions
         @Option(help: "Profile name.") var profile: String
         @Option(help: "Interaction kind: view, click, purchase, rating, skip, or your own.") var kind: InteractionKind = .view
-        @Option(parsing: .unconditional, help: "Value (rating, watch fraction).") var value: Double?
+        @Option(parsing: .unconditional, help: "Value (rating, watch fraction), in decimal notation.") var value: String?
         @Option(parsing: .unconditional, help: "Unix seconds (default: now).") var time: Int64?
         @Flag(help: "Create the profile if it does not exist.") var createProfile = false
         @Flag(help: "Print JSON.") var json = false
@@ -144,7 +144,9 @@ extension HistoryCommand {
             _ = try database.path()
             if items.isEmpty && itemsFrom.isEmpty { throw ValidationError("give item ids, or --items-from FILE") }
             if itemsFrom.filter({ $0 == "-" }).count > 1 { throw ValidationError("--items-from - (standard input) can be given once") }
-            if let value, !value.isFinite { throw ValidationError("--value must be a finite number (got \(value))") }
+            if let value, HistoryStore.parseValue(value) == nil {
+                throw ValidationError("--value must be a finite number in decimal notation (got \(value.debugDescription))")
+            }
             if let time, !(0...HistoryStore.maxTimestamp).contains(time) {
                 throw ValidationError("--time must be Unix seconds in 0...\(HistoryStore.maxTimestamp) (got \(time))")
             }
@@ -158,6 +160,7 @@ extension HistoryCommand {
             // so it is not created.
             let store = try database.open(create: createProfile)
             let time = self.time ?? Int64(Date().timeIntervalSince1970)
+            let value = self.value.flatMap(HistoryStore.parseValue)
             let batch = items.map {
                 NewInteraction(profile: profile, item: $0, kind: kind, value: value, timestamp: time)
             }
@@ -252,14 +255,17 @@ extension HistoryCommand {
                 }
                 let separator = delimiter == "tab" ? "\t" : delimiter
                 guard separator.utf8.count == 1, let byte = separator.utf8.first, byte < 0x80 else {
-                    throw ValidationError("--delimiter must be one ASCII character or 'tab'")
+                    throw ValidationError("--delimiter must be one ASCII character or 'tab' (got \(delimiter.debugDescription))")
                 }
                 guard let unit = TimeUnit(rawValue: timeUnit) else {
                     throw ValidationError("--time-unit must be seconds or milliseconds")
                 }
-                return .csv(CSVMapping(profileColumn: profileColumn, itemColumn: itemColumn, timeColumn: timeColumn,
-                                       valueColumn: valueColumn, kindColumn: kindColumn, delimiter: byte,
-                                       timeUnit: unit))
+                let mapping = CSVMapping(profileColumn: profileColumn, itemColumn: itemColumn, timeColumn: timeColumn,
+                                         valueColumn: valueColumn, kindColumn: kindColumn, delimiter: byte,
+                                         timeUnit: unit)
+                // A column with two roles, or a delimiter that cannot separate fields.
+                if let problem = mapping.problem { throw ValidationError(problem) }
+                return .csv(mapping)
             }
         }
 
@@ -302,8 +308,8 @@ extension HistoryCommand {
 
         @OptionGroup var database: DatabaseOptions
         @Option(help: "Show this profile's interactions.") var profile: String?
-        @Option(parsing: .unconditional, help: "How many recent interactions.") var limit = 50
-        @Option(help: "Only these kinds (repeatable).") var kind: [InteractionKind] = []
+        @Option(parsing: .unconditional, help: "With --profile: how many recent interactions (default: 50).") var limit: Int?
+        @Option(help: "With --profile: only these kinds (repeatable).") var kind: [InteractionKind] = []
         @Flag(help: "Print JSON.") var json = false
 
         struct Recent: Encodable {
@@ -316,7 +322,12 @@ extension HistoryCommand {
 
         func validate() throws {
             _ = try database.path()
-            guard limit >= 0 else { throw ValidationError("--limit must be at least 0 (got \(limit))") }
+            if let limit, limit < 0 { throw ValidationError("--limit must be at least 0 (got \(limit))") }
+            if profile == nil && (limit != nil || !kind.isEmpty) {
+                throw ValidationError("--limit and --kind need --profile (without it list prints the profiles)")
+            }
+            // A name no interaction can have is a mistake; a valid kind nobody used lists nothing.
+            if let problem = kind.lazy.compactMap(\.problem).first { throw ValidationError(problem) }
         }
 
         func run() throws {
@@ -331,6 +342,7 @@ extension HistoryCommand {
                 return
             }
             let kinds = kind.isEmpty ? nil : Set(kind)
+            let limit = self.limit ?? 50
             let recent = try store.recent(profile: profile, limit: limit, kinds: kinds)
             let digest = HistoryDigest(of: recent)
             if json {

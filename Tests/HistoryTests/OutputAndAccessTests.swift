@@ -461,8 +461,8 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
                 (["compact", "--retention-cap", "0"], "--retention-cap must be at least 1 (got 0)",
                  "Usage: palr history compact"),
                 (["add", "--profile", "1", "--time", "-5", "x"], "--time must be Unix seconds", "Usage: palr history add"),
-                (["add", "--profile", "1", "--value", "nan", "x"], "--value must be a finite number (got nan)",
-                 "Usage: palr history add"),
+                (["add", "--profile", "1", "--value", "nan", "x"],
+                 "--value must be a finite number in decimal notation (got \"nan\")", "Usage: palr history add"),
             ]
             for (arguments, message, usage) in cases {
                 let result = try runPalr(["history", "--db", db] + arguments)
