@@ -219,9 +219,14 @@ public enum ReadFullyError: Error, Equatable {
 }
 
 /// Text from an input file (a header, a line) cut for an error message: at most
-/// `limit` characters, "…" marking a cut.
+/// `limit` Unicode scalars, "…" marking a cut. Scalars, not characters: one letter with
+/// a million combining marks is one character. (History's `Validation.quoted` also
+/// escapes, for fields that may hold line breaks.)
 public func excerpt(_ text: String, limit: Int = 200) -> String {
-    text.count <= limit ? text : String(text.prefix(limit)) + "…"
+    let scalars = text.unicodeScalars
+    guard let end = scalars.index(scalars.startIndex, offsetBy: limit, limitedBy: scalars.endIndex),
+          end != scalars.endIndex else { return text }
+    return String(scalars[..<end]) + "…"
 }
 
 /// Opens an input for reading, "-" meaning standard input (duplicated, so closing the

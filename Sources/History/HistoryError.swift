@@ -50,7 +50,7 @@ public enum HistoryError: Error, Equatable, CustomStringConvertible {
         case let .corrupt(path, reason):
             return "history database \(path) is damaged: \(reason)"
         case let .unknownProfile(name):
-            return "unknown profile '\(name)'"
+            return "unknown profile \(Validation.quoted(name, limit: 80))"
         case let .invalidArgument(reason):
             return reason
         case let .sqlite(path, operation, code, message):

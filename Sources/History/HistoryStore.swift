@@ -706,7 +706,8 @@ struct IDResolver {
 
 extension HistoryStore {
     /// Why `id` cannot be stored as an item id (empty, longer than 256 bytes, a
-    /// control character), or nil: the rule `record` and `import` apply.
+    /// control character, a bidirectional control, only whitespace), or nil: the rule
+    /// `record` and `import` apply.
     public static func problem(itemID id: String) -> String? { Validation.problem(id, as: "item id") }
 }
 

@@ -143,6 +143,7 @@ extension HistoryCommand {
         func validate() throws {
             _ = try database.path()
             if items.isEmpty && itemsFrom.isEmpty { throw ValidationError("give item ids, or --items-from FILE") }
+            if let problem = kind.problem { throw ValidationError(problem) }
             if itemsFrom.filter({ $0 == "-" }).count > 1 { throw ValidationError("--items-from - (standard input) can be given once") }
             if let value, HistoryStore.parseValue(value) == nil {
                 throw ValidationError("--value must be a finite number in decimal notation (got \(value.debugDescription))")
@@ -270,6 +271,7 @@ extension HistoryCommand {
         }
 
         func validate() throws {
+            if let problem = kind?.problem { throw ValidationError(problem) }
             _ = try database.path()
             _ = try importFormat()
         }

@@ -12,3 +12,13 @@ import Testing
         #expect(Arguments.firstEmptyInlineValue(["-k=", "--=", "x="]) == nil)
     }
 }
+
+@Suite struct ExcerptTests {
+    @Test func anExcerptIsCutByScalars() {
+        #expect(excerpt("short") == "short")
+        #expect(excerpt(String(repeating: "x", count: 300)) == String(repeating: "x", count: 200) + "…")
+        // One character of a million scalars is cut too.
+        let combining = "e" + String(repeating: "\u{301}", count: 1_000_000)
+        #expect(excerpt(combining, limit: 40).unicodeScalars.count == 41)
+    }
+}

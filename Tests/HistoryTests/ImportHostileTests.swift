@@ -85,8 +85,15 @@ private func smallStore(_ folder: String) throws -> (HistoryStore, String) {
         try withTemporaryDirectory { folder in
             let result = try runPalr(["history", "--db", folder + "/h.sqlite", "add", "--profile", "2",
                                       "--create-profile", "--kind", "a\nb", "m1"])
-            #expect(result.status == 1 && result.error.contains("kind 'a\\nb'"), "\(result)")
-            #expect(result.error.split(separator: "\n").count == 1, "\(result)")
+            // A usage error (64), before anything is opened, on one line.
+            #expect(result.status == 64 && result.error.contains("Error: kind 'a\\nb' may contain only"), "\(result)")
+            #expect(!result.error.contains("a\nb") && !FileManager.default.fileExists(atPath: folder + "/h.sqlite"))
+            let file = try writeFile(folder, "u.data", "1\t2\t3\t881250949\n")
+            let imported = try runPalr(["history", "--db", folder + "/h.sqlite", "import", "--format", "udata",
+                                        "--kind", "Bad Kind", file])
+            #expect(imported.status == 64 && imported.error.contains("Error: kind 'Bad Kind' may contain only"), "\(imported)")
+            // Unknown profiles are quoted escaped too: one line whatever the name holds.
+            #expect(HistoryError.unknownProfile("a\nb").description == "unknown profile 'a\\nb'")
         }
     }
 
