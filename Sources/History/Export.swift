@@ -76,16 +76,16 @@ extension HistoryStore {
         let file: AtomicFile
         do { file = try AtomicFile(replacing: path) } catch { throw Self.historyError(error, path: path) }
         // Checked against the file the writer will replace, as it resolved it: the
-        // database, its WAL, shared-memory and journal files, beside the path given
+        // database and its companions (WAL, shared memory, journal, reserve), beside the path given
         // and beside the file a symbolic link --db points to (where SQLite keeps them).
         var databaseFiles: [String] = []
         let resolved = (try? Destination.target(of: self.path)) ?? self.path
         for base in resolved == self.path ? [self.path] : [self.path, resolved] {
-            databaseFiles += ["", "-wal", "-shm", "-journal", "-reserve"].map { base + $0 }
+            databaseFiles += ([""] + Self.companionSuffixes).map { base + $0 }
         }
         // A companion name (`X-wal`) whose base X is the database under another name
         // (a hard link) is the WAL SQLite would use when the database is opened as X.
-        for suffix in ["-wal", "-shm", "-journal", "-reserve"] where file.target.hasSuffix(suffix) {
+        for suffix in Self.companionSuffixes where file.target.hasSuffix(suffix) {
             let base = String(file.target.dropLast(suffix.count))
             if Destination.overwrittenInput(target: base, inputs: [self.path]) != nil, !base.isEmpty {
                 databaseFiles.append(file.target)

@@ -103,10 +103,14 @@ public struct HistoryStore: Sendable {
             throw HistoryError.invalidArgument("history database path must be a file path, not '\(path)'")
         }
         let existed = FileManager.default.fileExists(atPath: path)
+        // Resolved once: a link retargeted later must not point the reserve elsewhere.
+        reservePath = ((try? Destination.target(of: path)) ?? path) + "-reserve"
         do {
             (connection, schemaUpgrade) = try Self.open(path: path, options: options, exclusive: false)
             openedExclusively = false
-        } catch HistoryError.diskFull(_, "open") where existed && options.maxPageCount == nil {
+        } catch HistoryError.diskFull(_, "open") where existed && !options.readOnly && options.maxPageCount == nil {
+            // (Read-only: exclusive mode needs a write lock, which a read-only open cannot
+            // take; the disk-full error stands.)
             (connection, schemaUpgrade) = try Self.open(path: path, options: options, exclusive: true)
             openedExclusively = true
         }
@@ -117,33 +121,64 @@ public struct HistoryStore: Sendable {
 
     /// Size of `FILE-reserve`, the space kept so that a forget or compact still works on
     /// a full disk (a deletion appends the pages it changes to the WAL, so it needs free
-    /// space too): 1 MiB, enough for a forget of thousands of interactions.
+    /// space too): 1 MiB, 256 pages: any deletion in a store of up to about 1 MiB (a
+    /// household's few profiles of 1,000 interactions each take about 200 KB); in a larger
+    /// store a deletion that changes more pages (an item forgotten across hundreds of
+    /// profiles) can still fail as disk full.
     public static let reserveBytes = 1 << 20
 
-    /// `FILE-reserve`: allocated, never written, owned by the store; removed to make room
-    /// when a deletion finds the disk full, and made again at the next chance.
-    /// Beside the file a symbolic link `path` points to, where SQLite keeps the WAL.
-    public var reservePath: String { ((try? Destination.target(of: path)) ?? path) + "-reserve" }
+    /// What a reserve starts with: `usingReserve` deletes only a file that has it (and the
+    /// right size and owner), never another file that happens to have the name.
+    static let reserveMagic = Array("palr history reserve 1\n".utf8)
+
+    /// `FILE-reserve` (beside the file a symbolic link `path` pointed to at open, where
+    /// SQLite keeps the WAL): allocated, only its first line written, owned by the store;
+    /// removed to make room when a deletion finds the disk full, and made again at the
+    /// next chance. Made by every open that may write.
+    public let reservePath: String
+
+    /// The files beside a store that belong to it: SQLite's WAL, shared memory and
+    /// rollback journal, and the reserve.
+    public static let companionSuffixes = ["-wal", "-shm", "-journal", "-reserve"]
 
     /// Makes `FILE-reserve` if it is missing. Best effort: when the folder cannot be
     /// written or the disk has no room, there is none (and the next open tries again).
     /// O_EXCL and O_NOFOLLOW: never opens or follows anything already at that path.
     func ensureReserve() {
-        let fd = Glibc.open(reservePath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        let fd = Glibc.open(reservePath, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return }
-        let allocated = posix_fallocate(fd, 0, off_t(Self.reserveBytes)) == 0
+        // The marker goes into the first allocated block: writing it needs no more space.
+        let made = posix_fallocate(fd, 0, off_t(Self.reserveBytes)) == 0
+            && Self.reserveMagic.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) } == Self.reserveMagic.count
         Glibc.close(fd)
-        if !allocated { unlink(reservePath) }   // a smaller file would promise room it has not got
+        if !made { unlink(reservePath) }   // a smaller file would promise room it has not got
     }
 
-    /// Runs a deletion; if it fails because the disk is full and the reserve exists, frees
-    /// the reserve and runs it once more (the failed attempt was rolled back), then tries
-    /// to make the reserve again.
+    /// Deletes the reserve if the file at `reservePath` is one: a regular file of
+    /// `reserveBytes` owned by this user that starts with `reserveMagic`. Returns whether
+    /// it did.
+    func releaseReserve() -> Bool {
+        let fd = Glibc.open(reservePath, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { Glibc.close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_size == off_t(Self.reserveBytes),
+              info.st_uid == geteuid() else { return false }
+        var head = [UInt8](repeating: 0, count: Self.reserveMagic.count)
+        let read = head.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard read == head.count, head == Self.reserveMagic else { return false }
+        return unlink(reservePath) == 0
+    }
+
+    /// Runs a write that makes room (a deletion, a lower cap): if it fails because the
+    /// disk is full and there is a reserve, frees the reserve and runs `body` once more,
+    /// then tries to make the reserve again. `body` must be one transaction, rolled back
+    /// when it fails, so that running it again is running it once.
     private func usingReserve<T>(_ body: () throws -> T) throws -> T {
         do {
             return try body()
         } catch HistoryError.diskFull(let path, let operation) {
-            guard unlink(reservePath) == 0 else { throw HistoryError.diskFull(path: path, operation: operation) }
+            guard releaseReserve() else { throw HistoryError.diskFull(path: path, operation: operation) }
             defer { ensureReserve() }
             return try body()
         }
@@ -397,12 +432,10 @@ public struct HistoryStore: Sendable {
     /// to, and (with `vacuum`) gives free pages back to the file system and
     /// truncates the WAL. On a full disk it uses the reserve (`reservePath`).
     public func compact(vacuum: Bool = true) throws -> CompactionReport {
-        try usingReserve { try compactOnce(vacuum: vacuum) }
-    }
-
-    private func compactOnce(vacuum: Bool) throws -> CompactionReport {
         let before = fileSize(path)
-        let (trimmed, removedItems) = try connection.write("compact") {
+        // Two transactions, each retried alone with the reserve: the trim, then the vacuum
+        // (a retry of both after the trim committed would report nothing trimmed).
+        let (trimmed, removedItems) = try usingReserve { try connection.write("compact") {
             var trimmed = 0
             if let cap = try retentionCapValue() {
                 let over = try connection.prepare("SELECT profile FROM interactions GROUP BY profile HAVING count(*) > ?1")
@@ -413,15 +446,16 @@ public struct HistoryStore: Sendable {
                 for profile in profiles { trimmed += try trim(profile: profile, cap: cap) }
             }
             return (trimmed, try deleteOrphanItems())
-        }
+        } }
         var freed = 0
         if vacuum {
-            freed = try connection.run("compact") {
+            freed = try usingReserve { try connection.run("compact") {
                 let free = Int(try connection.scalar("PRAGMA freelist_count"))
                 try connection.exec("PRAGMA incremental_vacuum")
                 return free - Int(try connection.scalar("PRAGMA freelist_count"))
-            }
-            _ = try checkpoint()
+            } }
+            // Housekeeping: the trim and the vacuum are committed whatever this does.
+            _ = try? checkpoint()
         }
         return CompactionReport(trimmedInteractions: trimmed, removedItems: removedItems, freedPages: freed,
                                 databaseBytesBefore: before, databaseBytesAfter: fileSize(path))
@@ -716,9 +750,9 @@ enum Validation {
     /// Longest profile name or item id, in UTF-8 bytes.
     static let maxNameBytes = 256
 
-    /// Why `name` cannot be stored as a profile name or item id, or nil. Names
-    /// already stored are not checked again: a lookup of one that fails here
-    /// finds nothing (it could not have been stored).
+    /// Why `name` cannot be stored as a profile name or item id, or nil. Only new
+    /// writes are checked: names an older build stored under looser rules are still
+    /// found, listed and forgotten.
     static func problem(_ name: String, as what: String) -> String? {
         if name.isEmpty { return "\(what) is empty" }
         if name.utf8.count > maxNameBytes { return "\(what) is longer than \(maxNameBytes) bytes" }

@@ -2,6 +2,7 @@ import ArgumentParser
 import FileSafety
 import Foundation
 import GGUF
+import History
 import Llama
 
 #if canImport(Glibc)
@@ -72,8 +73,8 @@ func readFile(_ path: String, limit: Int = 1 << 30) throws -> Data {
 /// temporary). The folder owns nothing else.
 struct ScratchStoreFolder {
     let path: String
-    /// `path`/history.sqlite; SQLite's -wal, -shm and -journal and the store's -reserve beside
-/// it are registered too.
+    /// `path`/history.sqlite; its companion files (`HistoryStore.companionSuffixes`) are
+    /// registered too.
     var store: String { path + "/history.sqlite" }
     private var registrations: [Int?] = []
 
@@ -87,7 +88,8 @@ struct ScratchStoreFolder {
         }
         path = String(cString: made)
         let store = path + "/history.sqlite"
-        registrations = [store, store + "-wal", store + "-shm", store + "-journal", store + "-reserve", path].map { SignalCleanup.register($0) }
+        registrations = ([store] + HistoryStore.companionSuffixes.map { store + $0 } + [path])
+            .map { SignalCleanup.register($0) }
     }
 
     /// Removes the folder and everything in it, then forgets the registrations.

@@ -255,7 +255,7 @@ extension HistoryCommand {
                     throw ValidationError("--format csv needs --profile-column, --item-column and --time-column")
                 }
                 let separator = delimiter == "tab" ? "\t" : delimiter
-                guard separator.utf8.count == 1, let byte = separator.utf8.first, byte < 0x80 else {
+                guard separator.utf8.count == 1, let byte = separator.utf8.first else {   // one byte: ASCII
                     throw ValidationError("--delimiter must be one ASCII character or 'tab' (got \(delimiter.debugDescription))")
                 }
                 guard let unit = TimeUnit(rawValue: timeUnit) else {

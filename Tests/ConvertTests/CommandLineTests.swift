@@ -262,8 +262,6 @@ func fileType(_ path: String) -> mode_t? {
         #expect(!d.contents.contains { $0.hasPrefix("big.gguf") })
     }
 
-    /// Every numeric option: negative numbers reach validation (no "Missing value"),
-    /// and out-of-range or non-finite values are errors naming the option.
     /// Swift would decode `$'\xff.gguf'` as "\u{FFFD}.gguf" and write that file instead:
     /// an argument that is not UTF-8 is refused (usage error, 64) before anything runs.
     @Test func anArgumentThatIsNotUTF8IsRefused() throws {
@@ -284,6 +282,8 @@ func fileType(_ path: String) -> mode_t? {
         #expect(d.contents.isEmpty, "written: \(d.contents)")
     }
 
+    /// Every numeric option: negative numbers reach validation (no "Missing value"),
+    /// and out-of-range or non-finite values are errors naming the option.
     @Test func numericOptionsAreCheckedAlike() throws {
         let d = try TempDir()
         defer { d.cleanUp() }

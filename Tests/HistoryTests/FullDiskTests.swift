@@ -69,12 +69,30 @@ struct FullDiskTests {
             """)
         #expect(result.status == 0, "\(result)")
         #expect(result.output.contains("free: 0 KiB") && result.output.contains("reserve: 1048576"), "\(result.output)")
+        // The report counts what the one committed trim did: 2,939 rows left, 49 × 5 kept.
+        #expect(result.output.contains("\ntrimmed 2694 interactions,"), "\(result.output)")
         for line in ["forget profile 0", "forget item 0", "compact 0", "list 1 1", "stats 0", "reserve again: 1048576"] {
             #expect(result.output.contains(line + "\n"), "missing '\(line)' in \(result.output) \(result.error)")
         }
         // 49 profiles left, each trimmed to 5 (m7's profile lost one of its 60 first).
         #expect(result.output.contains("interactions   245 "), "\(result.output)")
         #expect(result.error.contains("unknown profile '1'") && !result.error.contains("is full"), "\(result.error)")
+    }
+
+    /// A file at the reserve's name that the store did not make (another store named
+    /// `h.sqlite-reserve`, say) is never deleted to make room: the forget fails instead.
+    @Test func aFileThatIsNotTheReserveIsNeverDeleted() throws {
+        let result = try onFullDisk(size: "4m", """
+            printf 'someone else\\n' > "$2/h.sqlite-reserve"
+
+            """ + fillStore + """
+            "$1" history --db "$2/h.sqlite" forget --profile 1; echo "forget $?"
+            echo "kept: $(cat "$2/h.sqlite-reserve")"
+            """)
+        #expect(result.status == 0, "\(result)")
+        #expect(result.output.contains("free: 0 KiB") && result.output.contains("forget 1\n")
+                && result.output.contains("kept: someone else"), "\(result)")
+        #expect(result.error.contains("forget profile failed: the disk holding"), "\(result.error)")
     }
 }
 
