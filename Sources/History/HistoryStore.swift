@@ -114,7 +114,31 @@ public struct HistoryStore: Sendable {
             (connection, schemaUpgrade) = try Self.open(path: path, options: options, exclusive: true)
             openedExclusively = true
         }
+        shareCompanionFiles()
         if !options.readOnly { ensureReserve() }
+    }
+
+    /// SQLite creates `-wal` and `-shm` as the user who opens the store first, with the
+    /// database's permission bits but that user's group. When that group is not the
+    /// store's (a second user who may write a group-writable store, or an owner whose
+    /// primary group is not the store's), the other users of the store's group can no
+    /// longer open it, even after that process ends if it was killed. So the files this
+    /// user owns get the store's group (a member of it may give it; otherwise nothing
+    /// changes). By path, never through a descriptor: closing any descriptor of a file
+    /// drops every POSIX lock this process holds on it, SQLite's locks on `-shm` included
+    /// (another process then took itself for the first user, reset the shared memory,
+    /// and this one died of SIGBUS). lchown does not follow a link.
+    func shareCompanionFiles() {
+        let target = (try? Destination.target(of: path)) ?? path
+        var store = stat()
+        guard stat(target, &store) == 0 else { return }
+        for suffix in ["-wal", "-shm"] {
+            var info = stat()
+            if lstat(target + suffix, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_uid == geteuid(),
+               info.st_gid != store.st_gid {
+                _ = lchown(target + suffix, uid_t.max, store.st_gid)   // uid -1: the owner stays
+            }
+        }
     }
 
     // MARK: space for deletions on a full disk

@@ -275,6 +275,43 @@ private func makeUnwritable(_ path: String, byModeToo: Bool = true) throws -> ((
         }
     }
 
+    /// A group-writable store shared by two users of its group: the one who opens it
+    /// first makes SQLite create -wal and -shm with *its* primary group, which locked
+    /// the other out ("unable to open database file (Permission denied)") while it ran
+    /// (and after, if it was killed). The store now gives them its own group. Here
+    /// nobody (primary group nogroup) holds the store open writing while daemon
+    /// (primary group daemon), both members of `users`, the store's group, adds.
+    @Test(.enabled(if: geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser")
+                   && getpwnam("daemon") != nil && getgrnam("users") != nil && getgrnam("nogroup") != nil))
+    func aSecondUserOfTheStoresGroupDoesNotLockTheOtherOut() throws {
+        let palr = try palrExecutable()
+        guard try nobodyCanRun(palr) else { return }
+        let daemon = try #require(getpwnam("daemon")).pointee.pw_uid
+        let users = try #require(getgrnam("users")).pointee.gr_gid
+        try withTemporaryDirectory { folder in
+            #expect(chmod(folder, 0o777) == 0)
+            let root = try store(folder, profile: "p", items: 3)
+            let path = root.path
+            root.close()
+            #expect(chown(path, daemon, users) == 0 && chmod(path, 0o660) == 0)
+            #expect(walFiles(path).isEmpty)
+            let writer = try ChildProcess("/usr/sbin/runuser", ["-u", "nobody", "-g", "nogroup", "-G", "users", "--", palr,
+                "history", "--db", path, "stress-writer", "--profile", "w", "--duration", "4"])
+            let deadline = Date().addingTimeInterval(30)
+            while writer.isRunning && !writer.output.contains("ack ") && Date() < deadline { usleep(2000) }
+            var info = stat()
+            #expect(stat(path + "-wal", &info) == 0 && info.st_uid == 65534 && info.st_gid == users,
+                    "the writer's -wal: uid \(info.st_uid), gid \(info.st_gid)")
+            let add = try ChildProcess("/usr/sbin/runuser", ["-u", "daemon", "-g", "daemon", "-G", "users", "--", palr,
+                "history", "--db", path, "add", "--profile", "p", "x"])
+            add.wait()
+            #expect(add.terminationStatus == 0, "\(add.errorOutput)")
+            #expect(writer.isRunning, "the writer ended before the second user's write: the test proved nothing")
+            writer.wait()
+            #expect(writer.terminationStatus == 0, "\(writer.errorOutput)")
+        }
+    }
+
     @Test func cliCommandsThatMustNotCreateAStoreRefuseEmptyAndSpecialFiles() throws {
         try withTemporaryDirectory { folder in
             let empty = try writeFile(folder, "empty.sqlite", "")
