@@ -99,6 +99,15 @@ struct ScratchStoreFolder {
     }
 }
 
+/// All of standard input (at most `limit` bytes: /dev/zero is an error, not an exhausted
+/// memory); a closed standard input or a folder is an error naming it.
+func readStandardInput(limit: Int = 1 << 30) throws -> [UInt8] {
+    if StandardStreams.inputWasClosed { throw CLIError("standard input: cannot read: it is closed") }
+    do { return try readFully(STDIN_FILENO, limit: limit) } catch {
+        throw CLIError("standard input: cannot read: \(error.reason)")
+    }
+}
+
 /// Text for a terminal line: control and format characters (NUL, escape sequences,
 /// bidirectional overrides) become U+FFFD, so a catalog title cannot garble the output.
 func terminalSafe(_ s: String) -> String {

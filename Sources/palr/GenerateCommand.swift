@@ -83,26 +83,28 @@ struct GenerateCommand: ParsableCommand {
         let steps = min(maxTokens, m.config.contextLength - ids.count + 1)
         if steps < maxTokens { printErr("note: stopping after \(steps) tokens, at the model's context of \(m.config.contextLength)") }
         let context = ids.count + max(steps - 1, 0)
-        let out = FileHandle.standardOutput
-        func emit(_ token: Int32) {
+        // Streamed as it is generated; a closed or full standard output ends the run
+        // with an error (not a trap).
+        func emit(_ token: Int32) throws {
             let s = text?.append(token) ?? "\(token) "
-            if !s.isEmpty { out.write(Data(s.utf8)) }
+            if !s.isEmpty { try writeNow(s) }
         }
         do {
             let session = try LlamaSession(model: m, contextLength: max(context, 1))
             let sampler = try Sampler(vocabSize: m.config.vocabSize, temperature: temp, topP: topP,
                                   seed: seed ?? UInt64(Date().timeIntervalSince1970 * 1e6))
-            for t in ids { emit(t) }
+            for t in ids { try emit(t) }
             var next: Int32 = 0
             try session.prefill(ids, logits: .last) { _, logits in next = try sampler.sample(logits) }
             for step in 0..<steps {
                 if stops.contains(next) { break }
-                emit(next)
+                try emit(next)
                 if step + 1 == steps { break }
                 next = try session.decode(next) { try sampler.sample($0) }
             }
+        } catch let error as CLIError {
+            throw error
         } catch { throw CLIError(path: model, "\(error)") }
-        if let rest = text?.finish(), !rest.isEmpty { out.write(Data(rest.utf8)) }
-        out.write(Data("\n".utf8))
+        try writeNow((text?.finish() ?? "") + "\n")
     }
 }

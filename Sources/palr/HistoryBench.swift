@@ -159,7 +159,7 @@ extension HistoryCommand {
                                    timestamp: base + Int64(batch))
                 }
                 let ids = try store.record(interactions)
-                writeNow("ack \(batch) \(ids[0]) \(ids[ids.count - 1])\n")
+                try writeNow("ack \(batch) \(ids[0]) \(ids[ids.count - 1])\n")
                 batch += 1
             }
         }

@@ -65,8 +65,8 @@ struct TokenizeCommand: ParsableCommand {
         if let text {
             input = text
         } else {
-            let data = FileHandle.standardInput.readDataToEndOfFile()
-            guard let s = String(data: data, encoding: .utf8) else { throw CLIError("standard input is not valid UTF-8") }
+            let data = try readStandardInput()
+            guard let s = String(validating: data, as: UTF8.self) else { throw CLIError("standard input is not valid UTF-8") }
             input = s
         }
         let ids = tokenizer.encode(input, addBOS: !noBOS)
@@ -79,7 +79,7 @@ struct TokenizeCommand: ParsableCommand {
 
     private func runJSONLines(_ tokenizer: SentencePieceTokenizer) throws {
         // Raw bytes per line: readLine would repair invalid UTF-8 with U+FFFD silently.
-        let input = FileHandle.standardInput.readDataToEndOfFile()
+        let input = Data(try readStandardInput())
         var lines = input.split(separator: 0x0A, omittingEmptySubsequences: false)
         if lines.last?.isEmpty == true { lines.removeLast() }
         for (i, raw) in lines.enumerated() {

@@ -19,6 +19,10 @@ func ensureGoodBLASCore() {
     unsetenv("OPENBLAS_CORETYPE")
 }
 
+// No file may be opened as a closed standard descriptor (it would receive `print`s);
+// output stdio could not write is an error at exit, not lost with status 0.
+StandardStreams.guardDescriptors()
+StandardStreams.failOnLostOutputAtExit()
 // Swift would turn invalid UTF-8 into U+FFFD: different byte strings, one id or path.
 Arguments.refuseInvalidUTF8(program: "palr", takes: "ids, titles and paths")
 Arguments.refuseEmptyInlineValues()

@@ -450,6 +450,31 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
         }
     }
 
+    /// Closed, full or unreadable standard streams: one error line and status 1, never a
+    /// trap (FileHandle's non-throwing read and write trapped) nor output lost with status 0.
+    @Test func closedOrFullStandardStreamsAreErrors() throws {
+        let model = repositoryRoot.appendingPathComponent("models/palr-ml-small-q4_0.gguf").path
+        let palr = try palrExecutable()
+        let cases: [(String, String)] = [
+            ("exec \"$0\" info --model \"$1\" >/dev/full", "Error: cannot write standard output: No space left on device"),
+            ("exec \"$0\" info --model \"$1\" >&-", "Error: cannot write standard output: it is closed"),
+            ("exec \"$0\" generate --model \"$1\" --prompt hi -n 3 >/dev/full",
+             "Error: cannot write standard output: No space left on device"),
+            ("exec \"$0\" generate --model \"$1\" --prompt hi -n 3 >&-", "Error: cannot write standard output: it is closed"),
+            ("exec \"$0\" tokenize --model \"$1\" <&-", "Error: standard input: cannot read: it is closed"),
+            ("exec \"$0\" tokenize --model \"$1\" --jsonl <&-", "Error: standard input: cannot read: it is closed"),
+            ("exec \"$0\" tokenize --model \"$1\" </", "Error: standard input: cannot read: Is a directory"),
+        ]
+        for (script, expected) in cases {
+            let child = try ChildProcess("/bin/sh", ["-c", script, palr, model])
+            child.wait()
+            #expect(child.terminationReason == .exit && child.terminationStatus == 1,
+                    "\(script): \(child.terminationReason) \(child.terminationStatus) \(child.errorOutput)")
+            #expect(child.errorOutput.contains(expected) && !child.errorOutput.contains("Fatal error"),
+                    "\(script): \(child.errorOutput)")
+        }
+    }
+
     @Test func usageErrorsExit64WithTheSubcommandsUsage() throws {
         try withTemporaryDirectory { folder in
             let (_, db) = try filledStore(folder, lines: 10)

@@ -4,6 +4,10 @@ import FileSafety
 import Glibc
 #endif
 
+// No file may be opened as a closed standard descriptor (it would receive `print`s);
+// output stdio could not write is an error at exit, not lost with status 0.
+StandardStreams.guardDescriptors()
+StandardStreams.failOnLostOutputAtExit()
 // Swift would turn invalid UTF-8 into U+FFFD: `$'\xff.gguf'` would write another file.
 Arguments.refuseInvalidUTF8(program: "palr-convert", takes: "paths and names")
 Arguments.refuseEmptyInlineValues()

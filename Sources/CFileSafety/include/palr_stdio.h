@@ -1,0 +1,16 @@
+// The standard descriptors and stdio's error state, for the executables' start and exit
+// (see Sources/FileSafety/StandardStreams.swift).
+#ifndef PALR_STDIO_H
+#define PALR_STDIO_H
+
+/// Opens /dev/null on a closed descriptor 0 and /dev/full on a closed 1 or 2, so that no
+/// later open(2) gets one of them (a file opened as descriptor 1 would receive every
+/// `print`). Returns a bit mask of the descriptors that were closed (bit 0, 1, 2).
+unsigned palr_guard_standard_descriptors(void);
+
+/// Flushes every stdio output stream; returns 0 when standard output took everything
+/// written to it so far, else the errno of the failure (EIO when stdio only recorded an
+/// earlier error).
+int palr_flush_standard_output(void);
+
+#endif
