@@ -25,6 +25,10 @@ public struct Recommendation: Sendable, Codable {
     public var timings: Timings
     /// Notes for the user: defaults applied, items skipped, fallbacks taken.
     public var notes: [String]
+    /// Why a fresh ranking could not be cached (a full disk, another writer holding the
+    /// lock past the busy timeout), or nil; also in `notes`. (A ranking whose history
+    /// changed while it ran is not cached either, by design: that is only a note.)
+    public var cacheFailure: String? = nil
 }
 
 public enum RecommenderError: Error, Equatable, CustomStringConvertible {
@@ -138,6 +142,7 @@ public final class Recommender {
         timings.computedPromptTokens = result.timings.computedPromptTokens
         // The ranking stands even if it cannot be cached (another writer holding the lock
         // past the busy timeout, a full disk): it is returned with a note.
+        var cacheFailure: String?
         if complete {
             do {
                 // Only for the history it was computed from (a forget meanwhile must not
@@ -148,12 +153,14 @@ public final class Recommender {
                     ifHistory: digest, limit: historyWindow)
                 if !stored { notes.append("not cached: the history changed while it was being ranked") }
             } catch {
+                cacheFailure = "\(error)"
                 notes.append("not cached: \(error)")
             }
         }
         timings.totalSeconds = Date().timeIntervalSince(t0)
         return Recommendation(profile: profile, items: result.items, mode: mode, fromCache: false, candidates: cands.count,
-                              historyLength: history.count, historyDigest: digest.description, timings: timings, notes: notes)
+                              historyLength: history.count, historyDigest: digest.description, timings: timings, notes: notes,
+                              cacheFailure: cacheFailure)
     }
 
     func historyNotes(unknown: Int, empty: Bool) -> [String] {

@@ -222,7 +222,18 @@ struct RefreshCommand: ParsableCommand {
                     }
                 }
                 let r = try rec.recommend(profile: p, k: k, mode: mode, candidates: pipeline.candidates, useCache: false)
+                // Caching is what refresh is for: a ranking it could not store is a failure
+                // (a full disk, a lock held too long); one whose history changed meanwhile
+                // is redone by the next run, like a refused summary.
+                if let failure = r.cacheFailure {
+                    printErr("\(terminalSafe(p)): ranked but not cached: \(failure)")
+                    failed += 1
+                    continue
+                }
                 print(String(format: "%@: %d items in %.2f s", terminalSafe(p), r.items.count, r.timings.totalSeconds))
+                for note in r.notes where note.hasPrefix("not cached") || note.hasPrefix("the model's context filled") {
+                    print("\(terminalSafe(p)): \(note)")
+                }
             } catch RecommenderError.nothingToRecommend {
                 // Not a failure a scheduler should retry: the profile has seen every item.
                 print("\(terminalSafe(p)): skipped, it has seen every catalog item")

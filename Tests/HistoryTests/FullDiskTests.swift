@@ -94,6 +94,27 @@ struct FullDiskTests {
                 && result.output.contains("kept: someone else"), "\(result)")
         #expect(result.error.contains("forget profile failed: the disk holding"), "\(result.error)")
     }
+
+    /// `recommend` still ranks on a full disk (the store opens exclusively) and says the
+    /// ranking was not cached; `refresh`, whose job is the cache, fails (status 1) naming
+    /// why, instead of reporting success with nothing stored.
+    @Test func recommendRanksAndRefreshFailsWhenNothingCanBeCached() throws {
+        let models = repositoryRoot.appendingPathComponent("models").path
+        let result = try onFullDisk(size: "4m", """
+            M="\(models)"
+            "$1" history --db "$2/h.sqlite" import --format movielens-csv "$M/demo-history.csv" >/dev/null || exit 98
+            dd if=/dev/zero of="$2/filler" bs=4096 2>/dev/null; dd if=/dev/zero of="$2/filler2" bs=512 2>/dev/null
+            P="--model $M/palr-ml-small-q4_0.gguf --catalog $M/ml-small-catalog.gguf --db $2/h.sqlite"
+            "$1" recommend $P --profile 129 --k 3; echo "recommend $?"
+            "$1" refresh $P --all-stale; echo "refresh $?"
+            """)
+        #expect(result.status == 0, "\(result)")
+        #expect(result.output.contains("recommend 0") && result.output.contains("  1. "), "\(result)")
+        #expect(result.output.contains("refresh 1"), "\(result)")
+        #expect(result.error.contains("129: ranked but not cached: cache recommendations failed: the disk holding"),
+                "\(result.error)")
+        #expect(result.error.contains("4 of 4 profile(s) failed to refresh"), "\(result.error)")
+    }
 }
 
 /// Whether this process may mount a tmpfs in a private mount namespace.
