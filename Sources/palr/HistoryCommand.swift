@@ -32,9 +32,22 @@ struct DatabaseOptions: ParsableArguments {
 
     /// The database file: --db, else the default location. Subcommands call
     /// it from validate(), so that a missing one is a usage error with their usage.
-    func path() throws -> String {
-        guard let path = db ?? HistoryStore.defaultPath() else {
-            throw ValidationError("no --db given, and neither PALR_DB, XDG_DATA_HOME nor HOME is set")
+    func path() throws -> String { try Self.resolve(db) }
+
+    /// `db`, else the default location (`HistoryStore.defaultPath`) from an environment
+    /// that must be valid UTF-8; a ValidationError says what is missing or wrong.
+    static func resolve(_ db: String?) throws -> String {
+        if let db { return db }
+        // The environment as bytes: Foundation repairs invalid UTF-8 with U+FFFD, which
+        // would put the store at another path (and two such paths in one).
+        for name in ["PALR_DB", "XDG_DATA_HOME", "HOME"] {
+            if let raw = getenv(name), String(validatingCString: raw) == nil {
+                throw ValidationError("$\(name) is not valid UTF-8; palr takes paths as UTF-8 (or give --db)")
+            }
+        }
+        guard let path = HistoryStore.defaultPath() else {
+            let xdg = ProcessInfo.processInfo.environment["XDG_DATA_HOME"].map { "XDG_DATA_HOME is not an absolute path (\($0.debugDescription))" }
+            throw ValidationError("no --db given, PALR_DB is not set, \(xdg ?? "XDG_DATA_HOME is not set") and HOME is not set")
         }
         return path
     }
@@ -43,13 +56,24 @@ struct DatabaseOptions: ParsableArguments {
     /// default location's folder.
     func open(create: Bool) throws -> HistoryStore {
         let path = try path()
-        if create && db == nil {
-            let folder = (path as NSString).deletingLastPathComponent
+        // (A bare file name, PALR_DB=h.sqlite, is in the current folder: nothing to create.)
+        let folder = (path as NSString).deletingLastPathComponent
+        if create && db == nil && !folder.isEmpty {
             do {
                 try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             } catch {
-                throw CLIError("cannot create the folder \(folder) for the history database: "
-                               + "\((error as NSError).localizedFailureReason ?? error.localizedDescription)")
+                // Foundation's reason for a file in the way is "error 512": name the file.
+                var reason = (error as NSError).localizedFailureReason ?? error.localizedDescription
+                var ancestor = folder
+                while !ancestor.isEmpty && ancestor != "/" {
+                    var isFolder: ObjCBool = false
+                    if FileManager.default.fileExists(atPath: ancestor, isDirectory: &isFolder) {
+                        if !isFolder.boolValue { reason = "\(ancestor) is not a folder" }
+                        break
+                    }
+                    ancestor = (ancestor as NSString).deletingLastPathComponent
+                }
+                throw CLIError("cannot create the folder \(folder) for the history database: \(reason)")
             }
         }
         return noteOpen(try HistoryStore(path: path, options: .init(createIfMissing: create)))

@@ -83,8 +83,9 @@ func loadRankerModel(_ path: String, quiet: Bool) throws -> (LlamaModel, Sentenc
 /// writing (rankings and profile summaries are cached in it). Never creates
 /// one: only `palr history add` and `import` do.
 func openStore(_ path: String?) throws -> HistoryStore {
-    guard let p = path ?? HistoryStore.defaultPath() else {
-        throw CLIError("no history database: pass --db FILE or set PALR_DB")
+    let p: String
+    do { p = try DatabaseOptions.resolve(path) } catch let error as ValidationError {
+        throw CLIError("no usable history database: \(error.message)")
     }
     guard FileManager.default.fileExists(atPath: p) else {
         throw CLIError("history database \(p) does not exist; create it with `palr history --db \(p) import …` "

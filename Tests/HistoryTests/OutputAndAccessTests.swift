@@ -475,6 +475,30 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
         }
     }
 
+    /// The default database from the environment: a non-UTF-8 $PALR_DB is refused (it
+    /// would become another path), a bare file name is in the current folder, and a
+    /// file where a folder must be created is named.
+    @Test func theDefaultDatabaseFromAnOddEnvironment() throws {
+        try withTemporaryDirectory { folder in
+            let palr = try palrExecutable()
+            let file = try writeFile(folder, "file", "x")
+            func run(_ script: String) throws -> (status: Int32, error: String) {
+                let child = try ChildProcess("/bin/sh", ["-c", "cd \"$1\" && " + script, palr, folder])
+                child.wait()
+                return (child.terminationStatus, child.errorOutput)
+            }
+            let add = "history add --profile a --create-profile x"
+            let bad = try run("PALR_DB=\"$1/$(printf '\\377').sqlite\" exec \"$0\" " + add)
+            #expect(bad.status == 64 && bad.error.contains("$PALR_DB is not valid UTF-8"), "\(bad)")
+            let relative = try run("PALR_DB=rel.sqlite exec \"$0\" " + add)
+            #expect(relative.status == 0 && FileManager.default.fileExists(atPath: folder + "/rel.sqlite"), "\(relative)")
+            let blocked = try run("HOME=\(file) exec env -u PALR_DB -u XDG_DATA_HOME \"$0\" " + add)
+            #expect(blocked.status == 1 && blocked.error.contains("\(file) is not a folder"), "\(blocked)")
+            let names = try FileManager.default.contentsOfDirectory(atPath: folder)
+            #expect(!names.contains { $0.contains("\u{FFFD}") }, "\(names)")
+        }
+    }
+
     @Test func usageErrorsExit64WithTheSubcommandsUsage() throws {
         try withTemporaryDirectory { folder in
             let (_, db) = try filledStore(folder, lines: 10)
