@@ -119,6 +119,8 @@ final class Connection: @unchecked Sendable {
     let path: String
     /// Opened with SQLITE_OPEN_READONLY.
     let readOnly: Bool
+    /// Opened as immutable (read-only, on a read-only file system, no WAL content).
+    let immutable: Bool
     let busyTimeout: Double
     let lock = NSLock()
     private var handle: OpaquePointer?  // sqlite3*; nil once closed
@@ -138,7 +140,17 @@ final class Connection: @unchecked Sendable {
         var flags = (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_EXRESCODE
             | SQLITE_OPEN_NOMUTEX
         if create && !readOnly { flags |= SQLITE_OPEN_CREATE }
-        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        // On a read-only file system WAL mode cannot create its -shm, so a store closed
+        // cleanly there (no -wal left) could not be read at all; nothing can change it
+        // either, so it is opened as immutable (no locks, no -shm). With a -wal holding
+        // commits the normal open stays: immutable would ignore them.
+        var name = path
+        immutable = readOnly && Self.onReadOnlyFileSystem(path) && !Self.hasWALContent(path)
+        if immutable {
+            name = "file:" + Self.uriEscaped(path) + "?immutable=1"
+            flags |= SQLITE_OPEN_URI
+        }
+        let rc = sqlite3_open_v2(name, &db, flags, nil)
         guard rc == SQLITE_OK, let db else {
             let reason = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
             let systemErrno = db.map { sqlite3_system_errno($0) } ?? 0
@@ -164,6 +176,34 @@ final class Connection: @unchecked Sendable {
     }
 
     deinit { close() }
+
+    static func onReadOnlyFileSystem(_ path: String) -> Bool {
+        var info = statvfs()
+        return statvfs(path, &info) == 0 && info.f_flag & UInt(ST_RDONLY) != 0
+    }
+
+    /// Whether the WAL beside the file `path` names (beside a link's target) has content.
+    static func hasWALContent(_ path: String) -> Bool {
+        let target = (try? Destination.target(of: path)) ?? path
+        var info = stat()
+        return stat(target + "-wal", &info) == 0 && info.st_size > 0
+    }
+
+    /// `path` for a `file:` URI: every byte but unreserved characters and '/' as %XX.
+    static func uriEscaped(_ path: String) -> String {
+        var out = ""
+        for byte in path.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+                 UInt8(ascii: "~"), UInt8(ascii: "/"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                out += String(format: "%%%02X", byte)
+            }
+        }
+        return out
+    }
 
     /// Refuses an existing file that opening would harm or misread. sqlite3_open_v2
     /// acts before it can report anything: it turns an empty file into a database

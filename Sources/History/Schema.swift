@@ -115,7 +115,9 @@ extension Connection {
         // nor needs write access (read-only stores never take the write lock).
         let found = try read("open") { try currentVersion() }
         if found == schemaVersion {
-            try run("open") { try ensureWAL() }
+            // An immutable open (a read-only file system) reports the rollback journal and
+            // could not switch anyway; nothing writes through it.
+            if !immutable { try run("open") { try ensureWAL() } }
             return nil
         }
         if readOnly {
