@@ -133,10 +133,16 @@ func printErr(_ s: String) {
 /// The BLAS line shared by `info` and `bench`.
 func blasSummary() -> String {
     var s = "OpenBLAS core \(BLAS.coreName), called single-threaded from palr's own threads"
-    if let first = ProcessInfo.processInfo.environment["PALR_BLAS_REEXEC"] {
-        s += " (OpenBLAS chose \(first); palr set OPENBLAS_CORETYPE)"
+    let environment = ProcessInfo.processInfo.environment
+    let requested = environment["OPENBLAS_CORETYPE"]
+    if let first = environment["PALR_BLAS_REEXEC"], requested != nil {
+        // Both are set by palr's re-exec (main.swift); environment text, so made safe.
+        s += " (OpenBLAS chose \(terminalSafe(first)); palr set OPENBLAS_CORETYPE)"
     } else if let wanted = BLAS.recommendedCoreType() {
         s += " (WARNING: generic kernels; set OPENBLAS_CORETYPE=\(wanted) for ~5× faster prompts)"
+    }
+    if let requested, requested.lowercased() != BLAS.coreName.lowercased() {
+        s += "; note: OPENBLAS_CORETYPE=\(terminalSafe(requested)) is not the core that loaded"
     }
     return s
 }
