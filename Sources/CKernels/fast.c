@@ -651,13 +651,17 @@ struct palr_pool {
     _Atomic int stop;
     palr_task_fn fn;
     void *arg;
+    struct worker_start *starts;   // one per worker, freed by palr_pool_destroy
 };
 
-typedef struct { palr_pool *pool; int index; } worker_start;
+// A worker's start record lives in the pool, not in a malloc the worker frees: a thread's
+// first malloc or free makes glibc reserve a malloc arena for it (64 MiB of address space
+// each, measured with strace), which under `ulimit -v` is room OpenBLAS's sgemm buffers
+// then lack. The worker loop calls no malloc (strace: no arena for a worker in `palr demo`).
+typedef struct worker_start { palr_pool *pool; int index; } worker_start;
 
 static void *worker_main(void *p) {
     worker_start ws = *(worker_start *)p;
-    free(p);
     palr_pool *pool = ws.pool;
     unsigned seen = 0;
     for (;;) {
@@ -693,20 +697,16 @@ palr_pool *palr_pool_create(int n_threads) {
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->cv, NULL);
     pool->threads = calloc((size_t)n_threads, sizeof(pthread_t));
-    if (!pool->threads) {   // no memory for workers: run on the calling thread alone
+    pool->starts = calloc((size_t)n_threads, sizeof(worker_start));
+    if (!pool->threads || !pool->starts) {   // no memory for workers: run on the calling thread alone
         pool->n = 1;
         return pool;
     }
     for (int i = 1; i < n_threads; i++) {
-        worker_start *ws = malloc(sizeof(worker_start));
-        if (!ws) {
-            pool->n = i;   // run with the threads we have
-            break;
-        }
+        worker_start *ws = &pool->starts[i];
         ws->pool = pool;
         ws->index = i;
         if (pthread_create(&pool->threads[i], NULL, worker_main, ws) != 0) {
-            free(ws);
             pool->n = i;   // run with the threads we have
             break;
         }
@@ -724,6 +724,7 @@ void palr_pool_destroy(palr_pool *pool) {
     pthread_mutex_destroy(&pool->mu);
     pthread_cond_destroy(&pool->cv);
     free(pool->threads);
+    free(pool->starts);
     free(pool);
 }
 

@@ -1,5 +1,6 @@
 import CKernels
 import COpenBLAS
+import Foundation
 
 #if canImport(Glibc)
 import Glibc
@@ -55,4 +56,98 @@ public enum BLAS {
         ]
         return table.filter { f & $0.0 != 0 }.map(\.1)
     }
+}
+
+// MARK: - Address space for OpenBLAS's buffers
+
+extension BLAS {
+    /// The work buffer OpenBLAS maps for a level-3 call (its `BUFFER_SIZE`): 128 MiB in
+    /// Debian's 0.3.21 on x86_64 (`32 << 22`; measured with strace: one
+    /// `mmap(NULL, 134217728, PROT_READ|PROT_WRITE, ...)` per buffer). arm64 builds use
+    /// 32 or 128 MiB by target; the larger is assumed.
+    public static let bufferBytes = 128 << 20
+
+    /// Room left on top of the buffers for what the process maps between a session's
+    /// creation and its threads' first sgemm (prompts, token arrays, the first snapshot).
+    public static let bufferMargin = 32 << 20
+
+    /// Concurrent sgemm callers: those of the live sessions, and how many buffers the
+    /// address space was found to have room for. OpenBLAS 0.3.21 (built without TLS
+    /// buffers) keeps a process-wide table of buffers: a call takes a free one or maps a
+    /// new one, and a mapping is kept until the process exits, so the buffers needed are
+    /// the most sgemm calls ever in flight at once, not one per thread that ever called.
+    private final class Callers: @unchecked Sendable {
+        let lock = NSLock()
+        var live = 0
+        var covered = 0
+    }
+    private static let callers = Callers()
+
+    /// Admits `threads` more concurrent sgemm callers (a session's pool threads).
+    ///
+    /// OpenBLAS maps each buffer when a call first needs it and, if the mapping fails
+    /// (an address-space limit, `ulimit -v`), retries forever, spinning: the process
+    /// hangs inside `cblas_sgemm`. So when RLIMIT_AS is finite, the address space the
+    /// new buffers will take (plus `bufferMargin`) is reserved here with a PROT_NONE,
+    /// MAP_NORESERVE mapping (nothing is touched or committed) and released at once;
+    /// if it cannot be, this throws `LlamaError.addressSpace` and admits nothing.
+    /// Without a limit this only counts. Balance with `releaseCallers`.
+    static func admitCallers(_ threads: Int) throws(LlamaError) {
+        let c = callers
+        c.lock.lock()
+        defer { c.lock.unlock() }
+        let newBuffers = c.live + threads - c.covered
+        if newBuffers > 0 {
+            let bytes = newBuffers * bufferBytes + bufferMargin
+            if let limit = addressSpaceLimit(), !canReserve(bytes) {
+                throw .addressSpace(limit: limit, available: max(0, limit - mappedBytes()), needed: bytes,
+                                    threads: threads)
+            }
+            c.covered = c.live + threads
+        }
+        c.live += threads
+    }
+
+    static func releaseCallers(_ threads: Int) {
+        callers.lock.lock()
+        callers.live -= threads
+        callers.lock.unlock()
+    }
+
+    /// RLIMIT_AS in bytes, or nil when there is none.
+    public static func addressSpaceLimit() -> Int? {
+        #if os(Linux)
+        var rl = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &rl) == 0, rl.rlim_cur != rlim_t.max else { return nil }   // RLIM_INFINITY
+        return rl.rlim_cur > UInt64(Int.max) ? nil : Int(rl.rlim_cur)
+        #else
+        return nil
+        #endif
+    }
+
+    /// Whether `bytes` of address space can be mapped now (reserved and released at once).
+    static func canReserve(_ bytes: Int) -> Bool {
+        guard let p = mmap(nil, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+              p != MAP_FAILED else { return false }
+        munmap(p, bytes)
+        return true
+    }
+
+    /// The process's mapped address space (VmSize), for the error message; 0 if unknown.
+    static func mappedBytes() -> Int {
+        guard let s = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+              let pages = s.split(separator: " ").first.flatMap({ Int($0) }) else { return 0 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+}
+
+/// A session's admission of its pool threads as sgemm callers (`BLAS.admitCallers`),
+/// released when the session goes.
+final class BLASCallers {
+    let threads: Int
+    init(threads: Int) throws(LlamaError) {
+        try BLAS.admitCallers(threads)
+        self.threads = threads
+    }
+    deinit { BLAS.releaseCallers(threads) }
 }

@@ -121,6 +121,9 @@ public enum LlamaError: Error, Equatable, CustomStringConvertible {
     case invalidArgument(String)
     /// The model produced a NaN or +∞ logit (or only −∞): its weights are broken.
     case nonFiniteLogits(index: Int, value: Float)
+    /// The address-space limit (RLIMIT_AS, `ulimit -v`) leaves `available` bytes, fewer than
+    /// the `needed` bytes of OpenBLAS buffers for `threads` threads (see `BLAS.admitCallers`).
+    case addressSpace(limit: Int, available: Int, needed: Int, threads: Int)
 
     public var description: String {
         switch self {
@@ -137,6 +140,11 @@ public enum LlamaError: Error, Equatable, CustomStringConvertible {
         case .invalidArgument(let w): return w
         case .nonFiniteLogits(let i, let v):
             return "the model's logits are not finite (token \(i): \(v)); its weights are damaged or overflow"
+        case .addressSpace(let limit, let available, let needed, let threads):
+            let mib = { (b: Int) in b >> 20 }
+            return "the address-space limit (ulimit -v: \(mib(limit)) MiB) leaves \(mib(available)) MiB, and OpenBLAS "
+                + "needs about \(mib(needed)) MiB of buffers for \(threads) thread\(threads == 1 ? "" : "s"): "
+                + "raise the limit or use fewer threads (-t)"
         }
     }
 }

@@ -152,6 +152,9 @@ public final class LlamaSession {
     public static let smallPrefill = 2
     /// Decode worker threads, owned by this session.
     let pool: ThreadPool
+    /// The pool's threads admitted as OpenBLAS callers: under an address-space limit,
+    /// room for their sgemm buffers was checked when the session was created.
+    private let blasCallers: BLASCallers
 
     public static let maxScratchBytes = 16 << 20
 
@@ -231,6 +234,11 @@ public final class LlamaSession {
                 ropeTable.pointer[(pos * half + i) * 2 + 1] = Float(sin(theta))
             }
         }
+
+        // Last, with every buffer of the session mapped: each pool thread calls sgemm,
+        // and OpenBLAS maps a 128 MiB buffer per call in flight, which under `ulimit -v`
+        // it would retry forever (a hang). Refuse now, with the numbers, instead.
+        blasCallers = try BLASCallers(threads: pool.count)
     }
 
     deinit { xq.deallocate() }

@@ -6,7 +6,8 @@ struct Palr: ParsableCommand {
         abstract: "On-device PALR recommender: history store, retrieval and LLM ranking.",
         discussion: """
             Model engineers: `info`, `logits`, `tokenize`, `generate`. Environment: OPENBLAS_CORETYPE (palr sets it \
-            itself when OpenBLAS misdetects the CPU; an explicit value always wins).
+            itself when OpenBLAS misdetects the CPU) and OPENBLAS_NUM_THREADS (palr sets 1 under an address-space \
+            limit, ulimit -v); an explicit value always wins.
             """,
         subcommands: [
             DemoCommand.self,

@@ -1,6 +1,7 @@
 // Entry point. Before anything else, make sure OpenBLAS runs the right kernels
-// for this CPU: it chooses them when the library loads, so fixing a bad choice
-// means setting OPENBLAS_CORETYPE and re-executing this process once.
+// for this CPU (and, under an address-space limit, starts no threads of its own): it
+// reads both when the library loads, so changing them means setting OPENBLAS_CORETYPE
+// (or OPENBLAS_NUM_THREADS) and re-executing this process once.
 import FileSafety
 import Llama
 
@@ -9,14 +10,27 @@ import Glibc
 #endif
 
 func ensureGoodBLASCore() {
+    // Both settings below are read when OpenBLAS loads: changing either means re-executing.
+    var set: [String] = []
     // An explicit user setting always wins; PALR_BLAS_REEXEC stops any loop.
-    guard getenv("OPENBLAS_CORETYPE") == nil, getenv("PALR_BLAS_REEXEC") == nil else { return }
-    guard let core = BLAS.recommendedCoreType() else { return }
-    setenv("OPENBLAS_CORETYPE", core, 1)
-    setenv("PALR_BLAS_REEXEC", BLAS.coreName, 1)   // remembers what was detected first
+    if getenv("OPENBLAS_CORETYPE") == nil, getenv("PALR_BLAS_REEXEC") == nil, let core = BLAS.recommendedCoreType() {
+        setenv("OPENBLAS_CORETYPE", core, 1)
+        setenv("PALR_BLAS_REEXEC", BLAS.coreName, 1)   // remembers what was detected first
+        set += ["OPENBLAS_CORETYPE", "PALR_BLAS_REEXEC"]
+    }
+    // Under an address-space limit (`ulimit -v`) OpenBLAS's own threads (one per core but
+    // one, started as it loads) each map a 128 MiB buffer at once and, when that fails,
+    // retry forever; every command, `--help` included, then hangs at exit, where OpenBLAS
+    // joins them. palr calls OpenBLAS single-threaded anyway (`BLAS.setThreadCount(1)`),
+    // so without those threads only the address space they took changes.
+    if getenv("OPENBLAS_NUM_THREADS") == nil, BLAS.addressSpaceLimit() != nil {
+        setenv("OPENBLAS_NUM_THREADS", "1", 1)
+        set.append("OPENBLAS_NUM_THREADS")
+    }
+    guard !set.isEmpty else { return }
     execv("/proc/self/exe", CommandLine.unsafeArgv)
-    // exec failed (no /proc?): carry on with the slow kernels; `palr info` reports them.
-    unsetenv("OPENBLAS_CORETYPE")
+    // exec failed (no /proc?): carry on as loaded; `palr info` reports slow kernels.
+    for name in set { unsetenv(name) }
 }
 
 // No file may be opened as a closed standard descriptor (it would receive `print`s);
