@@ -13,7 +13,13 @@ import Testing
 import Glibc
 #endif
 
-@Suite struct AddressSpaceLimitTests {
+/// A sanitizer's runtime reserves terabytes of shadow address space: its palr cannot start
+/// under any `ulimit -v`, so these tests are off under a sanitizer (AllocationTests do
+/// the same).
+private let underSanitizer = dlsym(nil, "__asan_init") != nil || dlsym(nil, "__tsan_init") != nil
+
+@Suite(.enabled(if: !underSanitizer, "a sanitizer's shadow memory does not fit under ulimit -v"))
+struct AddressSpaceLimitTests {
     /// Runs `palr ARGS` under `ulimit -v kilobytes` (OPENBLAS_NUM_THREADS unset, as a user's
     /// shell would have it); nil when it is still running after `seconds` (then killed).
     private func palrUnderLimit(_ kilobytes: Int, _ arguments: [String], seconds: Double = 120)
