@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 unsigned palr_guard_standard_descriptors(void) {
@@ -20,6 +21,11 @@ unsigned palr_guard_standard_descriptors(void) {
 
 int palr_flush_standard_output(void) {
     errno = 0;
-    if (fflush(NULL) != 0) return errno ? errno : EIO;
-    return ferror(stdout) ? EIO : 0;
+    if (fflush(stdout) != 0) return errno ? errno : EIO;
+    if (!ferror(stdout)) return 0;
+    // stdio keeps only a flag for an earlier failure. On a pipe or socket that failure
+    // was a reader going away (EPIPE): the tool ignores SIGPIPE or its parent did.
+    struct stat info;
+    if (fstat(STDOUT_FILENO, &info) == 0 && (S_ISFIFO(info.st_mode) || S_ISSOCK(info.st_mode))) return EPIPE;
+    return EIO;
 }

@@ -113,6 +113,13 @@ public struct HistoryStore: Sendable {
             // take; the disk-full error stands.)
             (connection, schemaUpgrade) = try Self.open(path: path, options: options, exclusive: true)
             openedExclusively = true
+        } catch where options.readOnly && Connection.onReadOnlyFileSystem(path) && !Connection.hasWALContent(path) {
+            // A store on a read-only file system, closed cleanly (no -wal content): WAL mode
+            // cannot create its -shm there, so the normal open failed. Opened as immutable
+            // instead — only after that failure: a read-only mount (a bind mount, NFS) may
+            // still be written through another, and then the normal open works.
+            (connection, schemaUpgrade) = try Self.open(path: path, options: options, exclusive: false, immutable: true)
+            openedExclusively = false
         }
         shareCompanionFiles()
         if !options.readOnly { ensureReserve() }
@@ -124,20 +131,31 @@ public struct HistoryStore: Sendable {
     /// primary group is not the store's), the other users of the store's group can no
     /// longer open it, even after that process ends if it was killed. So the files this
     /// user owns get the store's group (a member of it may give it; otherwise nothing
-    /// changes). By path, never through a descriptor: closing any descriptor of a file
+    /// changes). Through an O_PATH handle only: closing an ordinary descriptor of a file
     /// drops every POSIX lock this process holds on it, SQLite's locks on `-shm` included
     /// (another process then took itself for the first user, reset the shared memory,
-    /// and this one died of SIGBUS). lchown does not follow a link.
+    /// and this one died of SIGBUS).
+    // Linux's O_PATH and AT_EMPTY_PATH (the same on x86_64 and aarch64), which Swift's
+    // Glibc module does not export (they need _GNU_SOURCE).
+    private static let openPath: Int32 = 0o10_000_000
+    private static let atEmptyPath: Int32 = 0x1000
+
     func shareCompanionFiles() {
         let target = (try? Destination.target(of: path)) ?? path
         var store = stat()
         guard stat(target, &store) == 0 else { return }
         for suffix in ["-wal", "-shm"] {
+            // O_PATH: a handle to the name itself (not followed), checked and changed
+            // through the same handle, so a file swapped in meanwhile is never changed;
+            // closing an O_PATH descriptor releases no POSIX lock.
+            let fd = Glibc.open(target + suffix, Self.openPath | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { continue }
             var info = stat()
-            if lstat(target + suffix, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_uid == geteuid(),
+            if fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_uid == geteuid(),
                info.st_gid != store.st_gid {
-                _ = lchown(target + suffix, uid_t.max, store.st_gid)   // uid -1: the owner stays
+                _ = fchownat(fd, "", uid_t.max, store.st_gid, Self.atEmptyPath)   // uid -1: the owner stays
             }
+            Glibc.close(fd)
         }
     }
 
@@ -209,10 +227,10 @@ public struct HistoryStore: Sendable {
     }
 
     /// The connection, its pragmas and the schema check (and migration) of `init`.
-    private static func open(path: String, options: Options, exclusive: Bool) throws
+    private static func open(path: String, options: Options, exclusive: Bool, immutable: Bool = false) throws
         -> (Connection, SchemaUpgrade?) {
         let connection = try Connection(path: path, create: options.createIfMissing, readOnly: options.readOnly,
-                                        busyTimeout: options.busyTimeout)
+                                        immutable: immutable, busyTimeout: options.busyTimeout)
         // A failure below closes the connection (deinit) before any retry opens another.
         try connection.run("open") {
             // Before the first read: SQLite then never maps the -shm file.

@@ -126,7 +126,7 @@ final class Connection: @unchecked Sendable {
     private var handle: OpaquePointer?  // sqlite3*; nil once closed
     private var statements: [String: Statement] = [:]
 
-    init(path: String, create: Bool, readOnly: Bool = false, busyTimeout: Double) throws(HistoryError) {
+    init(path: String, create: Bool, readOnly: Bool = false, immutable: Bool = false, busyTimeout: Double) throws(HistoryError) {
         self.path = path
         self.readOnly = readOnly
         self.busyTimeout = busyTimeout
@@ -140,14 +140,14 @@ final class Connection: @unchecked Sendable {
         var flags = (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_EXRESCODE
             | SQLITE_OPEN_NOMUTEX
         if create && !readOnly { flags |= SQLITE_OPEN_CREATE }
-        // On a read-only file system WAL mode cannot create its -shm, so a store closed
-        // cleanly there (no -wal left) could not be read at all; nothing can change it
-        // either, so it is opened as immutable (no locks, no -shm). With a -wal holding
-        // commits the normal open stays: immutable would ignore them.
+        // `immutable` (HistoryStore's fallback on a read-only file system, where WAL mode
+        // cannot create its -shm): no locks, no -shm, SQLite assumes the file never changes.
         var name = path
-        immutable = readOnly && Self.onReadOnlyFileSystem(path) && !Self.hasWALContent(path)
+        self.immutable = immutable
         if immutable {
-            name = "file:" + Self.uriEscaped(path) + "?immutable=1"
+            // An absolute path keeps an empty authority ("file:///…"): "file://srv/…"
+            // would name a host.
+            name = (path.hasPrefix("/") ? "file://" : "file:") + Self.uriEscaped(path) + "?immutable=1"
             flags |= SQLITE_OPEN_URI
         }
         let rc = sqlite3_open_v2(name, &db, flags, nil)

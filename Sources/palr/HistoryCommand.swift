@@ -40,10 +40,13 @@ struct DatabaseOptions: ParsableArguments {
         if let db { return db }
         // The environment as bytes: Foundation repairs invalid UTF-8 with U+FFFD, which
         // would put the store at another path (and two such paths in one).
+        // Only the variable that decides is checked (the order of HistoryStore.defaultPath).
         for name in ["PALR_DB", "XDG_DATA_HOME", "HOME"] {
-            if let raw = getenv(name), String(validatingCString: raw) == nil {
+            guard let raw = getenv(name), raw.pointee != 0 else { continue }
+            guard String(validatingCString: raw) != nil else {
                 throw ValidationError("$\(name) is not valid UTF-8; palr takes paths as UTF-8 (or give --db)")
             }
+            if name != "XDG_DATA_HOME" || raw.pointee == UInt8(ascii: "/") { break }   // a relative one is skipped
         }
         guard let path = HistoryStore.defaultPath() else {
             let xdg = ProcessInfo.processInfo.environment["XDG_DATA_HOME"].map { "XDG_DATA_HOME is not an absolute path (\($0.debugDescription))" }

@@ -8,9 +8,9 @@
 /// `print`). Returns a bit mask of the descriptors that were closed (bit 0, 1, 2).
 unsigned palr_guard_standard_descriptors(void);
 
-/// Flushes every stdio output stream; returns 0 when standard output took everything
-/// written to it so far, else the errno of the failure (EIO when stdio only recorded an
-/// earlier error).
+/// Flushes standard output; returns 0 when it took everything written to it so far,
+/// else the errno of the failure (for an earlier failure stdio only recorded: EPIPE on a
+/// pipe or socket, else EIO).
 int palr_flush_standard_output(void);
 
 #endif
