@@ -104,7 +104,7 @@ public struct HistoryStore: Sendable {
         }
         let existed = FileManager.default.fileExists(atPath: path)
         // Resolved once: a link retargeted later must not point the reserve elsewhere.
-        reservePath = ((try? Destination.target(of: path)) ?? path) + "-reserve"
+        target = (try? Destination.target(of: path)) ?? path
         do {
             (connection, schemaUpgrade) = try Self.open(path: path, options: options, exclusive: false)
             openedExclusively = false
@@ -113,7 +113,7 @@ public struct HistoryStore: Sendable {
             // take; the disk-full error stands.)
             (connection, schemaUpgrade) = try Self.open(path: path, options: options, exclusive: true)
             openedExclusively = true
-        } catch where options.readOnly && Connection.onReadOnlyFileSystem(path) && !Connection.hasWALContent(path) {
+        } catch where options.readOnly && Connection.onReadOnlyFileSystem(path) && !Connection.hasWALContent(target: target) {
             // A store on a read-only file system, closed cleanly (no -wal content): WAL mode
             // cannot create its -shm there, so the normal open failed. Opened as immutable
             // instead — only after that failure: a read-only mount (a bind mount, NFS) may
@@ -141,7 +141,6 @@ public struct HistoryStore: Sendable {
     private static let atEmptyPath: Int32 = 0x1000
 
     func shareCompanionFiles() {
-        let target = (try? Destination.target(of: path)) ?? path
         var store = stat()
         guard stat(target, &store) == 0 else { return }
         for suffix in ["-wal", "-shm"] {
@@ -177,7 +176,11 @@ public struct HistoryStore: Sendable {
     /// SQLite keeps the WAL): allocated, only its first line written, owned by the store;
     /// removed to make room when a deletion finds the disk full, and made again at the
     /// next chance. Made by every open that may write.
-    public let reservePath: String
+    public var reservePath: String { target + "-reserve" }
+
+    /// The database file itself: `path`, or the file a symbolic link `path` named at open
+    /// (SQLite keeps the WAL and shared memory beside it; the reserve goes there too).
+    let target: String
 
     /// The files beside a store that belong to it: SQLite's WAL, shared memory and
     /// rollback journal, and the reserve.

@@ -182,9 +182,8 @@ final class Connection: @unchecked Sendable {
         return statvfs(path, &info) == 0 && info.f_flag & UInt(ST_RDONLY) != 0
     }
 
-    /// Whether the WAL beside the file `path` names (beside a link's target) has content.
-    static func hasWALContent(_ path: String) -> Bool {
-        let target = (try? Destination.target(of: path)) ?? path
+    /// Whether the WAL beside the database file `target` (a link resolved) has content.
+    static func hasWALContent(target: String) -> Bool {
         var info = stat()
         return stat(target + "-wal", &info) == 0 && info.st_size > 0
     }

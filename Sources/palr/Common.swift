@@ -99,6 +99,18 @@ struct ScratchStoreFolder {
     }
 }
 
+/// Writes to standard output at once (after anything `print` buffered), for text a
+/// reader sees as it comes. A closed or full standard output is an error naming it
+/// (FileHandle's write would trap).
+func writeNow(_ text: String) throws {
+    fflush(nil)   // every output stream: `print` goes through stdio
+    var bytes = text
+    if let code = bytes.withUTF8({ writeFully(STDOUT_FILENO, UnsafeRawBufferPointer($0)) }) {
+        let reason = StandardStreams.closedAtStart & 2 != 0 ? "it is closed" : Destination.describe(code)
+        throw CLIError("cannot write standard output: \(reason)")
+    }
+}
+
 /// All of standard input (at most `limit` bytes: /dev/zero is an error, not an exhausted
 /// memory); a closed standard input or a folder is an error naming it.
 func readStandardInput(limit: Int = 1 << 30) throws -> [UInt8] {

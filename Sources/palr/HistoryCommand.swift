@@ -122,18 +122,6 @@ func printJSON(_ value: some Encodable) throws {
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
-/// Writes to standard output at once (after anything `print` buffered), for text a
-/// reader sees as it comes. A closed or full standard output is an error naming it
-/// (FileHandle's write would trap).
-func writeNow(_ text: String) throws {
-    fflush(nil)   // every output stream: `print` goes through stdio
-    var bytes = text
-    if let code = bytes.withUTF8({ writeFully(STDOUT_FILENO, UnsafeRawBufferPointer($0)) }) {
-        let reason = StandardStreams.closedAtStart & 2 != 0 ? "it is closed" : Destination.describe(code)
-        throw CLIError("cannot write standard output: \(reason)")
-    }
-}
-
 /// UTC in ISO 8601 ("2024-01-31T09:05:00Z"), as ISO8601DateFormatter writes it, without
 /// building a formatter per call (that made `history list` ~115 µs a row).
 func isoTime(_ seconds: Int64?) -> String {

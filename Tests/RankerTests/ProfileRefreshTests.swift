@@ -97,17 +97,13 @@ import Testing
 /// not stored (a forget must leave nothing derived from the forgotten items), and a
 /// retention cap below palr.profile_refresh_after still lets summaries be rebuilt.
 @Suite struct ForgetRaceAndSmallCapTests {
-    private func add(_ store: HistoryStore, _ catalog: ItemCatalog, _ profile: String, items: Range<Int>) throws {
-        try addViews(store, catalog, profile, items: items)
-    }
-
     @Test func aSummaryOrRankingOfAHistoryThatLostRowsIsNotStored() throws {
         let ml = try #require(ML100K.shared)
         let path = temporaryStorePath("palr-forget-race")
         defer { removeStore(path) }
         let store = try HistoryStore(path: path)
         try addViews(store, ml.catalog, "cy", items: 0..<40, thenCap: 20)
-        try add(store, ml.catalog, "other", items: 0..<3)
+        try addViews(store, ml.catalog, "other", items: 0..<3)
         let forgets = try store.forgetCount()
         let snapshot = try store.recent(profile: "cy", limit: 10)   // a window smaller than the history
         let summary = ProfileSummary(profile: "cy", text: "old", historyDigest: HistoryDigest(of: snapshot),
@@ -116,7 +112,7 @@ import Testing
                                             createdAt: 0, items: [ScoredItem(item: ml.catalog.ids[50], score: -1)])
         // A row added meanwhile, at the cap (so the oldest is trimmed): the summary is still
         // stored (it counts next time); the ranking is not (it is served only for its history).
-        try add(store, ml.catalog, "cy", items: 40..<41)
+        try addViews(store, ml.catalog, "cy", items: 40..<41)
         #expect(try store.putProfileSummary(summary, ifNoForgetSince: forgets))
         #expect(try !store.putCachedRecommendations(ranking, ifHistory: HistoryDigest(of: snapshot), limit: 10))
         // A forget meanwhile — inside the window, with older rows sliding in behind it, or
@@ -139,9 +135,9 @@ import Testing
                                   catalog: ml.catalog, store: store, modelID: "tiny")
         #expect(try rec.refreshProfile("dee").generated != nil)
         #expect(try !rec.isSummaryDue(profile: "dee"))
-        try add(store, ml.catalog, "dee", items: 8..<10)   // half replaced: 2 < 10 and < 4, kept
+        try addViews(store, ml.catalog, "dee", items: 8..<10)   // half replaced: 2 < 10 and < 4, kept
         #expect(try !rec.isSummaryDue(profile: "dee"))
-        try add(store, ml.catalog, "dee", items: 10..<12)  // all 4 replaced: due
+        try addViews(store, ml.catalog, "dee", items: 10..<12)  // all 4 replaced: due
         #expect(try rec.isSummaryDue(profile: "dee"))
         #expect(try rec.refreshProfile("dee").generated != nil)
     }

@@ -18,28 +18,31 @@ static void check(int ok, const char *table, const char *what, double worst) {
 
 static float frand(unsigned *s) { *s = *s * 1664525u + 1013904223u; return ((*s >> 8) / 16777216.0f) * 2.0f - 1.0f; }
 
-// C (m x n, ldc) = A (m x k, lda) . Bᵀ (B: n x k, ldb) + beta C: a plain reference
-// standing in for BLAS (the shapes below are small: qemu is slow).
-static void sgemm_ref(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float beta, float *c,
-                      int ldc) {
+// C(i, j) = sum_p a[i * lda + p] * b[j * ldb + p] + beta C(i, j), with C(i, j) at
+// c[i * row_step + j * col_step]: a plain reference standing in for BLAS (the shapes
+// below are small: qemu is slow).
+static void sgemm_strided(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float beta,
+                          float *c, int row_step, int col_step) {
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
             double s = 0;
             for (int p = 0; p < k; p++) s += (double)a[i * lda + p] * b[j * ldb + p];
-            c[i * ldc + j] = (float)(s + (beta != 0.0f ? (double)beta * c[i * ldc + j] : 0.0));
+            float *out = &c[i * row_step + j * col_step];
+            *out = (float)(s + (beta != 0.0f ? (double)beta * *out : 0.0));
         }
+}
+
+// C (m x n, ldc) = A (m x k, lda) . Bᵀ (B: n x k, ldb) + beta C, row-major.
+static void sgemm_ref(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                      int ldc) {
+    sgemm_strided(m, n, k, a, lda, b, ldb, beta, c, ldc, 1);
 }
 
 // Column-major C (m x n, ldc) = Aᵀ (A: k x m, lda) . B (k x n, ldb) + beta C, all
 // column-major as BLAS reads them: A(p, i) = a[i * lda + p], B(p, j) = b[j * ldb + p].
 static void sgemm_tn_ref(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float beta, float *c,
                          int ldc) {
-    for (int i = 0; i < m; i++)
-        for (int j = 0; j < n; j++) {
-            double s = 0;
-            for (int p = 0; p < k; p++) s += (double)a[i * lda + p] * b[j * ldb + p];
-            c[j * ldc + i] = (float)(s + (beta != 0.0f ? (double)beta * c[j * ldc + i] : 0.0));
-        }
+    sgemm_strided(m, n, k, a, lda, b, ldb, beta, c, 1, ldc);
 }
 
 // The threaded matrix-vector and matrix-matrix products (the decode and prompt paths)
