@@ -71,18 +71,16 @@ struct DemoCommand: ParsableCommand {
         let scratch = try ScratchStoreFolder(prefix: "palr-demo-")
         defer { scratch.remove() }
         let db = scratch.store
-        let store: HistoryStore
-        do {
-            store = try HistoryStore(path: db)
-            // Either MovieLens ratings.csv columns or profile,item,timestamp.
-            let path = dir + "/" + Self.historyFile
-            // readFile refuses a FIFO or device (never blocks) and names the problem.
-            let header = String(decoding: try readFile(path), as: UTF8.self).prefix { $0 != "\n" }
-            let format: ImportFormat = header.hasPrefix("userId")
-                ? .movieLensCSV
-                : .csv(CSVMapping(profileColumn: "profile", itemColumn: "item", timeColumn: "timestamp"))
-            _ = try store.importFile(path, options: ImportOptions(format: format))
-        } catch { throw CLIError("\(dir)/\(Self.historyFile): \(error)") }
+        let store = try HistoryStore(path: db)
+        // Either MovieLens ratings.csv columns or profile,item,timestamp.
+        let path = dir + "/" + Self.historyFile
+        // readFile refuses a FIFO or device (never blocks) and names the file and the problem.
+        let header = String(decoding: try readFile(path), as: UTF8.self).prefix { $0 != "\n" }
+        let format: ImportFormat = header.hasPrefix("userId")
+            ? .movieLensCSV
+            : .csv(CSVMapping(profileColumn: "profile", itemColumn: "item", timeColumn: "timestamp"))
+        // Import errors name the file and line.
+        _ = try store.importFile(path, options: ImportOptions(format: format))
 
         var options = try PipelineOptions.parse(["--model", dir + "/" + Self.modelFile, "--catalog", dir + "/" + Self.catalogFile, "--db", db])
         options.mode = mode

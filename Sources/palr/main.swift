@@ -37,6 +37,9 @@ func ensureGoodBLASCore() {
 // output stdio could not write is an error at exit, not lost with status 0.
 StandardStreams.guardDescriptors()
 StandardStreams.failOnLostOutputAtExit()
+// With almost no descriptors left libdispatch traps without a word: raise a low soft limit,
+// or stop with one line.
+Descriptors.ensureEnough(program: "palr")
 // Swift would turn invalid UTF-8 into U+FFFD: different byte strings, one id or path.
 Arguments.refuseInvalidUTF8(program: "palr", takes: "ids, titles and paths")
 Arguments.refuseEmptyInlineValues()

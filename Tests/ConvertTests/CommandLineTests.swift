@@ -282,6 +282,40 @@ func fileType(_ path: String) -> mode_t? {
         #expect(d.contents.isEmpty, "written: \(d.contents)")
     }
 
+    /// With almost no file descriptors left, libdispatch trapped (SIGILL, no message) when
+    /// the conversion spread its work over threads. Now a low soft limit is raised towards
+    /// the hard one, and a hard limit too low for that is one error line before any work.
+    @Test func fewFileDescriptorsAreRaisedOrRefusedNotACrash() throws {
+        guard let exe = palrConvertExecutable() else { Issue.record("the palr-convert executable was not built"); return }
+        let d = try TempDir()
+        defer { d.cleanUp() }
+        let items = d.file("items.csv"), ratings = d.file("ratings.csv")
+        #expect(FileManager.default.createFile(atPath: items, contents: Data("movieId,title,genres\n1,A (1999),x\n2,B (2000),y\n".utf8)))
+        #expect(FileManager.default.createFile(atPath: ratings, contents: Data("userId,movieId,rating,timestamp\n1,1,5,10\n1,2,4,11\n".utf8)))
+        func run(_ limit: String, _ out: String) throws -> (reason: Process.TerminationReason, status: Int32, err: String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", "ulimit \(limit) 4 && exec \"$0\" catalog --items \"$1\" --interactions \"$2\" -o \"$3\"",
+                           exe, items, ratings, d.file(out)]
+            let err = Pipe()
+            p.standardError = err
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return (p.terminationReason, p.terminationStatus, text)
+        }
+        // Soft limit 4, hard limit as inherited: raised, the conversion runs.
+        let soft = try run("-Sn", "soft.gguf")
+        #expect(soft.reason == .exit && soft.status == 0, "\(soft)")
+        #expect(d.contents.contains("soft.gguf"))
+        // Hard limit 4 (one descriptor free after 0–2): refused, nothing written.
+        let hard = try run("-n", "hard.gguf")
+        #expect(hard.reason == .exit && hard.status == 1, "\(hard)")
+        #expect(hard.err == "Error: only 1 file descriptor is free (ulimit -n: 4); palr-convert needs at least 16: raise the limit\n", "\(hard.err)")
+        #expect(!d.contents.contains { $0.hasPrefix("hard.gguf") }, "\(d.contents)")
+    }
+
     /// Every numeric option: negative numbers reach validation (no "Missing value"),
     /// and out-of-range or non-finite values are errors naming the option.
     @Test func numericOptionsAreCheckedAlike() throws {

@@ -475,6 +475,37 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
         }
     }
 
+    /// With one descriptor free, `eval --model` (its work pool) trapped in libdispatch
+    /// (SIGILL, no message) and `demo` could not open its store. A low soft limit is now
+    /// raised towards the hard one; a hard limit too low is one error line before any work.
+    @Test func fewFileDescriptorsAreRaisedOrRefusedNotACrash() throws {
+        let model = repositoryRoot.appendingPathComponent("models/palr-ml-small-q4_0.gguf").path
+        let palr = try palrExecutable()
+        // (script, what its output shows when it ran); $1 is ML-latest-small's folder.
+        var commands = [("exec \"$0\" demo", "  1. ")]
+        let data = movieLens100K.map { URL(fileURLWithPath: $0).deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("ml-latest-small").path }
+        if data != nil {
+            commands.append(("exec \"$0\" eval --items \"$1/movies.csv\" --interactions \"$1/ratings.csv\" --users 5 --model \"$2\"",
+                             "pipeline "))
+        }
+        for (command, shown) in commands {
+            let soft = try ChildProcess("/bin/sh", ["-c", "ulimit -Sn 4 && " + command, palr, data ?? "/nonexistent", model])
+            soft.wait()
+            #expect(soft.terminationReason == .exit && soft.terminationStatus == 0,
+                    "\(command): \(soft.terminationReason) \(soft.terminationStatus) \(soft.errorOutput)")
+            #expect(soft.output.contains(shown), "\(command): \(soft.output)")
+        }
+        for command in commands.map(\.0) + ["exec \"$0\" --help"] {
+            let hard = try ChildProcess("/bin/sh", ["-c", "ulimit -n 4 && " + command, palr, "/nonexistent", model])
+            hard.wait()
+            #expect(hard.terminationReason == .exit && hard.terminationStatus == 1, "\(command): \(hard.terminationReason) \(hard.terminationStatus)")
+            #expect(hard.errorOutput == "Error: only 1 file descriptor is free (ulimit -n: 4); palr needs at least 16: raise the limit\n",
+                    "\(command): \(hard.errorOutput)")
+            #expect(hard.output.isEmpty)
+        }
+    }
+
     /// The default database from the environment: a non-UTF-8 $PALR_DB is refused (it
     /// would become another path), a bare file name is in the current folder, and a
     /// file where a folder must be created is named.

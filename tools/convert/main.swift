@@ -8,6 +8,9 @@ import Glibc
 // output stdio could not write is an error at exit, not lost with status 0.
 StandardStreams.guardDescriptors()
 StandardStreams.failOnLostOutputAtExit()
+// With almost no descriptors left libdispatch traps without a word: raise a low soft limit,
+// or stop with one line.
+Descriptors.ensureEnough(program: "palr-convert")
 // Swift would turn invalid UTF-8 into U+FFFD: `$'\xff.gguf'` would write another file.
 Arguments.refuseInvalidUTF8(program: "palr-convert", takes: "paths and names")
 Arguments.refuseEmptyInlineValues()
