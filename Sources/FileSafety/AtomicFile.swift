@@ -57,9 +57,9 @@ public final class AtomicFile {
     private var done = false
 
     /// Checks `path` (see `Destination.target(of:)`) and creates the temporary file.
-    /// An existing destination's permission bits are kept; a new file gets 0666 less
-    /// the umask.
-    public init(replacing path: String) throws(AtomicFileError) {
+    /// An existing destination's permission bits are kept; a new file gets `newFileMode`
+    /// (0666 unless given) less the umask.
+    public init(replacing path: String, newFileMode: mode_t = 0o666) throws(AtomicFileError) {
         guard !path.isEmpty else { throw .cannotWrite(path: path, reason: "the path is empty") }
         self.path = path
         let target: String
@@ -87,7 +87,7 @@ public final class AtomicFile {
         while true {
             let suffix = "\(getpid())-" + String(UInt32.random(in: .min ... .max), radix: 16)
             let candidate = Destination.joinPath(folder, "." + short + ".tmp-" + suffix)
-            let fd = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o666)
+            let fd = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, newFileMode)
             if fd >= 0 {
                 // Locked while it exists: the mark of a live writer (see removeStale). On a
                 // file system without flock the write goes on unlocked; its temporaries
@@ -110,7 +110,9 @@ public final class AtomicFile {
     deinit { discard() }
 
     /// Removes `folder/PREFIX<pid>-<hex>` files whose pid is not running here and whose
-    /// lock nobody holds (a pid may be alive in another PID namespace: the lock tells).
+    /// lock nobody holds (a pid may be alive in another PID namespace: the lock tells),
+    /// and the `-wal`, `-shm` and `-journal` files SQLite may have left beside one (a
+    /// history store is built under such a name before it is linked into place).
     static func removeStale(in folder: String, prefix: String) -> [String] {
         var removed: [String] = []
         for name in Destination.names(in: folder, withPrefix: prefix) {
@@ -118,7 +120,10 @@ public final class AtomicFile {
             guard parts.count == 2, let pid = Int32(parts[0]), pid > 0, pid != getpid(), UInt32(parts[1], radix: 16) != nil,
                   Destination.isGone(pid) else { continue }
             let full = Destination.joinPath(folder, name)
-            if Destination.removeIfUnlocked(full) != nil { removed.append(full) }
+            if Destination.removeIfUnlocked(full) != nil {
+                removed.append(full)
+                for suffix in ["-wal", "-shm", "-journal"] { _ = unlink(full + suffix) }
+            }
         }
         return removed.sorted()
     }
@@ -172,6 +177,33 @@ public final class AtomicFile {
         _ = close(descriptor)
         descriptor = -1
         Destination.syncFolder(of: target)
+    }
+
+    /// Like `commit`, but never replaces: the temporary gets the destination's name only
+    /// if nothing has it (a hard link, which fails when the name exists; then the
+    /// temporary is removed and the result is false: someone else made the file first).
+    /// The temporary's own name is removed either way. `unsupported` is true when this
+    /// file system has no hard links (the temporary is then removed too).
+    public func commitIfAbsent() throws(AtomicFileError) -> (linked: Bool, unsupported: Bool) {
+        guard !done else { throw .cannotWrite(path: path, reason: "the file was already committed or discarded") }
+        if fsync(descriptor) != 0 {
+            let e = errno
+            discard()
+            throw .cannotWrite(path: path, reason: "fsync: \(Destination.describe(e))")
+        }
+        let code = link(temporary, target) == 0 ? 0 : errno
+        discard()   // the temporary's name (the data stays under the destination's when linked)
+        switch code {
+        case 0:
+            Destination.syncFolder(of: target)
+            return (true, false)
+        case EEXIST:
+            return (false, false)
+        case EPERM, EOPNOTSUPP, ENOSYS, EXDEV:
+            return (false, true)
+        default:
+            throw .cannotWrite(path: path, reason: "cannot link \(temporary) to it: \(Destination.describe(code))")
+        }
     }
 
     /// Closes and removes the temporary file, unless committed.

@@ -102,6 +102,7 @@ public struct HistoryStore: Sendable {
         guard !path.isEmpty, !path.hasPrefix(":memory:"), !path.hasPrefix("file:") else {
             throw HistoryError.invalidArgument("history database path must be a file path, not '\(path)'")
         }
+        if options.createIfMissing && !options.readOnly { try Self.createAtomically(path: path, options: options) }
         let existed = FileManager.default.fileExists(atPath: path)
         // Resolved once: a link retargeted later must not point the reserve elsewhere.
         target = (try? Destination.target(of: path)) ?? path
@@ -227,6 +228,46 @@ public struct HistoryStore: Sendable {
             defer { ensureReserve() }
             return try body()
         }
+    }
+
+    /// A missing store is built whole under a temporary name in its folder (schema, WAL
+    /// mode, checkpointed into the file) and then hard-linked into place: `link` fails if
+    /// the name has appeared meanwhile (another process created the store first, and the
+    /// open goes on with that one). So a creation that fails (a full disk, a kill) leaves
+    /// nothing under the store's name; before, SQLite created the file first, and a full
+    /// disk left it empty. A killed creation's temporary is removed by the next creation
+    /// of the same name, as an export's is. Where this cannot work (the folder refuses a
+    /// new file, no hard links, any failure but a full disk) nothing is left and the open
+    /// goes on as before: SQLite creates the store in place and reports its own errors.
+    /// New stores keep SQLite's permission bits, 0644 less the umask.
+    private static func createAtomically(path: String, options: Options) throws(HistoryError) {
+        var info = stat()
+        guard lstat(path, &info) != 0 && errno == ENOENT else { return }   // exists (or a dangling link)
+        let file: AtomicFile
+        do { file = try AtomicFile(replacing: path, newFileMode: 0o644) } catch { return }
+        defer { file.discard() }   // nothing once linked
+        // SQLite's files beside the temporary are this process's too (its name is unique).
+        let companions = ["-wal", "-shm", "-journal"].map { file.temporary + $0 }
+        let registrations = companions.map { SignalCleanup.register($0) }
+        defer {
+            for registration in registrations { SignalCleanup.unregister(registration) }
+            for companion in companions { _ = unlink(companion) }
+        }
+        do {
+            let (connection, _) = try open(path: file.temporary, options: options, exclusive: false)
+            // The schema into the file itself: the -wal does not follow the link.
+            let busy = try connection.run("create") { try connection.scalar("PRAGMA wal_checkpoint(TRUNCATE)") }
+            connection.close()
+            guard busy == 0 else { return }
+        } catch HistoryError.diskFull {
+            throw .diskFull(path: path, operation: "create")
+        } catch {
+            return
+        }
+        // Linked, or someone else's store has the name, or no hard links here: the open
+        // follows either way (a failed link leaves nothing to open, and SQLite then meets
+        // and names the problem itself).
+        _ = try? file.commitIfAbsent()
     }
 
     /// The connection, its pragmas and the schema check (and migration) of `init`.

@@ -139,7 +139,10 @@ import Glibc
         let stale = ".out.txt.tmp-\(pidMax + 1)-ab12", locked = ".out.txt.tmp-\(pidMax + 2)-cd34"
         let kept = [locked, ".out.txt.tmp-\(getpid())-ef56", ".out.txt.tmp-\(pidMax + 3)-xyz", ".other.txt.tmp-\(pidMax + 1)-ab12",
                     ".out.txt.tmp-\(pidMax + 4)"]
-        for name in [stale] + kept {
+        // SQLite's files beside a stale temporary (a store built under that name) go with it;
+        // those beside a live one stay.
+        let staleCompanions = [stale + "-wal", stale + "-shm", stale + "-journal"]
+        for name in [stale] + staleCompanions + kept + [locked + "-wal"] {
             #expect(FileManager.default.createFile(atPath: dir + "/" + name, contents: Data("left".utf8)))
         }
         let holder = open(dir + "/" + locked, O_RDONLY)
@@ -152,7 +155,27 @@ import Glibc
         #expect(probe >= 0 && flock(probe, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK)
         close(probe)
         try file.commit()
-        #expect(names(dir) == Set(kept + ["out.txt"]))
+        #expect(names(dir) == Set(kept + [locked + "-wal", "out.txt"]))
+    }
+
+    /// `commitIfAbsent` gives the temporary the name only when nothing has it, never
+    /// replacing: a file made meanwhile wins and the temporary is gone either way.
+    @Test func commitIfAbsentNeverReplaces() throws {
+        let dir = try folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let out = dir + "/new.db"
+        let first = try AtomicFile(replacing: out, newFileMode: 0o600)
+        try first.write("first")
+        let second = try AtomicFile(replacing: out)
+        try second.write("second")
+        #expect(try first.commitIfAbsent() == (linked: true, unsupported: false))
+        #expect(try second.commitIfAbsent() == (linked: false, unsupported: false))
+        #expect(text(out) == "first")
+        var info = stat()
+        #expect(stat(out, &info) == 0 && info.st_mode & 0o777 == 0o600 && info.st_nlink == 1)
+        #expect(names(dir) == ["new.db"])
+        #expect(!SignalCleanup.registered.contains(first.temporary) && !SignalCleanup.registered.contains(second.temporary))
+        #expect(throws: AtomicFileError.self) { try first.commitIfAbsent() }
     }
 
     @Test func theRegistryHoldsWhatIsRegistered() throws {

@@ -116,6 +116,32 @@ struct FullDiskTests {
         #expect(result.error.contains("4 of 4 profile(s) failed to refresh"), "\(result.error)")
     }
 
+    /// Creating a store on a full disk fails as disk full and leaves nothing: before, SQLite
+    /// made the file first, and an empty file stayed under the store's name (reads then
+    /// said "the file is empty"). Now the store is built under a temporary name and linked
+    /// into place only when whole. With room again, the same command creates it.
+    @Test func aStoreCreatedOnAFullDiskLeavesNothing() throws {
+        let result = try onFullDisk(size: "4m", """
+            dd if=/dev/zero of="$2/filler" bs=4096 2>/dev/null
+            echo "free: $(df -k "$2" | tail -1 | awk '{print $4}') KiB"
+            "$1" history --db "$2/new.sqlite" add --create-profile --profile p x; echo "add $?"
+            "$1" history --db "$2/new.sqlite" import --format udata /dev/null; echo "import $?"
+            echo "left: $(ls -A "$2" | tr '\n' ' ')"
+            rm "$2/filler"
+            "$1" history --db "$2/new.sqlite" add --create-profile --profile p x >/dev/null; echo "add again $?"
+            "$1" history --db "$2/new.sqlite" stats | grep '^interactions'
+            echo "now: $(ls -A "$2" | tr '\n' ' ')"
+            """)
+        #expect(result.status == 0, "\(result)")
+        #expect(result.output.contains("free: 0 KiB"), "the disk was not full: \(result.output)")
+        #expect(result.output.contains("add 1\n") && result.output.contains("import 1\n"), "\(result)")
+        #expect(result.error.components(separatedBy: "create failed: the disk holding ").count == 3
+                && result.error.contains("/disk/new.sqlite is full"), "\(result.error)")
+        #expect(result.output.contains("left: filler \n"), "\(result.output)")
+        #expect(result.output.contains("add again 0") && result.output.contains("interactions   1 "), "\(result)")
+        #expect(result.output.contains("now: new.sqlite new.sqlite-reserve \n"), "\(result.output)")
+    }
+
     /// A store on a read-only file system (closed cleanly, so no -wal or -shm exists and
     /// none can be created) is read as immutable: `list`, `stats` and `export` work; a
     /// write is refused as read-only. (Before, every read failed: "unable to open
