@@ -126,7 +126,9 @@ extension BLAS {
     }
 
     /// Whether `bytes` of address space can be mapped now (reserved and released at once).
-    static func canReserve(_ bytes: Int) -> Bool {
+    /// Under `ulimit -v` a Swift allocation that does not fit aborts the process; callers
+    /// with a large optional buffer ask first.
+    public static func canReserve(_ bytes: Int) -> Bool {
         guard let p = mmap(nil, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
               p != MAP_FAILED else { return false }
         munmap(p, bytes)

@@ -18,6 +18,15 @@ extension LlamaSession {
     /// cache, i.e. with no dequantization and no weight streaming: the ceiling of any
     /// fp32-GEMM prefill at this batch on this machine. Allocates one fp32 matrix at a
     /// time (the largest is ffn × dim floats); for benchmarks, not for serving.
+    /// The bytes `promptGEMMBound(batch:)` allocates at its peak (its largest matrix and
+    /// the row buffers), so a caller under an address-space limit can check for room.
+    public func promptGEMMBoundBytes(batch: Int) -> Int {
+        let c = config
+        let n = max(1, min(batch, maxBatch))
+        let largest = max(c.qDim * c.dim, c.kvDim * c.dim, c.ffnDim * c.dim)
+        return 4 * (largest + 2 * n * max(c.dim, c.qDim, c.ffnDim) + Self.panelRows * n * pool.count)
+    }
+
     public func promptGEMMBound(batch: Int, minSeconds: Double = 1.0) -> GEMMBound {
         let c = config
         let n = max(1, min(batch, maxBatch))

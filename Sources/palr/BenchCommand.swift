@@ -105,7 +105,18 @@ struct BenchCommand: ParsableCommand {
 
         let rss = peakRSSBytes()   // before the bandwidth probe's buffer and the GEMM matrices
         let bandwidth = measureReadBandwidth(threads: session.threads)
-        let bound = p > 0 && gemmBound ? session.promptGEMMBound(batch: min(p, batch)) : nil
+        // Under `ulimit -v` a matrix that does not fit would abort the process: skipped instead.
+        let boundFits = BLAS.addressSpaceLimit() == nil
+            || BLAS.canReserve(session.promptGEMMBoundBytes(batch: min(p, batch)) + BLAS.bufferMargin)
+        let bound = p > 0 && gemmBound && boundFits ? session.promptGEMMBound(batch: min(p, batch)) : nil
+        var notes: [String] = []
+        if p > 0 && gemmBound && !boundFits {
+            notes.append("fp32 GEMM bound: not measured (the address-space limit, ulimit -v, leaves no room for its matrices)")
+        }
+        if bandwidth.bytes == 0 {
+            notes.append("read bandwidth: not measured (the address-space limit, ulimit -v, leaves no room for a 64 MiB buffer)")
+        }
+        for note in notes { printErr("note: " + note) }
         let pp = Stats(ppRates), tg = Stats(tgRates)
         let bytesPerToken = Double(m.weightBytesPerToken)
         let used = tg.median * bytesPerToken
@@ -117,7 +128,8 @@ struct BenchCommand: ParsableCommand {
                 "peak_rss_bytes": rss, "kv_bytes": session.kvCacheBytes, "scratch_bytes": session.scratchBytes,
                 "session_bytes": session.bufferBytes,
                 "allocs_per_token": palr_alloc_counter_active() != 0 ? allocsPerToken : -1,
-                "read_bandwidth_gb_s": bandwidth / 1e9, "bandwidth_used": bandwidth > 0 ? used / bandwidth : 0,
+                "read_bandwidth_gb_s": bandwidth.rate / 1e9, "bandwidth_used": bandwidth.rate > 0 ? used / bandwidth.rate : 0,
+                "read_bandwidth_buffer_bytes": bandwidth.bytes,
                 "p": p, "n": n, "repeat": repeats,
             ]
             // Every run in order, as llama-bench's samples_ts (the first run is not discarded).
@@ -141,8 +153,13 @@ struct BenchCommand: ParsableCommand {
                          Double(rss) / 1048576, Double(session.kvCacheBytes) / 1048576,
                          Double(session.scratchBytes) / 1048576, Double(session.bufferBytes) / 1048576))
             print("heap allocations per decoded token: " + (palr_alloc_counter_active() != 0 ? String(format: "%.2f", allocsPerToken) : "unavailable"))
-            print(String(format: "bandwidth: %.2f GB/s of weights (%.0f MB/token) = %.0f%% of measured read bandwidth %.2f GB/s",
-                         used / 1e9, bytesPerToken / 1e6, bandwidth > 0 ? 100 * used / bandwidth : 0, bandwidth / 1e9))
+            if bandwidth.rate > 0 {
+                print(String(format: "bandwidth: %.2f GB/s of weights (%.0f MB/token) = %.0f%% of measured read bandwidth %.2f GB/s%@",
+                             used / 1e9, bytesPerToken / 1e6, 100 * used / bandwidth.rate, bandwidth.rate / 1e9,
+                             bandwidth.bytes < 512 << 20 ? " (\(bandwidth.bytes >> 20) MiB buffer: ulimit -v)" : ""))
+            } else {
+                print(String(format: "bandwidth: %.2f GB/s of weights (%.0f MB/token); read bandwidth not measured", used / 1e9, bytesPerToken / 1e6))
+            }
         }
     }
 }
@@ -173,20 +190,27 @@ func peakRSSBytes() -> Int {
     return 0
 }
 
-/// Bytes per second of a read-sum over a 512 MiB buffer, best of 3.
-func measureReadBandwidth(threads: Int) -> Double {
-    let bytes = 512 << 20
-    let buf = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-    defer { buf.deallocate() }
-    memset(buf, 1, bytes)
-    let pool = palr_pool_create(Int32(threads))
-    defer { palr_pool_destroy(pool) }
-    var best = 0.0
-    for _ in 0..<3 {
-        let s = Date()
-        let sum = palr_read_sum(pool, buf, bytes)
-        let dt = Date().timeIntervalSince(s)
-        if sum != 0 { best = max(best, Double(bytes) / dt) }
+/// Bytes per second of a read-sum over a 512 MiB buffer, best of 3, and the buffer's size.
+/// The buffer is mapped, not allocated: under an address-space limit (`ulimit -v`) a
+/// smaller one is tried (256, 128, 64 MiB, all far beyond any cache), and with no room
+/// even for that the result is (0, 0) rather than Swift's abort on a failed allocation.
+func measureReadBandwidth(threads: Int) -> (rate: Double, bytes: Int) {
+    for bytes in [512 << 20, 256 << 20, 128 << 20, 64 << 20] {
+        // Owned here, unmapped before returning.
+        guard let buf = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+              buf != MAP_FAILED else { continue }
+        defer { munmap(buf, bytes) }
+        memset(buf, 1, bytes)
+        let pool = palr_pool_create(Int32(threads))
+        defer { palr_pool_destroy(pool) }
+        var best = 0.0
+        for _ in 0..<3 {
+            let s = Date()
+            let sum = palr_read_sum(pool, buf, bytes)
+            let dt = Date().timeIntervalSince(s)
+            if sum != 0 { best = max(best, Double(bytes) / dt) }
+        }
+        return (best, bytes)
     }
-    return best
+    return (0, 0)
 }

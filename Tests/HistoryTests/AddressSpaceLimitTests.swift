@@ -59,6 +59,18 @@ struct AddressSpaceLimitTests {
         #expect(demo.error.contains("OpenBLAS needs about 160 MiB of buffers for 1 thread: raise the limit"))
     }
 
+    /// `bench` under a limit too small for its 512 MiB bandwidth buffer measures with a
+    /// smaller one and says so (it aborted in Swift's allocator, "failed to allocate").
+    @Test func benchFitsItsBandwidthBufferUnderALimit() throws {
+        let model = repositoryRoot.appendingPathComponent("models/palr-ml-small-q4_0.gguf").path
+        let r = try #require(try palrUnderLimit(500_000, ["bench", "--model", model, "-p", "8", "-n", "4", "--repeat", "1", "-t", "1"]),
+                             "palr bench hung under ulimit -v 500000")
+        #expect(r.status == 0, "stderr: \(r.error)")
+        #expect(!r.error.contains("failed to allocate"), "\(r.error)")
+        #expect(r.output.contains("of measured read bandwidth") && r.output.contains(" MiB buffer: ulimit -v)"), "\(r.output)")
+        #expect(r.output.contains("fp32 GEMM bound at batch 8"), "\(r.output)")
+    }
+
     /// A limit with room to spare changes nothing.
     @Test func aSufficientLimitRunsTheDemo() throws {
         let r = try #require(try palrUnderLimit(2_000_000, ["demo", "-t", "2"]), "palr demo hung under ulimit -v 2000000")
