@@ -10,7 +10,8 @@ extension HistoryStore {
     /// model and catalog. With `ifHistory`, only if the profile's last `limit`
     /// interactions still have that digest, checked inside the write transaction:
     /// a ranking computed from a history that changed meanwhile (a `forget` while
-    /// the model ran) is not stored. Returns whether it was stored.
+    /// the model ran, the profile itself forgotten) is not stored. Returns whether it
+    /// was stored.
     @discardableResult
     public func putCachedRecommendations(_ entry: CachedRecommendations, ifHistory expected: HistoryDigest? = nil,
                                          limit: Int = 100_000) throws -> Bool {
@@ -22,7 +23,14 @@ extension HistoryStore {
         }
         let items = String(decoding: try JSONEncoder().encode(entry.items), as: UTF8.self)
         return try connection.write("cache recommendations") { () -> Bool in
-            let profile = try requireProfile(entry.profile)
+            // A profile forgotten since its history was read (while the model ran) has no
+            // history any more: with `ifHistory` that is a changed history, not an error.
+            // (Before, `palr refresh --all-stale` counted it as a ranking it failed to
+            // cache, exit 1, where a profile forgotten a moment earlier is skipped.)
+            guard let profile = try lookupProfile(entry.profile) else {
+                if expected != nil { return false }
+                throw HistoryError.unknownProfile(entry.profile)
+            }
             if let expected, HistoryDigest(of: try fetchRecent(profile: profile, name: entry.profile, limit: limit, kinds: nil)) != expected {
                 return false
             }
