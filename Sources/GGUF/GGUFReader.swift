@@ -32,6 +32,8 @@ public final class MappedFile: @unchecked Sendable {
     public let base: UnsafeRawPointer?
     public let size: Int
     public let path: String
+    /// The SIGBUS handler's record of this mapping (see `MappedFiles`), nil if none.
+    private let registration: Int?
 
     public init(path: String) throws(GGUFError) {
         self.path = path
@@ -50,6 +52,7 @@ public final class MappedFile: @unchecked Sendable {
         size = Int(st.st_size)
         if size == 0 {
             base = nil
+            registration = nil
             return
         }
         let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
@@ -57,6 +60,9 @@ public final class MappedFile: @unchecked Sendable {
             throw .cannotOpen(path: path, reason: "mmap failed: \(String(cString: strerror(errno)))")
         }
         base = UnsafeRawPointer(p)
+        // A file truncated while mapped kills with SIGBUS: the executables' handler then
+        // names it (and exits 1) instead of printing a crash report.
+        registration = MappedFiles.register(base: UnsafeRawPointer(p), size: size, path: path)
     }
 
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
@@ -67,6 +73,7 @@ public final class MappedFile: @unchecked Sendable {
     }
 
     deinit {
+        MappedFiles.unregister(registration)
         if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
     }
 }

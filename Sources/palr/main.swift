@@ -46,6 +46,9 @@ Arguments.refuseEmptyInlineValues()
 ensureGoodBLASCore()
 // Output temporaries (history export, eval reports) are removed on SIGINT/SIGTERM/SIGHUP.
 SignalCleanup.installHandlers()
+// A model, catalog or checkpoint truncated while mapped: one line naming it and exit 1
+// (SIGBUS), not a crash report.
+MappedFiles.installBusHandler()
 // Over a file-size limit (`ulimit -f`) a write fails with EFBIG, reported with the path,
 // instead of SIGXFSZ killing the process without a word.
 signal(SIGXFSZ, SIG_IGN)
