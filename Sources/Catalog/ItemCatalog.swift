@@ -191,7 +191,7 @@ public final class ItemCatalog: @unchecked Sendable {
         var out: [(item: Int32, score: Float)] = []
         for s in 0..<k {
             let j = neighbourIds[item * k + s]
-            if j < 0 { break }
+            if j < 0 || j >= Int32(count) { break }   // see Retriever.finish
             out.append((j, neighbourScores[item * k + s]))
         }
         return out

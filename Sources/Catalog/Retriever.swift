@@ -150,11 +150,15 @@ public final class Retriever {
         var nTouched = 0
         var w = Float(1)
         let decay = Float(settings.recencyDecay)
+        let nItems = Int32(catalog.count)
         for a in 0..<nSources {
             let row = Int(sources[a]) * k
             for s in 0..<k {
                 let j = ids[row + s]
-                if j < 0 { break }
+                // Ids were checked at open, but they are read from the mapped file: one
+                // rewritten in place since (cp over it) shows other bytes. Out of range
+                // they would index the scratch arrays unchecked; they end the row instead.
+                if j < 0 || j >= nItems { break }
                 let m = marks(Int(j))
                 if m & Self.seenBit != 0 { continue }
                 if m & Self.touchedBit == 0 {
