@@ -137,6 +137,17 @@ public final class AtomicFile {
         }
     }
 
+    /// Gives the file `bytes` of allocated blocks now (`posix_fallocate`; they read as
+    /// zeros), so that the space is taken before the file gets its name.
+    public func allocate(_ bytes: Int) throws(AtomicFileError) {
+        guard !done else { throw .cannotWrite(path: path, reason: "the file was already committed or discarded") }
+        let code = posix_fallocate(descriptor, 0, off_t(bytes))
+        if code != 0 {
+            discard()
+            throw .cannotWrite(path: path, reason: "cannot allocate \(bytes) bytes: \(Destination.describe(code))")
+        }
+    }
+
     public func write(_ text: String) throws(AtomicFileError) {
         var utf8 = text
         var failure: AtomicFileError?

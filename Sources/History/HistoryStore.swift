@@ -189,15 +189,23 @@ public struct HistoryStore: Sendable {
 
     /// Makes `FILE-reserve` if it is missing. Best effort: when the folder cannot be
     /// written or the disk has no room, there is none (and the next open tries again).
-    /// O_EXCL and O_NOFOLLOW: never opens or follows anything already at that path.
+    /// Built whole (allocated, marker written) under a temporary name and hard-linked into
+    /// place, so the reserve's name never shows a file without its marker (a kill between
+    /// creating and marking one left a file that no later open would free or replace); the
+    /// link never replaces or follows anything already at that path.
     func ensureReserve() {
-        let fd = Glibc.open(reservePath, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return }
-        // The marker goes into the first allocated block: writing it needs no more space.
-        let made = posix_fallocate(fd, 0, off_t(Self.reserveBytes)) == 0
-            && Self.reserveMagic.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) } == Self.reserveMagic.count
-        Glibc.close(fd)
-        if !made { unlink(reservePath) }   // a smaller file would promise room it has not got
+        var info = stat()
+        guard lstat(reservePath, &info) != 0 && errno == ENOENT else { return }
+        guard let file = try? AtomicFile(replacing: reservePath, newFileMode: 0o600) else { return }
+        guard file.target == reservePath else { return file.discard() }   // a link appeared meanwhile
+        do {
+            try file.allocate(Self.reserveBytes)   // a smaller file would promise room it has not got
+            // The marker goes into the first allocated block: writing it needs no more space.
+            try file.write(String(decoding: Self.reserveMagic, as: UTF8.self))
+            _ = try file.commitIfAbsent()
+        } catch {
+            file.discard()
+        }
     }
 
     /// Deletes the reserve if the file at `reservePath` is one: a regular file of
