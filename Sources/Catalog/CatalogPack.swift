@@ -146,8 +146,24 @@ public enum CatalogPack {
         let k = try requiredInt(file, Key.k)
         guard k >= 1 else { throw .badValue(key: Key.k, reason: "K is \(k), must be at least 1") }
         let ids = try stringArray(file, Key.itemIds, count: n)
-        let titles = try stringArray(file, Key.itemTitles, count: n)
         let index = try ItemCatalog.makeIndex(ids)
+        // Every id must be one the history store can record: an item it refuses could be
+        // recommended for ever (never marked seen), and no ranking holding it could be cached.
+        for (i, id) in ids.enumerated() {
+            if let problem = storableIDProblem(id) {
+                throw .badValue(key: Key.itemIds, reason: "item \(i) (\(shown(id))) \(problem)")
+            }
+        }
+        // Each title is one line of a prompt: a line break or other control character in
+        // it would add lines to the prompt's lists (a fake candidate line), so they become
+        // one space, as when a catalog is built from data files; a blank title is an error.
+        var titles = try stringArray(file, Key.itemTitles, count: n)
+        for i in titles.indices {
+            titles[i] = promptLine(titles[i])
+            guard titles[i].contains(where: { !$0.isWhitespace }) else {
+                throw .badValue(key: Key.itemTitles, reason: "item \(i) (\(shown(ids[i]))) has an empty title")
+            }
+        }
 
         var retrieval = RetrievalSettings()
         if let v = try optional(file, Key.historyLength, \.int, "an integer") {
@@ -201,6 +217,57 @@ public enum CatalogPack {
                 }
             }
         }
+    }
+
+    /// Why the history store would refuse `id` as an item id (its rule: at most 256 bytes,
+    /// no control or bidirectional control character, not only whitespace), or nil.
+    /// (Empty and duplicate ids are caught by `ItemCatalog.makeIndex`.)
+    static func storableIDProblem(_ id: String) -> String? {
+        if id.utf8.count > 256 { return "is \(id.utf8.count) bytes long; the history store takes at most 256" }
+        if id.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            return "contains a control character, which the history store refuses"
+        }
+        if id.unicodeScalars.contains(where: { (0x202a...0x202e).contains($0.value) || (0x2066...0x2069).contains($0.value) }) {
+            return "contains a bidirectional control character, which the history store refuses"
+        }
+        if id.unicodeScalars.allSatisfy(\.properties.isWhitespace) { return "is only whitespace, which the history store refuses" }
+        return nil
+    }
+
+    /// `s` with every run of control characters and line or paragraph separators
+    /// (U+2028, U+2029) replaced by one space.
+    static func promptLine(_ s: String) -> String {
+        func breaks(_ u: Unicode.Scalar) -> Bool {
+            u.properties.generalCategory == .control || u == "\u{2028}" || u == "\u{2029}"
+        }
+        guard s.unicodeScalars.contains(where: breaks) else { return s }
+        var out = String.UnicodeScalarView()
+        var lastWasBreak = false
+        for u in s.unicodeScalars {
+            if breaks(u) {
+                if !lastWasBreak { out.append(" ") }
+                lastWasBreak = true
+            } else {
+                out.append(u)
+                lastWasBreak = false
+            }
+        }
+        return String(out)
+    }
+
+    /// An id as an error message shows it: escaped, on one line, cut after 40 characters.
+    static func shown(_ id: String) -> String {
+        let cut = id.unicodeScalars.count > 40 ? String(String.UnicodeScalarView(id.unicodeScalars.prefix(40))) + "…" : id
+        var escaped = ""
+        for u in cut.unicodeScalars {
+            let c = u.properties.generalCategory
+            if c == .control || c == .format || u == "\u{2028}" || u == "\u{2029}" {
+                escaped += "\\u{\(String(u.value, radix: 16))}"
+            } else {
+                escaped.unicodeScalars.append(u)
+            }
+        }
+        return "'\(escaped)'"
     }
 
     private static func requiredInt(_ f: GGUFFile, _ key: String) throws(CatalogPackError) -> Int {
