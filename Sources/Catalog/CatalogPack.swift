@@ -166,8 +166,13 @@ public enum CatalogPack {
         }
 
         var retrieval = RetrievalSettings()
+        // The ranges `palr retrieve --params` and `palr-convert catalog` take: a history length
+        // of 4·10⁹ made every recommend allocate 16 GB of scratch, a popularity weight of 10³⁰
+        // made retrieval scores NaN.
         if let v = try optional(file, Key.historyLength, \.int, "an integer") {
-            guard v >= 1 else { throw .badValue(key: Key.historyLength, reason: "must be at least 1") }
+            guard RetrievalSettings.historyLengthRange.contains(v) else {
+                throw .badValue(key: Key.historyLength, reason: "\(v) is not in \(RetrievalSettings.historyLengthRange)")
+            }
             retrieval.historyLength = v
         }
         if let v = try optional(file, Key.recencyDecay, \.double, "a number") {
@@ -175,7 +180,10 @@ public enum CatalogPack {
             retrieval.recencyDecay = v
         }
         if let v = try optional(file, Key.popularityWeight, \.double, "a number") {
-            guard v >= 0, v.isFinite else { throw .badValue(key: Key.popularityWeight, reason: "\(v) is not a finite number ≥ 0") }
+            let range = RetrievalSettings.popularityWeightRange
+            guard v.isFinite, range.contains(v) else {
+                throw .badValue(key: Key.popularityWeight, reason: "\(v) is not a number in \(Int(range.lowerBound))...\(Int(range.upperBound))")
+            }
             retrieval.popularityWeight = v
         }
         let info = CatalogInfo(

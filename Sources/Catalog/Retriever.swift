@@ -173,19 +173,21 @@ public final class Retriever {
         }
 
         // 2. Select the best N among touched items and the popularity prefix.
-        let popScale = Float(settings.popularityWeight) / catalog.maxPopularity
+        // Normalised first (pop / max pop is in [0, 1]), then weighted: weight / max pop
+        // overflows to ∞ when the largest popularity is tiny (1e-45), and ∞ · 0 is NaN.
+        let weight = Float(settings.popularityWeight), maxPop = catalog.maxPopularity
         let pop = catalog.popularity
         top.reset(limit: n)
         for x in 0..<nTouched {
             let j = Int(touched[x])
-            top.consider(ScoredEntry(score: scores[j] + popScale * pop[j], tie: catalog.popularityRank[j], item: Int32(j)))
+            top.consider(ScoredEntry(score: scores[j] + weight * (pop[j] / maxPop), tie: catalog.popularityRank[j], item: Int32(j)))
             scores[j] = 0
         }
         var filled = 0
         for j in catalog.popularityOrder {
             if filled >= n { break }
             if marks(Int(j)) != 0 { continue }   // seen, or already considered
-            top.consider(ScoredEntry(score: popScale * pop[Int(j)], tie: catalog.popularityRank[Int(j)], item: j))
+            top.consider(ScoredEntry(score: weight * (pop[Int(j)] / maxPop), tie: catalog.popularityRank[Int(j)], item: j))
             filled += 1
         }
 

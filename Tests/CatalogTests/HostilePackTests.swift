@@ -61,3 +61,43 @@ import Testing
         }
     }
 }
+
+/// Retrieval settings stored in a pack are held to the ranges `palr retrieve --params`
+/// takes, at load, so that every command reading the pack refuses them (only `retrieve`
+/// checked them: `recommend` with history_length 4·10⁹ allocated 16 GB of scratch, and
+/// aborted under `ulimit -v`).
+@Suite struct HostileRetrievalSettingsTests {
+    @Test func outOfRangeSettingsAreNamedAtLoad() throws {
+        let hl = try PackTests.openSpoiled { m, _ in
+            PackTests.setMeta(&m, "palr.catalog.retrieval.history_length", .uint32(4_000_000_000))
+        }
+        #expect(hl == .badValue(key: "palr.catalog.retrieval.history_length", reason: "4000000000 is not in 1...1000"))
+        let pw = try PackTests.openSpoiled { m, _ in
+            PackTests.setMeta(&m, "palr.catalog.retrieval.popularity_weight", .float32(1e30))
+        }
+        guard case .badValue(let key, let reason)? = pw else { Issue.record("expected an error, got \(String(describing: pw))"); return }
+        #expect(key == "palr.catalog.retrieval.popularity_weight")
+        #expect(reason.hasSuffix("is not a number in 0...1000"))
+        // The bounds themselves are fine.
+        #expect(try PackTests.openSpoiled { m, _ in
+            PackTests.setMeta(&m, "palr.catalog.retrieval.history_length", .uint32(1000))
+            PackTests.setMeta(&m, "palr.catalog.retrieval.popularity_weight", .float32(1000))
+        } == nil)
+    }
+
+    /// weight / max popularity overflowed to ∞ when the largest popularity was tiny, and
+    /// ∞ · 0 made every unpopular item's score NaN (ranked anywhere).
+    @Test func aTinyLargestPopularityGivesFiniteScores() throws {
+        var (meta, tensors) = PackTests.parts()
+        PackTests.setMeta(&meta, "palr.catalog.retrieval.popularity_weight", .float32(1000))
+        tensors[0].bytes = PackTests.bytes([Float(1e-45), 0, 0])
+        tensors[1].bytes = PackTests.bytes([Int32(-1), -1, -1, -1, -1, -1])
+        let path = Fixtures.temporaryPath("tinypop.gguf")
+        defer { unlink(path) }
+        try PackTests.write(meta, tensors, to: path)
+        let c = try CatalogPack.open(path: path)
+        let r = Retriever(catalog: c).retrieve(history: [String](), count: 3)
+        #expect(r.items.map(\.index) == [0, 1, 2])
+        #expect(r.items.map(\.score) == [1000, 0, 0])
+    }
+}
