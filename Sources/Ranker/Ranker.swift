@@ -42,6 +42,8 @@ public enum RankerError: Error, Equatable, CustomStringConvertible {
     case noCandidates
     case promptTooLong(tokens: Int, context: Int)
     case labelNotInVocabulary(String)
+    /// The tokenizer's piece count differs from the model's vocabulary (token rows).
+    case vocabularyMismatch(tokenizerPieces: Int, modelVocabulary: Int)
     /// Generate mode: the context filled before the model had named any candidate.
     case contextFilledBeforeAnyTitle(context: Int)
     case model(String)
@@ -53,6 +55,9 @@ public enum RankerError: Error, Equatable, CustomStringConvertible {
             return "the prompt needs \(t) tokens but the context holds \(c); rank fewer candidates, "
                 + "or lower palr.max_history or palr.title_token_limit"
         case .labelNotInVocabulary(let l): return "letters mode needs the label '\(l)' as one token, and the model's vocabulary has none"
+        case .vocabularyMismatch(let t, let m):
+            return "the model's tokenizer has \(t) pieces (tokenizer.ggml.tokens) but its weights have \(m) token rows "
+                + "(token_embd.weight, llama.vocab_size): the tokenizer belongs to another model"
         case .contextFilledBeforeAnyTitle(let c):
             return "generate mode: the \(c)-token context filled before the model had written one title; rank fewer "
                 + "candidates, or lower palr.max_history or palr.title_token_limit"
@@ -69,8 +74,10 @@ public final class Ranker {
     public let settings: PALRSettings
     public let session: LlamaSession
     public let prefixCache: PrefixCache
-    /// Label token ids for letters mode, (A)…(T); nil when the vocabulary lacks them.
+    /// Label token ids for letters mode, (A)…(T); nil when the vocabulary lacks one of them.
     private let labelTokens: [Int32]?
+    /// The first label the vocabulary has no single piece for.
+    private let missingLabel: String?
     private let newline: [Int32]
 
     public init(model: LlamaModel, tokenizer: SentencePieceTokenizer, settings: PALRSettings,
@@ -78,12 +85,18 @@ public final class Ranker {
         self.model = model
         self.tokenizer = tokenizer
         self.settings = settings
+        // Every id the tokenizer gives must index the model's logits (a tokenizer with more
+        // pieces than token rows put label 'A' past the logits: an out-of-range trap).
+        guard tokenizer.vocabSize == model.config.vocabSize else {
+            throw RankerError.vocabularyMismatch(tokenizerPieces: tokenizer.vocabSize, modelVocabulary: model.config.vocabSize)
+        }
         let ctx = min(model.config.contextLength, contextLength ?? 2048)
         // Decode (generate mode, profile keywords) uses int8 activations, as llama.cpp does.
         session = try LlamaSession(model: model, contextLength: ctx, maxBatch: 256, threads: threads, activations: .int8)
         prefixCache = PrefixCache(byteBudget: prefixCacheBytes)
         let labels = PALRSettings.letters.map { tokenizer.id(ofPiece: $0) }
         labelTokens = labels.allSatisfy { $0 != nil } ? labels.map { $0! } : nil
+        missingLabel = zip(PALRSettings.letters, labels).first { $0.1 == nil }?.0
         newline = Array(tokenizer.encode("\n", addBOS: false).drop { tokenizer.piece($0) == "▁" })
     }
 
@@ -168,7 +181,7 @@ public final class Ranker {
 
     private func rankLetters(history: [String], profile: String?, candidates: [Candidate], k: Int,
                              cacheKey: String?) throws -> RankResult {
-        guard let labels = labelTokens else { throw RankerError.labelNotInVocabulary("A") }
+        guard let labels = labelTokens else { throw RankerError.labelNotInVocabulary(missingLabel ?? "A") }
         var timings = RankTimings()
         // Windows of up to 20 candidates, in retrieval order, one prefill each. Within a
         // window the score is the label's log-softmax over that window's labels, and the

@@ -215,7 +215,7 @@ struct EvalCommand: ParsableCommand {
     private func makeReranker(path: String) throws -> Reranker {
         let (m, tok, settings) = try loadRankerModel(path, quiet: false)
         let scoring = try parseScoringMode(mode)
-        let ranker = try Ranker(model: m, tokenizer: tok, settings: settings, threads: t)
+        let ranker = try makeRanker(path, m, tok, settings, threads: t)
         var done = 0
         let start = Date()
         return { catalog, history, candidates in

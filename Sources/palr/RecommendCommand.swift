@@ -54,7 +54,7 @@ struct PipelineOptions: ParsableArguments {
         let (m, tok, settings) = try loadRankerModel(model, quiet: quiet)
         let cat: ItemCatalog
         do { cat = try CatalogPack.open(path: catalog) } catch { throw CLIError(path: catalog, error) }
-        let ranker = try Ranker(model: m, tokenizer: tok, settings: settings, threads: t)
+        let ranker = try makeRanker(model, m, tok, settings, threads: t)
         let name = (model as NSString).lastPathComponent
         do {
             // The fingerprint changes with any setting, the tokenizer or the weights, so a
@@ -77,6 +77,15 @@ func loadRankerModel(_ path: String, quiet: Bool) throws -> (LlamaModel, Sentenc
         printErr("note: \(path) has no \(defaulted.joined(separator: ", ")); palr's defaults apply (see README, Ranking)")
     }
     return (m, tok, settings)
+}
+
+/// A ranker over a loaded model; a model the ranker cannot run (its tokenizer does not
+/// fit its weights) is an error naming the file.
+func makeRanker(_ path: String, _ m: LlamaModel, _ tok: SentencePieceTokenizer, _ settings: PALRSettings,
+                threads: Int?) throws -> Ranker {
+    do { return try Ranker(model: m, tokenizer: tok, settings: settings, threads: threads) } catch let error as RankerError {
+        throw CLIError(path: path, error)
+    }
 }
 
 /// Opens the existing history store at `path` or the default location, for
