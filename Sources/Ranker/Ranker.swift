@@ -295,10 +295,12 @@ public final class Ranker {
         }
     }
 
-    /// NaN or +∞ scores come from NaN or infinite logits: a damaged model, never a ranking.
-    /// (−∞ is a legitimate log-probability of 0.)
+    /// Scores that are not finite come from NaN or infinite logits: a damaged model, never
+    /// a ranking. That includes −∞: a log-probability of finite Float32 logits is finite,
+    /// so −∞ means a logit overflowed to −∞ (such a ranking printed no JSON at all, and the
+    /// history store refused to cache it, so `refresh` failed on it every run).
     private func checkFinite(_ scored: [(index: Int, score: Double)]) throws(RankerError) {
-        if let bad = scored.first(where: { $0.score.isNaN || $0.score == .infinity }) {
+        if let bad = scored.first(where: { !$0.score.isFinite }) {
             throw .model("the model's score for candidate \(bad.index + 1) is \(bad.score): its logits are not finite "
                          + "(damaged or overflowing weights)")
         }

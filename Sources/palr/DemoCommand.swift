@@ -99,7 +99,7 @@ struct DemoCommand: ParsableCommand {
             }
             let r: Recommendation
             do { r = try rec.recommend(profile: p.name, k: k, mode: try options.scoringMode()) } catch { throw CLIError("\(error)") }
-            printRecommendation(r, json: false)
+            try printRecommendation(r, json: false)
         }
     }
 }

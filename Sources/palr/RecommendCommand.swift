@@ -145,16 +145,19 @@ struct RecommendCommand: ParsableCommand {
                 r = try rec.recommend(profile: profile, k: k, mode: try pipeline.scoringMode(),
                                       candidates: pipeline.candidates, useCache: !noCache && i == 0)
             } catch { throw CLIError("\(error)") }
-            printRecommendation(r, json: json)
+            try printRecommendation(r, json: json)
         }
     }
 }
 
-func printRecommendation(_ r: Recommendation, json: Bool) {
+func printRecommendation(_ r: Recommendation, json: Bool) throws {
     if json {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
-        if let d = try? enc.encode(r) { print(String(decoding: d, as: UTF8.self)) }
+        // A value JSON cannot hold is an error, never an empty output with status 0.
+        let d: Data
+        do { d = try enc.encode(r) } catch { throw CLIError("cannot write the recommendation as JSON: \(error)") }
+        print(String(decoding: d, as: UTF8.self))
         return
     }
     for n in r.notes { printErr("note: \(n)") }

@@ -143,3 +143,25 @@ struct HostileModel {
         #expect(try r.rank(history: someTitles, candidates: someCandidates, k: 3, mode: .likelihood).items.count == 3)
     }
 }
+
+@Suite struct HostileLogitTests {
+    /// An output row whose logit overflows: label 'A' gets +∞ or −∞ (as the sign of the last
+    /// position's first feature decides), the other labels stay finite. +∞ was an error;
+    /// −∞ ranked 'A' last with score −∞, which `--json` could not encode (it printed
+    /// nothing, status 0) and the history store refused to cache. Both signs are errors now.
+    @Test(arguments: [Float(1), -1])
+    func anOverflowingLabelLogitIsAnError(sign: Float) throws {
+        var m = try HostileModel()
+        let a = try #require(m.pieces.firstIndex(of: "A"))
+        var output = m.pseudoRandom(m.vocabRows * m.dim, seed: 99)
+        for c in 0..<m.dim { output[a * m.dim + c] = 0 }
+        output[a * m.dim] = sign * 1e30
+        m.output = output
+        m.outputNorm[0] = 1e30
+        let r = try m.ranker()
+        let error = #expect(throws: RankerError.self) {
+            _ = try r.rank(history: someTitles, candidates: someCandidates, k: 3, mode: .letters)
+        }
+        #expect(error?.description.contains("logits are not finite") == true, "\(String(describing: error))")
+    }
+}
