@@ -1,5 +1,7 @@
 import Foundation
+import Catalog
 import GGUF
+import History
 import Llama
 import Testing
 import Tokenizer
@@ -163,5 +165,37 @@ struct HostileModel {
             _ = try r.rank(history: someTitles, candidates: someCandidates, k: 3, mode: .letters)
         }
         #expect(error?.description.contains("logits are not finite") == true, "\(String(describing: error))")
+    }
+}
+
+@Suite struct HostileNameTests {
+    /// A model file named with a tab and a newline, and a catalog whose palr.catalog.id holds
+    /// a newline and a bidirectional override: the history store refuses such ids, so no
+    /// ranking was ever cached ("not cached: model id … contains a control character") and
+    /// `refresh` failed on every profile every run. They cache now.
+    @Test func controlCharactersInModelAndCatalogNamesStillCache() throws {
+        let ml = try #require(ML100K.shared)
+        let path = temporaryStorePath("palr-names")
+        defer { removeStore(path) }
+        let store = try HistoryStore(path: path)
+        let c = ml.catalog
+        let table = NeighbourTable(itemCount: c.count, k: c.k)
+        for i in 0..<c.count { table.setRow(i, c.neighbours(of: i)) }
+        var info = c.info
+        info.id = "cat\nid\u{202E}x"
+        let odd = try ItemCatalog(info: info, items: ItemList(ids: c.ids, titles: c.titles),
+                                  popularity: c.popularityValues, neighbours: table)
+        _ = try store.record([NewInteraction(profile: "eve", item: c.ids[0], kind: .view, value: nil, timestamp: 1)],
+                             createProfiles: true)
+        let rec = try Recommender(ranker: try makeRanker(), catalog: odd, store: store, modelID: "we\tird\nname.gguf#0123")
+        let first = try rec.recommend(profile: "eve", k: 3)
+        #expect(first.cacheFailure == nil, "\(first.notes)")
+        #expect(try rec.recommend(profile: "eve", k: 3).fromCache)
+        // Another catalog whose id differs only in the replaced characters is still another catalog.
+        info.id = "cat\rid\u{202D}x"
+        let other = try ItemCatalog(info: info, items: ItemList(ids: c.ids, titles: c.titles),
+                                    popularity: c.popularityValues, neighbours: table)
+        let rec2 = try Recommender(ranker: try makeRanker(), catalog: other, store: store, modelID: "we\tird\nname.gguf#0123")
+        #expect(rec2.catalogID != rec.catalogID)
     }
 }
