@@ -71,7 +71,9 @@ public struct LlamaConfig: Sendable, Equatable {
                 ropeScaling = .none
             case "linear":
                 let factor = try gguf.optionalDouble(p + "rope.scaling.factor") ?? 1
-                guard factor > 0 else { throw LlamaError.invalidConfig("rope.scaling.factor \(factor) must be positive") }
+                guard factor > 0, factor.isFinite else {
+                    throw LlamaError.invalidConfig("rope.scaling.factor \(factor) must be a finite positive number")
+                }
                 ropeScaling = factor == 1 ? .none : .linear(factor: factor)
             default:
                 throw LlamaError.unsupported("rope scaling type '\(scalingType)' (palr supports none and linear)")
@@ -101,6 +103,10 @@ public struct LlamaConfig: Sendable, Equatable {
         try check(headDim > 0 && headDim % 2 == 0, "head dimension \(headDim) must be positive and even")
         try check(ropeDim > 0 && ropeDim <= headDim && ropeDim % 2 == 0, "rope.dimension_count \(ropeDim) must be even and ≤ head dimension \(headDim)")
         try check(ropeFreqBase > 0 && ropeFreqBase.isFinite, "rope.freq_base \(ropeFreqBase) must be a finite positive number")
+        // An infinite factor divided every position to 0: all tokens at one position, silently.
+        if case .linear(let factor) = ropeScaling {
+            try check(factor > 0 && factor.isFinite, "rope.scaling.factor \(factor) must be a finite positive number")
+        }
         try check(rmsEpsilon > 0 && rmsEpsilon < 1, "layer_norm_rms_epsilon \(rmsEpsilon) is out of range")
         try check(dim <= 1 << 16 && ffnDim <= 1 << 18 && vocabSize <= 1 << 22 && layerCount <= 1024 && headCount <= 1024,
                   "dimensions are implausibly large")
