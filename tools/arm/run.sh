@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cross-compiles the C kernels for aarch64 and checks the NEON paths against the
-# scalar reference under qemu user-mode emulation; then the signal-cleanup registry
-# (Sources/CFileSafety). Needs gcc-aarch64-linux-gnu and qemu-user-static (Debian);
+# scalar reference under qemu user-mode emulation; then the signal-cleanup registry and
+# the mapped-file SIGBUS handler (Sources/CFileSafety). Needs gcc-aarch64-linux-gnu and qemu-user-static (Debian);
 # skips with a message when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,3 +20,7 @@ aarch64-linux-gnu-gcc -O2 -std=gnu11 -static -I Sources/CFileSafety/include tool
   Sources/CFileSafety/cleanup.c -o "$out/check_cleanup"
 echo "arm: running the signal-cleanup checks under qemu-aarch64-static"
 qemu-aarch64-static "$out/check_cleanup"
+aarch64-linux-gnu-gcc -O2 -std=gnu11 -static -I Sources/CFileSafety/include tools/arm/check_mapped.c \
+  Sources/CFileSafety/cleanup.c Sources/CFileSafety/mapped.c -o "$out/check_mapped"
+echo "arm: running the mapped-file SIGBUS checks under qemu-aarch64-static"
+qemu-aarch64-static "$out/check_mapped"
