@@ -60,7 +60,9 @@ public enum CatalogPackError: Error, Equatable, CustomStringConvertible {
         case .wrongTensorShape(let t, let e, let f): return "catalog pack: tensor '\(t)' has shape \(f), expected \(e)"
         case .misalignedTensor(let t): return "catalog pack: tensor '\(t)' is not 4-byte aligned"
         case .badNeighbour(let i, let s, let r): return "catalog pack: neighbour_ids item \(i) slot \(s): \(r)"
-        case .badScore(let t, let i, let v): return "catalog pack: tensor '\(t)' element \(i) is \(v)"
+        case .badScore(let t, let i, let v):
+            return "catalog pack: tensor '\(t)' element \(i) is \(v) (popularity must be finite and ≥ 0, "
+                + "neighbour scores finite and at most 1e30 in magnitude)"
         case .emptyCatalog: return "catalog has no items"
         }
     }
@@ -207,8 +209,11 @@ public enum CatalogPack {
                            neighbourScores: nScores, owner: file, index: index)
     }
 
+    /// The largest neighbour score a pack may hold, in magnitude.
+    static let maxNeighbourScore: Float = 1e30
+
     /// Every id in -1..<n and not the item itself, -1 only as trailing padding,
-    /// scores finite and non-increasing along a row.
+    /// scores finite, at most `maxNeighbourScore` in magnitude and non-increasing along a row.
     static func validate(ids: UnsafePointer<Int32>, scores: UnsafePointer<Float>, k: Int, n: Int) throws(CatalogPackError) {
         for i in 0..<n {
             var padding = false
@@ -219,7 +224,12 @@ public enum CatalogPack {
                 guard !padding else { throw .badNeighbour(item: i, slot: s, reason: "id \(j) after padding (-1)") }
                 guard j >= 0 && Int(j) < n else { throw .badNeighbour(item: i, slot: s, reason: "id \(j) is outside 0..<\(n)") }
                 guard Int(j) != i else { throw .badNeighbour(item: i, slot: s, reason: "an item cannot be its own neighbour") }
-                guard v.isFinite else { throw .badScore(tensor: Tensor.neighbourScores, index: i * k + s, value: v) }
+                // Retrieval sums up to 1,000 weighted scores per candidate: a score near
+                // Float's limit (3.4e38) overflowed them to ∞ and NaN. No builder writes
+                // anything near 1e30.
+                guard v.isFinite && abs(v) <= maxNeighbourScore else {
+                    throw .badScore(tensor: Tensor.neighbourScores, index: i * k + s, value: v)
+                }
                 guard s == 0 || v <= scores[i * k + s - 1] else {
                     throw .badNeighbour(item: i, slot: s, reason: "scores are not in descending order")
                 }

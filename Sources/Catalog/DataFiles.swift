@@ -299,38 +299,20 @@ public enum DataFiles {
         return log
     }
 
-    /// `s` with every run of control characters replaced by one space.
-    static func singleLine(_ s: String) -> String {
-        guard s.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return s }
-        var out = String.UnicodeScalarView()
-        var lastWasControl = false
-        for u in s.unicodeScalars {
-            if u.properties.generalCategory == .control {
-                if !lastWasControl { out.append(" ") }
-                lastWasControl = true
-            } else {
-                out.append(u)
-                lastWasControl = false
-            }
-        }
-        return String(out)
-    }
-
     public static func parseItems(_ bytes: UnsafeRawBufferPointer, name: String, format: ItemFormat) throws(DataFileError) -> ItemList {
         var list = ItemList(ids: [], titles: [])
         var firstLine: [String: Int] = [:]
         func add(_ id: String, _ title: String, _ line: Int) throws(DataFileError) {
             guard !id.isEmpty else { throw .malformed(path: name, line: line, reason: "empty item id") }
-            // As the history store takes ids: at most 256 bytes, no control characters.
-            guard id.utf8.count <= 256 else {
-                throw .malformed(path: name, line: line, reason: "item id is longer than 256 bytes")
-            }
-            guard !id.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-                throw .malformed(path: name, line: line, reason: "item id contains a control character")
+            // As the history store takes ids (and palr takes a pack's): at most 256 bytes, no
+            // control or bidirectional control character, not only whitespace.
+            if let problem = CatalogPack.storableIDProblem(id) {
+                throw .malformed(path: name, line: line, reason: "item id \(CatalogPack.shown(id)) \(problem)")
             }
             // A title goes into prompts one per line: control characters (a newline inside a
-            // quoted field, a tab, NUL) become one space; an empty title gives the model nothing.
-            let title = Self.singleLine(title)
+            // quoted field, a tab, NUL) and line separators become one space; an empty title
+            // gives the model nothing.
+            let title = CatalogPack.promptLine(title)
             guard title.contains(where: { !$0.isWhitespace }) else {
                 throw .malformed(path: name, line: line, reason: "item '\(id)' has an empty title")
             }

@@ -95,7 +95,7 @@ struct DemoCommand: ParsableCommand {
             print("\nprofile \(terminalSafe(p.name)): \(history.count) interactions; most recent:")
             for it in history.suffix(5) {
                 let title = rec.catalog.index(of: it.item).map { rec.catalog.titles[Int($0)] } ?? it.item
-                print("    \(title)")
+                print("    \(terminalSafe(title))")
             }
             let r: Recommendation
             do { r = try rec.recommend(profile: p.name, k: k, mode: try options.scoringMode()) } catch { throw CLIError("\(error)") }

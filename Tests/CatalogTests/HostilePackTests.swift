@@ -49,6 +49,17 @@ import Testing
         #expect(try Self.opened(Self.withIDs(["x", "y", String(repeating: "z", count: 256)])).count == 3)
     }
 
+    /// Retrieval sums up to 1,000 weighted neighbour scores: scores near Float's limit
+    /// overflowed them to ∞ (and ∞ − ∞ to NaN). Beyond 1e30 in magnitude they are refused.
+    @Test func neighbourScoresNearFloatsLimitAreRefused() throws {
+        for huge in [Float(3e38), -3e38, 2e30] {
+            let error = try PackTests.openSpoiled { _, t in t[2].bytes = PackTests.bytes([huge, huge, 1, 0, 0, 0]) }
+            #expect(error == .badScore(tensor: "neighbour_scores", index: 0, value: huge), "\(huge): \(String(describing: error))")
+            #expect(error.map { "\($0)" }?.contains("at most 1e30 in magnitude") == true)
+        }
+        #expect(try Self.opened { _, t in t[2].bytes = PackTests.bytes([Float(1e30), 1e29, 1, 0, 0, 0]) }.count == 3)
+    }
+
     /// Each title is one prompt line: a newline in a title added a fake candidate line to
     /// the letters prompt ("(B) …"), and a blank title won every likelihood ranking.
     @Test func titlesBecomeOneLineAndBlankTitlesAreNamed() throws {

@@ -307,12 +307,24 @@ import Testing
         #expect(throws: DataFileError.malformed(path: "m.csv", line: 2, reason: "item '1' has an empty title")) {
             try Self.items("id,title\n1,\"  \"\n")
         }
-        #expect(throws: DataFileError.malformed(path: "m.csv", line: 2, reason: "item id contains a control character")) {
+        #expect(throws: DataFileError.malformed(path: "m.csv", line: 2,
+                                                reason: "item id 'x\\u{9}y' contains a control character, which the history store refuses")) {
             try Self.items("id,title\n\"x\ty\",T\n")
         }
         let long = String(repeating: "i", count: 257)
-        #expect(throws: DataFileError.malformed(path: "m.csv", line: 2, reason: "item id is longer than 256 bytes")) {
+        #expect(throws: DataFileError.malformed(path: "m.csv", line: 2, reason: "item id '\(String(repeating: "i", count: 40))…' "
+                                                + "is 257 bytes long; the history store takes at most 256")) {
             try Self.items("id,title\n\(long),T\n")
         }
+        // What palr refuses in a pack, palr-convert refuses in the items file: bidirectional
+        // controls and whitespace-only ids (it wrote them, and palr then refused the pack).
+        #expect(throws: DataFileError.malformed(path: "m.csv", line: 3, reason: "item id 'a\\u{202e}b' contains a "
+                                                + "bidirectional control character, which the history store refuses")) {
+            try Self.items("id,title\n1,T\na\u{202E}b,T\n")
+        }
+        #expect(throws: DataFileError.malformed(path: "m.csv", line: 2, reason: "item id ' ' is only whitespace, which the history store refuses")) {
+            try Self.items("id,title\n\" \",T\n")
+        }
+        #expect(try Self.items("id,title\n1,\"a\u{2028}b\"\n").titles == ["a b"])
     }
 }
