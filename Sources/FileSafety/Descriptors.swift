@@ -22,14 +22,22 @@ public enum Descriptors {
     public static let minimumFree = 16
 
     /// How many descriptors can still be opened, counting up to `cap`: each probe is a
-    /// close-on-exec /dev/null, closed again before returning.
+    /// close-on-exec duplicate of standard input, output or error (the executables make
+    /// sure they are open), or with none of them open a /dev/null, closed again before
+    /// returning. Only the limit (EMFILE, ENFILE) ends the count early: a probe failing
+    /// for another reason (no /dev/null in a chroot) says nothing about descriptors, and
+    /// the count is then `cap`.
     public static func countFree(upTo cap: Int) -> Int {
         var opened: [Int32] = []
         opened.reserveCapacity(cap)
         defer { for fd in opened { close(fd) } }
+        let source = (Int32(0)...2).first { fcntl($0, F_GETFD) >= 0 }
         while opened.count < cap {
-            let fd = open("/dev/null", O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { break }
+            let fd = source.map { fcntl($0, F_DUPFD_CLOEXEC, 0) } ?? open("/dev/null", O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                if errno == EMFILE || errno == ENFILE { break }
+                return cap
+            }
             opened.append(fd)
         }
         return opened.count

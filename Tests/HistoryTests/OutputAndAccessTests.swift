@@ -506,6 +506,25 @@ private let bundledCatalog = repositoryRoot.appendingPathComponent("models/ml-sm
         }
     }
 
+    /// Where /dev/null cannot be opened (a chroot or container without it), the start-up
+    /// descriptor count probed with it, counted 0 free and refused every command: "only 0
+    /// file descriptors are free (ulimit -n: 20000)". A failure that is not the limit is not
+    /// a shortage; a real shortage there is still refused.
+    @Test(.enabled(if: canMountScratchDisk, "needs `unshare -m` and `mount -t tmpfs`"))
+    func aMissingDevNullIsNoShortageOfDescriptors() throws {
+        let palr = try palrExecutable()
+        let script = "mount -t tmpfs tmpfs /dev || exit 99\n[ ! -e /dev/null ] || exit 98\n"
+        let plenty = try ChildProcess("/usr/bin/unshare", ["-m", "/bin/sh", "-c", script + "exec \"$0\" --help", palr])
+        plenty.wait()
+        #expect(plenty.terminationReason == .exit && plenty.terminationStatus == 0,
+                "\(plenty.terminationReason) \(plenty.terminationStatus) \(plenty.errorOutput)")
+        #expect(plenty.output.contains("USAGE"), "\(plenty.output)")
+        let few = try ChildProcess("/usr/bin/unshare", ["-m", "/bin/sh", "-c", script + "ulimit -n 4 && exec \"$0\" --help", palr])
+        few.wait()
+        #expect(few.terminationStatus == 1 && few.errorOutput.hasPrefix("Error: only 1 file descriptor is free (ulimit -n: 4)"),
+                "\(few.terminationStatus) \(few.errorOutput)")
+    }
+
     /// The default database from the environment: a non-UTF-8 $PALR_DB is refused (it
     /// would become another path), a bare file name is in the current folder, and a
     /// file where a folder must be created is named.
