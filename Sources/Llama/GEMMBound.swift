@@ -13,11 +13,6 @@ public struct GEMMBound: Sendable {
 }
 
 extension LlamaSession {
-    /// Runs this model's layer shapes through the prompt path (same panels, pool threads
-    /// and OpenBLAS calls as `prefill`) with fp32 weights already converted and warm in
-    /// cache, i.e. with no dequantization and no weight streaming: the ceiling of any
-    /// fp32-GEMM prefill at this batch on this machine. Allocates one fp32 matrix at a
-    /// time (the largest is ffn × dim floats); for benchmarks, not for serving.
     /// The bytes `promptGEMMBound(batch:)` allocates at its peak (its largest matrix and
     /// the row buffers), so a caller under an address-space limit can check for room.
     public func promptGEMMBoundBytes(batch: Int) -> Int {
@@ -27,6 +22,11 @@ extension LlamaSession {
         return 4 * (largest + 2 * n * max(c.dim, c.qDim, c.ffnDim) + Self.panelRows * n * pool.count)
     }
 
+    /// Runs this model's layer shapes through the prompt path (same panels, pool threads
+    /// and OpenBLAS calls as `prefill`) with fp32 weights already converted and warm in
+    /// cache, i.e. with no dequantization and no weight streaming: the ceiling of any
+    /// fp32-GEMM prefill at this batch on this machine. Allocates one fp32 matrix at a
+    /// time (the largest is ffn × dim floats); for benchmarks, not for serving.
     public func promptGEMMBound(batch: Int, minSeconds: Double = 1.0) -> GEMMBound {
         let c = config
         let n = max(1, min(batch, maxBatch))
