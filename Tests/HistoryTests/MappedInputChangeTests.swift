@@ -12,15 +12,32 @@ import Testing
     static let catalog = repositoryRoot.appendingPathComponent("models/ml-small-catalog.gguf").path
 
     /// `palr retrieve` looping over a copy of the bundled catalog (reading the neighbour
-    /// rows of three items again and again), started and given time to load.
+    /// rows of three items again and again), started and given time to load: until it has
+    /// used a second of CPU time (loading takes about 0.25 s of it in a debug build). A
+    /// fixed wall-clock wait was not enough on a loaded machine: at a load average of 7.5
+    /// on 2 cores start and load took 0.95 s of the 1.5 s it waited, and a file changed
+    /// before it is opened fails its checks instead (a different error, or none).
     private func loopingRetrieve(_ folder: String) throws -> (ChildProcess, String) {
         let copy = folder + "/catalog.gguf"
         try FileManager.default.copyItem(atPath: Self.catalog, toPath: copy)
         let child = try ChildProcess(try palrExecutable(),
                                      ["retrieve", "--catalog", copy, "--items", "1,2,3", "--n", "5", "--repeat", "2000000000"])
-        Thread.sleep(forTimeInterval: 1.5)
+        let deadline = Date().addingTimeInterval(120)
+        while child.isRunning && (Self.cpuSeconds(child.pid) ?? 0) < 1 && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
         try #require(child.isRunning, "retrieve ended early: \(child.errorOutput)")
+        try #require((Self.cpuSeconds(child.pid) ?? 0) >= 1, "retrieve used less than 1 s of CPU in 120 s")
         return (child, copy)
+    }
+
+    /// User and system CPU seconds of a running process (/proc/PID/stat fields 14 and 15).
+    static func cpuSeconds(_ pid: Int32) -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let name = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: name)...].split(separator: " ")   // fields[0] is field 3
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     private func waitForEnd(_ child: ChildProcess, seconds: Double) -> Bool {
