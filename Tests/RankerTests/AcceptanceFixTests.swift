@@ -118,12 +118,7 @@ import Tokenizer
         defer { removeStore(path) }
         let store = try HistoryStore(path: path)
         let c = ml.catalog
-        let table = NeighbourTable(itemCount: c.count, k: c.k)
-        for i in 0..<c.count { table.setRow(i, c.neighbours(of: i)) }
-        var info = c.info
-        info.id = String(repeating: "é", count: 125)   // 250 bytes
-        let long = try ItemCatalog(info: info, items: ItemList(ids: c.ids, titles: c.titles),
-                                   popularity: c.popularityValues, neighbours: table)
+        let long = try catalog(c, withID: String(repeating: "é", count: 125))   // 250 bytes
         _ = try store.record([NewInteraction(profile: "dee", item: c.ids[0], kind: .view, value: nil, timestamp: 1)],
                              createProfiles: true)
         let rec = try Recommender(ranker: try makeRanker(), catalog: long, store: store, modelID: "tiny")

@@ -179,12 +179,7 @@ struct HostileModel {
         defer { removeStore(path) }
         let store = try HistoryStore(path: path)
         let c = ml.catalog
-        let table = NeighbourTable(itemCount: c.count, k: c.k)
-        for i in 0..<c.count { table.setRow(i, c.neighbours(of: i)) }
-        var info = c.info
-        info.id = "cat\nid\u{202E}x"
-        let odd = try ItemCatalog(info: info, items: ItemList(ids: c.ids, titles: c.titles),
-                                  popularity: c.popularityValues, neighbours: table)
+        let odd = try catalog(c, withID: "cat\nid\u{202E}x")
         _ = try store.record([NewInteraction(profile: "eve", item: c.ids[0], kind: .view, value: nil, timestamp: 1)],
                              createProfiles: true)
         let rec = try Recommender(ranker: try makeRanker(), catalog: odd, store: store, modelID: "we\tird\nname.gguf#0123")
@@ -192,9 +187,7 @@ struct HostileModel {
         #expect(first.cacheFailure == nil, "\(first.notes)")
         #expect(try rec.recommend(profile: "eve", k: 3).fromCache)
         // Another catalog whose id differs only in the replaced characters is still another catalog.
-        info.id = "cat\rid\u{202D}x"
-        let other = try ItemCatalog(info: info, items: ItemList(ids: c.ids, titles: c.titles),
-                                    popularity: c.popularityValues, neighbours: table)
+        let other = try catalog(c, withID: "cat\rid\u{202D}x")
         let rec2 = try Recommender(ranker: try makeRanker(), catalog: other, store: store, modelID: "we\tird\nname.gguf#0123")
         #expect(rec2.catalogID != rec.catalogID)
     }

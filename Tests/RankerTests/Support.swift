@@ -86,3 +86,13 @@ struct ML100K {
         return ML100K(items: items, data: data, catalog: catalog)
     }()
 }
+
+/// `c` under another `palr.catalog.id`: the same items, popularity and neighbours.
+func catalog(_ c: ItemCatalog, withID id: String) throws -> ItemCatalog {
+    let table = NeighbourTable(itemCount: c.count, k: c.k)
+    for i in 0..<c.count { table.setRow(i, c.neighbours(of: i)) }
+    var info = c.info
+    info.id = id
+    return try ItemCatalog(info: info, items: ItemList(ids: c.ids, titles: c.titles),
+                           popularity: c.popularityValues, neighbours: table)
+}
