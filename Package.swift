@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "Catalog", dependencies: ["GGUF", "FileSafety"]),
         // The converter's logic (palr-convert is its thin executable).
         .target(name: "Convert", dependencies: ["GGUF", "CKernels", "Tokenizer"]),
-        .target(name: "Ranker", dependencies: ["Llama", "Tokenizer", "Catalog", "History"]),
+        .target(name: "Ranker", dependencies: ["Llama", "Tokenizer", "Catalog", "History", "FileSafety"]),
 
         // Executables: thin (argument parsing, progress, printing).
         .executableTarget(

@@ -24,6 +24,7 @@
 // (not the item itself, padding only at the end of a row). The tensors are then
 // used in place in the mapping: nothing of the table is copied.
 
+import FileSafety
 import Foundation
 import GGUF
 
@@ -241,30 +242,22 @@ public enum CatalogPack {
     /// no control or bidirectional control character, not only whitespace), or nil.
     /// (Empty and duplicate ids are caught by `ItemCatalog.makeIndex`.)
     static func storableIDProblem(_ id: String) -> String? {
-        if id.utf8.count > 256 { return "is \(id.utf8.count) bytes long; the history store takes at most 256" }
-        if isPrintableASCII(id) { return id.utf8.contains { $0 != 0x20 } ? nil : "is only whitespace, which the history store refuses" }
-        if id.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
-            return "contains a control character, which the history store refuses"
+        switch StoredNames.problem(id) {
+        case nil: return nil
+        case .empty: return "is empty"
+        case .tooLong(let bytes): return "is \(bytes) bytes long; the history store takes at most \(StoredNames.maxBytes)"
+        case .controlCharacter: return "contains a control character, which the history store refuses"
+        case .bidirectionalControl: return "contains a bidirectional control character, which the history store refuses"
+        case .onlyWhitespace: return "is only whitespace, which the history store refuses"
         }
-        if id.unicodeScalars.contains(where: { (0x202a...0x202e).contains($0.value) || (0x2066...0x2069).contains($0.value) }) {
-            return "contains a bidirectional control character, which the history store refuses"
-        }
-        if id.unicodeScalars.allSatisfy(\.properties.isWhitespace) { return "is only whitespace, which the history store refuses" }
-        return nil
     }
-
-    /// Only bytes 0x20–0x7E: no control, bidirectional or line-breaking character. The fast
-    /// path of the two checks below (Unicode property lookups cost ~30 ms over a 10,000-title
-    /// pack at every open; nearly every id and title is plain ASCII).
-    static func isPrintableASCII(_ s: String) -> Bool { s.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F } }
 
     /// `s` with every run of control characters and line or paragraph separators
     /// (U+2028, U+2029) replaced by one space.
     static func promptLine(_ s: String) -> String {
-        func breaks(_ u: Unicode.Scalar) -> Bool {
-            u.properties.generalCategory == .control || u == "\u{2028}" || u == "\u{2029}"
-        }
-        guard !isPrintableASCII(s), s.unicodeScalars.contains(where: breaks) else { return s }
+        func breaks(_ u: Unicode.Scalar) -> Bool { StoredNames.isControl(u) || u == "\u{2028}" || u == "\u{2029}" }
+        // Nearly every title is printable ASCII: no scalar checks then.
+        guard !StoredNames.isPrintableASCII(s), s.unicodeScalars.contains(where: breaks) else { return s }
         var out = String.UnicodeScalarView()
         var lastWasBreak = false
         for u in s.unicodeScalars {

@@ -137,6 +137,15 @@ public final class AtomicFile {
         }
     }
 
+    /// Releases the lock that marks the temporary as a live writer's, for a temporary that
+    /// another locking scheme will use: SQLite's POSIX locks, which an NFS client's
+    /// emulated flock conflicts with (SQLite would wait out its busy timeout). A cleaner
+    /// then judges the temporary by its pid alone (one of another PID namespace could be
+    /// taken for stale).
+    public func unlock() {
+        if descriptor >= 0 { _ = flock(descriptor, LOCK_UN) }
+    }
+
     /// Gives the file `bytes` of allocated blocks now (`posix_fallocate`; they read as
     /// zeros), so that the space is taken before the file gets its name.
     public func allocate(_ bytes: Int) throws(AtomicFileError) {

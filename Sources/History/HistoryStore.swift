@@ -202,10 +202,23 @@ public struct HistoryStore: Sendable {
             try file.allocate(Self.reserveBytes)   // a smaller file would promise room it has not got
             // The marker goes into the first allocated block: writing it needs no more space.
             try file.write(String(decoding: Self.reserveMagic, as: UTF8.self))
-            _ = try file.commitIfAbsent()
+            if try file.commitIfAbsent().unsupported { makeReserveInPlace() }
         } catch {
             file.discard()
         }
+    }
+
+    /// The reserve where the file system has no hard links (exFAT, vfat, some FUSE): made
+    /// under its own name (O_EXCL, O_NOFOLLOW: nothing already there is opened or
+    /// followed), then allocated and marked; a kill in between leaves a file without the
+    /// marker, which no open frees or replaces (that store then has no reserve).
+    private func makeReserveInPlace() {
+        let fd = Glibc.open(reservePath, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        let made = posix_fallocate(fd, 0, off_t(Self.reserveBytes)) == 0
+            && Self.reserveMagic.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) } == Self.reserveMagic.count
+        Glibc.close(fd)
+        if !made { unlink(reservePath) }
     }
 
     /// Deletes the reserve if the file at `reservePath` is one: a regular file of
@@ -261,6 +274,8 @@ public struct HistoryStore: Sendable {
             for registration in registrations { SignalCleanup.unregister(registration) }
             for companion in companions { _ = unlink(companion) }
         }
+        // SQLite locks the temporary its own way; on NFS the two kinds of lock conflict.
+        file.unlock()
         do {
             let (connection, _) = try open(path: file.temporary, options: options, exclusive: false)
             // The schema into the file itself: the -wal does not follow the link.
@@ -842,29 +857,26 @@ extension HistoryStore {
 /// The rules every stored field follows, shared by record() and import.
 enum Validation {
     /// Longest profile name or item id, in UTF-8 bytes.
-    static let maxNameBytes = 256
+    static let maxNameBytes = StoredNames.maxBytes
 
     /// Why `name` cannot be stored as a profile name or item id, or nil. Only new
     /// writes are checked: names an older build stored under looser rules are still
     /// found, listed and forgotten.
     static func problem(_ name: String, as what: String) -> String? {
-        if name.isEmpty { return "\(what) is empty" }
-        if name.utf8.count > maxNameBytes { return "\(what) is longer than \(maxNameBytes) bytes" }
-        if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
-            return "\(what) \(quoted(name)) contains a control character"
-        }
-        if name.unicodeScalars.contains(where: isBidirectionalControl) {
+        switch StoredNames.problem(name) {
+        case nil: return nil
+        case .empty: return "\(what) is empty"
+        case .tooLong: return "\(what) is longer than \(maxNameBytes) bytes"
+        case .controlCharacter: return "\(what) \(quoted(name)) contains a control character"
+        case .bidirectionalControl:
             return "\(what) \(quoted(name)) contains a bidirectional control character (U+202A–U+202E, "
                 + "U+2066–U+2069), which makes text display in another order than it is stored"
+        case .onlyWhitespace: return "\(what) \(quoted(name)) is only whitespace"
         }
-        if name.unicodeScalars.allSatisfy(\.properties.isWhitespace) { return "\(what) \(quoted(name)) is only whitespace" }
-        return nil
     }
 
     /// The embedding, override and isolate controls (not the marks U+200E/U+200F).
-    static func isBidirectionalControl(_ scalar: Unicode.Scalar) -> Bool {
-        (0x202a...0x202e).contains(scalar.value) || (0x2066...0x2069).contains(scalar.value)
-    }
+    static func isBidirectionalControl(_ scalar: Unicode.Scalar) -> Bool { StoredNames.isBidirectionalControl(scalar) }
 
     /// `text` as a message shows it, on one line whatever it holds: escaped as in
     /// a Swift string literal (C1 controls, bidirectional controls and line or

@@ -1,4 +1,5 @@
 import Catalog
+import FileSafety
 import Foundation
 import History
 import Llama
@@ -74,10 +75,10 @@ public final class Recommender {
         // file named "a\tb.gguf", or a pack whose palr.catalog.id holds a newline, left every
         // ranking uncached (and refresh failing each run). Such characters become U+FFFD; the
         // fingerprint and the content digest still tell models and catalogs apart.
-        self.modelID = Self.storable(modelID)
+        self.modelID = StoredNames.replacingRefused(modelID)
         retriever = Retriever(catalog: catalog)
         // The store keeps ids of at most 256 bytes: the id is cut (on a character) to fit.
-        var id = Substring(Self.storable(catalog.info.id))
+        var id = Substring(StoredNames.replacingRefused(catalog.info.id))
         while id.utf8.count > 200 { id = id.dropLast() }
         catalogID = "\(id)#\(catalog.contentDigest)"
         // A catalog whose titles the model cannot even tokenize is the wrong catalog.
@@ -86,16 +87,6 @@ public final class Recommender {
         if !sample.isEmpty && unknown * 2 > sample.count {
             throw RecommenderError.catalogMismatch("\(unknown) of the first \(sample.count) catalog titles contain tokens the model's tokenizer does not know")
         }
-    }
-
-    /// `name` with control and bidirectional control characters (which the history store
-    /// refuses in ids) replaced by U+FFFD.
-    static func storable(_ name: String) -> String {
-        func refused(_ u: Unicode.Scalar) -> Bool {
-            u.properties.generalCategory == .control || (0x202a...0x202e).contains(u.value) || (0x2066...0x2069).contains(u.value)
-        }
-        guard name.unicodeScalars.contains(where: refused) else { return name }
-        return String(String.UnicodeScalarView(name.unicodeScalars.map { refused($0) ? "\u{FFFD}" : $0 }))
     }
 
     /// Candidates retrieved for a top-`k` request: the requested or the model's count,
