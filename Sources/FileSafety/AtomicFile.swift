@@ -211,6 +211,11 @@ public final class AtomicFile {
             discard()
             throw .cannotWrite(path: path, reason: "fsync: \(Destination.describe(e))")
         }
+        // Closed before the link: once the name is the destination's, closing a descriptor
+        // of that file would drop every POSIX lock this process holds on it (SQLite's, of
+        // another thread that opened the store just linked into place).
+        _ = close(descriptor)
+        descriptor = -1
         let code = link(temporary, target) == 0 ? 0 : errno
         discard()   // the temporary's name (the data stays under the destination's when linked)
         switch code {

@@ -104,8 +104,8 @@ public struct HistoryStore: Sendable {
         }
         if options.createIfMissing && !options.readOnly { try Self.createAtomically(path: path, options: options) }
         let existed = FileManager.default.fileExists(atPath: path)
-        // Resolved once: a link retargeted later must not point the reserve elsewhere.
-        target = (try? Destination.target(of: path)) ?? path
+        // What `path` leads to before the open (for the read-only fallback below).
+        let before = (try? Destination.target(of: path)) ?? path
         do {
             (connection, schemaUpgrade) = try Self.open(path: path, options: options, exclusive: false)
             openedExclusively = false
@@ -114,7 +114,7 @@ public struct HistoryStore: Sendable {
             // take; the disk-full error stands.)
             (connection, schemaUpgrade) = try Self.open(path: path, options: options, exclusive: true)
             openedExclusively = true
-        } catch where options.readOnly && Connection.onReadOnlyFileSystem(path) && !Connection.hasWALContent(target: target) {
+        } catch where options.readOnly && Connection.onReadOnlyFileSystem(path) && !Connection.hasWALContent(target: before) {
             // A store on a read-only file system, closed cleanly (no -wal content): WAL mode
             // cannot create its -shm there, so the normal open failed. Opened as immutable
             // instead — only after that failure: a read-only mount (a bind mount, NFS) may
@@ -122,6 +122,10 @@ public struct HistoryStore: Sendable {
             (connection, schemaUpgrade) = try Self.open(path: path, options: options, exclusive: false, immutable: true)
             openedExclusively = false
         }
+        // Resolved once, after the open: a dangling link now leads to the store SQLite
+        // created through it (resolved before, the reserve went beside the link), and a
+        // link retargeted later must not point the reserve elsewhere.
+        target = (try? Destination.target(of: path)) ?? before
         shareCompanionFiles()
         if !options.readOnly { ensureReserve() }
     }

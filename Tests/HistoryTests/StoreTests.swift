@@ -31,6 +31,29 @@ private func view(_ profile: String, _ item: String, at time: Int64, kind: Inter
         }
     }
 
+    /// A new store is built under a temporary name and linked into place whole, with its
+    /// reserve beside it, leaving nothing else; through a dangling link (SQLite creates the
+    /// target) the reserve goes beside the target, not the link (it went beside the link).
+    @Test func aNewStoreIsLinkedIntoPlaceWithItsReserve() throws {
+        try withTemporaryDirectory { folder in
+            let store = try HistoryStore(path: folder + "/new.sqlite")
+            #expect(try store.integrityCheck() == ["ok"])
+            store.close()
+            var names = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
+            #expect(names == ["new.sqlite", "new.sqlite-reserve"], "\(names)")
+            var info = stat()
+            #expect(stat(folder + "/new.sqlite", &info) == 0 && info.st_nlink == 1)
+            #expect(stat(folder + "/new.sqlite-reserve", &info) == 0 && info.st_size == 1 << 20)
+
+            #expect(symlink("real.sqlite", folder + "/link.sqlite") == 0)
+            let linked = try HistoryStore(path: folder + "/link.sqlite")
+            #expect(linked.reservePath == folder + "/real.sqlite-reserve")
+            linked.close()
+            names = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
+            #expect(names == ["link.sqlite", "new.sqlite", "new.sqlite-reserve", "real.sqlite", "real.sqlite-reserve"], "\(names)")
+        }
+    }
+
     @Test func newerDatabaseIsAClearErrorAndIsLeftAlone() throws {
         try withTemporaryDirectory { folder in
             let path = folder + "/history.sqlite"
