@@ -48,7 +48,8 @@ public struct RankingMetrics: Sendable, Equatable, Codable {
 
 public enum Metrics {
     /// 1-based rank of `target` in a best-first list, at the last position of its
-    /// run of equal scores; nil when absent.
+    /// run of equal scores; nil when absent. A run reaching the list's end may go on
+    /// past it: read the list one deeper than the largest cutoff (the evaluator does).
     public static func rank(of target: Int32, in list: [RetrievedItem]) -> Int? {
         guard var i = list.firstIndex(where: { $0.index == target }) else { return nil }
         let s = list[i].score
@@ -272,7 +273,13 @@ public struct LeaveOneOutData: Sendable {
     /// Runs the protocol once: builds the training catalog, then ranks every user's target.
     public func evaluate(_ o: EvaluationOptions, reranker: Reranker? = nil) throws -> EvaluationReport {
         let users = sampleUsers(o.users, seed: o.seed, from: o.onlyUsers)
-        guard !users.isEmpty else { throw EvaluationError.noUsers("no user has 3 or more interactions with catalog items") }
+        guard !users.isEmpty else {
+            // With a list, other users may well be evaluable: the list is the reason.
+            if let only = o.onlyUsers {
+                throw EvaluationError.noUsers("none of the \(only.count) listed users has 3 or more interactions with catalog items")
+            }
+            throw EvaluationError.noUsers("no user has 3 or more interactions with catalog items")
+        }
         let t0 = Date()
         let catalog = try trainingCatalog(cut: o.trainingCut, parameters: o.neighbours, retrieval: o.retrieval, threads: o.threads)
         let t1 = Date()
@@ -341,7 +348,11 @@ public struct LeaveOneOutData: Sendable {
 
     private func score(_ users: ArraySlice<Int>, catalog: ItemCatalog, heldOut: HeldOut, settings: [RetrievalSettings],
                        pipeline: ((ArraySlice<Int32>, [RetrievedItem], Int) throws -> [RetrievedItem])?) throws -> Tally {
-        let depth = RankingMetrics.depth
+        // One deeper than any cutoff: a target tied with the 50th item and beyond would
+        // otherwise count at position 50, the end of the list read (a target tied at score
+        // 0 with every unseen item was a Recall@50 hit). Read to 51, such a tie ends at 51 or
+        // later: a miss at every cutoff, as the pessimistic rule says.
+        let depth = RankingMetrics.depth + 1
         let retrievers = settings.map { Retriever(catalog: catalog, settings: $0) }
         let popular = Retriever(catalog: catalog, settings: RetrievalSettings(historyLength: 0, recencyDecay: 1, popularityWeight: 1))
         var tally = Tally(settings: settings.count)
@@ -370,6 +381,9 @@ public struct LeaveOneOutData: Sendable {
     static func pipelineList(catalog: ItemCatalog, history: ArraySlice<Int32>, retrieved: [RetrievedItem], candidates: Int,
                              user: Int, reranker: Reranker) throws -> [RetrievedItem] {
         let cand = Array(retrieved.prefix(candidates))
+        // Nothing to rank (the user has seen every item; the target is a repeat): the LLM
+        // ranker refuses an empty list, which ended the whole run.
+        guard !cand.isEmpty else { return retrieved }
         let ranked = try reranker(catalog, history, cand)
         var used = Set<Int32>()
         let candidateSet = Set(cand.map(\.index))
@@ -377,8 +391,9 @@ public struct LeaveOneOutData: Sendable {
             guard candidateSet.contains(r.index) else { throw EvaluationError.rerankerReturnedNonCandidate(user: user, item: r.index) }
             guard used.insert(r.index).inserted else { throw EvaluationError.rerankerRepeated(user: user, item: r.index) }
         }
-        // Positions, not scores, order the merged list: give each entry a strictly
-        // decreasing score so only the reranker's own ties (kept by rank()) survive.
+        // Positions, not scores, order the merged list: each entry gets a decreasing
+        // score, equal only within the reranker's own ties and retrieval's ties in the
+        // part the reranker did not see (both kept by rank()).
         var list: [RetrievedItem] = []
         var prev: Float? = nil
         var position = Float(retrieved.count + ranked.count + 1)
@@ -387,8 +402,12 @@ public struct LeaveOneOutData: Sendable {
             prev = r.score
             list.append(RetrievedItem(index: r.index, score: position))
         }
+        // The rest keep retrieval's ties (a target tied with items past the end of the
+        // list stays tied with them, as it does in retrieval's own ranking).
+        var previous: Float? = nil
         for r in retrieved where !used.contains(r.index) {
-            position -= 1
+            if previous != r.score { position -= 1 }
+            previous = r.score
             list.append(RetrievedItem(index: r.index, score: position))
         }
         return list
