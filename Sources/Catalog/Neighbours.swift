@@ -65,15 +65,30 @@ public struct NeighbourParameters: Sendable, Equatable, Codable {
         return (try? e.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? ""
     }
 
+    /// Ranges that keep every sum finite in Float: a window past 100,000 is longer than
+    /// any sequence worth modelling and cost (window + 1) floats of decay powers (a window
+    /// of 999,999,999 took 4 GB); decay above 1 grows decay^(window-1) to ∞; backward and
+    /// cooc_weight multiply sums of up to n_interactions, so 1000 keeps them below 1e30.
+    public static let kRange = 1...10_000
+    public static let windowRange = 1...100_000
+    public static let decayRange = 0.0...1.0
+    public static let weightRange = 0.0...1000.0
+
     public func validated() throws(NeighbourError) -> NeighbourParameters {
-        guard k >= 1 && k <= 10_000 else { throw .badParameter("k must be in 1...10000, is \(k)") }
-        guard window >= 1 else { throw .badParameter("window must be at least 1, is \(window)") }
+        guard Self.kRange.contains(k) else { throw .badParameter("k must be in \(Self.kRange), is \(k)") }
+        guard Self.windowRange.contains(window) else { throw .badParameter("window must be in \(Self.windowRange), is \(window)") }
         for (name, v) in [("decay", decay), ("backward", backward), ("alpha", alpha), ("beta", beta), ("shrink", shrink),
-                          ("userDamping", userDamping), ("coocWeight", coocWeight)] {
+                          ("user_damping", userDamping), ("cooc_weight", coocWeight)] {
             guard v.isFinite && v >= 0 else { throw .badParameter("\(name) must be a finite number ≥ 0, is \(v)") }
+        }
+        guard Self.decayRange.contains(decay) else { throw .badParameter("decay must be in 0...1, is \(Self.g(decay))") }
+        for (name, v) in [("backward", backward), ("cooc_weight", coocWeight)] where !Self.weightRange.contains(v) {
+            throw .badParameter("\(name) must be in 0...1000, is \(Self.g(v))")
         }
         return self
     }
+
+    private static func g(_ v: Double) -> String { String(format: "%g", v) }
 }
 
 public enum NeighbourError: Error, Equatable, CustomStringConvertible {

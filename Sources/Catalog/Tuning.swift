@@ -49,7 +49,14 @@ public struct RetrieverConfiguration: Sendable, Equatable {
             }
             guard seen.insert(kv[0]).inserted else { throw .badParameter("\(kv[0]) is given twice") }
             func int() throws(NeighbourError) -> Int {
-                guard v == v.rounded(), abs(v) < 1e9 else { throw .badParameter("\(kv[0]) must be a whole number, is \(kv[1])") }
+                guard v == v.rounded() else { throw .badParameter("\(kv[0]) must be a whole number, is \(kv[1])") }
+                // Out of every integer key's range (each is checked below); not converted, as
+                // Int(v) traps beyond Int's.
+                guard abs(v) < 1e9 else {
+                    let range = ["k": "\(NeighbourParameters.kRange)", "window": "\(NeighbourParameters.windowRange)",
+                                 "history_length": "\(RetrievalSettings.historyLengthRange)"][kv[0]] ?? "range"
+                    throw .badParameter("\(kv[0]) must be in \(range), is \(String(format: "%g", v))")
+                }
                 return Int(v)
             }
             switch kv[0] {

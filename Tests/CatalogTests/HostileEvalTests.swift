@@ -87,4 +87,32 @@ import Testing
         }
     }
 
+    /// Values whose neighbour sums overflow Float (decay above 1 raised to the window,
+    /// huge backward or cooc weights) were accepted and failed after the build with a
+    /// "catalog pack: tensor 'neighbour_scores' … is inf" that named no parameter; a
+    /// window of 999,999,999 allocated a 4 GB table of decay powers (6 minutes, 3.9 GB
+    /// RSS on a 7-line file).
+    @Test func parametersOutsideTheirRangesAreNamed() throws {
+        let cases = ["decay=1.5": "decay", "backward=1e300": "backward", "cooc_weight=1e300": "cooc_weight",
+                     "window=999999999": "window", "window=100001": "window", "backward=1001": "backward"]
+        for (text, key) in cases {
+            var c = RetrieverConfiguration.defaults(for: .combined)
+            do {
+                try c.apply(text)
+                Issue.record("\(text) was accepted")
+            } catch {
+                #expect(error.description.contains(key), "\(text): \(error)")
+            }
+        }
+        var c = RetrieverConfiguration.defaults(for: .combined)
+        #expect(throws: Never.self) { try c.apply("decay=1,backward=1000,cooc_weight=1000,window=100000") }
+        // The largest values build finite scores.
+        let seqs = ItemSequences(itemCount: 4, sequences: [[0, 1, 2, 3, 0, 1, 2, 3], [3, 2, 1, 0]])
+        let table = try NeighbourBuilder.build(seqs, parameters: c.neighbours)
+        #expect((0..<(4 * table.k)).allSatisfy { table.scores[$0].isFinite && abs(table.scores[$0]) <= 1e30 })
+        // A whole number too large for an integer key names its range, not "a whole number".
+        var d = RetrieverConfiguration.defaults(for: .seq)
+        #expect(throws: NeighbourError.badParameter("window must be in 1...100000, is 1e+10")) { try d.apply("window=1e10") }
+    }
+
 }

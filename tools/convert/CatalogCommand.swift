@@ -43,7 +43,7 @@ struct CatalogCommand: ParsableCommand {
     var threads = 2
 
     /// The neighbour builder's range of K (NeighbourParameters.validated).
-    static let kRange = 1...10_000
+    static let kRange = NeighbourParameters.kRange
 
     func validate() throws {
         try check("--k", k, atLeast: Self.kRange.lowerBound, atMost: Self.kRange.upperBound)
