@@ -101,18 +101,31 @@ public struct CSVColumns: Sendable, Equatable {
     /// A column of this name is checked to hold numbers (its values are not kept).
     public static let knownRating = ["rating"]
 
-    /// Parses "user=uid,item=sku,time=ts" (any subset).
+    /// Parses "user=uid,item=sku,time=ts" (any subset, at least one). A role given twice
+    /// and an empty piece ("user=a,,item=b") are errors, as in `--params`: which one
+    /// would win is not obvious (the last one did, silently).
     public init(mapping: String) throws(DataFileError) {
-        for part in mapping.split(separator: ",") {
+        guard !mapping.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw .unknownFormat(path: "--columns", reason: "no role=column given (roles: user, item, time)")
+        }
+        var seen = Set<String>()
+        for part in mapping.split(separator: ",", omittingEmptySubsequences: false) {
+            guard !part.trimmingCharacters(in: .whitespaces).isEmpty else {
+                throw .unknownFormat(path: "--columns", reason: "an empty piece (a trailing or doubled comma) in '\(mapping)'")
+            }
             let kv = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             guard kv.count == 2, !kv[1].isEmpty else {
                 throw .unknownFormat(path: "--columns", reason: "'\(part)' is not role=column")
             }
-            switch kv[0] {
+            let role = kv[0] == "timestamp" ? "time" : kv[0]
+            switch role {
             case "user": user = kv[1]
             case "item": item = kv[1]
-            case "time", "timestamp": time = kv[1]
+            case "time": time = kv[1]
             default: throw .unknownFormat(path: "--columns", reason: "unknown role '\(kv[0])' (user, item, time)")
+            }
+            guard seen.insert(role).inserted else {
+                throw .unknownFormat(path: "--columns", reason: "the \(role) column is given twice")
             }
         }
     }
@@ -270,6 +283,15 @@ public enum DataFiles {
                     let t: Int? = columns.time == nil
                         ? findColumn(fields, CSVColumns.knownTime)
                         : try column(fields, columns.time, [], "time", name)
+                    // One column in two roles (`--columns time=userId`, or `item=userId` next to
+                    // the detected user column) would read the file silently differently.
+                    let roles = [("user", u), ("item", i)] + (t.map { [("time", $0)] } ?? [])
+                    for (a, x) in roles.enumerated() {
+                        for (b, y) in roles.enumerated() where b > a && x.1 == y.1 {
+                            throw .unknownFormat(path: name, reason: "column '\(excerpt(fields[x.1], limit: 80))' would be both the "
+                                                 + "\(x.0) and the \(y.0) column; name distinct columns with --columns")
+                        }
+                    }
                     let r = findColumn(fields, CSVColumns.knownRating).flatMap { [u, i, t].contains($0) ? nil : $0 }
                     col = (u, i, t, r, fields.count)
                     if t == nil { log.hasTimes = false }

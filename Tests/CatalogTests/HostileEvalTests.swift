@@ -115,4 +115,31 @@ import Testing
         #expect(throws: NeighbourError.badParameter("window must be in 1...100000, is 1e+10")) { try d.apply("window=1e10") }
     }
 
+    /// One column in two roles, a role given twice, an empty piece: errors naming
+    /// --columns or the column, not a silently different reading of the file.
+    @Test func columnMappingsThatAreAmbiguousAreRefused() throws {
+        for text in ["user=a,user=b", "user=a,,item=b", "user=a,", "", " , ", "time=t,timestamp=ts"] {
+            #expect(throws: DataFileError.self, "\(text)") { _ = try CSVColumns(mapping: text) }
+        }
+        let csv = "user,item,time\n1,A,1\n1,B,2\n1,C,3\n"
+        func parse(_ mapping: String) throws(DataFileError) -> InteractionLog {
+            let columns = try CSVColumns(mapping: mapping)
+            let bytes = Array(csv.utf8)
+            let result: Result<InteractionLog, DataFileError> = bytes.withUnsafeBytes { b in
+                do throws(DataFileError) { return .success(try DataFiles.parseInteractions(b, name: "r.csv", format: .csv(columns))) }
+                catch { return .failure(error) }
+            }
+            return try result.get()
+        }
+        for (mapping, roles) in ["time=user": "user and the time", "item=user": "user and the item",
+                                 "user=item": "user and the item", "user=time,time=time": "user and the time"] {
+            do {
+                _ = try parse(mapping)
+                Issue.record("\(mapping) was accepted")
+            } catch {
+                #expect(error.description.contains("r.csv") && error.description.contains(roles), "\(mapping): \(error)")
+            }
+        }
+        #expect(try parse(" user = user , item = item , time = time ").count == 3)
+    }
 }
