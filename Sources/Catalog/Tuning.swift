@@ -44,7 +44,8 @@ public struct RetrieverConfiguration: Sendable, Equatable {
             guard !part.trimmingCharacters(in: .whitespaces).isEmpty else {
                 throw .badParameter("an empty piece (a trailing or doubled comma) in '\(text)'")
             }
-            guard kv.count == 2, let v = Double(kv[1]), v.isFinite else {
+            // Decimal only: Double() also reads "0x10" (16) and "nan".
+            guard kv.count == 2, DataFiles.isNumber(kv[1]), let v = Double(kv[1]), v.isFinite else {
                 throw .badParameter("'\(part)' is not key=number (keys: \(Self.keys.joined(separator: ", ")))")
             }
             guard seen.insert(kv[0]).inserted else { throw .badParameter("\(kv[0]) is given twice") }

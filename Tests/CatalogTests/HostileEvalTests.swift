@@ -113,6 +113,11 @@ import Testing
         // A whole number too large for an integer key names its range, not "a whole number".
         var d = RetrieverConfiguration.defaults(for: .seq)
         #expect(throws: NeighbourError.badParameter("window must be in 1...100000, is 1e+10")) { try d.apply("window=1e10") }
+        // Decimal numbers only: Double() read "0x10" as 16.
+        for text in ["k=0x10", "history_length=0x1p4", "decay=nan"] {
+            var e = RetrieverConfiguration.defaults(for: .combined)
+            #expect(throws: NeighbourError.self, "\(text)") { try e.apply(text) }
+        }
     }
 
     /// One column in two roles, a role given twice, an empty piece: errors naming

@@ -346,6 +346,8 @@ func fileType(_ path: String) -> mode_t? {
             (catalog + ["--hold-out", "-1"], "--hold-out must be at least 0 (got -1)"),
             (catalog + ["--version", "-1"], "--version must be between 0 and 4294967295 (got -1)"),
             (catalog + ["--version", "4294967296"], "--version must be between 0 and 4294967295 (got 4294967296)"),
+            // K given twice, differently: the later one won silently.
+            (catalog + ["--k", "5", "--params", "k=7"], "--k 5 and --params k=7 disagree: give K once"),
         ]
         for (args, message) in cases {
             guard let r = try runPalrConvert(args) else { return }

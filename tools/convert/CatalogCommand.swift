@@ -42,6 +42,15 @@ struct CatalogCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Worker threads, at least 1.")
     var threads = 2
 
+    /// The number `key=` sets in a `--params` text, if it sets one (it is checked in full later).
+    static func parameterValue(_ key: String, in params: String) -> Double? {
+        for part in params.split(separator: ",") {
+            let kv = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if kv.count == 2, kv[0] == key { return Double(kv[1]) }
+        }
+        return nil
+    }
+
     /// The neighbour builder's range of K (NeighbourParameters.validated).
     static let kRange = NeighbourParameters.kRange
 
@@ -67,6 +76,10 @@ struct CatalogCommand: ParsableCommand {
         var config = RetrieverConfiguration.defaults(for: m)
         if let k { try config.apply("k=\(k)") }
         if let params {
+            // Two values for one setting: the later one won silently.
+            if let k, let given = Self.parameterValue("k", in: params), given != Double(k) {
+                throw ValidationError("--k \(k) and --params k=\(String(format: "%g", given)) disagree: give K once")
+            }
             try config.apply(params)
             // A pack with settings retrieval rejects would be written and then fail to load.
             config.retrieval = try config.retrieval.validated()
