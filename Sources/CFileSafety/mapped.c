@@ -71,8 +71,12 @@ static void on_bus(int sig, siginfo_t *info, void *context) {
     if (i >= 0) {
         say("Error: ");
         say(paths[i]);
-        say(" was truncated while this process was reading it (rewritten in place, e.g. by cp, or a copy "
-            "still in progress); stopped. Replace a file in use by renaming a complete new file over it.\n");
+        // A page past a shortened file's end, or a page the storage could not read (both
+        // raise SIGBUS with the same code; the file's size now cannot tell: a copy may
+        // have grown it again).
+        say(" was truncated or could not be read while this process was reading it (rewritten in place, "
+            "e.g. by cp, a copy still in progress, or a storage error); stopped. Replace a file in use by "
+            "renaming a complete new file over it.\n");
         palr_cleanup_remove_all();
         _exit(1);
     }

@@ -59,7 +59,7 @@ import Testing
                     "\(child.terminationReason) \(child.terminationStatus)")
             let lines = child.errorOutput.split(separator: "\n")
             #expect(lines.count == 1, "\(child.errorOutput)")
-            #expect(child.errorOutput.hasPrefix("Error: \(copy) was truncated while this process was reading it"),
+            #expect(child.errorOutput.hasPrefix("Error: \(copy) was truncated or could not be read while this process was reading it"),
                     "\(child.errorOutput)")
             #expect(!child.errorOutput.contains("crashed"))
         }

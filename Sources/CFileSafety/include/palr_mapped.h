@@ -19,7 +19,7 @@ void palr_mapped_unregister(int slot);
 int palr_mapped_lookup(const void *address, char *out, unsigned long size);
 
 /// Installs the SIGBUS handler: a fault inside a registered mapping writes
-/// "Error: PATH was truncated …" to standard error, removes the registered temporary
+/// "Error: PATH was truncated or could not be read …" to standard error, removes the registered temporary
 /// files (palr_cleanup_remove_all) and ends the process with status 1; any other
 /// SIGBUS goes to the handler installed before (Swift's crash report) or the default
 /// action. Returns 0, or -1 if sigaction failed.
