@@ -80,13 +80,12 @@ public final class AtomicFile {
         guard info.st_mode & S_IFMT == S_IFDIR else {
             throw .cannotWrite(path: path, reason: "\(folder) is not a directory")
         }
-        // The name is cut by bytes, so the temporary's stays under NAME_MAX (255 bytes).
-        let short = String(decoding: Array(name.utf8.prefix(200)), as: UTF8.self)
-        removedStaleTemporaries = Self.removeStale(in: folder, prefix: "." + short + ".tmp-")
+        let prefix = Self.temporaryPrefix(name)
+        removedStaleTemporaries = Self.removeStale(in: folder, prefix: prefix)
         var attempt = 0
         while true {
             let suffix = "\(getpid())-" + String(UInt32.random(in: .min ... .max), radix: 16)
-            let candidate = Destination.joinPath(folder, "." + short + ".tmp-" + suffix)
+            let candidate = Destination.joinPath(folder, prefix + suffix)
             let fd = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, newFileMode)
             if fd >= 0 {
                 // Locked while it exists: the mark of a live writer (see removeStale). On a
@@ -108,6 +107,21 @@ public final class AtomicFile {
     }
 
     deinit { discard() }
+
+    /// The start of a temporary's name for the destination `name`: cut by bytes, so that
+    /// the temporary's stays under NAME_MAX (255 bytes).
+    static func temporaryPrefix(_ name: String) -> String {
+        "." + String(decoding: Array(name.utf8.prefix(200)), as: UTF8.self) + ".tmp-"
+    }
+
+    /// Removes the temporaries that killed writers of `path` (a regular file's path, not
+    /// a link) left beside it, as a new writer does when it starts; returns their paths.
+    /// For files made once and then only opened (a history store, whose creation a kill
+    /// between its link and its temporary's removal leaves with a second name).
+    public static func removeStaleTemporaries(of path: String) -> [String] {
+        let (folder, name) = Destination.splitPath(path)
+        return removeStale(in: folder, prefix: temporaryPrefix(name))
+    }
 
     /// Removes `folder/PREFIX<pid>-<hex>` files whose pid is not running here and whose
     /// lock nobody holds (a pid may be alive in another PID namespace: the lock tells),

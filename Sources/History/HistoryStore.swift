@@ -127,7 +127,13 @@ public struct HistoryStore: Sendable {
         // link retargeted later must not point the reserve elsewhere.
         target = (try? Destination.target(of: path)) ?? before
         shareCompanionFiles()
-        if !options.readOnly { ensureReserve() }
+        if !options.readOnly {
+            // What a killed creation left (its temporary, possibly a second name of this
+            // very store; the reserve's): removed as the next creation would.
+            _ = AtomicFile.removeStaleTemporaries(of: target)
+            _ = AtomicFile.removeStaleTemporaries(of: reservePath)
+            ensureReserve()
+        }
     }
 
     /// SQLite creates `-wal` and `-shm` as the user who opens the store first, with the

@@ -54,6 +54,34 @@ private func view(_ profile: String, _ item: String, at time: Int64, kind: Inter
         }
     }
 
+    /// A creation killed between its link and the removal of its temporary leaves the
+    /// store with a second name (`.new.sqlite.tmp-PID-HEX`), and a killed reserve its
+    /// temporary: a writable open removes both (pid gone, unlocked), a live one stays.
+    @Test func aKilledCreationsTemporariesGoAtTheNextOpen() throws {
+        try withTemporaryDirectory { folder in
+            let path = folder + "/new.sqlite"
+            try HistoryStore(path: path).close()
+            let pidMax = try #require(Int32(try String(contentsOfFile: "/proc/sys/kernel/pid_max", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)))
+            let secondName = folder + "/.new.sqlite.tmp-\(pidMax + 1)-ab12"
+            let reserveTemporary = folder + "/.new.sqlite-reserve.tmp-\(pidMax + 2)-cd34"
+            let live = folder + "/.new.sqlite.tmp-\(getpid())-ef56"
+            #expect(link(path, secondName) == 0)
+            #expect(FileManager.default.createFile(atPath: reserveTemporary, contents: Data(count: 4096)))
+            #expect(FileManager.default.createFile(atPath: live, contents: Data()))
+            let reader = try HistoryStore(path: path, options: .init(readOnly: true))
+            reader.close()
+            #expect(FileManager.default.fileExists(atPath: secondName), "a read-only open removes nothing")
+            let store = try HistoryStore(path: path)
+            #expect(try store.integrityCheck() == ["ok"])
+            store.close()
+            let names = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
+            #expect(names == [".new.sqlite.tmp-\(getpid())-ef56", "new.sqlite", "new.sqlite-reserve"], "\(names)")
+            var info = stat()
+            #expect(stat(path, &info) == 0 && info.st_nlink == 1)
+        }
+    }
+
     @Test func newerDatabaseIsAClearErrorAndIsLeftAlone() throws {
         try withTemporaryDirectory { folder in
             let path = folder + "/history.sqlite"
