@@ -118,18 +118,25 @@ public final class AtomicFile {
     /// a link) left beside it, as a new writer does when it starts; returns their paths.
     /// For files made once and then only opened (a history store, whose creation a kill
     /// between its link and its temporary's removal leaves with a second name).
-    public static func removeStaleTemporaries(of path: String) -> [String] {
-        let (folder, name) = Destination.splitPath(path)
-        return removeStale(in: folder, prefix: temporaryPrefix(name))
+    /// `paths` share one folder, read once (a store and its reserve).
+    public static func removeStaleTemporaries(of paths: [String]) -> [String] {
+        guard let folder = paths.first.map({ Destination.splitPath($0).folder }) else { return [] }
+        precondition(paths.allSatisfy { Destination.splitPath($0).folder == folder }, "paths in different folders")
+        return removeStale(in: folder, prefixes: paths.map { temporaryPrefix(Destination.splitPath($0).name) })
     }
 
     /// Removes `folder/PREFIX<pid>-<hex>` files whose pid is not running here and whose
     /// lock nobody holds (a pid may be alive in another PID namespace: the lock tells),
     /// and the `-wal`, `-shm` and `-journal` files SQLite may have left beside one (a
     /// history store is built under such a name before it is linked into place).
-    static func removeStale(in folder: String, prefix: String) -> [String] {
+    static func removeStale(in folder: String, prefix: String) -> [String] { removeStale(in: folder, prefixes: [prefix]) }
+
+    /// The same for several prefixes, the folder read once.
+    static func removeStale(in folder: String, prefixes: [String]) -> [String] {
         var removed: [String] = []
-        for name in Destination.names(in: folder, withPrefix: prefix) {
+        for name in Destination.names(in: folder, withPrefix: "") {
+            // The longest prefix that fits (one destination's prefix may begin another's).
+            guard let prefix = prefixes.filter({ name.hasPrefix($0) }).max(by: { $0.count < $1.count }) else { continue }
             let parts = name.dropFirst(prefix.count).split(separator: "-", omittingEmptySubsequences: false)
             guard parts.count == 2, let pid = Int32(parts[0]), pid > 0, pid != getpid(), UInt32(parts[1], radix: 16) != nil,
                   Destination.isGone(pid) else { continue }

@@ -130,8 +130,7 @@ public struct HistoryStore: Sendable {
         if !options.readOnly {
             // What a killed creation left (its temporary, possibly a second name of this
             // very store; the reserve's): removed as the next creation would.
-            _ = AtomicFile.removeStaleTemporaries(of: target)
-            _ = AtomicFile.removeStaleTemporaries(of: reservePath)
+            _ = AtomicFile.removeStaleTemporaries(of: [target, reservePath])
             ensureReserve()
         }
     }

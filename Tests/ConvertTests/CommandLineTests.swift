@@ -66,6 +66,31 @@ func runPalrConvert(_ args: [String], in dir: String? = nil) throws -> (status: 
     return (p.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
 }
 
+/// Runs `/bin/sh -c script palr-convert args…` (stdout to /dev/null); returns how it
+/// ended and its stderr, or nil when the executable was not built.
+func runPalrConvertShell(_ script: String, _ arguments: [String]) throws
+    -> (reason: Process.TerminationReason, status: Int32, err: String)? {
+    guard let exe = palrConvertExecutable() else { Issue.record("the palr-convert executable was not built"); return nil }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = ["-c", script, exe] + arguments
+    let err = Pipe()
+    p.standardError = err
+    p.standardOutput = FileHandle.nullDevice
+    try p.run()
+    let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    return (p.terminationReason, p.terminationStatus, text)
+}
+
+/// A two-item movies.csv and a two-rating ratings.csv in `d`; returns their paths.
+func writeTinyCatalogInputs(_ d: TempDir) -> (items: String, ratings: String) {
+    let items = d.file("items.csv"), ratings = d.file("ratings.csv")
+    #expect(FileManager.default.createFile(atPath: items, contents: Data("movieId,title,genres\n1,A (1999),x\n2,B (2000),y\n".utf8)))
+    #expect(FileManager.default.createFile(atPath: ratings, contents: Data("userId,movieId,rating,timestamp\n1,1,5,10\n1,2,4,11\n".utf8)))
+    return (items, ratings)
+}
+
 func fileType(_ path: String) -> mode_t? {
     var st = stat()
     return lstat(path, &st) == 0 ? st.st_mode & S_IFMT : nil
@@ -221,9 +246,7 @@ func fileType(_ path: String) -> mode_t? {
         let d = try TempDir()
         defer { d.cleanUp() }
         try d.copy(from: fixture("tiny-f32"))
-        let items = d.file("items.csv"), ratings = d.file("ratings.csv")
-        #expect(FileManager.default.createFile(atPath: items, contents: Data("movieId,title,genres\n1,A (1999),x\n2,B (2000),y\n".utf8)))
-        #expect(FileManager.default.createFile(atPath: ratings, contents: Data("userId,movieId,rating,timestamp\n1,1,5,10\n1,2,4,11\n".utf8)))
+        let (items, ratings) = writeTinyCatalogInputs(d)
         #expect(link(ratings, d.file("hard.csv")) == 0)
         let before = Dictionary(uniqueKeysWithValues: d.contents.map { ($0, FileManager.default.contents(atPath: d.file($0))) })
         let weights = d.contents.first { $0.hasSuffix(".safetensors") } ?? "model.safetensors"
@@ -248,37 +271,21 @@ func fileType(_ path: String) -> mode_t? {
             #expect(r.status == 0, "\(r.err)")
         }
 
-        guard let exe = palrConvertExecutable() else { return }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", "ulimit -f 100; exec \"$0\" random --shape tiny -o \"$1\"", exe, d.file("big.gguf")]
-        let err = Pipe()
-        p.standardError = err
-        try p.run()
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationReason == .exit && p.terminationStatus == 1, "\(p.terminationReason) \(p.terminationStatus)")
-        #expect(text.contains("cannot write \(d.file("big.gguf")): File too large"), "\(text)")
+        guard let big = try runPalrConvertShell("ulimit -f 100; exec \"$0\" random --shape tiny -o \"$1\"", [d.file("big.gguf")])
+        else { return }
+        #expect(big.reason == .exit && big.status == 1, "\(big.reason) \(big.status)")
+        #expect(big.err.contains("cannot write \(d.file("big.gguf")): File too large"), "\(big.err)")
         #expect(!d.contents.contains { $0.hasPrefix("big.gguf") })
     }
 
     /// Swift would decode `$'\xff.gguf'` as "\u{FFFD}.gguf" and write that file instead:
     /// an argument that is not UTF-8 is refused (usage error, 64) before anything runs.
     @Test func anArgumentThatIsNotUTF8IsRefused() throws {
-        guard let exe = palrConvertExecutable() else { Issue.record("the palr-convert executable was not built"); return }
         let d = try TempDir()
         defer { d.cleanUp() }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", #"exec "$0" random --shape tiny -o "$1/$(printf '\377').gguf""#, exe, d.path]
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 64, "\(text)")
-        #expect(text.contains("Error: argument 5 is not valid UTF-8 (bytes 2f") && text.contains("palr-convert takes"), "\(text)")
+        guard let r = try runPalrConvertShell(#"exec "$0" random --shape tiny -o "$1/$(printf '\377').gguf""#, [d.path]) else { return }
+        #expect(r.status == 64, "\(r.err)")
+        #expect(r.err.contains("Error: argument 5 is not valid UTF-8 (bytes 2f") && r.err.contains("palr-convert takes"), "\(r.err)")
         #expect(d.contents.isEmpty, "written: \(d.contents)")
     }
 
@@ -286,31 +293,19 @@ func fileType(_ path: String) -> mode_t? {
     /// the conversion spread its work over threads. Now a low soft limit is raised towards
     /// the hard one, and a hard limit too low for that is one error line before any work.
     @Test func fewFileDescriptorsAreRaisedOrRefusedNotACrash() throws {
-        guard let exe = palrConvertExecutable() else { Issue.record("the palr-convert executable was not built"); return }
         let d = try TempDir()
         defer { d.cleanUp() }
-        let items = d.file("items.csv"), ratings = d.file("ratings.csv")
-        #expect(FileManager.default.createFile(atPath: items, contents: Data("movieId,title,genres\n1,A (1999),x\n2,B (2000),y\n".utf8)))
-        #expect(FileManager.default.createFile(atPath: ratings, contents: Data("userId,movieId,rating,timestamp\n1,1,5,10\n1,2,4,11\n".utf8)))
-        func run(_ limit: String, _ out: String) throws -> (reason: Process.TerminationReason, status: Int32, err: String) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/bin/sh")
-            p.arguments = ["-c", "ulimit \(limit) 4 && exec \"$0\" catalog --items \"$1\" --interactions \"$2\" -o \"$3\"",
-                           exe, items, ratings, d.file(out)]
-            let err = Pipe()
-            p.standardError = err
-            p.standardOutput = FileHandle.nullDevice
-            try p.run()
-            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            return (p.terminationReason, p.terminationStatus, text)
+        let (items, ratings) = writeTinyCatalogInputs(d)
+        func run(_ limit: String, _ out: String) throws -> (reason: Process.TerminationReason, status: Int32, err: String)? {
+            try runPalrConvertShell("ulimit \(limit) 4 && exec \"$0\" catalog --items \"$1\" --interactions \"$2\" -o \"$3\"",
+                                    [items, ratings, d.file(out)])
         }
         // Soft limit 4, hard limit as inherited: raised, the conversion runs.
-        let soft = try run("-Sn", "soft.gguf")
+        guard let soft = try run("-Sn", "soft.gguf") else { return }
         #expect(soft.reason == .exit && soft.status == 0, "\(soft)")
         #expect(d.contents.contains("soft.gguf"))
         // Hard limit 4 (one descriptor free after 0–2): refused, nothing written.
-        let hard = try run("-n", "hard.gguf")
+        guard let hard = try run("-n", "hard.gguf") else { return }
         #expect(hard.reason == .exit && hard.status == 1, "\(hard)")
         #expect(hard.err == "Error: only 1 file descriptor is free (ulimit -n: 4); palr-convert needs at least 16: raise the limit\n", "\(hard.err)")
         #expect(!d.contents.contains { $0.hasPrefix("hard.gguf") }, "\(d.contents)")

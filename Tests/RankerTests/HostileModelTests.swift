@@ -65,18 +65,7 @@ struct HostileModel {
         var plans: [GGUFTensorPlan] = [GGUFTensorPlan(name: "token_embd.weight", dims: [dim, vocabRows], type: .q4_0),
                                        GGUFTensorPlan(name: "output_norm.weight", dims: [dim], type: .f32)]
         if output != nil { plans.append(GGUFTensorPlan(name: "output.weight", dims: [dim, vocabRows], type: .f32)) }
-        for l in 0..<layers {
-            let p = "blk.\(l)."
-            plans += [GGUFTensorPlan(name: p + "attn_norm.weight", dims: [dim], type: .f32),
-                      GGUFTensorPlan(name: p + "attn_q.weight", dims: [dim, dim], type: .q4_0),
-                      GGUFTensorPlan(name: p + "attn_k.weight", dims: [dim, kv * hd], type: .q4_0),
-                      GGUFTensorPlan(name: p + "attn_v.weight", dims: [dim, kv * hd], type: .q4_0),
-                      GGUFTensorPlan(name: p + "attn_output.weight", dims: [dim, dim], type: .q4_0),
-                      GGUFTensorPlan(name: p + "ffn_norm.weight", dims: [dim], type: .f32),
-                      GGUFTensorPlan(name: p + "ffn_gate.weight", dims: [dim, ffn], type: .q4_0),
-                      GGUFTensorPlan(name: p + "ffn_up.weight", dims: [dim, ffn], type: .q4_0),
-                      GGUFTensorPlan(name: p + "ffn_down.weight", dims: [ffn, dim], type: .q4_0)]
-        }
+        plans += layerPlans(layers: layers, dim: dim, kvDim: kv * hd, ffn: ffn)
         let w = try GGUFWriter(path: path, metadata: meta, tensors: plans)
         for (i, p) in plans.enumerated() {
             let values: [Float]

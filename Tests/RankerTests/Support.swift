@@ -41,18 +41,7 @@ let tinyRankerModelPath: String = {
         let hd = dim / heads
         var plans: [GGUFTensorPlan] = [GGUFTensorPlan(name: "token_embd.weight", dims: [dim, vocab], type: .q4_0),
                                        GGUFTensorPlan(name: "output_norm.weight", dims: [dim], type: .f32)]
-        for l in 0..<layers {
-            let p = "blk.\(l)."
-            plans += [GGUFTensorPlan(name: p + "attn_norm.weight", dims: [dim], type: .f32),
-                      GGUFTensorPlan(name: p + "attn_q.weight", dims: [dim, dim], type: .q4_0),
-                      GGUFTensorPlan(name: p + "attn_k.weight", dims: [dim, kv * hd], type: .q4_0),
-                      GGUFTensorPlan(name: p + "attn_v.weight", dims: [dim, kv * hd], type: .q4_0),
-                      GGUFTensorPlan(name: p + "attn_output.weight", dims: [dim, dim], type: .q4_0),
-                      GGUFTensorPlan(name: p + "ffn_norm.weight", dims: [dim], type: .f32),
-                      GGUFTensorPlan(name: p + "ffn_gate.weight", dims: [dim, ffn], type: .q4_0),
-                      GGUFTensorPlan(name: p + "ffn_up.weight", dims: [dim, ffn], type: .q4_0),
-                      GGUFTensorPlan(name: p + "ffn_down.weight", dims: [ffn, dim], type: .q4_0)]
-        }
+        plans += layerPlans(layers: layers, dim: dim, kvDim: kv * hd, ffn: ffn)
         let w = try GGUFWriter(path: path, metadata: meta, tensors: plans)
         var state: UInt64 = 0x1234_5678
         for p in plans {
@@ -95,4 +84,20 @@ func catalog(_ c: ItemCatalog, withID id: String) throws -> ItemCatalog {
     info.id = id
     return try ItemCatalog(info: info, items: ItemList(ids: c.ids, titles: c.titles),
                            popularity: c.popularityValues, neighbours: table)
+}
+
+/// The tensor plans of `layers` LLaMA blocks: norms in F32, every matrix in Q4_0.
+func layerPlans(layers: Int, dim: Int, kvDim: Int, ffn: Int) -> [GGUFTensorPlan] {
+    (0..<layers).flatMap { l -> [GGUFTensorPlan] in
+        let p = "blk.\(l)."
+        return [GGUFTensorPlan(name: p + "attn_norm.weight", dims: [dim], type: .f32),
+                GGUFTensorPlan(name: p + "attn_q.weight", dims: [dim, dim], type: .q4_0),
+                GGUFTensorPlan(name: p + "attn_k.weight", dims: [dim, kvDim], type: .q4_0),
+                GGUFTensorPlan(name: p + "attn_v.weight", dims: [dim, kvDim], type: .q4_0),
+                GGUFTensorPlan(name: p + "attn_output.weight", dims: [dim, dim], type: .q4_0),
+                GGUFTensorPlan(name: p + "ffn_norm.weight", dims: [dim], type: .f32),
+                GGUFTensorPlan(name: p + "ffn_gate.weight", dims: [dim, ffn], type: .q4_0),
+                GGUFTensorPlan(name: p + "ffn_up.weight", dims: [dim, ffn], type: .q4_0),
+                GGUFTensorPlan(name: p + "ffn_down.weight", dims: [ffn, dim], type: .q4_0)]
+    }
 }
