@@ -5,7 +5,10 @@
 #ifndef PALR_CLEANUP_H
 #define PALR_CLEANUP_H
 
-#define PALR_CLEANUP_SLOTS 16
+// A history store's creation holds four (its temporary and SQLite's three files beside
+// it): 16 ran out when eight threads of one process created stores at once, and writers
+// of other files then went unregistered. Untouched slots cost no resident memory.
+#define PALR_CLEANUP_SLOTS 64
 
 /// Copies `path` into a free slot; returns the slot, or -1 when every slot is
 /// taken, the path (with its NUL) does not fit in PATH_MAX bytes, or
