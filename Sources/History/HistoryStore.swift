@@ -170,13 +170,25 @@ public struct HistoryStore: Sendable {
 
     // MARK: space for deletions on a full disk
 
-    /// Size of `FILE-reserve`, the space kept so that a forget or compact still works on
-    /// a full disk (a deletion appends the pages it changes to the WAL, so it needs free
-    /// space too): 1 MiB, 256 pages: any deletion in a store of up to about 1 MiB (a
-    /// household's few profiles of 1,000 interactions each take about 200 KB); in a larger
-    /// store a deletion that changes more pages (an item forgotten across hundreds of
-    /// profiles) can still fail as disk full.
+    /// The smallest `FILE-reserve`, the space kept so that a forget or compact still works
+    /// on a full disk (a deletion appends the pages it changes to the WAL, so it needs
+    /// free space too): 1 MiB, 256 pages.
     public static let reserveBytes = 1 << 20
+
+    /// The largest reserve: 16 MiB. A store up to about this size keeps room for a
+    /// deletion that changes every one of its pages; in a larger store, a deletion of more
+    /// than about 4,000 pages (an item forgotten across thousands of profiles) can still
+    /// fail as disk full.
+    public static let reserveCeiling = 16 << 20
+
+    /// The reserve a store of `storeBytes` keeps: room for a WAL holding every page of the
+    /// store (each frame is a page and a 24-byte header; 1/128 covers pages of 4 KiB and
+    /// up) and the WAL's header, in whole MiB between `reserveBytes` and `reserveCeiling`.
+    public static func reserveBytes(forStoreOf storeBytes: Int64) -> Int {
+        let needed = min(max(0, storeBytes), Int64(reserveCeiling)) / 128 * 129 + (64 << 10)
+        let mib = Int64(reserveBytes)
+        return Int(min(Int64(reserveCeiling), max(mib, (needed + mib - 1) / mib * mib)))
+    }
 
     /// What a reserve starts with: `usingReserve` deletes only a file that has it (and the
     /// right size and owner), never another file that happens to have the name.
@@ -196,22 +208,29 @@ public struct HistoryStore: Sendable {
     /// rollback journal, and the reserve.
     public static let companionSuffixes = ["-wal", "-shm", "-journal", "-reserve"]
 
-    /// Makes `FILE-reserve` if it is missing. Best effort: when the folder cannot be
-    /// written or the disk has no room, there is none (and the next open tries again).
+    /// Makes `FILE-reserve` if it is missing, or resizes ours to what the store's size
+    /// asks for now (`reserveBytes(forStoreOf:)`: it grows with the store and shrinks after
+    /// a compact). Best effort: when the folder cannot be written or the disk has no room,
+    /// the reserve stays as it is or there is none (and the next open tries again).
     /// Built whole (allocated, marker written) under a temporary name and hard-linked into
     /// place, so the reserve's name never shows a file without its marker (a kill between
     /// creating and marking one left a file that no later open would free or replace); the
     /// link never replaces or follows anything already at that path.
     func ensureReserve() {
+        // The store's size: its file, or its pages when the WAL still holds the newest.
+        let pages = (try? connection.run("size the reserve") {
+            try connection.scalar("PRAGMA page_count") * connection.scalar("PRAGMA page_size")
+        }) ?? 0
+        let wanted = Self.reserveBytes(forStoreOf: max(fileSize(target), pages))
         var info = stat()
-        guard lstat(reservePath, &info) != 0 && errno == ENOENT else { return }
+        guard lstat(reservePath, &info) != 0 && errno == ENOENT else { return resizeReserve(to: wanted) }
         guard let file = try? AtomicFile(replacing: reservePath, newFileMode: 0o600) else { return }
         guard file.target == reservePath else { return file.discard() }   // a link appeared meanwhile
         do {
-            try file.allocate(Self.reserveBytes)   // a smaller file would promise room it has not got
+            try file.allocate(wanted)   // a smaller file would promise room it has not got
             // The marker goes into the first allocated block: writing it needs no more space.
             try file.write(String(decoding: Self.reserveMagic, as: UTF8.self))
-            if try file.commitIfAbsent().unsupported { makeReserveInPlace() }
+            if try file.commitIfAbsent().unsupported { makeReserveInPlace(wanted) }
         } catch {
             file.discard()
         }
@@ -221,28 +240,59 @@ public struct HistoryStore: Sendable {
     /// under its own name (O_EXCL, O_NOFOLLOW: nothing already there is opened or
     /// followed), then allocated and marked; a kill in between leaves a file without the
     /// marker, which no open frees or replaces (that store then has no reserve).
-    private func makeReserveInPlace() {
+    private func makeReserveInPlace(_ bytes: Int) {
         let fd = Glibc.open(reservePath, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return }
-        let made = posix_fallocate(fd, 0, off_t(Self.reserveBytes)) == 0
+        let made = posix_fallocate(fd, 0, off_t(bytes)) == 0
             && Self.reserveMagic.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) } == Self.reserveMagic.count
         Glibc.close(fd)
         if !made { unlink(reservePath) }
     }
 
-    /// Deletes the reserve if the file at `reservePath` is one: a regular file of
-    /// `reserveBytes` owned by this user that starts with `reserveMagic`. Returns whether
-    /// it did.
-    func releaseReserve() -> Bool {
-        let fd = Glibc.open(reservePath, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { Glibc.close(fd) }
+    /// Opens the file at `reservePath` if it is a reserve: a regular file owned by this
+    /// user, of `reserveBytes` to `reserveCeiling` bytes (any size between: a growth cut
+    /// short by a kill leaves an odd one, resized at the next open), that starts with
+    /// `reserveMagic`. Returns the descriptor (the caller closes it) and size.
+    private func openReserve(flags: Int32) -> (descriptor: Int32, size: Int)? {
+        let fd = Glibc.open(reservePath, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
         var info = stat()
-        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_size == off_t(Self.reserveBytes),
-              info.st_uid == geteuid() else { return false }
         var head = [UInt8](repeating: 0, count: Self.reserveMagic.count)
-        let read = head.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
-        guard read == head.count, head == Self.reserveMagic else { return false }
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_uid == geteuid(),
+              (off_t(Self.reserveBytes)...off_t(Self.reserveCeiling)).contains(info.st_size),
+              head.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, $0.count, 0) }) == head.count,
+              head == Self.reserveMagic else {
+            Glibc.close(fd)
+            return nil
+        }
+        return (fd, Int(info.st_size))
+    }
+
+    /// Resizes our reserve to `wanted` bytes. It grows only while as much space as it
+    /// then holds stays free for the store's own writes (a reserve that filled the disk
+    /// would cause the failures it is there to undo); a failed growth is undone.
+    private func resizeReserve(to wanted: Int) {
+        // Opened for writing only when it is a regular file (openReserve checks again on
+        // the descriptor): never a device or FIFO someone put at the name.
+        var info = stat()
+        guard lstat(reservePath, &info) == 0, info.st_mode & S_IFMT == S_IFREG,
+              info.st_size != off_t(wanted), let (fd, size) = openReserve(flags: O_RDWR) else { return }
+        defer { Glibc.close(fd) }
+        if wanted < size {
+            _ = ftruncate(fd, off_t(wanted))
+        } else if wanted > size {
+            var disk = statvfs()
+            guard fstatvfs(fd, &disk) == 0,
+                  Int64(disk.f_bavail) * Int64(disk.f_frsize) - Int64(wanted - size) >= Int64(wanted) else { return }
+            if posix_fallocate(fd, 0, off_t(wanted)) != 0 { _ = ftruncate(fd, off_t(size)) }
+        }
+    }
+
+    /// Deletes the reserve if the file at `reservePath` is one (`openReserve`). Returns
+    /// whether it did.
+    func releaseReserve() -> Bool {
+        guard let (fd, _) = openReserve(flags: O_RDONLY) else { return false }
+        defer { Glibc.close(fd) }
         return unlink(reservePath) == 0
     }
 
@@ -575,6 +625,7 @@ public struct HistoryStore: Sendable {
             // Housekeeping: the trim and the vacuum are committed whatever this does.
             _ = try? checkpoint()
         }
+        ensureReserve()   // sized for the store as it is now
         return CompactionReport(trimmedInteractions: trimmed, removedItems: removedItems, freedPages: freed,
                                 databaseBytesBefore: before, databaseBytesAfter: fileSize(path))
     }

@@ -163,7 +163,9 @@ extension HistoryStore {
     /// Imports an input opened beforehand (a command opens it before it creates a
     /// database, so that a file it cannot read leaves no database behind).
     public func importInput(_ source: ImportInput, options: ImportOptions) throws -> ImportReport {
-        try importSource(source, name: source.name, options: options)
+        let report = try importSource(source, name: source.name, options: options)
+        ensureReserve()   // the store grew: its reserve grows with it
+        return report
     }
 
     private func importSource(_ source: ImportInput, name: String, options: ImportOptions) throws -> ImportReport {

@@ -31,6 +31,33 @@ private func view(_ profile: String, _ item: String, at time: Int64, kind: Inter
         }
     }
 
+    /// The reserve's size for a store: room for a WAL of every page (page + 24-byte frame
+    /// header, plus the WAL header), in whole MiB from 1 to 16, for any size without a trap.
+    @Test func theReserveIsSizedForTheStore() {
+        let mib = 1 << 20
+        let cases: [(Int64, Int)] = [(-5, mib), (0, mib), (900_000, mib), (983_040, 2 * mib), (1_040_384, 2 * mib),
+                                     (2_228_224, 3 * mib), (15 << 20, 16 * mib), (1 << 30, 16 * mib), (.max, 16 * mib)]
+        for (store, reserve) in cases {
+            #expect(HistoryStore.reserveBytes(forStoreOf: store) == reserve, "store of \(store) bytes")
+            // A deletion rewriting every 4 KiB page fits: frames and the WAL header.
+            if store > 0 && store < 15 << 20 { #expect(Int64(reserve) >= store / 4096 * (4096 + 24) + 32) }
+        }
+    }
+
+    /// A reserve that is not the store's (another owner's file, or no marker) is never
+    /// resized, however large the store grows.
+    @Test func aFileAtTheReservesNameIsNeverResized() throws {
+        try withTemporaryDirectory { folder in
+            let foreign = Data("someone else\n".utf8)
+            #expect(FileManager.default.createFile(atPath: folder + "/h.sqlite-reserve", contents: foreign))
+            let store = try HistoryStore(path: folder + "/h.sqlite")
+            _ = try store.importData(Data((1...20_000).map { "\($0 % 5 + 1)\tm\($0)\t4\t\(881_250_000 + $0)\n" }.joined().utf8),
+                                 name: "u.data", options: ImportOptions(format: .movieLensUData))
+            store.close()
+            #expect(try Data(contentsOf: URL(fileURLWithPath: folder + "/h.sqlite-reserve")) == foreign)
+        }
+    }
+
     /// A new store is built under a temporary name and linked into place whole, with its
     /// reserve beside it, leaving nothing else; through a dangling link (SQLite creates the
     /// target) the reserve goes beside the target, not the link (it went beside the link).
