@@ -207,6 +207,11 @@ public struct HFConfig: Sendable, Equatable {
                 theta = t
             }
         }
+        // Frequencies are base^(-2i/d): a base of 1 or less makes them all ≥ 1 (no model
+        // has one; the runtime refuses it too).
+        guard theta > 1 && theta.isFinite else {
+            throw .badConfig(path: path, key: "rope_theta", reason: "is \(theta); a RoPE base must be a finite number greater than 1")
+        }
         ropeTheta = theta
         ropeScaling = scaling
     }

@@ -102,7 +102,7 @@ public struct LlamaConfig: Sendable, Equatable {
         try check(headCount % kvHeadCount == 0, "head_count \(headCount) is not a multiple of head_count_kv \(kvHeadCount)")
         try check(headDim > 0 && headDim % 2 == 0, "head dimension \(headDim) must be positive and even")
         try check(ropeDim > 0 && ropeDim <= headDim && ropeDim % 2 == 0, "rope.dimension_count \(ropeDim) must be even and ≤ head dimension \(headDim)")
-        try check(ropeFreqBase > 0 && ropeFreqBase.isFinite, "rope.freq_base \(ropeFreqBase) must be a finite positive number")
+        try check(ropeFreqBase > 1 && ropeFreqBase.isFinite, "rope.freq_base \(ropeFreqBase) must be a finite number greater than 1")
         // An infinite factor divided every position to 0: all tokens at one position, silently.
         if case .linear(let factor) = ropeScaling {
             try check(factor > 0 && factor.isFinite, "rope.scaling.factor \(factor) must be a finite positive number")

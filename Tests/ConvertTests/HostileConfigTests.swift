@@ -98,7 +98,8 @@ struct HostileConfigTests {
     // 5. Floats must survive Float32 and be in range.
     @Test(arguments: [("rms_norm_eps", "1e300", "Float32"), ("rms_norm_eps", "1e-50", "Float32"),
                       ("rms_norm_eps", "1", "not below 1"), ("rms_norm_eps", "0", "not a positive number"),
-                      ("rope_theta", "1e300", "Float32"), ("rope_theta", "-5", "not a positive number")])
+                      ("rope_theta", "1e300", "Float32"), ("rope_theta", "-5", "not a positive number"),
+                      ("rope_theta", "1", "greater than 1"), ("rope_theta", "0.001", "greater than 1")])
     func floatsMustBeFiniteFloat32(key: String, value: String, message: String) throws {
         try expectConfigError([key: value], key: key, message)
     }

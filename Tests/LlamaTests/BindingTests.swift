@@ -54,8 +54,10 @@ import Testing
         #expect(throws: LlamaError.unsupported("rope scaling type 'yarn' (palr supports none and linear)")) { try LlamaModel(path: p) }
     }
 
+    /// A RoPE base must be finite and above 1 (at 1 or below every frequency is ≥ 1).
     @Test func nonFiniteRopeBaseOrEpsilonIsAnError() throws {
         for (key, value) in [("llama.rope.freq_base", Float.infinity), ("llama.rope.freq_base", .nan),
+                             ("llama.rope.freq_base", 1), ("llama.rope.freq_base", 1e-30),
                              ("llama.attention.layer_norm_rms_epsilon", .infinity)] {
             let p = try rewrite(src) { m, _ in
                 m.removeAll { $0.0 == key }
