@@ -197,9 +197,11 @@ public struct TuningResult: Sendable {
 extension LeaveOneOutData {
     /// Scores every grid point on the validation items (neighbours built without
     /// each user's last two items) and returns them best-first by NDCG@10, then HR@10.
-    public func tune(_ grid: TuningGrid, users: Int? = nil, seed: UInt64 = 1, threads: Int = 2,
-                     progress: ((Int, Int, TuningResult) -> Void)? = nil) throws -> [TuningResult] {
-        let sample = sampleUsers(users, seed: seed)
+    /// The users are those the evaluation itself takes: `users` sampled (with `seed`)
+    /// from `pool` (all users when nil).
+    public func tune(_ grid: TuningGrid, users: Int? = nil, seed: UInt64 = 1, from pool: Set<Int>? = nil,
+                     threads: Int = 2, progress: ((Int, Int, TuningResult) -> Void)? = nil) throws -> [TuningResult] {
+        let sample = sampleUsers(users, seed: seed, from: pool)
         guard !sample.isEmpty else { throw EvaluationError.noUsers("no user has 3 or more interactions with catalog items") }
         var results: [TuningResult] = []
         for (b, build) in grid.builds.enumerated() {

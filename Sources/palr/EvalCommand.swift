@@ -137,8 +137,9 @@ struct EvalCommand: ParsableCommand {
         var tuned: TuningResult?
         if tune || grid != nil {
             let grid = customGrid ?? TuningGrid.standard(around: config)
-            note("tuning \(m.rawValue): \(grid.builds.count) neighbour builds × \(grid.retrieval.count) retrieval settings on the validation items")
-            let results = try data.tune(grid, users: users, seed: seed, threads: threads) { done, total, best in
+            note("tuning \(m.rawValue): \(grid.builds.count) neighbour builds × \(grid.retrieval.count) retrieval settings on the validation items"
+                 + (only != nil ? " of the listed users" : ""))
+            let results = try data.tune(grid, users: users, seed: seed, from: only, threads: threads) { done, total, best in
                 note("  \(done)/\(total) builds; best so far NDCG@10 \(f(best.validation.ndcg10)) HR@10 \(f(best.validation.hr10)): \(best.configuration.summary)")
             }
             tuned = results.first

@@ -63,6 +63,28 @@ import Testing
         #expect(s1.users == 2 && s1.retrieval == s2.retrieval)
     }
 
+    /// Tuning takes the users the evaluation takes: with a pool (`--user-list`), its
+    /// validation figures are those users' (it took every user's before).
+    @Test func tuningTakesTheListedUsers() throws {
+        let seqs: [[Int32]] = [[0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 4, 3], [5, 0, 1, 2], [5, 0, 3, 1]]
+        let items = ItemList(ids: (0..<6).map { "\($0)" }, titles: (0..<6).map { "\($0)" })
+        let d = LeaveOneOutData(items: items, sequences: ItemSequences(itemCount: 6, sequences: seqs))
+        let base = RetrieverConfiguration(neighbours: NeighbourParameters(method: .seq), retrieval: RetrievalSettings())
+        let grid = TuningGrid(builds: [base.neighbours], retrieval: [base.retrieval])
+        var o = EvaluationOptions()
+        o.neighbours = base.neighbours
+        o.heldOut = .validation
+        for pool: Set<Int>? in [nil, [2], [3, 4]] {
+            o.onlyUsers = pool
+            let tuned = try #require(try d.tune(grid, from: pool).first)
+            let evaluated = try d.evaluate(o)
+            #expect(tuned.validation == evaluated.retrieval, "pool \(String(describing: pool))")
+        }
+        // The pools' figures differ, so the check above tells them apart.
+        let all = try #require(try d.tune(grid).first), some = try #require(try d.tune(grid, from: [2]).first)
+        #expect(all.validation != some.validation, "\(all.validation) \(some.validation)")
+    }
+
     @Test func rerankerPlugsIntoTheSameProtocol() throws {
         let d = Self.leakData
         var o = EvaluationOptions()
