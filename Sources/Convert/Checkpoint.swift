@@ -36,7 +36,10 @@ public struct Checkpoint: Sendable {
             var map: [String: SafeTensor] = [:]
             var names: [String] = []
             for (name, v) in weightMap {
-                guard let shard = v.string, !shard.isEmpty, !shard.contains("/") else {
+                // A NUL would end the name at the system call, which would then open another
+                // file than the one named; "." and ".." are folders, not shards.
+                guard let shard = v.string, !shard.isEmpty, !shard.contains("/"), !shard.contains("\0"),
+                      shard != ".", shard != ".." else {
                     throw .badConfig(path: indexPath, key: "weight_map.\(name)", reason: "is \(v.brief), not a file name in the folder")
                 }
                 let file: SafeTensorsFile
@@ -57,10 +60,18 @@ public struct Checkpoint: Sendable {
                 names.append(name)
             }
             // A shard may not hold tensors the index does not list: the index would be stale.
+            // Nor may a tensor the index assigns to one shard appear in another too: which copy
+            // a loader takes would then depend on the order it reads the shards.
             for f in order {
-                if let extra = f.tensorNames.first(where: { map[$0] == nil }) {
-                    throw .badConfig(path: indexPath, key: "weight_map",
-                                     reason: "does not list tensor '\(extra)', which \(f.path) holds (a stale index?)")
+                for name in f.tensorNames {
+                    guard let t = map[name] else {
+                        throw .badConfig(path: indexPath, key: "weight_map",
+                                         reason: "does not list tensor '\(name)', which \(f.path) holds (a stale index?)")
+                    }
+                    guard t.file === f else {
+                        throw .badConfig(path: indexPath, key: "weight_map.\(name)",
+                                         reason: "names \(t.path), but \(f.path) holds tensor '\(name)' too (which copy is meant?)")
+                    }
                 }
             }
             files = order
