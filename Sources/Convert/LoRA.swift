@@ -46,6 +46,7 @@ public struct LoRAAdapter: Sendable {
                     self = .names(LlamaNames.linearModules)
                     return
                 }
+                if let risk = LoRAAdapter.backtrackingRisk(s) { throw .badConfig(path: path, key: key, reason: risk) }
                 do { self = .regex(s, try Regex(s)) } catch {
                     throw .badConfig(path: path, key: key, reason: "is not a regular expression palr can read: \(error)")
                 }
@@ -68,6 +69,81 @@ public struct LoRAAdapter: Sendable {
             case .names(let n): return n.contains { module == $0 || module.hasSuffix("." + $0) }
             }
         }
+    }
+
+    /// The most unbounded quantifiers (`*`, `+`, `{n,}`) a module pattern may hold.
+    static let maxUnboundedQuantifiers = 4
+
+    /// Why matching `pattern` could take Swift's backtracking `Regex` exponential or
+    /// high-polynomial time, or nil. A repeated group that holds a quantifier or
+    /// alternatives (`(.*)*x`, `(a+)+`, `(a|aa)*`, `(.*){20}`) tries every way of
+    /// splitting a name that does not match, 2^30 and more for one module name; so do
+    /// many quantifiers in a row (`.*.*.*.*.*.*x`). PEFT's patterns need neither
+    /// (`.*\.(q_proj|v_proj)`, `model\.layers\.\d+\.self_attn\.q_proj`).
+    static func backtrackingRisk(_ pattern: String) -> String? {
+        let c = Array(pattern.unicodeScalars)
+        var i = 0
+        var groups: [Bool] = [false]   // per open group: holds a quantifier or an alternative
+        var riskyGroupBefore = false   // the atom before i is a group that holds one
+        var unbounded = 0
+        while i < c.count {
+            let ch = c[i]
+            i += 1
+            switch ch {
+            case "\\":
+                i += 1
+                riskyGroupBefore = false
+            case "[":
+                if i < c.count, c[i] == "^" { i += 1 }
+                if i < c.count, c[i] == "]" { i += 1 }
+                while i < c.count, c[i] != "]" { i += c[i] == "\\" ? 2 : 1 }
+                i += 1
+                riskyGroupBefore = false
+            case "(":
+                groups.append(false)
+                if i < c.count, c[i] == "?" {   // (?:  (?=  (?!  (?<=  (?<name>  (?i)
+                    i += 1
+                    while i < c.count, !":=!>)".unicodeScalars.contains(c[i]) { i += 1 }
+                    if i < c.count, c[i] != ")" { i += 1 }
+                }
+                riskyGroupBefore = false
+            case ")":
+                riskyGroupBefore = groups.count > 1 ? groups.removeLast() : false
+                if riskyGroupBefore { groups[groups.count - 1] = true }
+            case "|":
+                groups[groups.count - 1] = true
+                riskyGroupBefore = false
+            case "*", "+", "?", "{":
+                var repeats = ch != "?", open = ch != "?"
+                if ch == "{" {
+                    // {n}, {n,}, {n,m}; anything else is a literal brace.
+                    var j = i, text = ""
+                    while j < c.count, c[j] != "}", text.count < 24 { text.unicodeScalars.append(c[j]); j += 1 }
+                    let parts = text.split(separator: ",", maxSplits: 1, omittingEmptySubsequences: false)
+                    guard j < c.count, c[j] == "}", let n = Int(parts[0]) else { riskyGroupBefore = false; continue }
+                    let m = parts.count == 1 ? n : Int(parts[1])
+                    guard parts.count == 1 || parts[1].isEmpty || m != nil else { riskyGroupBefore = false; continue }
+                    open = parts.count == 2 && parts[1].isEmpty
+                    repeats = open || (m ?? n) > 1
+                    i = j + 1
+                }
+                if i < c.count, c[i] == "?" || c[i] == "+" { i += 1 }   // lazy, possessive
+                if repeats && riskyGroupBefore {
+                    return "repeats a group that holds a quantifier or alternatives, which can make matching one "
+                        + "module name take hours; write it without the nested repetition"
+                }
+                if open { unbounded += 1 }
+                groups[groups.count - 1] = true
+                riskyGroupBefore = false
+            default:
+                riskyGroupBefore = false
+            }
+        }
+        guard unbounded <= maxUnboundedQuantifiers else {
+            return "holds \(unbounded) unbounded quantifiers (*, +, {n,}), more than palr accepts "
+                + "(at most \(maxUnboundedQuantifiers)): matching could take hours"
+        }
+        return nil
     }
 
     /// Reads an adapter and checks every patch against `checkpoint` (shapes) and `config` (tied output).
@@ -146,6 +222,7 @@ public struct LoRAAdapter: Sendable {
             var out: [(Regex<AnyRegexOutput>, String, T)] = []
             for (pattern, value) in o {
                 let x = try parse(value, "\(key).\(pattern)")
+                if let risk = Self.backtrackingRisk(pattern) { throw .badConfig(path: cfgPath, key: "\(key).\(pattern)", reason: risk) }
                 do { out.append((try Regex("(.*\\.)?(\(pattern))"), pattern, x)) } catch {
                     throw .badConfig(path: cfgPath, key: "\(key).\(pattern)", reason: "is not a regular expression palr can read")
                 }
@@ -196,12 +273,6 @@ public struct LoRAAdapter: Sendable {
         for m in order {
             guard let a = aTensors[m] else { throw bad("module \(m) has lora_B but no lora_A") }
             guard let b = bTensors[m] else { throw bad("module \(m) has lora_A but no lora_B") }
-            guard targets.contains(m), !excluded.contains(m) else {
-                throw bad("it holds weights for \(m), which \(Self.configFile) does not target (target_modules \(c["target_modules"]?.brief ?? "null"))")
-            }
-            if let layers, let l = LlamaNames.layerIndex(m), !layers.contains(l) {
-                throw bad("it holds weights for \(m), but layers_to_transform excludes layer \(l)")
-            }
             for t in [a, b] where !t.dtype.isConvertible {
                 throw bad("tensor '\(t.name)' has dtype \(t.dtype.rawValue); palr reads F32, F16 and BF16")
             }
@@ -213,6 +284,14 @@ public struct LoRAAdapter: Sendable {
             let baseName = m + ".weight"
             guard let base = checkpoint[baseName] else {
                 throw .missingTensor(name: baseName, where: "\(checkpoint.directory) (the base model of LoRA adapter \(directory))")
+            }
+            // Matched after the base tensor is found, so the patterns only ever see the
+            // checkpoint's own (checked, short) names, never an adapter's arbitrary ones.
+            guard targets.contains(m), !excluded.contains(m) else {
+                throw bad("it holds weights for \(m), which \(Self.configFile) does not target (target_modules \(c["target_modules"]?.brief ?? "null"))")
+            }
+            if let layers, let l = LlamaNames.layerIndex(m), !layers.contains(l) {
+                throw bad("it holds weights for \(m), but layers_to_transform excludes layer \(l)")
             }
             let rank = lookup(rankPattern, "rank", m, default: r).0
             let (alphaM, alphaKey) = lookup(alphaPattern, "alpha", m, default: alpha)
