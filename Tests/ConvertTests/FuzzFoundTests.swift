@@ -1,0 +1,99 @@
+import Foundation
+import Testing
+@testable import Convert
+
+/// Inputs found by the mutation campaign of tools/fuzz/convert (each test names the
+/// mutation); every one used to be accepted, crash or hang. Failures go through
+/// BadInputTests' `failure`, which also checks that nothing is left in the output folder.
+@Suite struct FuzzFoundTests {
+    let bad = BadInputTests()
+
+    /// tiny-sharded with its index's text edited by `edit`.
+    func shardedVariant(editIndex edit: (String) -> String) throws -> TempDir {
+        try bad.variant(of: "tiny-sharded") { d in
+            let path = d.file(Checkpoint.indexFile)
+            try edit(String(contentsOfFile: path, encoding: .utf8)).write(toFile: path, atomically: false, encoding: .utf8)
+        }
+    }
+
+    /// Mutation: a shard's name in weight_map gets a trailing "\u0000". The system call
+    /// stopped at the NUL and read the real shard, so the conversion succeeded although
+    /// the index named a file that does not exist.
+    @Test func aShardNameWithANulIsRefused() throws {
+        let d = try shardedVariant {
+            $0.replacingOccurrences(of: "\"model-00002-of-00002.safetensors\"", with: "\"model-00002-of-00002.safetensors\\u0000\"")
+        }
+        defer { d.cleanUp() }
+        guard case .badConfig(let path, let key, _) = try bad.failure(d.path) else { Issue.record("wrong error"); return }
+        #expect(path.hasSuffix(Checkpoint.indexFile) && key.hasPrefix("weight_map."))
+    }
+
+    /// Mutation: a tensor the index assigns to shard 1 is also stored in shard 2. The
+    /// copy in shard 2 was silently ignored (the stale-index check only asked whether
+    /// the name was listed at all).
+    @Test func aTensorInTwoShardsIsRefused() throws {
+        let d = try bad.variant(of: "tiny-sharded") { d in
+            let first = try SafeTensorsFile(path: d.file("model-00001-of-00002.safetensors"))
+            let name = "model.embed_tokens.weight"
+            let t = try #require(first.tensor(named: name))
+            var v = [Float](repeating: 0, count: t.elementCount)
+            v.withUnsafeMutableBufferPointer { t.read(from: 0, count: t.elementCount, into: $0.baseAddress!) }
+            try rewriteSafetensors(d.file("model-00002-of-00002.safetensors")) { $0.append((name, t.shape, v)) }
+        }
+        defer { d.cleanUp() }
+        guard case .badConfig(_, let key, let reason) = try bad.failure(d.path) else { Issue.record("wrong error"); return }
+        #expect(key == "weight_map.model.embed_tokens.weight" && reason.contains("model-00002-of-00002.safetensors"))
+    }
+}
+
+/// Module patterns of adapter_config.json that Swift's backtracking Regex would take
+/// hours (or forever) to match against one module name.
+@Suite struct FuzzFoundPatternTests {
+    let bad = BadInputTests()
+
+    /// lora-basic with `key` of its adapter_config.json set to the JSON `value`.
+    func adapter(_ key: String, _ value: Any) throws -> TempDir {
+        try bad.variant(of: "lora-basic") { d in
+            let url = URL(fileURLWithPath: d.file(LoRAAdapter.configFile))
+            var c = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+            c[key] = value
+            try JSONSerialization.data(withJSONObject: c).write(to: url)
+        }
+    }
+
+    /// Mutation: target_modules as a regex with nested or many quantifiers. Before,
+    /// `(.*)*x` hung the conversion (killed by the fuzzer's 30 s timeout) while matching
+    /// the first module name; now each is refused before any matching.
+    @Test(arguments: ["(.*)*x", "(?:(?:.*)*)*Q", "(a|aa)*$", "(?:.*){30}Q", "((.*)b)+", ".*.*.*.*.*.*.*.*x"])
+    func aPatternThatBacktracksForeverIsRefused(pattern: String) throws {
+        let a = try adapter("target_modules", pattern)
+        defer { a.cleanUp() }
+        let started = Date()
+        guard case .badConfig(_, let key, let reason) = try bad.failure(fixture("tiny-f32"), lora: [a.path]) else {
+            Issue.record("wrong error"); return
+        }
+        #expect(key == "target_modules" && reason.contains("hours"))
+        #expect(Date().timeIntervalSince(started) < 5)
+    }
+
+    /// rank_pattern and exclude_modules are regexes too (rank_pattern's key is the pattern).
+    @Test func patternKeysAndExclusionsAreCheckedAlike() throws {
+        for (key, value) in [("rank_pattern", ["(.*)*q_proj": 4] as Any), ("exclude_modules", "(a+)+b" as Any)] {
+            let a = try adapter(key, value)
+            defer { a.cleanUp() }
+            guard case .badConfig(_, let k, _) = try bad.failure(fixture("tiny-f32"), lora: [a.path]) else {
+                Issue.record("wrong error for \(key)"); continue
+            }
+            #expect(k.hasPrefix(key))
+        }
+    }
+
+    /// The patterns PEFT users write still pass.
+    @Test func usualPatternsAreAccepted() {
+        for p in [".*", ".*\\.(q_proj|v_proj)", "model\\.layers\\.\\d+\\.self_attn\\.(q|k|v|o)_proj",
+                  "^(?!.*embed).*(q|k|v)_proj$", ".*layers\\.(0|1|2)\\..*(up|down)_proj", "(?:q|v)_proj", "[a-z_]+{2,}x?",
+                  "model.layers.{1,3}.*", "x{2}(ab)?"] {
+            #expect(LoRAAdapter.backtrackingRisk(p) == nil, "\(p)")
+        }
+    }
+}
