@@ -47,6 +47,13 @@ public enum JSON: Equatable, Sendable {
         return Int(d)
     }
 
+    /// An integer literal only (`2`, not `2.0` or `2e0`): what the safetensors reference
+    /// reader takes for shapes and offsets.
+    public var integerLiteral: Int? {
+        guard case .number(let s) = self else { return nil }
+        return Int(s)
+    }
+
     public var double: Double? {
         guard case .number(let s) = self else { return nil }
         return Double(s)

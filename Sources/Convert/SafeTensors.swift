@@ -137,14 +137,14 @@ public final class SafeTensorsFile: @unchecked Sendable {
             var shape: [Int] = []
             var elements = 1
             for dim in dims {
-                guard let x = dim.int, x >= 0 else { throw bad("tensor '\(name)' has shape entry \(dim.brief)") }
+                guard let x = dim.integerLiteral, x >= 0 else { throw bad("tensor '\(name)' has shape entry \(dim.brief)") }
                 let (e, o) = elements.multipliedReportingOverflow(by: x)
                 guard !o else { throw bad("tensor '\(name)' is too large") }
                 shape.append(x)
                 elements = e
             }
             guard let offs = v["data_offsets"]?.array, offs.count == 2,
-                  let begin = offs[0].int, let end = offs[1].int, begin >= 0, begin <= end else {
+                  let begin = offs[0].integerLiteral, let end = offs[1].integerLiteral, begin >= 0, begin <= end else {
                 throw bad("tensor '\(name)' has data_offsets \(v["data_offsets"]?.brief ?? "missing")")
             }
             let (size, o) = elements.multipliedReportingOverflow(by: dtype.size)

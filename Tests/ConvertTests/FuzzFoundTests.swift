@@ -44,6 +44,24 @@ import Testing
         guard case .badConfig(_, let key, let reason) = try bad.failure(d.path) else { Issue.record("wrong error"); return }
         #expect(key == "weight_map.model.embed_tokens.weight" && reason.contains("model-00002-of-00002.safetensors"))
     }
+
+    /// Mutation: a tensor's data_offsets (or shape) written as floats, [902400.0, 946432.0].
+    /// They were read as the integers they equal, so palr converted a file the
+    /// safetensors reference reader refuses ("invalid type: floating point").
+    @Test(arguments: ["\"shape\":[2],\"data_offsets\":[0.0,8.0]", "\"shape\":[2.0],\"data_offsets\":[0,8]",
+                      "\"shape\":[2],\"data_offsets\":[0,8e0]"])
+    func floatShapesAndOffsetsAreRefused(entry: String) throws {
+        let d = try TempDir()
+        defer { d.cleanUp() }
+        let path = d.file("x.safetensors")
+        try writeSafetensors(path, [("a", [2], [1, 2])], headerOverride: "{\"a\":{\"dtype\":\"F32\",\(entry)}}")
+        #expect {
+            try SafeTensorsFile(path: path)
+        } throws: { e in
+            guard case .badSafetensors(_, let why) = e as? ConvertError else { return false }
+            return why.contains("tensor 'a'")
+        }
+    }
 }
 
 /// Module patterns of adapter_config.json that Swift's backtracking Regex would take
