@@ -1106,12 +1106,8 @@ def run_catalog(r, rng, cb, work):
         expect = "fail" if lines[i] in (b"", b"\r") else "any"
     elif k == 13:
         # quoted field with newline / escaped quotes / quote after close
-        i = rng.randrange(1, len(items) - 1)
-        lines = items
-        target = "items"
-        f = items[i].split(b",", 1)
-        lines[i] = f[0] + b"," + rng.choice([b'"a\nb",x', b'"a""b",x', b'"a"b,x', b'"",x', b'"a\r\nb",x', b'"\n",x'])
-        name = "quoted:%r" % lines[i][-8:]
+        lines, target = items, "items"
+        name = "quoted:%r" % set_title(rng, items, [b'"a\nb",x', b'"a""b",x', b'"a"b,x', b'"",x', b'"a\r\nb",x', b'"\n",x'])
     elif k == 14:
         # lone CR line endings (old Mac)
         data = b"\r".join(lines)
@@ -1147,12 +1143,8 @@ def run_catalog(r, rng, cb, work):
         expect = "ok"
     elif k == 20:
         # latin-1 / invalid UTF-8 title
-        i = rng.randrange(1, len(items) - 1)
-        lines = items
-        target = "items"
-        f = items[i].split(b",", 1)
-        lines[i] = f[0] + b"," + rng.choice([b"Caf\xe9,x", b"\xc3,x", b"\xed\xa0\x80,x", b"\xe2\x80\xae,x", b"  ,x", b"\t,x"])
-        name = "title:%r" % lines[i][-6:]
+        lines, target = items, "items"
+        name = "title:%r" % set_title(rng, items, [b"Caf\xe9,x", b"\xc3,x", b"\xed\xa0\x80,x", b"\xe2\x80\xae,x", b"  ,x", b"\t,x"])
     else:
         # k, params, hold-out, method
         extra = rng.choice([["--k", "10000"], ["--k", "0"], ["--params", "window=0"], ["--params", "window=1e9"],
@@ -1165,6 +1157,14 @@ def run_catalog(r, rng, cb, work):
     else:
         ratings = lines
     return finish_catalog(r, d, items, ratings, target, name, expect, extra=extra)
+
+
+def set_title(rng, items, choices):
+    """Replaces the title (and what follows) of a random item line; returns the new text."""
+    i = rng.randrange(1, len(items) - 1)
+    new = rng.choice(choices)
+    items[i] = items[i].split(b",", 1)[0] + b"," + new
+    return new
 
 
 def finish_catalog(r, d, items, ratings, target, name, expect, raw=None, extra=()):
