@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Tokenizer
 @testable import Convert
 
 /// Inputs found by the mutation campaign of tools/fuzz/convert (each test names the
@@ -61,6 +62,30 @@ import Testing
             guard case .badSafetensors(_, let why) = e as? ConvertError else { return false }
             return why.contains("tensor 'a'")
         }
+    }
+
+    /// Mutation: tokenizer.model with one more piece of 300,000 bytes. Building the
+    /// merge table split that piece at every byte and hashed both halves, O(L²): a
+    /// 100 kB piece made the conversion run past the fuzzer's 30 s limit. Now it is
+    /// linear in the piece (and the piece is then one too many for vocab_size).
+    @Test func aHugePieceLoadsInLinearTime() throws {
+        func varint(_ v: Int) -> [UInt8] {
+            var v = v, out: [UInt8] = []
+            while v >= 0x80 { out.append(UInt8(v & 0x7F) | 0x80); v >>= 7 }
+            return out + [UInt8(v)]
+        }
+        let text = [UInt8](repeating: UInt8(ascii: "a"), count: 300_000)
+        let piece = [0x0A] + varint(text.count) + text + [0x15, 0, 0, 0, 0]   // text, score 0
+        let d = try bad.variant(of: "tiny-f32") { d in
+            let path = d.file("tokenizer.model")
+            let model = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+            try Data(model + [0x0A] + varint(piece.count) + piece).write(to: URL(fileURLWithPath: path))
+        }
+        defer { d.cleanUp() }
+        let started = Date()
+        guard case .badTokenizer(_, let why) = try bad.failure(d.path) else { Issue.record("wrong error"); return }
+        #expect(why.contains("more than vocab_size"))
+        #expect(Date().timeIntervalSince(started) < 5)
     }
 }
 
