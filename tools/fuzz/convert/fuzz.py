@@ -5,7 +5,8 @@ Starting from a real Hugging Face checkpoint (stories260K-hf) and small catalog
 files, it writes mutants of one input kind at a time, runs the matching
 palr-convert subcommand on each (timeout, address-space cap, fresh output
 folder) and records what the standard forbids: a death by signal, a Swift
-"Fatal error", a hang, a huge peak RSS, files left in the output folder, and an
+"Fatal error", a hang (and a run over 10 s), a huge peak RSS, files left in the
+output folder, and an
 exit 0 for an input that must be refused (whose output is then loaded by palr).
 
     python3 tools/fuzz/convert/fuzz.py --bin .build/release --work /tmp/fz --minutes 40
@@ -33,6 +34,7 @@ SHARED_DATA = "/work/shared/data/ml-latest-small"
 MEM_LIMIT = 4_000_000 * 1024          # ulimit -v 4000000 (KB)
 TIMEOUT = 30
 RSS_LIMIT_KB = 1_000_000              # a tiny input must not take 1 GB
+SLOW = 10                             # seconds: worth a look on inputs this small (a loaded host is slower)
 
 # ---------------------------------------------------------------- safetensors
 
@@ -208,6 +210,8 @@ class Runner:
             problems.append("exit %d (signal-like)" % rc)
         if "Fatal error" in err or "Illegal instruction" in err or "Segmentation" in err:
             problems.append("Swift fatal error")
+        elif secs > SLOW:
+            problems.append("slow (%.0f s)" % secs)
         if rss > RSS_LIMIT_KB:
             problems.append("peak RSS %d MB" % (rss // 1024))
         left = sorted(os.listdir(outdir))
