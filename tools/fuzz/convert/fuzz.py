@@ -6,8 +6,8 @@ files, it writes mutants of one input kind at a time, runs the matching
 palr-convert subcommand on each (timeout, address-space cap, fresh output
 folder) and records what the standard forbids: a death by signal, a Swift
 "Fatal error", a hang (and a run over 10 s), a huge peak RSS, files left in the
-output folder, and an
-exit 0 for an input that must be refused (whose output is then loaded by palr).
+output folder, and an exit 0 for an input that must be refused (whose output is
+then loaded by palr).
 
     python3 tools/fuzz/convert/fuzz.py --bin .build/release --work /tmp/fz --minutes 40
 
