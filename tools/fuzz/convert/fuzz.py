@@ -872,7 +872,7 @@ def run_lora(r, rng, base, work):
     tens = None
     raw = None
     if k == 0:
-        v = rng.choice([0, -1, 2**20 + 1, 2**31, 2**63, 1e308, 1.5, "4", None, True, "NaN", "Infinity", 4.0])
+        v = rng.choice([0, -1, 2**20 + 1, 2**31, 2**63, 1e308, 1.5, '"4"', None, True, "NaN", "Infinity", 4.0])
         cfg["r"] = "__RAW__"
         raw = json.dumps(cfg).replace('"__RAW__"', jnum(v) if not isinstance(v, bool) and v is not None else json.dumps(v))
         name = "r=%s" % v
@@ -903,7 +903,8 @@ def run_lora(r, rng, base, work):
         cfg["lora_alpha"] = "__RAW__"
         raw = json.dumps(cfg).replace('"__RAW__"', v)
         name = "alpha=%s" % v
-        expect = "ok" if v in ("-1", "0", "null", "1e-320") else "fail"
+        # 1e39 / r is still a finite Float32 scale: refused only if a weight overflows its type
+        expect = "ok" if v in ("-1", "0", "null", "1e-320") else "any" if v == "1e39" else "fail"
         if v == "null":
             expect = "ok"
     elif k == 4:
