@@ -571,7 +571,15 @@ public enum DataFiles {
         return nil
     }
 
+    /// The most columns a CSV header may have: far more than any item or interaction file
+    /// (a spreadsheet stops at 16,384), few enough that finding the named columns stays
+    /// quick (a header of 1,000,000 columns took 10 s of CPU time to be refused).
+    static let maxColumns = 65_536
+
     static func column(_ header: [String], _ wanted: String?, _ known: [String], _ role: String, _ name: String) throws(DataFileError) -> Int {
+        guard header.count <= maxColumns else {
+            throw .malformed(path: name, line: 1, reason: "the header has \(header.count) columns, more than palr reads (at most \(maxColumns))")
+        }
         let tried = wanted.map { [$0] } ?? known
         guard let i = findColumn(header, tried) else {
             throw .missingColumn(path: name, role: role, tried: tried, header: header)

@@ -87,6 +87,20 @@ import Tokenizer
         #expect(why.contains("more than vocab_size"))
         #expect(Date().timeIntervalSince(started) < 5)
     }
+
+    /// Mutation: an interactions CSV whose header has 1,000,000 columns (8 MB). Finding
+    /// the user column compared each known name with each column through Foundation,
+    /// 10 s of CPU time (up to 28 s on a loaded host) before "no user column"; now the
+    /// column count is refused first.
+    @Test func aHeaderOfAMillionColumnsIsRefusedFirst() throws {
+        let d = try TempDir()
+        defer { d.cleanUp() }
+        let (items, ratings) = writeTinyCatalogInputs(d)
+        try ((0..<1_000_000).map { "c\($0)" }.joined(separator: ",") + "\n").write(toFile: ratings, atomically: false, encoding: .utf8)
+        guard let r = try runPalrConvert(["catalog", "--items", items, "--interactions", ratings, "-o", d.file("c.gguf")]) else { return }
+        #expect(r.status == 1 && r.err.contains("the header has 1000000 columns"), "\(r.err)")
+        #expect(!d.contents.contains { $0.hasPrefix("c.gguf") })
+    }
 }
 
 /// Module patterns of adapter_config.json that Swift's backtracking Regex would take
