@@ -101,6 +101,8 @@ public struct LlamaConfig: Sendable, Equatable {
                   "dimensions must be positive (dim \(dim), layers \(layerCount), ffn \(ffnDim), vocab \(vocabSize), context \(contextLength))")
         try check(headCount % kvHeadCount == 0, "head_count \(headCount) is not a multiple of head_count_kv \(kvHeadCount)")
         try check(headDim > 0 && headDim % 2 == 0, "head dimension \(headDim) must be positive and even")
+        // attention.key_length sets it alone: 2^62 passed, and head_count × it overflowed (a trap).
+        try check(headDim <= 1 << 16, "head dimension \(headDim) (attention.key_length) is implausibly large")
         try check(ropeDim > 0 && ropeDim <= headDim && ropeDim % 2 == 0, "rope.dimension_count \(ropeDim) must be even and ≤ head dimension \(headDim)")
         try check(ropeFreqBase > 1 && ropeFreqBase.isFinite, "rope.freq_base \(ropeFreqBase) must be a finite number greater than 1")
         // An infinite factor divided every position to 0: all tokens at one position, silently.
