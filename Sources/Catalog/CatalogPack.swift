@@ -45,7 +45,10 @@ public enum CatalogPackError: Error, Equatable, CustomStringConvertible {
     case badScore(tensor: String, index: Int, value: Float)
     case emptyCatalog
 
-    public var description: String {
+    /// One line, whatever the file held (see `oneLine`).
+    public var description: String { oneLine(message) }
+
+    private var message: String {
         switch self {
         case .file(let e): return e.description
         case .notACatalog(let a):

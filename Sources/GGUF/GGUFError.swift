@@ -28,7 +28,10 @@ public enum GGUFError: Error, Equatable, CustomStringConvertible {
     case writeFailed(path: String, reason: String)
     case invalidPlan(String)
 
-    public var description: String {
+    /// One line, whatever the file held (see `oneLine`).
+    public var description: String { oneLine(message) }
+
+    private var message: String {
         switch self {
         case .cannotOpen(let p, let r): return "cannot open \(p): \(r)"
         case .badMagic(let m):

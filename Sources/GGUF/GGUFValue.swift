@@ -109,7 +109,7 @@ public enum GGUFValue: Sendable, Equatable, CustomStringConvertible {
                 case "\r": return "\\r"
                 case "\"": return "\\\""
                 case "\\": return "\\\\"
-                default: return c.value < 0x20 || c.value == 0x7F ? "\\u{" + String(c.value, radix: 16, uppercase: true) + "}" : String(c)
+                default: return escapedForMessage(c) ?? String(c)
                 }
             }.joined() + "\""
         case .array(let t, let a):
@@ -121,4 +121,23 @@ public enum GGUFValue: Sendable, Equatable, CustomStringConvertible {
         default: return int.map(String.init) ?? "?"
         }
     }
+}
+
+/// `c` as `\u{1B}` when a terminal would act on it rather than show it: C0 and C1 controls
+/// (ESC, the 8-bit CSI U+009B), format characters (the bidirectional overrides) and the line
+/// and paragraph separators; nil for any other character.
+func escapedForMessage(_ c: Unicode.Scalar) -> String? {
+    switch c.properties.generalCategory {
+    case .control, .format, .lineSeparator, .paragraphSeparator:
+        return "\\u{" + String(c.value, radix: 16, uppercase: true) + "}"
+    default: return nil
+    }
+}
+
+/// `s` on one line for an error message, every character `escapedForMessage` names escaped.
+/// Error descriptions pass through it: they quote keys, tensor names and string values
+/// from the file, which a hostile file fills with newlines and terminal escapes.
+public func oneLine(_ s: String) -> String {
+    guard s.unicodeScalars.contains(where: { escapedForMessage($0) != nil }) else { return s }
+    return s.unicodeScalars.map { escapedForMessage($0) ?? String($0) }.joined()
 }

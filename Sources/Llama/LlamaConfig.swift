@@ -133,7 +133,10 @@ public enum LlamaError: Error, Equatable, CustomStringConvertible {
     /// the `needed` bytes of OpenBLAS buffers for `threads` threads (see `BLAS.admitCallers`).
     case addressSpace(limit: Int, available: Int, needed: Int, threads: Int)
 
-    public var description: String {
+    /// One line, whatever the file held (see `oneLine`).
+    public var description: String { oneLine(message) }
+
+    private var message: String {
         switch self {
         case .gguf(let e): return e.description
         case .unsupportedArchitecture(let a): return "unsupported architecture '\(a)' (palr runs 'llama')"

@@ -38,7 +38,10 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
     /// A special-token key disagrees with the token types.
     case inconsistentSpecialToken(key: String, id: Int, reason: String)
 
-    public var description: String {
+    /// One line, whatever the file held (see `oneLine`).
+    public var description: String { oneLine(message) }
+
+    private var message: String {
         switch self {
         case .gguf(let e): return e.description
         case .unrecognizedFormat(let p, let b):

@@ -2,6 +2,7 @@ import Foundation
 import GGUF
 import Llama
 import Testing
+import Tokenizer
 
 /// Models the command-level fuzzer (`tools/fuzz`) found crashing or wrongly accepted:
 /// structurally valid GGUF with one hostile value, each reduced to a test.
@@ -15,5 +16,19 @@ import Testing
         m.extraMetadata = [("llama.attention.key_length", .uint64(keyLength))]
         let error = #expect(throws: LlamaError.self) { _ = try m.ranker() }
         #expect(error?.description.contains("attention.key_length") == true, "\(String(describing: error))")
+    }
+
+    /// String values from the file went into error messages raw: general.architecture
+    /// "\u{1}\u{1B}[31m" printed a terminal escape, a tokenizer.ggml.model holding a newline
+    /// split the error over two lines. They are escaped now, so the error stays one line.
+    @Test(arguments: ["general.architecture", "tokenizer.ggml.model", "llama.rope.scaling.type", "palr.scoring_mode"])
+    func aStringValueWithControlCharactersStaysOnOneLine(key: String) throws {
+        var m = try HostileModel()
+        m.extraMetadata = [(key, .string("x\n\u{1B}[2J\u{9B}1m\u{202E}y"))]
+        var message = ""
+        do { _ = try m.ranker() } catch { message = "\(error)" }
+        #expect(message.contains("x\\u{A}\\u{1B}[2J\\u{9B}1m\\u{202E}y"), "\(message)")
+        #expect(!message.unicodeScalars.contains { $0.properties.generalCategory == .control
+                                                     || $0.properties.generalCategory == .format }, "\(message)")
     }
 }

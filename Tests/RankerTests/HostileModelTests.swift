@@ -60,7 +60,8 @@ struct HostileModel {
             default: meta.append((key, value))
             }
         }
-        meta += extraMetadata
+        // A key given again replaces the one above (a file may hold each key once).
+        meta = meta.filter { key in !extraMetadata.contains { $0.0 == key.0 } } + extraMetadata
         let hd = dim / heads
         var plans: [GGUFTensorPlan] = [GGUFTensorPlan(name: "token_embd.weight", dims: [dim, vocabRows], type: .q4_0),
                                        GGUFTensorPlan(name: "output_norm.weight", dims: [dim], type: .f32)]
