@@ -4,6 +4,7 @@ import Foundation
 import GGUF
 import History
 import Llama
+import Ranker
 
 #if canImport(Glibc)
 import Glibc
@@ -14,6 +15,14 @@ struct CLIError: Error, CustomStringConvertible {
     let description: String
     init(_ message: String) { description = message }
     init(path: String, _ error: CustomStringConvertible) { description = "\(path): \(error.description)" }
+}
+
+/// An error of a ranking run: one the model file caused (non-finite logits, a missing
+/// label piece, settings whose prompt does not fit its context) names the file, as a
+/// load error does; others (an unknown profile, no candidates) are shown as they are.
+func rankingError(_ error: Error, model: String) -> CLIError {
+    if let e = error as? RankerError, e != .noCandidates { return CLIError(path: model, e) }
+    return CLIError("\(error)")
 }
 
 func loadModel(_ path: String) throws -> LlamaModel {

@@ -98,7 +98,9 @@ struct DemoCommand: ParsableCommand {
                 print("    \(terminalSafe(title))")
             }
             let r: Recommendation
-            do { r = try rec.recommend(profile: p.name, k: k, mode: try options.scoringMode()) } catch { throw CLIError("\(error)") }
+            do { r = try rec.recommend(profile: p.name, k: k, mode: try options.scoringMode()) } catch {
+                throw rankingError(error, model: options.model)
+            }
             try printRecommendation(r, json: false)
         }
     }

@@ -222,7 +222,10 @@ struct EvalCommand: ParsableCommand {
         return { catalog, history, candidates in
             let titles = history.suffix(settings.maxHistory).map { catalog.titles[Int($0)] }
             let cands = candidates.map { Candidate(id: String($0.index), title: catalog.titles[Int($0.index)]) }
-            let res = try ranker.rank(history: titles, candidates: cands, k: cands.count, mode: scoring)
+            let res: RankResult
+            do { res = try ranker.rank(history: titles, candidates: cands, k: cands.count, mode: scoring) } catch {
+                throw rankingError(error, model: path)
+            }
             done += 1
             if done % 100 == 0 { note("  ranked \(done) users (\(String(format: "%.1f", Date().timeIntervalSince(start))) s)") }
             return res.items.map { RetrievedItem(index: Int32($0.id)!, score: Float($0.score)) }

@@ -27,7 +27,7 @@ struct ProfileCommand: ParsableCommand {
     func run() throws {
         let rec = try pipeline.makeRecommender(quiet: json)
         let result: (summary: ProfileSummary, generated: GeneratedProfile?)
-        do { result = try rec.refreshProfile(profile, force: regenerate) } catch { throw CLIError("\(error)") }
+        do { result = try rec.refreshProfile(profile, force: regenerate) } catch { throw rankingError(error, model: pipeline.model) }
         if json {
             struct Out: Encodable { let profile: String; let summary: String; let historyDigest: String
                                     let interactionCount: Int; let createdAt: Int64; let generated: GeneratedProfile? }

@@ -144,7 +144,7 @@ struct RecommendCommand: ParsableCommand {
             do {
                 r = try rec.recommend(profile: profile, k: k, mode: try pipeline.scoringMode(),
                                       candidates: pipeline.candidates, useCache: !noCache && i == 0)
-            } catch { throw CLIError("\(error)") }
+            } catch { throw rankingError(error, model: pipeline.model) }
             try printRecommendation(r, json: json)
         }
     }
@@ -255,7 +255,7 @@ struct RefreshCommand: ParsableCommand {
                 // refresh. (A profile named with --profile that does not exist is an error.)
                 print("\(terminalSafe(p)): skipped, the profile was forgotten during the run")
             } catch {
-                printErr("\(terminalSafe(p)): \(error)")
+                printErr("\(terminalSafe(p)): \(rankingError(error, model: pipeline.model))")
                 failed += 1
             }
         }
