@@ -77,7 +77,7 @@ struct GenerateCommand: ParsableCommand {
         let stops: Set<Int32> = ignoreEOS ? [] : Set([tokenizer?.eos, tokenizer?.bos].compactMap { $0 })
 
         guard ids.count <= m.config.contextLength else {
-            throw CLIError("the prompt has \(ids.count) tokens; the model's context is \(m.config.contextLength)")
+            throw CLIError(path: model, "the prompt has \(ids.count) tokens; the model's context is \(m.config.contextLength)")
         }
         // The last token printed is never run through the model, so n tokens need n - 1 positions.
         let steps = min(maxTokens, m.config.contextLength - ids.count + 1)

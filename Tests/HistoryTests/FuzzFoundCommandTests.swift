@@ -42,4 +42,20 @@ import Testing
             #expect(d.status == 1 && d.error.contains("palr-ml-small-q4_0.gguf: the model's score for candidate"), "\(d)")
         }
     }
+
+    /// llama.context_length = 1: `generate` said "the prompt has 2 tokens; the model's
+    /// context is 1" without naming the model.
+    @Test func generateNamesTheModelWhoseContextIsTooShort() throws {
+        try withTemporaryDirectory { folder in
+            var bytes = try Data(contentsOf: Self.models.appendingPathComponent("palr-ml-small-q4_0.gguf"))
+            let key = Data("llama.context_length".utf8)
+            let at = try #require(bytes.range(of: key)).upperBound
+            #expect(bytes[at] == 4, "a uint32 value (GGUF type 4)")
+            bytes.replaceSubrange(at + 4..<at + 8, with: Data([1, 0, 0, 0]))
+            let model = folder + "/short.gguf"
+            try bytes.write(to: URL(fileURLWithPath: model))
+            let r = try runPalr(["generate", "--model", model, "--prompt", "Toy", "-n", "2"])
+            #expect(r.status == 1 && r.error.contains("Error: \(model): the prompt has"), "\(r)")
+        }
+    }
 }
