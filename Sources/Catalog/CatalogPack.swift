@@ -21,7 +21,7 @@
 //
 // The loader checks every key's type, every count against n_items, every tensor's
 // type and shape, rejects extra tensors, and checks every neighbour id is in range
-// (not the item itself, padding only at the end of a row). The tensors are then
+// (not the item itself, not twice in a row, padding only at the end of a row). The tensors are then
 // used in place in the mapping: nothing of the table is copied.
 
 import FileSafety
@@ -216,9 +216,11 @@ public enum CatalogPack {
     /// The largest neighbour score a pack may hold, in magnitude.
     static let maxNeighbourScore: Float = 1e30
 
-    /// Every id in -1..<n and not the item itself, -1 only as trailing padding,
+    /// Every id in -1..<n, not the item itself and once per row, -1 only as trailing padding,
     /// scores finite, at most `maxNeighbourScore` in magnitude and non-increasing along a row.
     static func validate(ids: UnsafePointer<Int32>, scores: UnsafePointer<Float>, k: Int, n: Int) throws(CatalogPackError) {
+        // lastRow[j] = the last row that named item j: a repeat within a row is found in O(1).
+        var lastRow = [Int32](repeating: -1, count: n)
         for i in 0..<n {
             var padding = false
             for s in 0..<k {
@@ -228,6 +230,12 @@ public enum CatalogPack {
                 guard !padding else { throw .badNeighbour(item: i, slot: s, reason: "id \(j) after padding (-1)") }
                 guard j >= 0 && Int(j) < n else { throw .badNeighbour(item: i, slot: s, reason: "id \(j) is outside 0..<\(n)") }
                 guard Int(j) != i else { throw .badNeighbour(item: i, slot: s, reason: "an item cannot be its own neighbour") }
+                // Retrieval adds up a row's scores per item: a repeated id multiplied its weight.
+                // No builder writes one (imports skip repeats).
+                guard lastRow[Int(j)] != Int32(i) else {
+                    throw .badNeighbour(item: i, slot: s, reason: "id \(j) appears twice in the row")
+                }
+                lastRow[Int(j)] = Int32(i)
                 // Retrieval sums up to 1,000 weighted scores per candidate: a score near
                 // Float's limit (3.4e38) overflowed them to ∞ and NaN. No builder writes
                 // anything near 1e30.
