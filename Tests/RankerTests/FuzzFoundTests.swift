@@ -1,8 +1,11 @@
+import Catalog
 import Foundation
 import GGUF
+import History
 import Llama
 import Testing
 import Tokenizer
+import Ranker
 
 /// Models the command-level fuzzer (`tools/fuzz`) found crashing or wrongly accepted:
 /// structurally valid GGUF with one hostile value, each reduced to a test.
@@ -30,5 +33,24 @@ import Tokenizer
         #expect(message.contains("x\\u{A}\\u{1B}[2J\\u{9B}1m\\u{202E}y"), "\(message)")
         #expect(!message.unicodeScalars.contains { $0.properties.generalCategory == .control
                                                      || $0.properties.generalCategory == .format }, "\(message)")
+    }
+
+    /// A pack whose palr.catalog.id is 1 MiB long: `recommend` never finished (the id was
+    /// cut to the store's limit one character at a time, counting its bytes again each time:
+    /// 83 s for 64 KiB). It is cut in one pass now, on a character boundary, as before.
+    @Test func aLongCatalogIdIsCutAtOnce() throws {
+        let long = String(repeating: "é", count: 10_000) + "x"
+        let info = CatalogInfo(id: long, name: "long id", method: "seq")
+        let table = NeighbourTable(itemCount: 2, k: 1)
+        table.setRow(0, [(1, 0.5)])
+        let catalog = try ItemCatalog(info: info, items: ItemList(ids: ["a", "b"], titles: ["Alpha", "Beta"]),
+                                      popularity: [1, 2], neighbours: table)
+        let path = temporaryStorePath("palr-long-catalog-id")
+        defer { removeStore(path) }
+        let start = Date()
+        let rec = try Recommender(ranker: try makeRanker(), catalog: catalog, store: try HistoryStore(path: path),
+                                  modelID: "m#0")
+        #expect(Date().timeIntervalSince(start) < 2, "\(Date().timeIntervalSince(start)) s")
+        #expect(rec.catalogID == String(repeating: "é", count: 100) + "#" + catalog.contentDigest)
     }
 }
