@@ -80,7 +80,7 @@ def judge(name, rc, out, err, expect, maxrss_kb, path, desc=""):
         problems.append("signal %d" % (rc - 128 if rc >= 128 else -rc))
     elif rc not in (0, 1, 64):
         problems.append("exit %d" % rc)
-    if re.search(r"Fatal error|Stack dump|Crash|Illegal instruction|Segmentation|Bus error|Aborted|failed to allocate",
+    if re.search(r"Fatal error|Stack dump|runtime failure|crashed|Illegal instruction|Segmentation|Bus error|Aborted|failed to allocate",
                  err):
         problems.append("crash text on stderr")
     if maxrss_kb > 2_000_000:
