@@ -112,8 +112,10 @@ class GGUF:
 
     @property
     def alignment(self):
+        # A hostile alignment of 2^31 would pad every tensor to 2 GiB: above 64 KiB the file
+        # is laid out at 32 and the reader must refuse its (misaligned) offsets.
         v = self.get("general.alignment")
-        if v is not None and v.type == UINT32 and v.value >= 8 and v.value & (v.value - 1) == 0:
+        if v is not None and v.type == UINT32 and 8 <= v.value <= 1 << 16 and v.value & (v.value - 1) == 0:
             return v.value
         return 32
 
