@@ -330,7 +330,10 @@ def mutate_tensor(rng, g, is_catalog):
         new = rng.choice(["blk.99.attn_q.weight", "blk.4.attn_q.weight", "output.weight", "foo", "",
                           t.name + " ", t.name.upper(), "neighbour_ids", "popularity", "x" * 300])
         if g.tensor(new) is not None:
-            return "rename %s -> %s (duplicate)" % (t.name, new), "reader" if new != t.name else None
+            if new == t.name:
+                return "rename %s to itself" % new, None
+            t.name = new
+            return "tensor renamed to %s (a duplicate name)" % new, "reader"
         t.name = new
         exp = "refuse"
         if new == "output.weight" and t.dims == g.tensors[0].dims if g.tensors else False:
