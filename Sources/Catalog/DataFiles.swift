@@ -33,11 +33,13 @@ public enum DataFileError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .cannotRead(let p, let r): return "cannot read \(p): \(r)"
         case .cannotWrite(let p, let r): return "cannot write \(p): \(r)"
-        case .malformed(let p, let l, let r): return "\(p):\(l): \(r)"
+        // What the file held (fields, header names) is quoted on one line: a stray CR or
+        // a terminal escape in a field is shown escaped (GGUF's oneLine).
+        case .malformed(let p, let l, let r): return "\(p):\(l): \(oneLine(r))"
         case .missingColumn(let p, let role, let tried, let header):
             let text = header.joined(separator: ",")
-            return "\(p): no \(role) column (looked for \(tried.joined(separator: ", ")); header is \(excerpt(text))"
-        case .unknownFormat(let p, let r): return "\(p): \(r)"
+            return "\(p): no \(role) column (looked for \(tried.joined(separator: ", ")); header is \(oneLine(excerpt(text)))"
+        case .unknownFormat(let p, let r): return "\(p): \(oneLine(r))"
         }
     }
 }

@@ -73,6 +73,24 @@ import Testing
         }
     }
 
+    /// An error quoting a field stays on one line: a doubled CR line ending (`\r\r\n`)
+    /// left a raw CR in "timestamp '964982703\r' is not an integer", which a terminal
+    /// shows as a garbled line; a header with an escape sequence likewise.
+    @Test func errorsQuotingTheFileStayOnOneLine() {
+        do {
+            _ = try Self.interactions(Self.header + "1,1,4.0,964982703\r\r\n", Self.csv, name: "r.csv")
+            Issue.record("a timestamp with a CR was accepted")
+        } catch {
+            #expect("\(error)" == "r.csv:2: timestamp '964982703\\u{D}' is not an integer", "\(error)")
+        }
+        do {
+            _ = try Self.interactions("user\u{1B}[31m,movieId,timestamp\n1,2,3\n", Self.csv, name: "r.csv")
+            Issue.record("a header without a user column was accepted")
+        } catch {
+            #expect(!"\(error)".contains("\u{1B}") && "\(error)".contains("\\u{1B}[31m"), "\(error)")
+        }
+    }
+
     @Test func anyIntegerTimestampAndNumericRatingIsAccepted() throws {
         let a = try Self.interactions("1\t2\t3\t-86400\n1\t3\t4.5\t1700000000000\n2\t2\t-1e1\t+7\n", .movieLens100K)
         #expect(a.times == [-86400, 1_700_000_000_000, 7])
