@@ -71,21 +71,28 @@ public struct LoRAAdapter: Sendable {
         }
     }
 
-    /// The most unbounded quantifiers (`*`, `+`, `{n,}`) a module pattern may hold.
-    static let maxUnboundedQuantifiers = 4
+    /// The most variable quantifiers (`*`, `+`, `?`, `{n,}`, `{n,m}`, `{,m}`) one alternative
+    /// of a module pattern may hold.
+    static let maxVariableQuantifiers = 4
 
     /// Why matching `pattern` could take Swift's backtracking `Regex` exponential or
     /// high-polynomial time, or nil. A repeated group that holds a quantifier or
     /// alternatives (`(.*)*x`, `(a+)+`, `(a|aa)*`, `(.*){20}`) tries every way of
     /// splitting a name that does not match, 2^30 and more for one module name; so do
-    /// many quantifiers in a row (`.*.*.*.*.*.*x`). PEFT's patterns need neither
+    /// many variable quantifiers in a row, bounded or not (`.*.*.*.*.*.*x`, `.{0,40}` seven
+    /// times, `.?` 26 times). Alternatives are tried one after the other, so each counts
+    /// alone: Unsloth's `(?:.*?A.*?B.*?C.*?)|(?:\bmodel\.layers\.[\d]{1,}\.B\.C)` has
+    /// five in all, four in its longer alternative. PEFT's patterns need neither
     /// (`.*\.(q_proj|v_proj)`, `model\.layers\.\d+\.self_attn\.q_proj`).
     static func backtrackingRisk(_ pattern: String) -> String? {
+        /// An open group (the whole pattern at the bottom): whether it holds a quantifier
+        /// or an alternative, the most variable quantifiers of its finished alternatives,
+        /// and those of the alternative being read.
+        struct Group { var risky = false, finished = 0, current = 0 }
         let c = Array(pattern.unicodeScalars)
         var i = 0
-        var groups: [Bool] = [false]   // per open group: holds a quantifier or an alternative
+        var groups = [Group()]
         var riskyGroupBefore = false   // the atom before i is a group that holds one
-        var unbounded = 0
         while i < c.count {
             let ch = c[i]
             i += 1
@@ -100,7 +107,7 @@ public struct LoRAAdapter: Sendable {
                 i += 1
                 riskyGroupBefore = false
             case "(":
-                groups.append(false)
+                groups.append(Group())
                 if i < c.count, c[i] == "?" {   // (?:  (?=  (?!  (?<=  (?<name>  (?i)
                     i += 1
                     while i < c.count, !":=!>)".unicodeScalars.contains(c[i]) { i += 1 }
@@ -108,23 +115,30 @@ public struct LoRAAdapter: Sendable {
                 }
                 riskyGroupBefore = false
             case ")":
-                riskyGroupBefore = groups.count > 1 ? groups.removeLast() : false
-                if riskyGroupBefore { groups[groups.count - 1] = true }
+                guard groups.count > 1 else { riskyGroupBefore = false; continue }
+                let group = groups.removeLast()
+                riskyGroupBefore = group.risky
+                if group.risky { groups[groups.count - 1].risky = true }
+                // The group's quantifiers are in the alternative that holds it.
+                groups[groups.count - 1].current += max(group.finished, group.current)
             case "|":
-                groups[groups.count - 1] = true
+                groups[groups.count - 1].risky = true
+                groups[groups.count - 1].finished = max(groups[groups.count - 1].finished, groups[groups.count - 1].current)
+                groups[groups.count - 1].current = 0
                 riskyGroupBefore = false
             case "*", "+", "?", "{":
-                var repeats = ch != "?", open = ch != "?"
+                var repeats = ch != "?", variable = true
                 if ch == "{" {
-                    // {n}, {n,}, {n,m}; anything else is a literal brace.
+                    // {n}, {n,}, {n,m}, {,m}; anything else is a literal brace.
                     var j = i, text = ""
                     while j < c.count, c[j] != "}", text.count < 24 { text.unicodeScalars.append(c[j]); j += 1 }
                     let parts = text.split(separator: ",", maxSplits: 1, omittingEmptySubsequences: false)
-                    guard j < c.count, c[j] == "}", let n = Int(parts[0]) else { riskyGroupBefore = false; continue }
+                    let n = parts[0].isEmpty && parts.count == 2 ? 0 : Int(parts[0])
+                    guard j < c.count, c[j] == "}", let n else { riskyGroupBefore = false; continue }
                     let m = parts.count == 1 ? n : Int(parts[1])
                     guard parts.count == 1 || parts[1].isEmpty || m != nil else { riskyGroupBefore = false; continue }
-                    open = parts.count == 2 && parts[1].isEmpty
-                    repeats = open || (m ?? n) > 1
+                    repeats = m.map { $0 > 1 } ?? true
+                    variable = m != n   // {n} repeats without a choice
                     i = j + 1
                 }
                 if i < c.count, c[i] == "?" || c[i] == "+" { i += 1 }   // lazy, possessive
@@ -132,16 +146,17 @@ public struct LoRAAdapter: Sendable {
                     return "repeats a group that holds a quantifier or alternatives, which can make matching one "
                         + "module name take hours; write it without the nested repetition"
                 }
-                if open { unbounded += 1 }
-                groups[groups.count - 1] = true
+                if variable { groups[groups.count - 1].current += 1 }
+                groups[groups.count - 1].risky = true
                 riskyGroupBefore = false
             default:
                 riskyGroupBefore = false
             }
         }
-        guard unbounded <= maxUnboundedQuantifiers else {
-            return "holds \(unbounded) unbounded quantifiers (*, +, {n,}), more than palr accepts "
-                + "(at most \(maxUnboundedQuantifiers)): matching could take hours"
+        let most = groups.map { max($0.finished, $0.current) }.max() ?? 0
+        guard most <= maxVariableQuantifiers else {
+            return "holds \(most) variable quantifiers (*, +, ?, {n,m}) in one alternative, more than palr accepts "
+                + "(at most \(maxVariableQuantifiers)): matching could take hours"
         }
         return nil
     }

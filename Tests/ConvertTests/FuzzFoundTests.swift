@@ -149,8 +149,37 @@ import Tokenizer
     @Test func usualPatternsAreAccepted() {
         for p in [".*", ".*\\.(q_proj|v_proj)", "model\\.layers\\.\\d+\\.self_attn\\.(q|k|v|o)_proj",
                   "^(?!.*embed).*(q|k|v)_proj$", ".*layers\\.(0|1|2)\\..*(up|down)_proj", "(?:q|v)_proj", "[a-z_]+{2,}x?",
-                  "model.layers.{1,3}.*", "x{2}(ab)?"] {
+                  "model.layers.{1,3}.*", "x{2}(ab)?", ".*q_proj|.*k_proj|.*v_proj|.*o_proj|.*gate_proj|.*up_proj"] {
             #expect(LoRAAdapter.backtrackingRisk(p) == nil, "\(p)")
         }
+    }
+
+    /// target_modules as Unsloth's get_peft_regex writes them into adapter_config.json
+    /// (two releases' forms): four or five unbounded quantifiers in all, but at most four
+    /// in either alternative, which are tried one after the other. They were refused as
+    /// "more than palr accepts".
+    @Test(arguments: [
+        "(?:.*?(?:vision|image|visual|patch|language|text).*?(?:self_attn|attention|attn|mlp|feed_forward|ffn|dense).*?"
+            + "(?:q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj).*?)|(?:\\bmodel\\.layers\\.[\\d]{1,}\\."
+            + "(?:self_attn|attention|attn|mlp|feed_forward|ffn|dense)\\.(?:(?:q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)))",
+        "(?:.*?(?:language|text).*?(?:self_attn|attention|attn|mixer|mlp|feed_forward|ffn|dense|mixer).*?\\.(?:q_proj|v_proj|o_proj))"
+            + "|(?:\\bmodel\\.layers\\.[\\d]{1,}(?!.*\\.experts\\.\\d)\\..*?(?:self_attn|attention|attn|mixer|mlp|feed_forward|ffn|dense|mixer)"
+            + ".*?\\.(?:(?:q_proj|v_proj|o_proj)))",
+    ])
+    func unslothPatternsAreAccepted(pattern: String) throws {
+        #expect(LoRAAdapter.backtrackingRisk(pattern) == nil)
+        // And they match what they should, at once.
+        let r = try Regex(pattern)
+        #expect((try? r.wholeMatch(in: "model.layers.12.self_attn.q_proj")) != nil)
+        #expect((try? r.wholeMatch(in: "model.layers.12.self_attn.rotary")) == nil)
+    }
+
+    /// Bounded and optional quantifiers backtrack too: seven `.{0,40}` took over 30 s on
+    /// one 32-character module name that does not match, 26 `.?` over a minute; neither
+    /// has an unbounded quantifier, so both passed.
+    @Test(arguments: [String(repeating: ".{0,40}", count: 7) + "Q", String(repeating: ".?", count: 26) + "Q",
+                      "(?:a|" + String(repeating: ".{1,9}", count: 5) + ")x"])
+    func manyBoundedQuantifiersAreRefused(pattern: String) {
+        #expect(LoRAAdapter.backtrackingRisk(pattern)?.contains("hours") == true, "\(pattern)")
     }
 }
