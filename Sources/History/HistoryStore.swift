@@ -224,13 +224,17 @@ public struct HistoryStore: Sendable {
         let wanted = Self.reserveBytes(forStoreOf: max(fileSize(target), pages))
         var info = stat()
         guard lstat(reservePath, &info) != 0 && errno == ENOENT else { return resizeReserve(to: wanted) }
+        // A new reserve takes the smallest size, as it always did, and more only by the
+        // rule a growth keeps (a reserve freed on a full disk and made again at its full
+        // size took the space that rule keeps for the store's writes).
+        let bytes = leavesRoom(forReserveOf: wanted, allocating: wanted) ? wanted : Self.reserveBytes
         guard let file = try? AtomicFile(replacing: reservePath, newFileMode: 0o600) else { return }
         guard file.target == reservePath else { return file.discard() }   // a link appeared meanwhile
         do {
-            try file.allocate(wanted)   // a smaller file would promise room it has not got
+            try file.allocate(bytes)   // a smaller file would promise room it has not got
             // The marker goes into the first allocated block: writing it needs no more space.
             try file.write(String(decoding: Self.reserveMagic, as: UTF8.self))
-            if try file.commitIfAbsent().unsupported { makeReserveInPlace(wanted) }
+            if try file.commitIfAbsent().unsupported { makeReserveInPlace(bytes) }
         } catch {
             file.discard()
         }
@@ -269,8 +273,8 @@ public struct HistoryStore: Sendable {
     }
 
     /// Resizes our reserve to `wanted` bytes. It grows only while as much space as it
-    /// then holds stays free for the store's own writes (a reserve that filled the disk
-    /// would cause the failures it is there to undo); a failed growth is undone.
+    /// then holds stays free for the store's own writes (`leavesRoom`); a failed growth is
+    /// undone.
     private func resizeReserve(to wanted: Int) {
         // Opened for writing only when it is a regular file (openReserve checks again on
         // the descriptor): never a device or FIFO someone put at the name.
@@ -280,12 +284,20 @@ public struct HistoryStore: Sendable {
         defer { Glibc.close(fd) }
         if wanted < size {
             _ = ftruncate(fd, off_t(wanted))
-        } else if wanted > size {
-            var disk = statvfs()
-            guard fstatvfs(fd, &disk) == 0,
-                  Int64(disk.f_bavail) * Int64(disk.f_frsize) - Int64(wanted - size) >= Int64(wanted) else { return }
+        } else if wanted > size && leavesRoom(forReserveOf: wanted, allocating: wanted - size) {
             if posix_fallocate(fd, 0, off_t(wanted)) != 0 { _ = ftruncate(fd, off_t(size)) }
         }
+    }
+
+    /// Whether a reserve of `bytes`, `allocating` of them still to be allocated, leaves as
+    /// much space free as it holds (a reserve that filled the disk would cause the failures
+    /// it is there to undo). The free space is this user's, saturating (a file system that
+    /// reports more than Int64 holds has room).
+    private func leavesRoom(forReserveOf bytes: Int, allocating: Int) -> Bool {
+        var disk = statvfs()
+        guard statvfs(target, &disk) == 0 else { return false }
+        let (free, overflow) = Int64(clamping: disk.f_bavail).multipliedReportingOverflow(by: Int64(clamping: disk.f_frsize))
+        return overflow || free - Int64(allocating) >= Int64(bytes)
     }
 
     /// Deletes the reserve if the file at `reservePath` is one (`openReserve`). Returns
