@@ -70,6 +70,13 @@ extension HistoryStore {
               let items = try? JSONDecoder().decode([ScoredItem].self, from: Data(itemsJSON.utf8)) else {
             throw HistoryError.corrupt(path: path, reason: "\(what) cannot be decoded")
         }
+        // A ranking names each item once (and JSON has no NaN, so scores are finite): a
+        // list naming one twice is another tool's edit, not a ranking to serve (ten copies
+        // of one item were shown as the top 10).
+        var seen = Set<String>()
+        if let twice = items.first(where: { !seen.insert($0.item).inserted }) {
+            throw HistoryError.corrupt(path: path, reason: "\(what) lists item \(Validation.quoted(twice.item)) twice")
+        }
         return CachedRecommendations(profile: profile, modelID: modelID, catalogID: catalogID,
                                      historyDigest: historyDigest, createdAt: createdAt, items: items)
     }
@@ -117,9 +124,20 @@ extension HistoryStore {
                 """)
             defer { statement.reset() }
             try statement.bind(1, try requireProfile(profile))
-            return try statement.step()
-                ? (statement.text(0), statement.text(1), statement.int(2), statement.int64(3),
-                   statement.optionalInt64(4)) : nil
+            guard try statement.step() else { return nil }
+            // As putProfileSummary writes them; SQLite would read a text count or marker as 0.
+            func damaged(_ what: String) -> HistoryError {
+                .corrupt(path: path, reason: "summary of profile \(Validation.quoted(profile, limit: 80)) \(what)")
+            }
+            guard let text = statement.validText(0) else { throw damaged("has the text \(statement.describe(0))") }
+            guard statement.isInteger(2), statement.int(2) >= 0 else {
+                throw damaged("has the interaction count \(statement.describe(2))")
+            }
+            guard statement.isInteger(3) else { throw damaged("has the creation time \(statement.describe(3))") }
+            guard statement.isNull(4) || (statement.isInteger(4) && statement.int64(4) >= 1) else {
+                throw damaged("has the last interaction id \(statement.describe(4))")
+            }
+            return (text, statement.text(1), statement.int(2), statement.int64(3), statement.optionalInt64(4))
         }
         guard let (text, digest, count, createdAt, lastID) = row else { return nil }
         guard let historyDigest = HistoryDigest(hex: digest) else {

@@ -29,10 +29,23 @@ extension HistoryStore {
     public func export(format: ExportFormat, profile: String? = nil, to write: (String) throws -> Void) throws -> Int {
         try connection.read("export") {
             let profileID = try profile.map { try requireProfile($0) }
+            // An export is a backup: rows the joins below would drop (their profile, item or
+            // kind missing: a store edited by another tool) are reported, not left out.
+            if profileID == nil {
+                let orphan = try connection.prepare("""
+                    SELECT i.seq, i.profile FROM interactions AS i
+                    WHERE NOT EXISTS (SELECT 1 FROM profiles AS p WHERE p.id = i.profile) LIMIT 1
+                    """)
+                defer { orphan.reset() }
+                if try orphan.step() {
+                    throw HistoryError.corrupt(path: path, reason: "interaction \(orphan.describe(0)) refers to profile id "
+                                               + "\(orphan.describe(1)), which is not in the profiles table")
+                }
+            }
             let statement = try connection.prepare("""
-                SELECT i.seq, p.name, it.external_id, k.name, i.value, i.ts
+                SELECT i.seq, i.ts, it.external_id, k.name, i.value, i.item, i.kind, p.name
                 FROM profiles AS p CROSS JOIN interactions AS i ON i.profile = p.id
-                    CROSS JOIN items AS it ON it.id = i.item CROSS JOIN kinds AS k ON k.id = i.kind
+                    LEFT JOIN items AS it ON it.id = i.item LEFT JOIN kinds AS k ON k.id = i.kind
                 WHERE ?1 = 0 OR p.id = ?1
                 ORDER BY p.name, i.ts, i.seq
                 """)
@@ -41,9 +54,12 @@ extension HistoryStore {
             var chunk = format == .csv ? "id,profile,item,kind,value,timestamp\n" : ""
             var rows = 0
             while try statement.step() {
-                let value = statement.optionalDouble(4).map(Self.format(value:))
-                let (id, name, item, kind, time) = (statement.int64(0), statement.text(1), statement.text(2),
-                                                    statement.text(3), statement.int64(5))
+                guard let name = statement.validText(7) else {
+                    throw HistoryError.corrupt(path: path, reason: "a profile has the name \(statement.describe(7))")
+                }
+                let row = try checkedInteraction(statement, profile: name)
+                let value = row.value.map(Self.format(value:))
+                let (id, item, kind, time) = (row.id, row.item, row.kind.rawValue, row.timestamp)
                 switch format {
                 case .csv:
                     chunk += "\(id),\(csvField(name)),\(csvField(item)),\(kind),\(value ?? ""),\(time)\n"

@@ -578,7 +578,7 @@ public struct HistoryStore: Sendable {
             let result = try body()
             // Every forget moves the counter, in its own transaction: a summary made from a
             // history read before it is then refused at store time (`forgetCount`).
-            try setMeta("forget_count", (try meta("forget_count") ?? 0) + 1)
+            try setMeta("forget_count", try nextMeta("forget_count", after: try meta("forget_count") ?? 0))
             return result
         }
         _ = try? checkpoint()
@@ -734,7 +734,7 @@ public struct HistoryStore: Sendable {
             try statement.bind(6, row.value)
             try statement.run()
             ids.append(next)
-            next += 1
+            next = try nextMeta("next_interaction_id", after: next)
         }
         try setMeta("next_interaction_id", next)
         return ids
@@ -743,9 +743,11 @@ public struct HistoryStore: Sendable {
     func fetchRecent(profile: Int64, name: String, limit: Int, kinds: Set<InteractionKind>?) throws -> [Interaction] {
         let kindNames = kinds.map { $0.map(\.rawValue).sorted() }
         if limit == 0 || kindNames?.isEmpty == true { return [] }
+        // LEFT JOINs: a row whose item or kind is missing is reported (`checkedInteraction`),
+        // not left out of the history. The plan is the same (interactions is the outer loop).
         var sql = """
-            SELECT i.seq, i.ts, it.external_id, k.name, i.value
-            FROM interactions AS i CROSS JOIN items AS it ON it.id = i.item CROSS JOIN kinds AS k ON k.id = i.kind
+            SELECT i.seq, i.ts, it.external_id, k.name, i.value, i.item, i.kind
+            FROM interactions AS i LEFT JOIN items AS it ON it.id = i.item LEFT JOIN kinds AS k ON k.id = i.kind
             WHERE i.profile = ?1
             """
         if let kindNames {
@@ -760,12 +762,36 @@ public struct HistoryStore: Sendable {
         var result: [Interaction] = []
         result.reserveCapacity(min(limit, 1024))
         while try statement.step() {
-            result.append(Interaction(id: statement.int64(0), profile: name, item: statement.text(2),
-                                      kind: InteractionKind(rawValue: statement.text(3)),
-                                      value: statement.optionalDouble(4), timestamp: statement.int64(1)))
+            result.append(try checkedInteraction(statement, profile: name))
         }
         result.reverse()
         return result
+    }
+
+    /// The interaction in the current row of `statement` (columns seq, ts, item's
+    /// external id, kind name, value, item id, kind id), checked to be as palr writes
+    /// it. SQLite converts whatever another tool stored (a text timestamp reads as 0, a
+    /// blob item id as its bytes), and an inner join drops rows whose item or kind is
+    /// missing: such a row is reported as damage instead of being shown, exported or
+    /// ranked altered, or silently left out.
+    func checkedInteraction(_ statement: Statement, profile: String) throws -> Interaction {
+        let id = statement.int64(0)
+        func damaged(_ what: String) -> HistoryError {
+            .corrupt(path: path, reason: "interaction \(statement.isInteger(0) ? "\(id)" : statement.describe(0)) "
+                     + "of profile \(Validation.quoted(profile, limit: 80)) \(what)")
+        }
+        guard statement.isInteger(0) else { throw damaged("has a non-integer id") }
+        guard statement.isInteger(1) else { throw damaged("has the timestamp \(statement.describe(1))") }
+        if statement.isNull(2) { throw damaged("refers to item id \(statement.describe(5)), which is not in the items table") }
+        if statement.isNull(3) { throw damaged("refers to kind id \(statement.describe(6)), which is not in the kinds table") }
+        guard let item = statement.validText(2) else { throw damaged("has the item id \(statement.describe(2))") }
+        guard let kind = statement.validText(3) else { throw damaged("has the kind name \(statement.describe(3))") }
+        let value = statement.optionalDouble(4)
+        guard statement.isNull(4) || (statement.isFloat(4) && value!.isFinite) else {
+            throw damaged("has the value \(statement.describe(4))")
+        }
+        return Interaction(id: id, profile: profile, item: item, kind: InteractionKind(rawValue: kind), value: value,
+                           timestamp: statement.int64(1))
     }
 
     /// Deletes the profile's oldest interactions beyond `cap`; returns how many.
@@ -817,8 +843,32 @@ public struct HistoryStore: Sendable {
         return try statement.step() ? statement.int64(0) : nil
     }
 
+    /// A counter or setting in `meta` (nil: no row), checked: palr writes only
+    /// integers from 0 up, so anything else there (text, a real, a blob, NULL, a
+    /// negative number: another tool's edit, an old backup) is reported as damage
+    /// rather than read as 0 by SQLite's conversions (an id counter at 0 handed out
+    /// ids already in use; a retention cap of 'abc' meant unlimited).
     func meta(_ key: String) throws -> Int64? {
-        try lookup("SELECT value FROM meta WHERE key = ?1", key)
+        let statement = try connection.prepare("SELECT value FROM meta WHERE key = ?1")
+        defer { statement.reset() }
+        try statement.bind(1, key)
+        guard try statement.step() else { return nil }
+        let value = statement.int64(0)
+        guard statement.isInteger(0), value >= (key == "next_interaction_id" ? 1 : 0) else {
+            throw HistoryError.corrupt(path: path, reason: "meta value '\(key)' is \(statement.describe(0)), "
+                                       + "not an integer of at least \(key == "next_interaction_id" ? 1 : 0)")
+        }
+        return value
+    }
+
+    /// `meta(key) + 1`, for counters that only grow; a counter at the largest integer
+    /// (never reached by counting, so a damaged store) is reported, not wrapped.
+    func nextMeta(_ key: String, after value: Int64) throws -> Int64 {
+        guard value < Int64.max else {
+            throw HistoryError.corrupt(path: path, reason: "meta value '\(key)' is \(value), the largest integer: "
+                                       + "it cannot count further")
+        }
+        return value + 1
     }
 
     func setMeta(_ key: String, _ value: Int64) throws {

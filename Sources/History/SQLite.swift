@@ -96,6 +96,26 @@ final class Statement {
     func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
     func int(_ column: Int32) -> Int { Int(sqlite3_column_int64(handle, column)) }
     func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+    func isInteger(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_INTEGER }
+    func isFloat(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_FLOAT }
+    /// A TEXT column's string, or nil when the column holds another type or bytes that
+    /// are not valid UTF-8 (which `text` would replace with U+FFFD).
+    func validText(_ column: Int32) -> String? {
+        guard sqlite3_column_type(handle, column) == SQLITE_TEXT else { return nil }
+        guard let bytes = sqlite3_column_text(handle, column) else { return "" }
+        let count = Int(sqlite3_column_bytes(handle, column))
+        return String(validating: UnsafeBufferPointer(start: bytes, count: count), as: UTF8.self)
+    }
+    /// A column's value for an error message: its type, and the value itself when short.
+    func describe(_ column: Int32) -> String {
+        switch sqlite3_column_type(handle, column) {
+        case SQLITE_NULL: return "NULL"
+        case SQLITE_INTEGER: return "\(int64(column))"
+        case SQLITE_FLOAT: return "the real number \(sqlite3_column_double(handle, column))"
+        case SQLITE_BLOB: return "a blob of \(sqlite3_column_bytes(handle, column)) bytes"
+        default: return "the text \(Validation.quoted(text(column), limit: 40))"
+        }
+    }
     func optionalDouble(_ column: Int32) -> Double? {
         isNull(column) ? nil : sqlite3_column_double(handle, column)
     }

@@ -171,6 +171,12 @@ extension Connection {
             throw HistoryError.notAHistoryDatabase(
                 path: path, reason: "its application id is \(application), not palr's \(applicationID)")
         }
+        // PRAGMA user_version is a signed 32-bit field: a negative one (set by another
+        // tool) was taken for an old version and indexed the migrations with it (a crash).
+        if version < 0 {
+            throw HistoryError.notAHistoryDatabase(
+                path: path, reason: "its schema version is \(version); palr's versions are 1 to \(schemaVersion)")
+        }
         if version > schemaVersion {
             throw HistoryError.newerSchema(path: path, found: version, supported: schemaVersion)
         }
