@@ -786,6 +786,10 @@ public struct HistoryStore: Sendable {
         if statement.isNull(3) { throw damaged("refers to kind id \(statement.describe(6)), which is not in the kinds table") }
         guard let item = statement.validText(2) else { throw damaged("has the item id \(statement.describe(2))") }
         guard let kind = statement.validText(3) else { throw damaged("has the kind name \(statement.describe(3))") }
+        // Kinds have been checked on every write since the first schema, so a name that
+        // breaks the rules is an edit; it went raw into `list` and unquoted into a CSV
+        // export (an escape sequence or a line break in the middle of a row).
+        if let problem = InteractionKind(rawValue: kind).problem { throw damaged("has a damaged kind: \(problem)") }
         let value = statement.optionalDouble(4)
         guard statement.isNull(4) || (statement.isFloat(4) && value!.isFinite) else {
             throw damaged("has the value \(statement.describe(4))")

@@ -121,6 +121,9 @@ private func expectOneErrorLine(_ arguments: [String], naming path: String, _ wo
             ("UPDATE interactions SET kind = 77 WHERE seq = 2", "refers to kind id 77, which is not in the kinds table"),
             ("UPDATE items SET external_id = CAST(x'61ff' AS TEXT) WHERE id = 2", "has the item id the text"),
             ("UPDATE items SET external_id = x'6200' WHERE id = 2", "has the item id a blob of 2 bytes"),
+            // Was written raw into `list` and a CSV export, splitting the row in two.
+            ("UPDATE kinds SET name = CAST(x'1b5b33316d0a41' AS TEXT) WHERE id = 4",
+             "has a damaged kind: kind '\\u{1B}[31m\\nA' may contain only a-z"),
         ]
         for (sql, expected) in cases {
             try withTemporaryDirectory { folder in
