@@ -35,8 +35,8 @@ let package = Package(
         .target(name: "CFileSafety"),
         .target(name: "FileSafety", dependencies: ["CFileSafety"]),
         .target(name: "GGUF", dependencies: ["CKernels", "FileSafety"]),
-        .target(name: "Llama", dependencies: ["GGUF", "CKernels", "COpenBLAS"], swiftSettings: optimised),
-        .target(name: "Tokenizer", dependencies: ["GGUF"], swiftSettings: optimised),
+        .target(name: "Llama", dependencies: ["GGUF", "CKernels", "COpenBLAS", "FileSafety"], swiftSettings: optimised),
+        .target(name: "Tokenizer", dependencies: ["GGUF", "FileSafety"], swiftSettings: optimised),
         .target(name: "History", dependencies: ["CSQLite", "FileSafety"]),
         .target(name: "Catalog", dependencies: ["GGUF", "FileSafety"]),
         // The converter's logic (palr-convert is its thin executable).

@@ -286,16 +286,7 @@ public enum CatalogPack {
     /// An id as an error message shows it: escaped, on one line, cut after 40 characters.
     static func shown(_ id: String) -> String {
         let cut = id.unicodeScalars.count > 40 ? String(String.UnicodeScalarView(id.unicodeScalars.prefix(40))) + "…" : id
-        var escaped = ""
-        for u in cut.unicodeScalars {
-            let c = u.properties.generalCategory
-            if c == .control || c == .format || u == "\u{2028}" || u == "\u{2029}" {
-                escaped += "\\u{\(String(u.value, radix: 16))}"
-            } else {
-                escaped.unicodeScalars.append(u)
-            }
-        }
-        return "'\(escaped)'"
+        return "'\(oneLine(cut))'"
     }
 
     private static func requiredInt(_ f: GGUFFile, _ key: String) throws(CatalogPackError) -> Int {

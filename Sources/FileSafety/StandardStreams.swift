@@ -34,4 +34,21 @@ public enum StandardStreams {
             _exit(1)
         }
     }
+
+    /// Ends the process with status `code` after printing `message` (an error as the
+    /// argument parser words it, usage lines included) to standard error, each line
+    /// through `terminalLines`: a path, id or value with a newline or a terminal escape in
+    /// it is shown escaped, never acted on. A failed write is ignored (the status still
+    /// says it failed). Exit handlers run (`failOnLostOutputAtExit`).
+    public static func exit(reporting message: String, code: Int32) -> Never {
+        if !message.isEmpty {
+            var text = terminalLines(message) + "\n"
+            text.withUTF8 { _ = writeFully(STDERR_FILENO, UnsafeRawBufferPointer($0)) }
+        }
+        #if canImport(Glibc)
+        Glibc.exit(code)
+        #elseif canImport(Musl)
+        Musl.exit(code)
+        #endif
+    }
 }

@@ -1,3 +1,5 @@
+import FileSafety
+
 /// Everything that can be wrong with a GGUF file, each naming what and where.
 public enum GGUFError: Error, Equatable, CustomStringConvertible {
     case cannotOpen(path: String, reason: String)

@@ -1,3 +1,5 @@
+import FileSafety
+
 /// GGUF metadata value types (the on-disk ids).
 public enum GGUFValueType: UInt32, Sendable {
     case uint8 = 0, int8 = 1, uint16 = 2, int16 = 3, uint32 = 4, int32 = 5
@@ -123,21 +125,3 @@ public enum GGUFValue: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// `c` as `\u{1B}` when a terminal would act on it rather than show it: C0 and C1 controls
-/// (ESC, the 8-bit CSI U+009B), format characters (the bidirectional overrides) and the line
-/// and paragraph separators; nil for any other character.
-func escapedForMessage(_ c: Unicode.Scalar) -> String? {
-    switch c.properties.generalCategory {
-    case .control, .format, .lineSeparator, .paragraphSeparator:
-        return "\\u{" + String(c.value, radix: 16, uppercase: true) + "}"
-    default: return nil
-    }
-}
-
-/// `s` on one line for an error message, every character `escapedForMessage` names escaped.
-/// Error descriptions pass through it: they quote keys, tensor names and string values
-/// from the file, which a hostile file fills with newlines and terminal escapes.
-public func oneLine(_ s: String) -> String {
-    guard s.unicodeScalars.contains(where: { escapedForMessage($0) != nil }) else { return s }
-    return s.unicodeScalars.map { escapedForMessage($0) ?? String($0) }.joined()
-}

@@ -1,3 +1,4 @@
+import FileSafety
 import GGUF
 
 /// Hyperparameters of a LLaMA-architecture model, read from the `llama.*` keys.

@@ -1,3 +1,4 @@
+import FileSafety
 import GGUF
 
 /// Everything that can be wrong with a tokenizer file, each naming what and where.

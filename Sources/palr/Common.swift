@@ -134,12 +134,8 @@ func readStandardInput(limit: Int = 1 << 30) throws -> [UInt8] {
 func terminalSafe(_ s: String) -> String {
     var out = String.UnicodeScalarView()
     for u in s.unicodeScalars {
-        switch u.properties.generalCategory {
-        case .control, .format, .lineSeparator, .paragraphSeparator:
-            // Keep the joiners that emoji sequences need.
-            out.append(u == "\u{200D}" || u == "\u{FE0F}" ? u : "\u{FFFD}")
-        default: out.append(u)
-        }
+        // Keep the joiner that emoji sequences need (U+FE0F, a mark, is not a control).
+        out.append(actsOnTerminal(u) && u != "\u{200D}" ? "\u{FFFD}" : u)
     }
     return String(out)
 }

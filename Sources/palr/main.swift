@@ -2,6 +2,7 @@
 // for this CPU (and, under an address-space limit, starts no threads of its own): it
 // reads both when the library loads, so changing them means setting OPENBLAS_CORETYPE
 // (or OPENBLAS_NUM_THREADS) and re-executing this process once.
+import ArgumentParser
 import FileSafety
 import Llama
 
@@ -52,4 +53,18 @@ MappedFiles.installBusHandler()
 // Over a file-size limit (`ulimit -f`) a write fails with EFBIG, reported with the path,
 // instead of SIGXFSZ killing the process without a word.
 signal(SIGXFSZ, SIG_IGN)
-Palr.main()
+// Palr.main(), with every error's text made safe for the terminal: a path or id given
+// with an escape in it, or quoted from a file, is shown escaped (`\u{1B}`), not acted on.
+// A usage error keeps its lines (the usage); any other error is one line, whatever the
+// paths and values it names hold.
+var command: ParsableCommand
+do { command = try Palr.parseAsRoot() } catch { exitReporting(error, oneLine: false) }
+do { try command.run() } catch { exitReporting(error, oneLine: !(error is ValidationError)) }
+
+func exitReporting(_ error: Error, oneLine single: Bool) -> Never {
+    let code = Palr.exitCode(for: error)
+    // --help and the like: printed to standard output as the parser prints them.
+    if code == .success { Palr.exit(withError: error) }
+    let message = Palr.fullMessage(for: error)
+    StandardStreams.exit(reporting: single ? oneLine(message) : message, code: code.rawValue)
+}

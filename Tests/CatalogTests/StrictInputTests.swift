@@ -336,7 +336,7 @@ import Testing
         }
         // What palr refuses in a pack, palr-convert refuses in the items file: bidirectional
         // controls and whitespace-only ids (it wrote them, and palr then refused the pack).
-        #expect(throws: DataFileError.malformed(path: "m.csv", line: 3, reason: "item id 'a\\u{202e}b' contains a "
+        #expect(throws: DataFileError.malformed(path: "m.csv", line: 3, reason: "item id 'a\\u{202E}b' contains a "
                                                 + "bidirectional control character, which the history store refuses")) {
             try Self.items("id,title\n1,T\na\u{202E}b,T\n")
         }

@@ -1,4 +1,5 @@
 // palr-convert: offline model preparation. The logic lives in the Convert library.
+import ArgumentParser
 import FileSafety
 #if canImport(Glibc)
 import Glibc
@@ -29,4 +30,18 @@ signal(SIGXFSZ, SIG_IGN)
 // temporary. Ignored, the write fails with EPIPE instead, and messages are dropped
 // (writeErr ignores failed writes) while the conversion runs to its end.
 signal(SIGPIPE, SIG_IGN)
-PalrConvert.main()
+// PalrConvert.main(), with every error's text made safe for the terminal: a path or id given
+// with an escape in it, or quoted from a file, is shown escaped (`\u{1B}`), not acted on.
+// A usage error keeps its lines (the usage); any other error is one line, whatever the
+// paths and values it names hold.
+var command: ParsableCommand
+do { command = try PalrConvert.parseAsRoot() } catch { exitReporting(error, oneLine: false) }
+do { try command.run() } catch { exitReporting(error, oneLine: !(error is ValidationError)) }
+
+func exitReporting(_ error: Error, oneLine single: Bool) -> Never {
+    let code = PalrConvert.exitCode(for: error)
+    // --help and the like: printed to standard output as the parser prints them.
+    if code == .success { PalrConvert.exit(withError: error) }
+    let message = PalrConvert.fullMessage(for: error)
+    StandardStreams.exit(reporting: single ? oneLine(message) : message, code: code.rawValue)
+}
