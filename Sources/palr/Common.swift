@@ -142,8 +142,9 @@ func terminalSafe(_ s: String) -> String {
 
 /// One line to stderr. A failed write (stderr closed, full, over `ulimit -f`) is
 /// ignored: a message must never be what kills the process.
+/// Through `oneLine`, as errors are: notes name paths and quote values.
 func printErr(_ s: String) {
-    var line = s + "\n"
+    var line = oneLine(s) + "\n"
     line.withUTF8 { _ = writeFully(STDERR_FILENO, UnsafeRawBufferPointer($0)) }
 }
 

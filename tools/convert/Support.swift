@@ -38,7 +38,8 @@ struct ToolError: Error, CustomStringConvertible {
     init(_ e: CustomStringConvertible) { description = e.description }
 }
 
-func printErr(_ s: String) { writeErr(s + "\n") }
+/// One line to stderr, through `oneLine` as errors are: notes and progress name paths.
+func printErr(_ s: String) { writeErr(oneLine(s) + "\n") }
 
 /// Text to stderr; a failed write is ignored (a message must never kill the process).
 func writeErr(_ s: String) {
@@ -152,7 +153,7 @@ struct ProgressDisplay {
             let width = 24
             let filled = total > 0 ? min(width, width * done / total) : width
             let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
-            var s = "\r[\(index + 1)/\(count)] \(bar) \(stats)  \(line)\u{1B}[K"
+            var s = "\r[\(index + 1)/\(count)] \(bar) \(stats)  \(oneLine(line))\u{1B}[K"
             if index + 1 == count { s += "\n" }
             writeErr(s)
         } else {
