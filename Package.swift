@@ -19,6 +19,9 @@ let package = Package(
     products: [
         .executable(name: "palr", targets: ["palr"]),
         .executable(name: "palr-convert", targets: ["palr-convert"]),
+        // The libraries, for the benchmark package in tools/bench/package (a nested
+        // package, so that this one never resolves or builds the benchmark dependency).
+        .library(name: "PalrLibraries", targets: ["CKernels", "GGUF", "Llama", "Tokenizer", "Catalog", "History", "Ranker", "Convert"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -490,6 +490,24 @@ public final class LlamaSession {
         palr_matmul(pool.raw, &args)
     }
 
+    /// y (batch × w.rows) = x (batch × w.cols) · wᵀ through this session's prompt path: the
+    /// panels, dequantization scratch, pool threads and OpenBLAS calls of each projection in
+    /// `prefill`. For benchmarks of that path alone (tools/bench/package). `x` (batch ×
+    /// w.cols floats) and `y` (batch × w.rows floats) are the caller's; `w` is one of this
+    /// session's model matrices or no wider than its widest. Allocates nothing.
+    public func promptProduct(_ w: WeightMatrix, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                              batch: Int) throws(LlamaError) {
+        guard batch > 0, batch <= maxBatch else {
+            throw .invalidArgument("batch \(batch) is outside 1...\(maxBatch)")
+        }
+        // A chunk of the widest row must fit one thread's slice of the scratch.
+        let chunk = Self.kChunk > 0 ? min(Self.kChunk, w.cols) : w.cols
+        guard w.type == .f32 || chunk <= scratchPerThread else {
+            throw .invalidArgument("\(w.name): rows of \(w.cols) are wider than this session's scratch")
+        }
+        matmul(w, x, y, batch: batch)
+    }
+
     /// The session's arguments for one prompt-path product (see `Llama.matmul`).
     private func matmulArgs(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                             batch: Int) -> palr_matmul_args {
