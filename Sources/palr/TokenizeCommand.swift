@@ -82,6 +82,9 @@ struct TokenizeCommand: ParsableCommand {
         let input = Data(try readStandardInput())
         var lines = input.split(separator: 0x0A, omittingEmptySubsequences: false)
         if lines.last?.isEmpty == true { lines.removeLast() }
+        // JSONDecoder, not JSONSerialization: the latter drops a U+FEFF that opens a
+        // string's text ("\u{FEFF}x" read as "x").
+        let decoder = JSONDecoder()
         for (i, raw) in lines.enumerated() {
             let lineNumber = i + 1
             var bytes = Data(raw)
@@ -89,7 +92,7 @@ struct TokenizeCommand: ParsableCommand {
             guard String(data: bytes, encoding: .utf8) != nil else {
                 throw CLIError("stdin line \(lineNumber) is not valid UTF-8")
             }
-            guard let s = try? JSONSerialization.jsonObject(with: bytes, options: .fragmentsAllowed) as? String
+            guard let s = try? decoder.decode(String.self, from: bytes)
             else { throw CLIError("stdin line \(lineNumber) is not one JSON string") }
             let ids = tokenizer.encode(s, addBOS: !noBOS)
             if pieces {
