@@ -11,8 +11,8 @@ batches (thousands per process) and compares each line with `sp.encode(text)`. A
 batches also run without --no-bos (against `sp.encode(text, add_bos=True)`) and with
 --pieces (against the pieces of sentencepiece's ids). Mismatches are shrunk to a small string; a batch
 that crashes or times out is bisected to the string that did it. Then a timing pass
-encodes 256 kB and 1 MB strings of hostile shapes one per process and flags
-super-linear growth of palr's time per byte, or a time far above sentencepiece's
+encodes 1 MB strings of hostile shapes (and their 256 kB versions four times, the
+same bytes) one per process and flags super-linear growth of palr's time per byte, or a time far above sentencepiece's
 (and checks those ids too).
 
 BOS / whitespace mapping: `palr tokenize` prepends BOS unless --no-bos; sentencepiece's
@@ -538,44 +538,115 @@ def timing_inputs(rng, ctx, size):
 
 
 def timing_pass(palr, sp, ctx, seed, log):
-    """palr's own time (its process time minus that of an empty input; best of 3) for each
-    shape at 256 kB and 1 MB: flags growth of more than 2× per byte (≥ 8× the time for 4×
-    the bytes) and a 1 MB input that takes more than 5× sentencepiece's time, above 0.5 s."""
+    """For each shape, one process encodes a 1 MB string and another the 256 kB string of
+    the same shape four times (the same bytes), minus an empty input's
+    time (loading). Best of 2. Flags the 1 MB string taking more than 2.5× as long (super-linear), and
+    palr taking more than 5× sentencepiece's time on it, above 0.5 s. Checks the ids too."""
     findings, rows = [], []
-    sizes = [1 << 18, 1 << 20]
 
     def best(strings):
-        runs = [palr.run(strings) for _ in range(3)]
+        runs = [palr.run(strings) for _ in range(2)]
         return min(runs, key=lambda r: r[3])
     base = best([""])[3]
     for name in timing_inputs(random.Random(seed), ctx, 16):
-        times = []
-        for size in sizes:
-            s = timing_inputs(random.Random(seed), ctx, size)[name]
-            status, got, err, dt = best([s])
-            sp_dt = float("inf")
-            for _ in range(3):
-                t0 = time.monotonic()
-                exp = expected(sp, [s])
-                sp_dt = min(sp_dt, time.monotonic() - t0)
-            nbytes = len(s.encode("utf-8"))
-            if status != "ok":
-                findings.append({"kind": "timing-" + status, "category": "timing/" + name, "bytes": nbytes, "stderr": err})
-                break
-            if got[0] != exp[0]:
-                findings.append({"kind": "mismatch", "category": "timing/" + name, "bytes": nbytes,
-                                 "first-diff": next(i for i, (a, b) in enumerate(zip(got[0] + [None], exp[0] + [None])) if a != b)})
-            own = max(dt - base, 1e-3)
-            times.append((own, sp_dt))
-            rows.append({"input": name, "bytes": nbytes, "palr-s": round(own, 4), "sentencepiece-s": round(sp_dt, 4)})
-            log(f"  timing {name:26s} {nbytes:8d} B  palr {own:7.3f} s  sentencepiece {sp_dt:7.3f} s")
-        if len(times) == len(sizes):
-            (small, _), (large, large_sp) = times
-            if large > 0.5 and large > 8 * small:
-                findings.append({"kind": "super-linear", "category": "timing/" + name, "growth-for-4x-bytes": large / small})
-            if large > 0.5 and large > 5 * large_sp:
-                findings.append({"kind": "slow", "category": "timing/" + name, "palr-s": large, "sentencepiece-s": large_sp})
+        small = timing_inputs(random.Random(seed), ctx, 1 << 18)[name]
+        large = timing_inputs(random.Random(seed), ctx, 1 << 20)[name]
+        status, got, err, dt = best([large])
+        nbytes = len(large.encode("utf-8"))
+        if status != "ok":
+            findings.append({"kind": "timing-" + status, "category": "timing/" + name, "bytes": nbytes, "stderr": err})
+            continue
+        sp_dt = float("inf")
+        for _ in range(2):
+            t0 = time.monotonic()
+            exp = expected(sp, [large])
+            sp_dt = min(sp_dt, time.monotonic() - t0)
+        if got[0] != exp[0]:
+            findings.append({"kind": "mismatch", "category": "timing/" + name, "bytes": nbytes,
+                             "first-diff": next(i for i, (a, b) in enumerate(zip(got[0] + [None], exp[0] + [None])) if a != b)})
+        _, got4, _, dt4 = best([small] * 4)
+        if got4 is not None and got4[0] != expected(sp, [small])[0]:
+            findings.append({"kind": "mismatch", "category": "timing/" + name, "bytes": len(small.encode("utf-8"))})
+        own, own4 = max(dt - base, 0.0), max(dt4 - base, 0.0)
+        rows.append({"input": name, "bytes": nbytes, "palr-s": round(own, 3), "palr-4x256kB-s": round(own4, 3),
+                     "sentencepiece-s": round(sp_dt, 3)})
+        log(f"  timing {name:24s} {nbytes:8d} B  palr {own:6.3f} s (4 × 256 kB: {own4:6.3f} s)  sentencepiece {sp_dt:6.3f} s")
+        if own > 0.5 and own > 2.5 * max(own4, 0.05):
+            findings.append({"kind": "super-linear", "category": "timing/" + name, "palr-s": own, "palr-4x256kB-s": own4})
+        if own > 0.5 and own > 5 * sp_dt:
+            findings.append({"kind": "slow", "category": "timing/" + name, "palr-s": own, "sentencepiece-s": sp_dt})
     return findings, rows
+
+
+# --- random vocabularies --------------------------------------------------------------------
+
+
+def random_vocabulary_model(rng, path):
+    """A random BPE tokenizer.model over a small alphabet: random pieces of 2–6 characters
+    with random (often tied) scores, some UNUSED or USER_DEFINED, sometimes with "▁"
+    inside, a missing base character, byte fallback, no dummy prefix or extra-whitespace
+    removal. Returns the alphabet for texts. Needs the protobuf package."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+    SP = pb.ModelProto.SentencePiece
+    m = pb.ModelProto()
+    for p, t in [("<unk>", SP.UNKNOWN), ("<s>", SP.CONTROL), ("</s>", SP.CONTROL)]:
+        x = m.pieces.add(); x.piece = p; x.type = t; x.score = 0
+    alpha = rng.choice(["ab\u2581", "abc\u2581", "abcd\u2581", "a\u00e9\u6771\u2581", "ab\U0001F999\u2581"])
+    inner = rng.random() < 0.5
+    byte_fallback = rng.random() < 0.3
+    seen = set()
+    for ch in alpha:
+        if rng.random() < 0.95:
+            x = m.pieces.add(); x.piece = ch; x.type = SP.NORMAL; x.score = rng.choice([-100.0, -50.0, 0.0]); seen.add(ch)
+    letters = alpha.replace("\u2581", "")
+    for _ in range(rng.randint(3, 40)):
+        p = "".join(rng.choice(alpha) for _ in range(rng.randint(2, 6)))
+        if not inner: p = p[0] + p[1:].replace("\u2581", rng.choice(letters))
+        if p in seen: continue
+        seen.add(p)
+        x = m.pieces.add(); x.piece = p
+        r = rng.random()
+        x.type = SP.UNUSED if r < 0.2 else SP.USER_DEFINED if r < 0.25 else SP.NORMAL
+        x.score = 0.0 if x.type == SP.USER_DEFINED else float(rng.choice([-1, -2, -3, -4, -5, rng.uniform(-10, 0)]))
+    if byte_fallback:
+        for b in range(256):
+            x = m.pieces.add(); x.piece = "<0x%02X>" % b; x.type = SP.BYTE; x.score = 0
+    m.trainer_spec.model_type = pb.TrainerSpec.BPE
+    m.trainer_spec.byte_fallback = byte_fallback
+    m.trainer_spec.unk_id, m.trainer_spec.bos_id, m.trainer_spec.eos_id, m.trainer_spec.pad_id = 0, 1, 2, -1
+    m.normalizer_spec.name = "identity"
+    m.normalizer_spec.add_dummy_prefix = rng.random() < 0.7
+    m.normalizer_spec.remove_extra_whitespaces = rng.random() < 0.4
+    with open(path, "wb") as f:
+        f.write(m.SerializeToString())
+    return alpha.replace("\u2581", " ") + "\u2581x"
+
+
+def random_vocabulary_pass(binary, seed, count, folder, record, log):
+    """`count` random vocabularies, 400 texts over each one's alphabet."""
+    total = bad = 0
+    path = os.path.join(folder, "random-vocab.model")
+    for k in range(count):
+        rng = random.Random(f"{seed}/vocab/{k}")
+        alpha = random_vocabulary_model(rng, path)
+        sp = spm.SentencePieceProcessor(model_file=path)
+        texts = ["".join(rng.choice(alpha) for _ in range(rng.randint(0, 30))) for _ in range(400)]
+        palr = Palr(binary, path, 60)
+        status, got, err, _ = palr.run(texts)
+        if status != "ok":
+            record({"model": f"random-vocab {seed}/{k}", "kind": status, "category": "random-vocab",
+                    "input": bisect_failure(palr, texts), "stderr": err})
+            continue
+        total += len(texts)
+        for t, e, g in zip(texts, expected(sp, texts), got):
+            if e != g:
+                bad += 1
+                small = shrink(palr, sp, t)
+                record({"model": f"random-vocab {seed}/{k}", "kind": "mismatch", "category": "random-vocab",
+                        "input": small, "expected": expected(sp, [small])[0], "got": palr.run([small])[1]})
+                break
+    log(f"random vocabularies: {count} models, {total} texts, {bad} models with a mismatch")
+    return total
 
 
 # --- main ------------------------------------------------------------------------------------------
@@ -590,6 +661,7 @@ def main():
     ap.add_argument("--only", default="", help="models whose name contains this")
     ap.add_argument("--out", default="", help="default /tmp/palr-tokfuzz-SEED")
     ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--random-vocabs", type=int, default=500, help="random small vocabularies to try (0: none)")
     ap.add_argument("--no-sweep", action="store_true", help="skip the systematic sweep (all scalars, pairs)")
     ap.add_argument("--no-synthetic", action="store_true", help="only the five real models")
     ap.add_argument("--timeout", type=float, default=120, help="seconds per palr process")
@@ -669,6 +741,14 @@ def main():
                 sweep_counts[name][cat] = len(strings)
                 log(f"sweep {name} {cat}: {len(strings)} strings, {bad} mismatches")
 
+    random_vocab_texts = 0
+    if args.random_vocabs:
+        try:
+            import sentencepiece.sentencepiece_model_pb2  # noqa: F401 (needs protobuf)
+            random_vocab_texts = random_vocabulary_pass(binary, args.seed, args.random_vocabs, out_dir, record, log)
+        except ImportError:
+            log("random vocabularies skipped: `pip install protobuf` for sentencepiece_model_pb2")
+
     deadline = time.monotonic() + args.minutes * 60
     rnd = 0
     while (rnd < args.rounds) if args.rounds else (time.monotonic() < deadline):
@@ -708,6 +788,8 @@ def main():
     timing = {}
     if not args.no_timing:
         for name, path, _ in pairs:
+            # The same code paths as another model's: LLaMA's vocabulary, the base models.
+            if name.endswith("-unused") or name in ("syn-no-dummy", "syn-remove-extra", "llama-spm-gguf", "tiny"): continue
             log(f"timing {name}")
             fs, rows = timing_pass(Palr(binary, path, args.timeout * 5), sps[name], ctxs[name], args.seed, log)
             timing[name] = rows
@@ -715,7 +797,7 @@ def main():
                 f["model"] = name
                 record(f)
 
-    summary = {"seed": args.seed, "rounds": rnd, "sweep": sweep_counts, "strings": counts, "mismatching-strings": mismatches,
+    summary = {"seed": args.seed, "rounds": rnd, "sweep": sweep_counts, "random-vocab-texts": random_vocab_texts, "strings": counts, "mismatching-strings": mismatches,
                "total-per-model": {n: sum(c.values()) for n, c in counts.items()},
                "findings": len(findings), "timing": timing}
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
