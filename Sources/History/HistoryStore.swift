@@ -612,10 +612,26 @@ public struct HistoryStore: Sendable {
     /// to, and (with `vacuum`) gives free pages back to the file system and
     /// truncates the WAL. On a full disk it uses the reserve (`reservePath`).
     public func compact(vacuum: Bool = true) throws -> CompactionReport {
+        try compact(vacuum: vacuum, newCap: nil)
+    }
+
+    /// Sets the retention cap (nil: unlimited) and compacts as `compact(vacuum:)`, the new
+    /// cap stored in the trim's own transaction: a kill or an error leaves the old cap with
+    /// the untrimmed history or the new cap with the trimmed one (set apart, as
+    /// `setRetentionCap` and `compact` do, a kill between them left the new cap over the
+    /// untrimmed history).
+    public func compact(retentionCap cap: Int?, vacuum: Bool = true) throws -> CompactionReport {
+        if let cap, cap < 1 { throw HistoryError.invalidArgument("retention cap must be at least 1 (got \(cap))") }
+        return try compact(vacuum: vacuum, newCap: .some(cap))
+    }
+
+    /// `newCap`: nil keeps the cap; `.some(nil)` makes it unlimited.
+    private func compact(vacuum: Bool, newCap: Int??) throws -> CompactionReport {
         let before = fileSize(path)
         // Two transactions, each retried alone with the reserve: the trim, then the vacuum
         // (a retry of both after the trim committed would report nothing trimmed).
         let (trimmed, removedItems) = try usingReserve { try connection.write("compact") {
+            if let newCap { try setMeta("retention_cap", Int64(newCap ?? 0)) }
             var trimmed = 0
             if let cap = try retentionCapValue() {
                 let over = try connection.prepare("SELECT profile FROM interactions GROUP BY profile HAVING count(*) > ?1")

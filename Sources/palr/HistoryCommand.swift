@@ -511,8 +511,10 @@ extension HistoryCommand {
 
         func run() throws {
             let store = try database.open(create: false)
-            if unlimited { try store.setRetentionCap(nil) } else if let retentionCap { try store.setRetentionCap(retentionCap) }
-            let report = try store.compact(vacuum: !noVacuum)
+            // The new cap in the trim's transaction: a kill never leaves it over the untrimmed history.
+            let report = unlimited || retentionCap != nil
+                ? try store.compact(retentionCap: unlimited ? nil : retentionCap, vacuum: !noVacuum)
+                : try store.compact(vacuum: !noVacuum)
             if json { return try printJSON(report) }
             print("trimmed \(report.trimmedInteractions) interactions, removed \(report.removedItems) unused items, "
                   + "freed \(report.freedPages) pages; \(report.databaseBytesBefore) → \(report.databaseBytesAfter) bytes "

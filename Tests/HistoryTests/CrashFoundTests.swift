@@ -1,0 +1,86 @@
+// Windows the crash-injection campaign (`tools/fuzz/crash`) found, each made
+// deterministic: palr runs with a preloaded shim that SIGKILLs the process the moment
+// it prepares a chosen SQL statement, i.e. at one exact point inside a command.
+import Foundation
+import Testing
+
+@testable import History
+
+/// Builds (once per call) the shim: `sqlite3_prepare_v3` that raises SIGKILL when the
+/// statement contains `$PALR_TEST_KILL_AT_SQL`, otherwise SQLite's own. Returns its path.
+private func buildKillShim(in folder: String) throws -> String {
+    let source = folder + "/killat.c", shim = folder + "/killat.so"
+    try """
+        #define _GNU_SOURCE
+        #include <dlfcn.h>
+        #include <signal.h>
+        #include <stdlib.h>
+        #include <string.h>
+        typedef int (*prepare_fn)(void *, const char *, int, unsigned int, void **, const char **);
+        int sqlite3_prepare_v3(void *db, const char *sql, int n, unsigned int flags, void **stmt, const char **tail) {
+            const char *at = getenv("PALR_TEST_KILL_AT_SQL");
+            if (at && *at && sql && strstr(sql, at)) raise(SIGKILL);
+            prepare_fn real = (prepare_fn)dlsym(RTLD_NEXT, "sqlite3_prepare_v3");
+            return real(db, sql, n, flags, stmt, tail);
+        }
+        """.write(toFile: source, atomically: false, encoding: .utf8)
+    let compile = try ChildProcess(try #require(cCompiler), ["-shared", "-fPIC", "-o", shim, source, "-ldl"])
+    compile.wait()
+    try #require(compile.terminationStatus == 0, "\(compile.errorOutput)")
+    return shim
+}
+
+@Suite(.enabled(if: cCompiler != nil, "needs a C compiler (cc, clang or gcc) to build the kill shim"))
+struct CrashFoundTests {
+    /// `history compact --retention-cap N` set the cap in one transaction and trimmed in
+    /// another: killed in the trim, the store kept the new cap over the untrimmed history
+    /// (neither the state before the command nor after it; the campaign's kills hit this
+    /// in about a third of the runs). Now the cap is stored in the trim's transaction.
+    @Test func compactWithANewCapKilledInTheTrimLeavesTheOldCapOrTheNewOne() throws {
+        try withTemporaryDirectory { folder in
+            let shim = try buildKillShim(in: folder)
+            let path = folder + "/history.sqlite"
+            do {
+                let store = try HistoryStore(path: path)
+                try store.record((0..<30).map { NewInteraction(profile: "p", item: "m\($0)", timestamp: Int64($0)) },
+                                 createProfiles: true)
+                #expect(try store.retentionCap() == HistoryStore.defaultRetentionCap)
+            }
+            for arguments in [["--retention-cap", "10"], ["--retention-cap", "10", "--no-vacuum"]] {
+                let child = try ChildProcess(try palrExecutable(), ["history", "--db", path, "compact"] + arguments,
+                                             environment: ["LD_PRELOAD": shim,
+                                                           "PALR_TEST_KILL_AT_SQL": "DELETE FROM interactions WHERE profile"])
+                child.wait()
+                // The shim fired: the command died in the trim.
+                #expect(child.terminationReason == .uncaughtSignal && child.terminationStatus == SIGKILL,
+                        "\(arguments): \(child.terminationStatus) \(child.errorOutput)")
+                let store = try HistoryStore(path: path)
+                #expect(try store.integrityCheck() == ["ok"])
+                // Before the command (the kill came before its commit): the old cap, all 30.
+                let cap = try store.retentionCap(), count = try store.interactionCount(profile: "p")
+                #expect(cap == HistoryStore.defaultRetentionCap && count == 30,
+                        "\(arguments): cap \(cap.map(String.init) ?? "unlimited") over \(count) interactions")
+            }
+            // Without the shim the same command sets the cap and trims.
+            let done = try runPalr(["history", "--db", path, "compact", "--retention-cap", "10"])
+            #expect(done.status == 0, "\(done.error)")
+            let store = try HistoryStore(path: path)
+            #expect(try store.retentionCap() == 10 && store.interactionCount(profile: "p") == 10)
+        }
+    }
+
+    /// The library call: a new cap and the trim commit together; a bad cap changes nothing.
+    @Test func compactWithARetentionCapSetsItAndTrims() throws {
+        try withTemporaryDirectory { folder in
+            let store = try makeStore(folder)
+            try store.record((0..<30).map { NewInteraction(profile: "p", item: "m\($0)", timestamp: Int64($0)) },
+                             createProfiles: true)
+            #expect(throws: HistoryError.self) { try store.compact(retentionCap: 0) }
+            #expect(try store.retentionCap() == HistoryStore.defaultRetentionCap)
+            #expect(try store.compact(retentionCap: 5).trimmedInteractions == 25)
+            #expect(try store.retentionCap() == 5 && store.interactionCount(profile: "p") == 5)
+            #expect(try store.compact(retentionCap: nil, vacuum: false).trimmedInteractions == 0)
+            #expect(try store.retentionCap() == nil)
+        }
+    }
+}
