@@ -141,9 +141,8 @@ public final class AtomicFile {
             guard parts.count == 2, let pid = Int32(parts[0]), pid > 0, pid != getpid(), UInt32(parts[1], radix: 16) != nil,
                   Destination.isGone(pid) else { continue }
             let full = Destination.joinPath(folder, name)
-            if Destination.removeIfUnlocked(full) != nil {
+            if Destination.removeIfUnlocked(full, companions: ["-wal", "-shm", "-journal"]) != nil {
                 removed.append(full)
-                for suffix in ["-wal", "-shm", "-journal"] { _ = unlink(full + suffix) }
             }
         }
         return removed.sorted()

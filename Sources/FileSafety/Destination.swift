@@ -148,8 +148,11 @@ public enum Destination {
     /// Unlinks `path` if it is a regular file (not followed through a link) whose lock
     /// (flock) nobody holds and the name still refers to the file locked; returns its
     /// size. Writers hold their temporary's lock until they rename or remove it, so a
-    /// temporary nobody locks was left by a killed writer.
-    public static func removeIfUnlocked(_ path: String) -> Int? {
+    /// temporary nobody locks was left by a killed writer. The files `path + suffix` for
+    /// each of `companions` go first, while the lock is held: a kill between leaves
+    /// `path`, which the next cleaner removes with them (removed after it, they were left
+    /// without the name any cleaner looks for).
+    public static func removeIfUnlocked(_ path: String, companions: [String] = []) -> Int? {
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return nil }
         defer { close(fd) }   // after the unlink: the lock is held until the name is gone
@@ -160,6 +163,7 @@ public enum Destination {
         var now = stat()
         guard fstat(fd, &st) == 0, st.st_nlink > 0, lstat(path, &now) == 0,
               now.st_dev == st.st_dev, now.st_ino == st.st_ino else { return nil }
+        for suffix in companions { _ = unlink(path + suffix) }
         return unlink(path) == 0 ? Int(st.st_size) : nil
     }
 

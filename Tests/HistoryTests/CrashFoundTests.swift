@@ -6,8 +6,9 @@ import Testing
 
 @testable import History
 
-/// Builds (once per call) the shim: `sqlite3_prepare_v3` that raises SIGKILL when the
-/// statement contains `$PALR_TEST_KILL_AT_SQL`, otherwise SQLite's own. Returns its path.
+/// Builds the shim: `sqlite3_prepare_v3` that raises SIGKILL when the statement contains
+/// `$PALR_TEST_KILL_AT_SQL`, and `unlink` that raises it right after removing a path
+/// that ends with `$PALR_TEST_KILL_AFTER_UNLINK`; otherwise the real calls. Returns its path.
 private func buildKillShim(in folder: String) throws -> String {
     let source = folder + "/killat.c", shim = folder + "/killat.so"
     try """
@@ -22,6 +23,16 @@ private func buildKillShim(in folder: String) throws -> String {
             if (at && *at && sql && strstr(sql, at)) raise(SIGKILL);
             prepare_fn real = (prepare_fn)dlsym(RTLD_NEXT, "sqlite3_prepare_v3");
             return real(db, sql, n, flags, stmt, tail);
+        }
+        int unlink(const char *path) {
+            int (*real)(const char *) = (int (*)(const char *))dlsym(RTLD_NEXT, "unlink");
+            int result = real(path);
+            const char *at = getenv("PALR_TEST_KILL_AFTER_UNLINK");
+            if (at && *at && path) {
+                size_t a = strlen(path), b = strlen(at);
+                if (a >= b && strcmp(path + a - b, at) == 0) raise(SIGKILL);
+            }
+            return result;
         }
         """.write(toFile: source, atomically: false, encoding: .utf8)
     let compile = try ChildProcess(try #require(cCompiler), ["-shared", "-fPIC", "-o", shim, source, "-ldl"])
@@ -66,6 +77,40 @@ struct CrashFoundTests {
             #expect(done.status == 0, "\(done.error)")
             let store = try HistoryStore(path: path)
             #expect(try store.retentionCap() == 10 && store.interactionCount(profile: "p") == 10)
+        }
+    }
+
+    /// A killed creation leaves its temporary store with SQLite's `-wal`, `-shm` or
+    /// `-journal` beside it; the next writable open removes them. It removed the temporary
+    /// first, so a kill right after that left the companions under names no cleaner looks
+    /// for, for good. Now they go first: a kill after any one removal leaves what the
+    /// next run removes.
+    @Test func aKillWhileRemovingAKilledCreationsLeftoversLeavesNothingForGood() throws {
+        try withTemporaryDirectory { folder in
+            let shim = try buildKillShim(in: folder)
+            let gone = try ChildProcess("/bin/true", [])
+            gone.wait()
+            for (round, suffix) in ["", "-wal", "-shm", "-journal"].enumerated() {
+                let disk = folder + "/disk\(round)"
+                try FileManager.default.createDirectory(atPath: disk, withIntermediateDirectories: false)
+                let name = ".history.sqlite.tmp-\(gone.pid)-5eed"
+                for companion in ["", "-wal", "-shm", "-journal"] {
+                    try "left by a killed creation".write(toFile: disk + "/" + name + companion, atomically: false,
+                                                          encoding: .utf8)
+                }
+                let arguments = ["history", "--db", disk + "/history.sqlite", "add", "--create-profile", "--profile",
+                                 "p", "m1"]
+                let killed = try ChildProcess(try palrExecutable(), arguments,
+                                              environment: ["LD_PRELOAD": shim, "PALR_TEST_KILL_AFTER_UNLINK": "/" + name + suffix])
+                killed.wait()
+                #expect(killed.terminationReason == .uncaughtSignal && killed.terminationStatus == SIGKILL,
+                        "killed after removing \(name + suffix): \(killed.terminationStatus) \(killed.errorOutput)")
+                let next = try runPalr(arguments)
+                #expect(next.status == 0, "\(next.error)")
+                let names = try FileManager.default.contentsOfDirectory(atPath: disk).sorted()
+                #expect(names == ["history.sqlite", "history.sqlite-reserve"],
+                        "killed after removing \(name + suffix), then a normal run: \(names)")
+            }
         }
     }
 
