@@ -130,7 +130,16 @@ final class ThreadPool {
     /// core's load and FMA units), capped at 8, where memory-bound decode stops gaining.
     static var defaultThreadCount: Int { max(1, min(Int(palr_physical_cores()), 8)) }
 
+    /// OpenBLAS made single-threaded (process-wide), once, before the first pool exists: a
+    /// pool's threads call it in parallel (panels, attention heads), and OpenBLAS's own
+    /// threads would compete with ours for the cores; and its thread count must not change
+    /// while another thread's call is in flight, as it did when each session set it (a
+    /// test's pool called sgemm from two threads before any session had set it, and CI once
+    /// saw 3,090 of 80,000 products differ). Swift runs a static's initialiser exactly once.
+    private static let openBLASSingleThreaded: Void = BLAS.setThreadCount(1)
+
     init(threads: Int) {
+        _ = Self.openBLASSingleThreaded
         raw = threads > 1 ? palr_pool_create(Int32(threads)) : nil
         count = raw.map { Int(palr_pool_size($0)) } ?? 1
     }

@@ -177,11 +177,8 @@ public final class LlamaSession {
         let nThreads = max(1, threads ?? ThreadPool.defaultThreadCount)
         self.threads = nThreads
         self.activations = activations
+        // Creating the pool makes OpenBLAS single-threaded, once per process (ThreadPool).
         pool = ThreadPool(threads: nThreads)
-        // The session's own threads call OpenBLAS in parallel (panels, attention heads), so
-        // OpenBLAS runs single-threaded: its spinning workers would otherwise compete with
-        // ours for the same cores. The setting is process-wide.
-        BLAS.setThreadCount(1)
         self.model = model
         self.config = c
         let ctx = contextLength ?? c.contextLength
