@@ -1,3 +1,4 @@
+import FileSafety
 import Foundation
 import History
 import Llama
@@ -82,9 +83,7 @@ public func sanitizeProfile(_ raw: String, maxCharacters: Int) -> String {
     var s = ""
     var lastWasSpace = true
     for u in firstParagraph.unicodeScalars {
-        let isControl = u.properties.generalCategory == .control || u.properties.generalCategory == .format
-            || u == "\u{2028}" || u == "\u{2029}"
-        if isControl || u.properties.isWhitespace {
+        if actsOnTerminal(u) || u.properties.isWhitespace {
             if !lastWasSpace { s.append(" ") }
             lastWasSpace = true
         } else {
