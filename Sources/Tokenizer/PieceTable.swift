@@ -3,6 +3,10 @@
 // table of merges keyed by the ids of the two halves, so that the merge loop usually
 // probes once per candidate pair instead of hashing and comparing bytes.
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Immutable, raw-memory tables of one vocabulary; freed in `deinit`.
 final class PieceTable: @unchecked Sendable {
     /// One hash slot. SentencePiece keeps two maps: `pieces_` (normal, user-defined and
@@ -93,19 +97,42 @@ final class PieceTable: @unchecked Sendable {
         outputID.deallocate()
     }
 
-    /// FNV-1a over the bytes.
+    /// A polynomial hash of the bytes (each byte plus one is a digit in base `hashBase`,
+    /// modulo 2^64), so that the hash of a piece's suffix follows from the piece's and its
+    /// prefix's hashes in O(1) (`suffixHash`); `slotHash` mixes it for the index.
     @inline(__always)
-    static func hash(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt32 {
-        var h = hashSeed
+    static func hash(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt64 {
+        var h: UInt64 = 0
         for i in 0..<n { h = hashStep(h, p[i]) }
         return h
     }
 
-    static let hashSeed: UInt32 = 2_166_136_261
+    /// Odd, so that it has an inverse modulo 2^64 (`hashBaseInverse`).
+    static let hashBase: UInt64 = 0x100_0000_01B3
+    /// hashBase × hashBaseInverse ≡ 1 (mod 2^64), by Newton's iteration (each step
+    /// doubles the correct low bits; an odd x is its own inverse modulo 8).
+    static let hashBaseInverse: UInt64 = {
+        var x = hashBase
+        for _ in 0..<5 { x = x &* (2 &- hashBase &* x) }
+        return x
+    }()
 
-    /// The FNV-1a hash of some bytes followed by `b`, from the hash `h` of those bytes.
+    /// The hash of some bytes followed by `b`, from the hash `h` of those bytes.
     @inline(__always)
-    static func hashStep(_ h: UInt32, _ b: UInt8) -> UInt32 { (h ^ UInt32(b)) &* 16_777_619 }
+    static func hashStep(_ h: UInt64, _ b: UInt8) -> UInt64 { h &* hashBase &+ UInt64(b) &+ 1 }
+
+    /// The hash of the last `m` bytes of a string whose hash is `whole`, given the hash
+    /// `prefix` of the bytes before them and `power` = hashBase^m.
+    @inline(__always)
+    static func suffixHash(whole: UInt64, prefix: UInt64, power: UInt64) -> UInt64 { whole &- prefix &* power }
+
+    /// What a slot stores and where probing starts: the polynomial hash mixed (its low
+    /// bits alone depend on few of the input's bits).
+    @inline(__always)
+    static func slotHash(_ h: UInt64) -> UInt32 {
+        let m = (h ^ (h >> 29)) &* 0xBF58_476D_1CE4_E5B9
+        return UInt32(truncatingIfNeeded: m >> 32)
+    }
 
     @inline(__always)
     private func equals(_ slot: Slot, _ p: UnsafePointer<UInt8>, _ n: Int) -> Bool {
@@ -113,14 +140,18 @@ final class PieceTable: @unchecked Sendable {
         let s = Int(start[id])
         guard Int(start[id + 1]) - s == n else { return false }
         let q = text + s
-        for i in 0..<n where p[i] != q[i] { return false }
-        return true
+        // Pieces are mostly a few bytes (a call costs more there); long ones go to memcmp.
+        guard n > 16 else {
+            for i in 0..<n where p[i] != q[i] { return false }
+            return true
+        }
+        return memcmp(p, q, n) == 0
     }
 
     /// The slot holding these bytes, or -1.
     @inline(__always)
-    private func find(_ p: UnsafePointer<UInt8>, _ n: Int, hash h: UInt32? = nil) -> Int {
-        let h = h ?? Self.hash(p, n)
+    private func find(_ p: UnsafePointer<UInt8>, _ n: Int, hash: UInt64? = nil) -> Int {
+        let h = Self.slotHash(hash ?? Self.hash(p, n))
         var i = Int(h) & mask
         while true {
             let s = slots[i]
@@ -131,7 +162,7 @@ final class PieceTable: @unchecked Sendable {
     }
 
     private func insertionSlot(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int {
-        let h = Self.hash(p, n)
+        let h = Self.slotHash(Self.hash(p, n))
         var i = Int(h) & mask
         while !slots[i].isEmpty && !(slots[i].hash == h && equals(slots[i], p, n)) { i = (i + 1) & mask }
         slots[i].hash = h
@@ -140,7 +171,7 @@ final class PieceTable: @unchecked Sendable {
 
     /// The id merges may produce for these bytes (SentencePiece `pieces_.find`), or -1.
     @inline(__always)
-    func mergeableID(_ p: UnsafePointer<UInt8>, _ n: Int, hash: UInt32? = nil) -> Int32 {
+    func mergeableID(_ p: UnsafePointer<UInt8>, _ n: Int, hash: UInt64? = nil) -> Int32 {
         let i = find(p, n, hash: hash)
         return i < 0 ? -1 : slots[i].mergeable
     }
@@ -192,18 +223,23 @@ final class MergeTable: @unchecked Sendable {
             let piece = t.bytes(of: c)
             guard let p = piece.baseAddress else { continue }
             guard t.type[c] == .normal || t.type[c] == .userDefined || t.type[c] == .unused else { continue }
-            // The prefix's hash grows a byte at a time and the suffix is looked up only
-            // after its prefix proved a piece: a piece costs O(L) plus O(L) for each of its
-            // prefixes that is itself a piece (one 100 kB piece took 15 s of CPU time to
-            // load when every split hashed both halves; a file crafted from nested pieces,
-            // a, aa, aaa, …, still costs about size^1.5: 8 s for 1.9 MB).
-            var h = PieceTable.hashSeed
+            // The prefix's hash grows a byte at a time and the suffix's follows from it and
+            // the whole piece's (`suffixHash`), so a split costs a probe, plus a comparison
+            // (memcmp) of each half that is a piece: O(L) per piece plus O(L) for each of its
+            // prefixes that is itself a piece (a file crafted from nested pieces, a, aa, aaa,
+            // …, 1.9 MB, took 8 s to load when each suffix was hashed byte by byte).
+            let whole = PieceTable.hash(p, piece.count)
+            var power: UInt64 = 1   // hashBase^(piece.count - k), from hashBase^count down
+            for _ in 0..<piece.count { power = power &* PieceTable.hashBase }
+            var h: UInt64 = 0
             for k in 1..<max(piece.count, 1) {
                 h = PieceTable.hashStep(h, piece[k - 1])
+                power = power &* PieceTable.hashBaseInverse
                 guard piece[k] & 0xC0 != 0x80 else { continue }
                 let a = t.mergeableID(p, k, hash: h)
                 guard a >= 0 else { continue }
-                let b = t.mergeableID(p + k, piece.count - k)
+                let b = t.mergeableID(p + k, piece.count - k,
+                                      hash: PieceTable.suffixHash(whole: whole, prefix: h, power: power))
                 if b >= 0 { pairs.append(Entry(key: UInt32(a) << 16 | UInt32(b), merged: Int32(c))) }
             }
         }

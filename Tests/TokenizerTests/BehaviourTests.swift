@@ -59,6 +59,39 @@ import Testing
         report.finish()
     }
 
+    /// The merge table is built with each split's suffix hashed from the piece's and the
+    /// prefix's hashes (a file of nested pieces, a, aa, aaa, …, loaded slowly when each
+    /// suffix was hashed anew). On nested pieces, one- and two-byte characters and
+    /// alternations, encoding with that table equals the plain algorithm (byte lookups).
+    @Test func mergesOfNestedPiecesEqualThePlainAlgorithm() throws {
+        var pieces = ["<unk>", "<s>", "</s>"], scores: [Float] = [0, 0, 0]
+        var types: [TokenType] = [.unknown, .control, .control]
+        func add(_ piece: String, _ score: Float) {
+            pieces.append(piece); scores.append(score); types.append(.normal)
+        }
+        for k in 1...300 { add(String(repeating: "a", count: k), -Float(k)) }
+        for k in 1...120 { add(String(repeating: "é", count: k), -Float(k) - 0.25) }
+        for k in 1...60 { add(String(repeating: "ab", count: k), -Float(k) - 0.5) }
+        add("b", -1.5)
+        let vocabulary = Vocabulary(pieces: pieces, scores: scores, types: types, addDummyPrefix: false,
+                                    byteFallback: false, bos: 1, eos: 2)
+        let fast = try SentencePieceTokenizer(vocabulary: vocabulary)
+        #expect(fast.merges != nil)
+        let whole = try SentencePieceTokenizer(vocabulary: vocabulary, fastPaths: false)
+        var texts: [String] = []
+        for n in 1...320 { texts.append(String(repeating: "a", count: n)) }
+        for n in 1...130 { texts.append(String(repeating: "é", count: n) + "a") }
+        for n in 1...70 { texts.append(String(repeating: "ab", count: n) + String(repeating: "a", count: n % 7)) }
+        texts += ["aébab", "baaab", "ééaéé", String(repeating: "aab", count: 40)]
+        var report = ParityReport("nested pieces, fast vs plain")
+        for text in texts {
+            report.check(show(text), expected: whole.encode(text, addBOS: false), got: fast.encode(text, addBOS: false))
+        }
+        report.finish()
+        // Not one piece per character: the merges were found.
+        #expect(fast.encode(String(repeating: "a", count: 300), addBOS: false).count == 1)
+    }
+
     /// 100 KB inputs (long words, space runs, one huge prompt) take milliseconds: no quadratic rescans.
     @Test("long inputs stay fast", arguments: ["llama2", "tok512"])
     func longInputs(model: String) throws {
