@@ -102,7 +102,9 @@ public struct HistoryStore: Sendable {
         guard !path.isEmpty, !path.hasPrefix(":memory:"), !path.hasPrefix("file:") else {
             throw HistoryError.invalidArgument("history database path must be a file path, not '\(path)'")
         }
-        if options.createIfMissing && !options.readOnly { try Self.createAtomically(path: path, options: options) }
+        if options.createIfMissing && !options.readOnly {
+            _ = try Self.createAtomically(path: path, options: options) { _ in () }
+        }
         let existed = FileManager.default.fileExists(atPath: path)
         // What `path` leads to before the open (for the read-only fallback below).
         let before = (try? Destination.target(of: path)) ?? path
@@ -126,6 +128,7 @@ public struct HistoryStore: Sendable {
         // created through it (resolved before, the reserve went beside the link), and a
         // link retargeted later must not point the reserve elsewhere.
         target = (try? Destination.target(of: path)) ?? before
+        makesReserve = true
         shareCompanionFiles()
         if !options.readOnly {
             // What a killed creation left (its temporary, possibly a second name of this
@@ -204,6 +207,9 @@ public struct HistoryStore: Sendable {
     /// (SQLite keeps the WAL and shared memory beside it; the reserve goes there too).
     let target: String
 
+    /// Whether this store keeps a reserve: false only while it is built under a temporary name.
+    let makesReserve: Bool
+
     /// The files beside a store that belong to it: SQLite's WAL, shared memory and
     /// rollback journal, and the reserve.
     public static let companionSuffixes = ["-wal", "-shm", "-journal", "-reserve"]
@@ -217,6 +223,7 @@ public struct HistoryStore: Sendable {
     /// creating and marking one left a file that no later open would free or replace); the
     /// link never replaces or follows anything already at that path.
     func ensureReserve() {
+        guard makesReserve else { return }
         // The store's size: its file, or its pages when the WAL still holds the newest.
         let pages = (try? connection.run("size the reserve") {
             try connection.scalar("PRAGMA page_count") * connection.scalar("PRAGMA page_size")
@@ -322,8 +329,39 @@ public struct HistoryStore: Sendable {
         }
     }
 
+    /// Opens the store at `path` as `init(path:options:)` does and makes `firstWrite` the
+    /// first thing written to it. When the store is missing (and `options` may create it),
+    /// `firstWrite` runs on the store while it is still being built under its temporary
+    /// name, and only the result (schema and those writes, checkpointed into the file) gets
+    /// the store's name: a kill or a failure before the end leaves no store, and a store
+    /// that appears never lacks what `firstWrite` wrote (before, it was created empty and
+    /// then written, and a kill between left an empty store where there was none). When
+    /// another process creates the store meanwhile, or the file system has no hard links,
+    /// the temporary is dropped and `firstWrite` runs again on the store opened as usual,
+    /// so it must be a write that may run twice from the start (one transaction, its input
+    /// readable again: `record`, `importInput` of a file or of memory).
+    public static func open<T>(path: String, options: Options = Options(),
+                               firstWrite: (HistoryStore) throws -> T) throws -> (store: HistoryStore, result: T) {
+        if options.createIfMissing && !options.readOnly,
+           let built = try createAtomically(path: path, options: options, firstWrite: firstWrite) {
+            return (try HistoryStore(path: path, options: options), built)
+        }
+        let store = try HistoryStore(path: path, options: options)
+        return (store, try firstWrite(store))
+    }
+
+    /// The store being built under the temporary name `temporary` (`open(path:options:firstWrite:)`):
+    /// no reserve (the store's open makes one beside the store once it has its name).
+    private init(building connection: Connection, at temporary: String) {
+        self.connection = connection
+        schemaUpgrade = nil
+        openedExclusively = false
+        target = temporary
+        makesReserve = false
+    }
+
     /// A missing store is built whole under a temporary name in its folder (schema, WAL
-    /// mode, checkpointed into the file) and then hard-linked into place: `link` fails if
+    /// mode, `firstWrite`'s writes, checkpointed into the file) and then hard-linked into place: `link` fails if
     /// the name has appeared meanwhile (another process created the store first, and the
     /// open goes on with that one). So a creation that fails (a full disk, a kill) leaves
     /// nothing under the store's name; before, SQLite created the file first, and a full
@@ -331,12 +369,15 @@ public struct HistoryStore: Sendable {
     /// of the same name, as an export's is. Where this cannot work (the folder refuses a
     /// new file, no hard links, any failure but a full disk) nothing is left and the open
     /// goes on as before: SQLite creates the store in place and reports its own errors.
-    /// New stores keep SQLite's permission bits, 0644 less the umask.
-    private static func createAtomically(path: String, options: Options) throws(HistoryError) {
+    /// New stores keep SQLite's permission bits, 0644 less the umask. Returns
+    /// `firstWrite`'s result when the store was built with it and linked, otherwise nil.
+    /// Throws what `firstWrite` throws (nothing is then left).
+    private static func createAtomically<T>(path: String, options: Options,
+                                            firstWrite: (HistoryStore) throws -> T) throws -> T? {
         var info = stat()
-        guard lstat(path, &info) != 0 && errno == ENOENT else { return }   // exists (or a dangling link)
+        guard lstat(path, &info) != 0 && errno == ENOENT else { return nil }   // exists (or a dangling link)
         let file: AtomicFile
-        do { file = try AtomicFile(replacing: path, newFileMode: 0o644) } catch { return }
+        do { file = try AtomicFile(replacing: path, newFileMode: 0o644) } catch { return nil }
         defer { file.discard() }   // nothing once linked
         // SQLite's files beside the temporary are this process's too (its name is unique).
         let companions = ["-wal", "-shm", "-journal"].map { file.temporary + $0 }
@@ -347,28 +388,39 @@ public struct HistoryStore: Sendable {
         }
         // SQLite locks the temporary its own way; on NFS the two kinds of lock conflict.
         file.unlock()
+        let connection: Connection
         do {
-            let (connection, _) = try open(path: file.temporary, options: options, exclusive: false)
-            // The schema into the file itself: the -wal does not follow the link.
+            // Messages name the store, not its temporary.
+            (connection, _) = try open(path: file.temporary, options: options, exclusive: false, shownAs: path)
+        } catch HistoryError.diskFull {
+            throw HistoryError.diskFull(path: path, operation: "create")
+        } catch {
+            return nil
+        }
+        defer { connection.close() }
+        let result = try firstWrite(HistoryStore(building: connection, at: file.temporary))
+        do {
+            // The schema and writes into the file itself: the -wal does not follow the link.
             let busy = try connection.run("create") { try connection.scalar("PRAGMA wal_checkpoint(TRUNCATE)") }
             connection.close()
-            guard busy == 0 else { return }
+            guard busy == 0 else { return nil }
         } catch HistoryError.diskFull {
-            throw .diskFull(path: path, operation: "create")
+            throw HistoryError.diskFull(path: path, operation: "create")
         } catch {
-            return
+            return nil
         }
         // Linked, or someone else's store has the name, or no hard links here: the open
         // follows either way (a failed link leaves nothing to open, and SQLite then meets
         // and names the problem itself).
-        _ = try? file.commitIfAbsent()
+        guard let linked = try? file.commitIfAbsent().linked, linked else { return nil }
+        return result
     }
 
     /// The connection, its pragmas and the schema check (and migration) of `init`.
-    private static func open(path: String, options: Options, exclusive: Bool, immutable: Bool = false) throws
-        -> (Connection, SchemaUpgrade?) {
+    private static func open(path: String, options: Options, exclusive: Bool, immutable: Bool = false,
+                             shownAs: String? = nil) throws -> (Connection, SchemaUpgrade?) {
         let connection = try Connection(path: path, create: options.createIfMissing, readOnly: options.readOnly,
-                                        immutable: immutable, busyTimeout: options.busyTimeout)
+                                        immutable: immutable, busyTimeout: options.busyTimeout, shownAs: shownAs)
         // A failure below closes the connection (deinit) before any retry opens another.
         try connection.run("open") {
             // Before the first read: SQLite then never maps the -shm file.

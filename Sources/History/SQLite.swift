@@ -136,6 +136,8 @@ final class Statement {
 /// Owns one `sqlite3*` handle and closes it in `deinit`. Not thread-safe by
 /// itself: `HistoryStore` serialises all use through `lock`.
 final class Connection: @unchecked Sendable {
+    /// The store's name in messages: the file opened, or the name a store being built
+    /// under a temporary name will have (`shownAs`).
     let path: String
     /// Opened with SQLITE_OPEN_READONLY.
     let readOnly: Bool
@@ -146,8 +148,9 @@ final class Connection: @unchecked Sendable {
     private var handle: OpaquePointer?  // sqlite3*; nil once closed
     private var statements: [String: Statement] = [:]
 
-    init(path: String, create: Bool, readOnly: Bool = false, immutable: Bool = false, busyTimeout: Double) throws(HistoryError) {
-        self.path = path
+    init(path: String, create: Bool, readOnly: Bool = false, immutable: Bool = false, busyTimeout: Double,
+         shownAs: String? = nil) throws(HistoryError) {
+        self.path = shownAs ?? path
         self.readOnly = readOnly
         self.busyTimeout = busyTimeout
         if (readOnly || !create) && !FileManager.default.fileExists(atPath: path) {

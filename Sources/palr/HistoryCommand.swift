@@ -58,6 +58,13 @@ struct DatabaseOptions: ParsableArguments {
     /// Opens the store for writing; `create` also creates the file and the
     /// default location's folder.
     func open(create: Bool) throws -> HistoryStore {
+        try open(create: create) { _ in () }.store
+    }
+
+    /// Opens the store as `open(create:)` does with `firstWrite` as its first write: a
+    /// store this creates appears with those writes already in it, never empty
+    /// (`HistoryStore.open(path:options:firstWrite:)`).
+    func open<T>(create: Bool, firstWrite: (HistoryStore) throws -> T) throws -> (store: HistoryStore, result: T) {
         let path = try path()
         // (A bare file name, PALR_DB=h.sqlite, is in the current folder: nothing to create.)
         let folder = (path as NSString).deletingLastPathComponent
@@ -79,7 +86,9 @@ struct DatabaseOptions: ParsableArguments {
                 throw CLIError("cannot create the folder \(folder) for the history database: \(reason)")
             }
         }
-        return noteOpen(try HistoryStore(path: path, options: .init(createIfMissing: create)))
+        let (store, result) = try HistoryStore.open(path: path, options: .init(createIfMissing: create),
+                                                    firstWrite: firstWrite)
+        return (noteOpen(store), result)
     }
 
     /// Opens the store for a command that only reads: read-only when this
@@ -181,13 +190,14 @@ extension HistoryCommand {
             for source in itemsFrom { items += try readItemList(source) }
             // Without --create-profile a new database could only fail (no profile exists yet),
             // so it is not created.
-            let store = try database.open(create: createProfile)
             let time = self.time ?? Int64(Date().timeIntervalSince1970)
             let value = self.value.flatMap(HistoryStore.parseValue)
             let batch = items.map {
                 NewInteraction(profile: profile, item: $0, kind: kind, value: value, timestamp: time)
             }
-            let ids = try store.record(batch, createProfiles: createProfile)
+            // A store this creates appears with the batch in it (a kill leaves none).
+            let ids = try database.open(create: createProfile) { try $0.record(batch, createProfiles: createProfile) }
+                .result
             if json { try printJSON(["ids": ids]) } else { ids.forEach { print($0) } }
         }
 
@@ -305,8 +315,8 @@ extension HistoryCommand {
             let start = ContinuousClock.now
             let input = try ImportInput(path: file)
             try input.check(options: options)   // a malformed file leaves no new database either
-            let store = try database.open(create: true)
-            let report = try store.importInput(input, options: options)
+            // A store this creates appears with the import in it (a kill leaves none).
+            let report = try database.open(create: true) { try $0.importInput(input, options: options) }.result
             let seconds = (ContinuousClock.now - start).seconds
             if json {
                 try printJSON(report)

@@ -114,6 +114,96 @@ struct CrashFoundTests {
         }
     }
 
+    /// `add --create-profile` and `import` into a missing store created it empty and then
+    /// wrote: a kill between left an empty store where there was none (51 of 150 such
+    /// campaign trials). Now the first write goes into the store while it is still being
+    /// built under its temporary name: killed in the write, or after it but before the
+    /// store gets its name, the command leaves no store; the next run cleans up and works.
+    @Test(arguments: ["INSERT INTO interactions", "wal_checkpoint(TRUNCATE)"])
+    func aKilledFirstWriteIntoAMissingStoreLeavesNoStore(killAt sql: String) throws {
+        try withTemporaryDirectory { folder in
+            let shim = try buildKillShim(in: folder)
+            let ratings = folder + "/ratings.csv"
+            try "userId,movieId,rating,timestamp\n1,10,4.0,100\n1,11,3.5,200\n2,10,5.0,300\n"
+                .write(toFile: ratings, atomically: false, encoding: .utf8)
+            let commands: [(name: String, arguments: [String], profile: String, count: Int)] = [
+                ("add", ["add", "--create-profile", "--profile", "p", "m1", "m2"], "p", 2),
+                ("import", ["import", ratings, "--format", "movielens-csv"], "1", 2),
+            ]
+            for command in commands {
+                let disk = folder + "/" + command.name
+                try FileManager.default.createDirectory(atPath: disk, withIntermediateDirectories: false)
+                let path = disk + "/history.sqlite"
+                let arguments = ["history", "--db", path] + command.arguments
+                let killed = try ChildProcess(try palrExecutable(), arguments,
+                                              environment: ["LD_PRELOAD": shim, "PALR_TEST_KILL_AT_SQL": sql])
+                killed.wait()
+                #expect(killed.terminationReason == .uncaughtSignal && killed.terminationStatus == SIGKILL,
+                        "\(command.name) killed at \(sql): \(killed.terminationStatus) \(killed.errorOutput)")
+                // No store (only the killed creation's temporary, which no reader takes for one).
+                #expect(!FileManager.default.fileExists(atPath: path), "\(command.name) killed at \(sql)")
+                let list = try runPalr(["history", "--db", path, "list"])
+                #expect(list.status != 0 && list.error.contains("no such file"), "\(list.status) \(list.error)")
+                // The next run cleans up and creates the store with the write in it.
+                let next = try runPalr(arguments)
+                #expect(next.status == 0, "\(next.error)")
+                let names = try FileManager.default.contentsOfDirectory(atPath: disk).sorted()
+                #expect(names == ["history.sqlite", "history.sqlite-reserve"], "\(command.name): \(names)")
+                let store = try HistoryStore(path: path, options: .init(createIfMissing: false))
+                #expect(try store.integrityCheck() == ["ok"])
+                #expect(try store.interactionCount(profile: command.profile) == command.count)
+            }
+        }
+    }
+
+    /// The library call behind it: the first write's result is returned, the store appears
+    /// only with it, a failing first write leaves nothing, and a store that another process
+    /// created meanwhile gets the write instead (the temporary's copy is dropped).
+    @Test func theFirstWriteOfANewStoreIsInItWhenItAppears() throws {
+        try withTemporaryDirectory { folder in
+            let path = folder + "/history.sqlite"
+            struct Refused: Error {}
+            #expect(throws: Refused.self) {
+                _ = try HistoryStore.open(path: path) { store in
+                    _ = try store.record(NewInteraction(profile: "p", item: "m1", timestamp: 1), createProfile: true)
+                    // Written, but not yet under the store's name; its messages name the store.
+                    #expect(!FileManager.default.fileExists(atPath: path))
+                    #expect(store.path == path)
+                    throw Refused()
+                }
+            }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: folder) == [])
+
+            let (store, ids) = try HistoryStore.open(path: path) {
+                try $0.record([NewInteraction(profile: "p", item: "m1", timestamp: 1),
+                               NewInteraction(profile: "p", item: "m2", timestamp: 2)], createProfiles: true)
+            }
+            #expect(ids.count == 2)
+            #expect(try store.recent(profile: "p").map(\.item) == ["m1", "m2"])
+            #expect(FileManager.default.fileExists(atPath: store.reservePath))
+            store.close()
+
+            // Another process creates the store while this one builds its own: the name is
+            // taken, so the write runs again, on that store.
+            let raced = folder + "/raced.sqlite"
+            var runs = 0
+            let (other, result) = try HistoryStore.open(path: raced) { store -> Int in
+                runs += 1
+                if runs == 1 {
+                    let first = try HistoryStore(path: raced)
+                    _ = try first.record(NewInteraction(profile: "q", item: "x", timestamp: 1), createProfile: true)
+                    first.close()
+                }
+                return try store.record([NewInteraction(profile: "q", item: "y", timestamp: 2)],
+                                        createProfiles: true).count
+            }
+            #expect(runs == 2 && result == 1)
+            #expect(try other.recent(profile: "q").map(\.item) == ["x", "y"])
+            let names = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
+            #expect(!names.contains { $0.contains(".tmp-") }, "\(names)")
+        }
+    }
+
     /// The library call: a new cap and the trim commit together; a bad cap changes nothing.
     @Test func compactWithARetentionCapSetsItAndTrims() throws {
         try withTemporaryDirectory { folder in
