@@ -72,6 +72,15 @@ public struct HFConfig: Sendable, Equatable {
         try self.init(json: Files.readJSON(path, what: "the model's hyperparameters"), path: path)
     }
 
+    /// Reads a config.json given as a file, or as a folder holding one.
+    public init(file: String) throws(ConvertError) {
+        if Files.isDirectory(file) {
+            try self.init(directory: file)
+        } else {
+            try self.init(json: Files.readJSON(file, what: "the model's hyperparameters"), path: file)
+        }
+    }
+
     public init(json c: JSON, path: String) throws(ConvertError) {
         guard c.object != nil else { throw .badConfig(path: path, key: "(top level)", reason: "is not a JSON object") }
         func unsupported(_ key: String, _ v: JSON, _ why: String) -> ConvertError {

@@ -42,14 +42,31 @@ public enum RandomModel {
     public static func write(shape: RandomShape, options: ConvertOptions, seed: UInt64, to path: String,
                              tokenizer: SentencePieceTokenizer? = nil,
                              progress: (Int, Int, GGUFTensorPlan) -> Void = { _, _, _ in }) throws(ConvertError) {
-        let config = shape.config
+        try write(config: shape.config, shapeName: "the \(shape.rawValue) shape", name: "palr-random-\(shape.rawValue)",
+                  options: options, seed: seed, to: path, tokenizer: tokenizer, progress: progress)
+    }
+
+    /// Writes a random model of the shape `config` describes (a checkpoint's config.json:
+    /// a model of a fine-tune's shape, to measure before converting it, or a shape for a
+    /// parity check). `shapeName` names it in errors; `name` is `general.name` unless
+    /// `options.name` is set. The same config, seed and types give the same file, and a
+    /// config equal to a standard shape gives that shape's tensors.
+    public static func write(config: HFConfig, shapeName: String = "the config", name: String = "palr-random",
+                             options: ConvertOptions, seed: UInt64, to path: String,
+                             tokenizer: SentencePieceTokenizer? = nil,
+                             progress: (Int, Int, GGUFTensorPlan) -> Void = { _, _, _ in }) throws(ConvertError) {
         if let tokenizer, tokenizer.vocabSize != config.vocabSize {
-            throw .badConfig(path: "--tokenizer", key: "vocab_size", reason: "the tokenizer has \(tokenizer.vocabSize) pieces; the \(shape.rawValue) shape needs \(config.vocabSize)")
+            throw .badConfig(path: "--tokenizer", key: "vocab_size", reason: "the tokenizer has \(tokenizer.vocabSize) pieces; \(shapeName) needs \(config.vocabSize)")
+        }
+        // The placeholder vocabulary has <unk>, <s>, </s> and the 256 byte pieces at least.
+        if tokenizer == nil && config.vocabSize < placeholderMinimum {
+            throw .badConfig(path: shapeName, key: "vocab_size", reason: "\(config.vocabSize) is below the \(placeholderMinimum) "
+                             + "pieces of the placeholder vocabulary (<unk>, <s>, </s>, 256 byte pieces); give --tokenizer")
         }
         let plans = LlamaNames.mappings(config).map { m in
             GGUFTensorPlan(name: m.gguf, dims: m.hfShape.reversed(), type: ConversionPlan.tensorType(m, config: config, options: options).0)
         }
-        var meta = try ConversionPlan.modelMetadata(config, name: options.name ?? "palr-random-\(shape.rawValue)", type: options.type)
+        var meta = try ConversionPlan.modelMetadata(config, name: options.name ?? name, type: options.type)
         meta += tokenizer?.ggufMetadata ?? vocabulary(size: config.vocabSize)
         meta += options.settings.ggufMetadata
         let writer: GGUFWriter
@@ -109,6 +126,8 @@ public enum RandomModel {
 
     /// A placeholder vocabulary of the right size: <unk>, <s>, </s>, the 256 byte
     /// tokens, then "tokN". Enough for a tokenizer to load; the text is meaningless.
+    static let placeholderMinimum = 3 + 256
+
     static func vocabulary(size: Int) -> [(String, GGUFValue)] {
         var pieces = ["<unk>", "<s>", "</s>"] + (0...255).map { Vocabulary.bytePiece(UInt8($0)) }
         var types: [TokenType] = [.unknown, .control, .control] + Array(repeating: .byte, count: 256)
