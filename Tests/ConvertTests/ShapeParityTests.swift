@@ -109,6 +109,50 @@ private func compare(_ rows: [Int: [Float]], _ reference: ShapeReference, margin
     }
 }
 
+extension ShapeParityTests {
+    /// Likelihood mode's batched continuations after the 600-token prompt (each attends
+    /// to the prompt and causally to itself, from RoPE position 600): the prompt's own
+    /// next four tokens against transformers' logits, and continuations of 1, 17 and 70
+    /// tokens (longer than a batch of 64) against a plain prefill of prompt + continuation.
+    @Test func continuationsAfterALongPromptMatchTransformersAndPlainPrefill() throws {
+        let reference = try loadReference()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("palr-shape-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let model = try shapeModel(reference, in: folder)
+        let n = reference.prompt_tokens
+        let prompt = Array(reference.tokens[0..<n])
+        let session = try LlamaSession(model: model)
+        var last: [Float] = []
+        try session.prefill(prompt, logits: .last) { _, l in last = Array(l) }
+        var generator = SplitMix64(seed: 11)
+        let random = [1, 17, 70].map { length in (0..<length).map { _ in Int32(3 + generator.next() % 509) } }
+        let own = Array(reference.tokens[n...])
+        let scores = try session.scoreContinuations([own] + random, prefixLogits: last)
+
+        // The prompt's next tokens: transformers' rows at positions n-1 ... n+2 give their log-probs.
+        let rows = Dictionary(uniqueKeysWithValues: zip(reference.positions, reference.logits))
+        var worst: Float = 0
+        for (j, token) in own.enumerated() {
+            let row = try #require(rows[n - 1 + j])
+            worst = max(worst, abs(scores[0][j] - logSoftmax(row, at: Int(token))))
+        }
+        // The others: one plain prefill each (the path checked against transformers above).
+        var worstPlain: Float = 0
+        for (i, cont) in random.enumerated() {
+            let plain = try LlamaSession(model: model)
+            var all: [[Float]] = []
+            try plain.prefill(prompt + cont, logits: .indices(Array(n - 1 ..< n - 1 + cont.count))) { _, l in all.append(Array(l)) }
+            for (j, token) in cont.enumerated() {
+                worstPlain = max(worstPlain, abs(scores[i + 1][j] - logSoftmax(all[j], at: Int(token))))
+            }
+        }
+        print("shape parity, continuations after \(n) tokens: worst |Δ log p| vs transformers \(worst), vs plain prefill \(worstPlain)")
+        #expect(worst <= 2e-5 && worstPlain <= 5e-6)
+        #expect(session.position == n)
+    }
+}
+
 /// `palr-convert random --config`: the shape of a config.json (a file or a checkpoint
 /// folder), the same tensors as the standard shape it may equal; one of --shape and
 /// --config; a vocabulary too small for the placeholder pieces is refused, naming the file.
