@@ -13,6 +13,7 @@ struct Palr: ParsableCommand {
             DemoCommand.self,
             RecommendCommand.self,
             RefreshCommand.self,
+            ServeCommand.self,
             ProfileCommand.self,
             HistoryCommand.self,
             EvalCommand.self,

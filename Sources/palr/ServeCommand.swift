@@ -1,0 +1,256 @@
+// `palr serve`: the pipeline kept loaded for a box's UI, which runs palr as a coprocess
+// and talks to it in JSON lines: one request per line on standard input, one response
+// per line on standard output, in order, each written as soon as it is ready. The model
+// stays mapped and the ranker's prefix cache warm between requests, so a profile whose
+// history grew by one item is re-ranked from its cached prompt (a 7B's 600-token prompt
+// is a minute cold, under a second from the cache). No socket, no port: the parent owns
+// the process, its pipes are the only way in.
+import ArgumentParser
+import Catalog
+import FileSafety
+import Foundation
+import History
+import Ranker
+
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve recommendations to a parent process in JSON lines (stdin → stdout), the model kept loaded.",
+        discussion: """
+            One request per line on standard input, one response per line on standard output, \
+            in order; ends at the end of input (status 0). Requests (`id` is echoed; any JSON \
+            string or number): \
+            {"id": 1, "profile": "P"} with optional "k" (10), "mode", "candidates", "noCache" \
+            (false) — the same as `palr recommend --json`, whose object is the response's "result"; \
+            {"id": 2, "op": "record", "profile": "P", "items": ["ID", …]} with optional "kind" \
+            (view), "value", "time" (now), "createProfile" (false) — as `palr history add`, \
+            "result" is {"ids": […]}. \
+            A request that fails gets {"id": …, "error": "…"} and the next line is read; a line \
+            over 1 MiB, or not a JSON object, is such a failure. Notes and the ready line go to \
+            standard error.
+            """)
+
+    @OptionGroup var pipeline: PipelineOptions
+
+    /// The longest request line (a request is a few hundred bytes; 1 MiB is any sane list of ids).
+    static let maxLineBytes = 1 << 20
+
+    func run() throws {
+        if StandardStreams.inputWasClosed { throw CLIError("standard input: cannot read: it is closed") }
+        let rec = try pipeline.makeRecommender(quiet: true)
+        printErr("palr serve: ready, \(rec.ranker.settings.mode.rawValue) mode; one JSON request per line on standard input")
+        var reader = LineReader(descriptor: STDIN_FILENO, maxLineBytes: Self.maxLineBytes)
+        while let line = try reader.next() {
+            let response: String
+            switch line {
+            case .tooLong:
+                response = Self.encode(ServeResponse(id: nil, error: "request line longer than \(Self.maxLineBytes) bytes"))
+            case .line(let bytes):
+                if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }   // blank lines
+                response = handle(Data(bytes), rec)
+            }
+            try writeNow(response + "\n")
+        }
+    }
+
+    /// One request's response line (never throws: a failure is the response).
+    func handle(_ data: Data, _ rec: Recommender) -> String {
+        let request: ServeRequest
+        do { request = try JSONDecoder().decode(ServeRequest.self, from: data) } catch {
+            let id = (try? JSONDecoder().decode(OnlyID.self, from: data))?.id
+            return Self.encode(ServeResponse(id: id, error: "not a valid request: \(Self.describe(error))"))
+        }
+        do {
+            switch request.op ?? "recommend" {
+            case "recommend":
+                let r = try recommend(request, rec)
+                return Self.encode(ServeResponse(id: request.id, result: r))
+            case "record":
+                let ids = try record(request, rec.store)
+                return Self.encode(ServeResponse(id: request.id, result: ["ids": ids]))
+            case let op:
+                throw CLIError("unknown op \(String(reflecting: op)) (recommend or record)")
+            }
+        } catch {
+            return Self.encode(ServeResponse(id: request.id, error: oneLine("\(error)")))
+        }
+    }
+
+    func recommend(_ q: ServeRequest, _ rec: Recommender) throws -> Recommendation {
+        let k = q.k ?? 10
+        let candidates = q.candidates ?? pipeline.candidates
+        guard (1...Retriever.maxCount).contains(k) else {
+            throw CLIError("k must be between 1 and \(Retriever.maxCount) (got \(k))")
+        }
+        if let candidates {
+            guard (1...Retriever.maxCount).contains(candidates), candidates >= k else {
+                throw CLIError("candidates must be between k (\(k)) and \(Retriever.maxCount) (got \(candidates))")
+            }
+        }
+        let mode: ScoringMode?
+        if let name = q.mode {
+            guard let m = ScoringMode(rawValue: name) else { throw CLIError("mode is letters, likelihood or generate") }
+            mode = m
+        } else {
+            mode = try pipeline.scoringMode()
+        }
+        do {
+            return try rec.recommend(profile: q.profile, k: k, mode: mode, candidates: candidates,
+                                     useCache: !(q.noCache ?? false))
+        } catch { throw rankingError(error, model: pipeline.model) }
+    }
+
+    func record(_ q: ServeRequest, _ store: HistoryStore) throws -> [Int64] {
+        guard let items = q.items, !items.isEmpty else { throw CLIError("record needs \"items\": a non-empty list of item ids") }
+        let kind = InteractionKind(rawValue: q.kind ?? InteractionKind.view.rawValue)
+        if let problem = kind.problem { throw CLIError(problem) }
+        let time = q.time ?? Int64(Date().timeIntervalSince1970)
+        let batch = items.map { NewInteraction(profile: q.profile, item: $0, kind: kind, value: q.value, timestamp: time) }
+        return try store.record(batch, createProfiles: q.createProfile ?? false)
+    }
+
+    /// A response as one line of JSON (sorted keys). Encoding cannot fail for these
+    /// types but a non-finite score; that becomes an error response.
+    static func encode<T: Encodable>(_ response: ServeResponse<T>) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        if let data = try? encoder.encode(response) { return String(decoding: data, as: UTF8.self) }
+        let fallback = ServeResponse<Int>(id: response.id, error: "the response cannot be written as JSON")
+        return (try? encoder.encode(fallback)).map { String(decoding: $0, as: UTF8.self) } ?? #"{"error":"internal"}"#
+    }
+
+    /// A decoding error as a user can act on it: the key and what was wrong.
+    static func describe(_ error: Error) -> String {
+        guard let e = error as? DecodingError else { return oneLine("\(error)") }
+        func path(_ c: DecodingError.Context) -> String {
+            let keys = c.codingPath.map(\.stringValue).joined(separator: ".")
+            return keys.isEmpty ? "" : "\"\(keys)\": "
+        }
+        switch e {
+        case .keyNotFound(let key, _): return "\"\(key.stringValue)\" is missing"
+        case .typeMismatch(_, let c), .valueNotFound(_, let c): return path(c) + c.debugDescription
+        case .dataCorrupted(let c): return path(c) + (c.underlyingError.map { "\($0)" } ?? c.debugDescription)
+        @unknown default: return oneLine("\(error)")
+        }
+    }
+}
+
+/// A request id as the client sent it: a string or a number, echoed unchanged.
+enum RequestID: Codable, Sendable {
+    case string(String)
+    case number(Double)
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let s = try? c.decode(String.self) { self = .string(s); return }
+        self = .number(try c.decode(Double.self))
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .string(let s): try c.encode(s)
+        case .number(let n):
+            // Whole numbers back as integers (1, not 1.0).
+            if n == n.rounded(), abs(n) < 1e15 { try c.encode(Int64(n)) } else { try c.encode(n) }
+        }
+    }
+}
+
+struct ServeRequest: Decodable {
+    var id: RequestID?
+    var op: String?
+    var profile: String
+    // recommend
+    var k: Int?
+    var mode: String?
+    var candidates: Int?
+    var noCache: Bool?
+    // record
+    var items: [String]?
+    var kind: String?
+    var value: Double?
+    var time: Int64?
+    var createProfile: Bool?
+}
+
+/// Just the id of a request that failed to decode, to echo it with the error.
+private struct OnlyID: Decodable { var id: RequestID? }
+
+struct ServeResponse<Result: Encodable>: Encodable {
+    var id: RequestID?
+    var result: Result?
+    var error: String?
+
+    init(id: RequestID?, result: Result) { (self.id, self.result, self.error) = (id, result, nil) }
+    init(id: RequestID?, error: String) where Result == Int { (self.id, self.result, self.error) = (id, nil, error) }
+
+    enum CodingKeys: String, CodingKey { case id, result, error }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        // "id": null when the request had none or could not be read: the client can tell.
+        if let id { try c.encode(id, forKey: .id) } else { try c.encodeNil(forKey: .id) }
+        try c.encodeIfPresent(result, forKey: .result)
+        try c.encodeIfPresent(error, forKey: .error)
+    }
+}
+
+/// Lines of a descriptor as they arrive (a line is handed over as soon as its newline
+/// is read, not when a buffer fills), each at most `maxLineBytes`; a longer one is
+/// reported once as `.tooLong` and skipped to its end. A final line without a newline
+/// counts. Owns its buffers: `chunk` (one read) and `buffer` (at most `maxLineBytes`
+/// plus one read).
+struct LineReader {
+    enum Line { case line([UInt8]), tooLong }
+
+    let descriptor: Int32
+    let maxLineBytes: Int
+    private var buffer: [UInt8] = []
+    /// One read's worth, reused.
+    private var chunk = [UInt8](repeating: 0, count: 64 << 10)
+    private var start = 0
+    private var skipping = false
+    private var ended = false
+
+    init(descriptor: Int32, maxLineBytes: Int) {
+        self.descriptor = descriptor
+        self.maxLineBytes = maxLineBytes
+    }
+
+    /// The next line, or nil at the end of input. A read error throws, naming standard input.
+    mutating func next() throws -> Line? {
+        while true {
+            if let newline = buffer[start...].firstIndex(of: 0x0A) {
+                let line = Array(buffer[start..<newline])
+                start = newline + 1
+                if skipping { skipping = false; continue }
+                return line.count > maxLineBytes ? .tooLong : .line(line)
+            }
+            if buffer.count - start > maxLineBytes {
+                // Too long already: drop what is held and skip to the next newline.
+                buffer.removeAll(keepingCapacity: true)
+                start = 0
+                if !skipping { skipping = true; return .tooLong }
+            }
+            if ended {
+                guard start < buffer.count else { return nil }
+                let line = Array(buffer[start...])
+                buffer.removeAll()
+                start = 0
+                if skipping { return nil }
+                return .line(line)
+            }
+            if start > 0 {
+                buffer.removeFirst(start)
+                start = 0
+            }
+            let n = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CLIError("standard input: cannot read: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { ended = true } else { buffer.append(contentsOf: chunk[0..<n]) }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+// `palr serve`: JSON lines in, JSON lines out, each response written as soon as its
+// request is read (a coprocess that waited for the end of input, or for a full buffer,
+// would hang its parent), failures answered without ending the session.
+import Foundation
+import Testing
+
+@testable import History
+
+/// palr serve with pipes on both ends; `request` writes one line and waits (with a
+/// deadline, never forever) for one line back.
+private final class ServeProcess {
+    let process = Process()
+    private let input = Pipe(), output = Pipe(), errors = Pipe()
+    private var pending: [UInt8] = []
+
+    init(_ arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: try palrExecutable())
+        process.arguments = ["serve"] + arguments
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+    }
+
+    func send(_ line: String) {
+        input.fileHandleForWriting.write(Data((line + "\n").utf8))
+    }
+
+    /// The next response line, or nil when none came within `seconds`.
+    func response(within seconds: Double = 60) -> String? {
+        let fd = output.fileHandleForReading.fileDescriptor
+        let deadline = Date().addingTimeInterval(seconds)
+        while true {
+            if let newline = pending.firstIndex(of: 0x0A) {
+                let line = String(decoding: pending[..<newline], as: UTF8.self)
+                pending.removeFirst(newline + 1)
+                return line
+            }
+            let left = deadline.timeIntervalSinceNow
+            guard left > 0 else { return nil }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, Int32(left * 1000)) > 0 else { return nil }
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            guard n > 0 else { return nil }   // end of output
+            pending += buffer[0..<n]
+        }
+    }
+
+    /// Closes standard input and waits for the end; returns the status, the rest of
+    /// standard output and standard error.
+    func finish() -> (status: Int32, rest: String, errors: String) {
+        try? input.fileHandleForWriting.close()
+        let rest = output.fileHandleForReading.readDataToEndOfFile()
+        let err = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: pending + rest, as: UTF8.self), String(decoding: err, as: UTF8.self))
+    }
+}
+
+private func object(_ line: String?) throws -> [String: Any] {
+    let text = try #require(line, "no response within the deadline")
+    return try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "\(text)")
+}
+
+@Suite struct ServeCommandTests {
+    @Test func answersEachRequestAsItComesAndKeepsGoingAfterFailures() throws {
+        try withTemporaryDirectory { folder in
+            let db = folder + "/h.sqlite"
+            let history = ["1", "2", "3", "5", "7"]
+            do {
+                let store = try HistoryStore(path: db)
+                try store.record(history.enumerated().map { NewInteraction(profile: "p", item: $1, timestamp: Int64($0)) },
+                                 createProfiles: true)
+            }
+            let models = repositoryRoot.appendingPathComponent("models").path
+            let serve = try ServeProcess(["--model", models + "/palr-ml-small-q4_0.gguf",
+                                          "--catalog", models + "/ml-small-catalog.gguf", "--db", db])
+
+            // Each response arrives while standard input is still open.
+            serve.send(#"{"id": 1, "profile": "p", "k": 3}"#)
+            let first = try object(serve.response())
+            #expect(first["id"] as? Int == 1 && first["error"] == nil, "\(first)")
+            let result = try #require(first["result"] as? [String: Any])
+            let items = try #require(result["items"] as? [[String: Any]])
+            #expect(items.count == 3 && result["historyLength"] as? Int == 5)
+            let recommended = items.compactMap { $0["id"] as? String }
+            #expect(recommended.count == 3 && Set(recommended).isDisjoint(with: history), "\(recommended)")
+
+            // Record what was recommended; the next recommendation sees it and leaves it out.
+            serve.send(#"{"id": "r", "op": "record", "profile": "p", "items": ["\#(recommended[0])", "\#(recommended[1])"], "kind": "click"}"#)
+            let recorded = try object(serve.response())
+            #expect(recorded["id"] as? String == "r" && ((recorded["result"] as? [String: Any])?["ids"] as? [Int])?.count == 2,
+                    "\(recorded)")
+            serve.send(#"{"id": 3, "profile": "p", "k": 3}"#)
+            let third = try #require(try object(serve.response())["result"] as? [String: Any])
+            #expect(third["historyLength"] as? Int == 7)
+            let again = (third["items"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+            #expect(again.count == 3 && Set(again).isDisjoint(with: history + recommended.prefix(2)), "\(again)")
+
+            // Failures: answered, with the id when there is one; the session goes on.
+            let failures: [(String, Any?, String)] = [
+                (#"{"id": 4, "profile": "nobody"}"#, 4, "unknown profile"),
+                ("not json", nil, "not a valid request"),
+                (#"{"id": 6}"#, 6, #""profile" is missing"#),
+                (#"{"id": 7, "op": "zap", "profile": "p"}"#, 7, "unknown op"),
+                (#"{"id": 8, "profile": "p", "k": 0}"#, 8, "k must be between 1 and 100"),
+                (#"{"id": 9, "op": "record", "profile": "p", "items": []}"#, 9, "non-empty list"),
+                (#"{"id": 10, "op": "record", "profile": "p", "items": ["x"], "kind": "BAD KIND"}"#, 10, "may contain only"),
+                (#"{"id": 11, "profile": "p", "mode": "shout"}"#, 11, "mode is letters"),
+                ("{\"id\": 12, \"profile\": \"" + String(repeating: "x", count: 1_200_000) + "\"}", nil, "longer than 1048576 bytes"),
+            ]
+            for (line, id, message) in failures {
+                serve.send(line)
+                let answer = try object(serve.response())
+                let error = answer["error"] as? String ?? ""
+                #expect(error.contains(message) && answer["result"] == nil, "\(line.prefix(60)): \(answer)")
+                if let id = id as? Int { #expect(answer["id"] as? Int == id) } else { #expect(answer["id"] is NSNull) }
+            }
+            serve.send("")   // a blank line is skipped, not answered
+            serve.send(#"{"id": 13, "profile": "p", "k": 2}"#)
+            let last = try object(serve.response())
+            #expect(last["id"] as? Int == 13 && ((last["result"] as? [String: Any])?["items"] as? [Any])?.count == 2, "\(last)")
+
+            let end = serve.finish()
+            #expect(end.status == 0 && end.rest.isEmpty, "status \(end.status), rest \(end.rest.prefix(200)), \(end.errors)")
+            #expect(end.errors.contains("palr serve: ready"))
+        }
+    }
+}
