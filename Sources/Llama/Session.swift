@@ -73,14 +73,29 @@ final class IntBuffer {
 final class FloatBuffer {
     let pointer: UnsafeMutablePointer<Float>
     let count: Int
+    /// Whether `pointer` came from calloc (freed with free) or from Swift's allocator.
+    private let fromCalloc: Bool
 
+    /// Zeroed. Through calloc: a large buffer is fresh zero pages that take memory only
+    /// where they are written, so a KV cache sized for the whole context costs what its
+    /// used positions hold (filling it with zeros touched every page: a 7B ranker's
+    /// 2,048-position cache took 2 GiB for a 641-token prompt). Should calloc fail,
+    /// Swift's allocator is asked, and fails as it always did.
     init(_ count: Int) {
         self.count = max(count, 1)
-        pointer = .allocate(capacity: self.count)
-        pointer.initialize(repeating: 0, count: self.count)
+        if let raw = calloc(self.count, MemoryLayout<Float>.stride) {
+            pointer = raw.bindMemory(to: Float.self, capacity: self.count)
+            fromCalloc = true
+        } else {
+            pointer = .allocate(capacity: self.count)
+            pointer.initialize(repeating: 0, count: self.count)
+            fromCalloc = false
+        }
     }
 
-    deinit { pointer.deallocate() }
+    deinit {
+        if fromCalloc { free(pointer) } else { pointer.deallocate() }
+    }
 }
 
 /// One inference stream over a model: the KV cache and every buffer a forward pass
@@ -314,6 +329,9 @@ public final class LlamaSession {
             start = end
         }
     }
+
+    /// The bytes `snapshot()` would allocate now (keys and values of 0..<position).
+    public var snapshotByteCount: Int { 2 * config.layerCount * position * config.kvDim * MemoryLayout<Float>.size }
 
     /// A copy of the cached keys and values of positions 0..<position, so a later
     /// request that starts with the same tokens can skip recomputing them.

@@ -72,12 +72,21 @@ public final class Ranker {
     public let model: LlamaModel
     public let tokenizer: SentencePieceTokenizer
     public let settings: PALRSettings
-    public let session: LlamaSession
+    /// The ranker's own session: not public, because `residentPrompt` trusts that only
+    /// the ranker writes its cache (a prefill from outside would make the ranker reuse
+    /// keys and values of another text).
+    let session: LlamaSession
+    /// The session's context length (what a prompt plus its continuations must fit).
+    public var contextLength: Int { session.contextLength }
     public let prefixCache: PrefixCache
     /// Label token ids for letters mode, (A)…(T); nil when the vocabulary lacks one of them.
     private let labelTokens: [Int32]?
     /// The first label the vocabulary has no single piece for.
     private let missingLabel: String?
+    /// The prompt whose keys and values fill the session's cache at positions
+    /// 0..<count (a later prompt that starts the same way reuses them in place), or
+    /// empty when they are not a prompt's (`generateProfile`, a prefill that failed).
+    var residentPrompt: [Int32] = []
     private let newline: [Int32]
 
     public init(model: LlamaModel, tokenizer: SentencePieceTokenizer, settings: PALRSettings,
@@ -156,20 +165,31 @@ public final class Ranker {
             throw RankerError.promptTooLong(tokens: tokens.count, context: session.contextLength)
         }
         let start = Date()
-        // At least the last token is recomputed: its logits are needed.
-        var reuse = 0
-        if let hit = prefixCache.longestPrefix(of: tokens) {
+        // At least the last token is recomputed: its logits are needed. The session's own
+        // cache first (the last prompt is still there: nothing to copy, whatever the
+        // model's size), then a snapshot that shares more.
+        let resident = min(commonPrefixLength(residentPrompt, tokens), tokens.count - 1)
+        residentPrompt = []   // positions from `reuse` on are about to change
+        var reuse = resident
+        if let hit = prefixCache.longestPrefix(of: tokens), min(hit.length, tokens.count - 1) > resident {
             reuse = min(hit.length, tokens.count - 1)
             try session.restore(hit.snapshot, tokens: reuse)
         } else {
-            try session.rewind(to: 0)
+            try session.rewind(to: reuse)
         }
         var last: [Float] = []
         try session.prefill(Array(tokens[reuse...]), logits: .last) { _, l in last = Array(l) }
+        residentPrompt = tokens
         timings.promptTokens = tokens.count
         timings.computedPromptTokens = tokens.count - reuse
         if let cacheKey, reuse < tokens.count - 1 || prefixCache.entry(cacheKey)?.tokens != tokens {
-            prefixCache.put(cacheKey, tokens: tokens, snapshot: session.snapshot())
+            // Sized before it is taken: a snapshot over the budget (a 7B's 600-token prompt
+            // is 600 MiB) was copied and then dropped, doubling the KV cache's memory.
+            if prefixCache.admits(bytes: session.snapshotByteCount) {
+                prefixCache.put(cacheKey, tokens: tokens, snapshot: session.snapshot())
+            } else {
+                prefixCache.remove(cacheKey)
+            }
         }
         timings.prefillSeconds = Date().timeIntervalSince(start)
         return last
@@ -358,6 +378,11 @@ public final class PrefixCache {
         return (best.len, e.entry.snapshot)
     }
 
+    /// Whether a snapshot of `bytes` fits the budget at all.
+    func admits(bytes: Int) -> Bool { bytes <= byteBudget }
+
+    func remove(_ key: String) { entries.removeAll { $0.key == key } }
+
     func put(_ key: String, tokens: [Int32], snapshot: KVSnapshot) {
         entries.removeAll { $0.key == key }
         guard snapshot.byteCount <= byteBudget else { return }
@@ -366,4 +391,11 @@ public final class PrefixCache {
     }
 
     public func removeAll() { entries.removeAll() }
+}
+
+/// How many leading tokens `a` and `b` share.
+func commonPrefixLength(_ a: [Int32], _ b: [Int32]) -> Int {
+    var n = 0
+    while n < a.count, n < b.count, a[n] == b[n] { n += 1 }
+    return n
 }

@@ -106,6 +106,45 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
         #expect(zip(fresh.items, appended.items).allSatisfy { $0.id == $1.id && abs($0.score - $1.score) < 1e-4 })
     }
 
+    /// With no room for snapshots (a 7B's 600-token prompt is 600 MiB, over the default
+    /// budget), the session's own cache still serves the next prompt: the last prompt's
+    /// keys and values are reused in place, in every mode, and give a cold ranker's
+    /// scores. A profile summary takes the cache over, and the next prompt starts afresh.
+    @Test(arguments: [ScoringMode.letters, .likelihood, .generate])
+    func theSessionsOwnCacheServesTheNextPromptWithoutSnapshots(mode: ScoringMode) throws {
+        let model = try LlamaModel(path: tinyRankerModelPath)
+        let tok = try SentencePieceTokenizer(gguf: model.gguf)
+        var defaulted: [String] = []
+        let settings = try PALRSettings(gguf: model.gguf, defaulted: &defaulted)
+        let r = try Ranker(model: model, tokenizer: tok, settings: settings, contextLength: 1024, threads: 1,
+                           prefixCacheBytes: 0)
+        let history = Array(someTitles.prefix(4))
+        let cold = try r.rank(history: history, candidates: someCandidates, k: 3, mode: mode, cacheKey: "p1")
+        #expect(cold.timings.computedPromptTokens == cold.timings.promptTokens && r.prefixCache.count == 0)
+
+        let warm = try r.rank(history: history, candidates: someCandidates, k: 3, mode: mode, cacheKey: "p1")
+        #expect(warm.timings.computedPromptTokens == 1 && r.prefixCache.count == 0)
+        #expect(zip(warm.items, cold.items).allSatisfy { $0.id == $1.id && abs($0.score - $1.score) < 1e-4 })
+
+        // Generate mode's scores sum log-probabilities of int8-activation decode steps, where
+        // a rounding difference in the prompt's last logits can move an activation across a
+        // quantization step: a few thousandths over a title (ids must still agree).
+        let tolerance = mode == .generate ? 0.05 : 1e-4
+        let longer = history + [someTitles[4]]
+        let appended = try r.rank(history: longer, candidates: someCandidates, k: 3, mode: mode, cacheKey: "p2")
+        let old = r.tokenizer.encode(cold.prompt, addBOS: true), new = r.tokenizer.encode(appended.prompt, addBOS: true)
+        #expect(appended.timings.computedPromptTokens == new.count - min(commonPrefix(old, new), new.count - 1))
+        let fresh = try makeRanker().rank(history: longer, candidates: someCandidates, k: 3, mode: mode)
+        #expect(zip(fresh.items, appended.items).allSatisfy { $0.id == $1.id && abs($0.score - $1.score) < tolerance },
+                "\(fresh.items.map { "\($0.id) \($0.score)" }) vs \(appended.items.map { "\($0.id) \($0.score)" }), computed \(appended.timings.computedPromptTokens) of \(appended.timings.promptTokens)")
+
+        // A summary's prompt overwrites the cache: nothing of it is reused afterwards.
+        _ = try r.generateProfile(history: longer)
+        let after = try r.rank(history: longer, candidates: someCandidates, k: 3, mode: mode, cacheKey: "p2")
+        #expect(after.timings.computedPromptTokens == after.timings.promptTokens)
+        #expect(zip(fresh.items, after.items).allSatisfy { $0.id == $1.id && abs($0.score - $1.score) < tolerance })
+    }
+
     @Test func cacheStaysWithinItsBudget() throws {
         let r = try makeRanker()
         let c = PrefixCache(byteBudget: 60_000)
