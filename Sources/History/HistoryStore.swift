@@ -344,14 +344,21 @@ public struct HistoryStore: Sendable {
                                firstWrite: (HistoryStore) throws -> T) throws -> (store: HistoryStore, result: T) {
         if options.createIfMissing && !options.readOnly,
            let built = try createAtomically(path: path, options: options, firstWrite: firstWrite) {
-            return (try HistoryStore(path: path, options: options), built)
+            // The store exists with the write in it: a failure to open it now must say so,
+            // or a user would run the (not idempotent) write again.
+            do { return (try HistoryStore(path: path, options: options), built) } catch {
+                throw HistoryError.cannotOpen(path: path, reason: "it was created with the write in it, "
+                                              + "but opening it again failed: \(error)")
+            }
         }
         let store = try HistoryStore(path: path, options: options)
         return (store, try firstWrite(store))
     }
 
     /// The store being built under the temporary name `temporary` (`open(path:options:firstWrite:)`):
-    /// no reserve (the store's open makes one beside the store once it has its name).
+    /// no reserve (the store's open makes one beside the store once it has its name). Its
+    /// `path` is the store's name (for messages), `target` the temporary: a first write that
+    /// measured files (`compact`, `stats`) would have to use `target`.
     private init(building connection: Connection, at temporary: String) {
         self.connection = connection
         schemaUpgrade = nil
@@ -385,6 +392,16 @@ public struct HistoryStore: Sendable {
         defer {
             for registration in registrations { SignalCleanup.unregister(registration) }
             for companion in companions { _ = unlink(companion) }
+        }
+        // Without hard links the temporary could never take the store's name, and the first
+        // write would run here for nothing and then again in place (a whole import, twice,
+        // on an exFAT stick): probed first, under the `-journal` name, which SQLite does not
+        // use yet and which is registered and cleaned up with the other companions.
+        let probe = file.temporary + "-journal"
+        if link(file.temporary, probe) != 0 {
+            if [EPERM, EOPNOTSUPP, ENOSYS, EXDEV].contains(errno) { return nil }
+        } else {
+            unlink(probe)
         }
         // SQLite locks the temporary its own way; on NFS the two kinds of lock conflict.
         file.unlock()

@@ -23,13 +23,29 @@ struct NoHardLinkTests {
         try withTemporaryDirectory { folder in
             let source = folder + "/nolink.c", shim = folder + "/nolink.so"
             try """
+                #define _GNU_SOURCE
+                #include <dlfcn.h>
                 #include <errno.h>
+                #include <stdio.h>
+                #include <stdlib.h>
+                #include <string.h>
                 int link(const char *from, const char *to) { (void)from; (void)to; errno = EPERM; return -1; }
+                /* Counts the preparations of the interaction insert (one per connection that records). */
+                typedef int (*prepare_fn)(void *, const char *, int, unsigned int, void **, const char **);
+                int sqlite3_prepare_v3(void *db, const char *sql, int n, unsigned int flags, void **stmt, const char **tail) {
+                    const char *count = getenv("PALR_TEST_COUNT_FILE");
+                    if (count && sql && strstr(sql, "INSERT INTO interactions")) {
+                        FILE *f = fopen(count, "a");
+                        if (f) { fputs("insert\\n", f); fclose(f); }
+                    }
+                    prepare_fn real = (prepare_fn)dlsym(RTLD_NEXT, "sqlite3_prepare_v3");
+                    return real(db, sql, n, flags, stmt, tail);
+                }
                 int linkat(int a, const char *from, int b, const char *to, int flags) {
                     (void)a; (void)from; (void)b; (void)to; (void)flags; errno = EPERM; return -1;
                 }
                 """.write(toFile: source, atomically: false, encoding: .utf8)
-            let compile = try ChildProcess(try #require(cCompiler), ["-shared", "-fPIC", "-o", shim, source])
+            let compile = try ChildProcess(try #require(cCompiler), ["-shared", "-fPIC", "-o", shim, source, "-ldl"])
             compile.wait()
             try #require(compile.terminationStatus == 0, "\(compile.errorOutput)")
 
@@ -38,12 +54,16 @@ struct NoHardLinkTests {
             let db = disk + "/h.sqlite"
             func palr(_ arguments: [String]) throws -> ChildProcess {
                 let child = try ChildProcess(try palrExecutable(), ["history", "--db", db] + arguments,
-                                             environment: ["LD_PRELOAD": shim])
+                                             environment: ["LD_PRELOAD": shim, "PALR_TEST_COUNT_FILE": folder + "/count"])
                 child.wait()
                 return child
             }
             let add = try palr(["add", "--create-profile", "--profile", "1", "m1", "m2"])
             #expect(add.terminationStatus == 0, "\(add.errorOutput)")
+            // The write ran once: the missing link support was found before it, not after
+            // it had run into a temporary that could never take the store's name.
+            let inserts = try String(contentsOfFile: folder + "/count", encoding: .utf8)
+            #expect(inserts == "insert\n", "the first write ran \(inserts.split(separator: "\n").count) times")
             // The shim was in force: a link in the same environment fails.
             let ln = try ChildProcess("/bin/ln", [db, disk + "/second"], environment: ["LD_PRELOAD": shim])
             ln.wait()
