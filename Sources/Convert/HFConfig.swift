@@ -74,11 +74,12 @@ public struct HFConfig: Sendable, Equatable {
 
     /// Reads a config.json given as a file, or as a folder holding one.
     public init(file: String) throws(ConvertError) {
-        if Files.isDirectory(file) {
-            try self.init(directory: file)
-        } else {
-            try self.init(json: Files.readJSON(file, what: "the model's hyperparameters"), path: file)
-        }
+        try self.init(json: Files.readJSON(Self.path(of: file), what: "the model's hyperparameters"), path: Self.path(of: file))
+    }
+
+    /// The config.json that `file` names: itself, or the one inside it when it is a folder.
+    public static func path(of file: String) -> String {
+        Files.isDirectory(file) ? Files.join(file, fileName) : file
     }
 
     public init(json c: JSON, path: String) throws(ConvertError) {

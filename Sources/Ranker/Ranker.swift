@@ -173,6 +173,7 @@ public final class Ranker {
         var reuse = resident
         if let hit = prefixCache.longestPrefix(of: tokens), min(hit.length, tokens.count - 1) > resident {
             reuse = min(hit.length, tokens.count - 1)
+            prefixCache.markUsed(hit.key)
             try session.restore(hit.snapshot, tokens: reuse)
         } else {
             try session.rewind(to: reuse)
@@ -185,11 +186,7 @@ public final class Ranker {
         if let cacheKey, reuse < tokens.count - 1 || prefixCache.entry(cacheKey)?.tokens != tokens {
             // Sized before it is taken: a snapshot over the budget (a 7B's 600-token prompt
             // is 600 MiB) was copied and then dropped, doubling the KV cache's memory.
-            if prefixCache.admits(bytes: session.snapshotByteCount) {
-                prefixCache.put(cacheKey, tokens: tokens, snapshot: session.snapshot())
-            } else {
-                prefixCache.remove(cacheKey)
-            }
+            prefixCache.put(cacheKey, tokens: tokens, bytes: session.snapshotByteCount) { session.snapshot() }
         }
         timings.prefillSeconds = Date().timeIntervalSince(start)
         return last
@@ -363,8 +360,9 @@ public final class PrefixCache {
 
     public func entry(_ key: String) -> Entry? { entries.first { $0.key == key }?.entry }
 
-    /// The entry sharing the longest token prefix with `tokens` (touching it as used).
-    func longestPrefix(of tokens: [Int32]) -> (length: Int, snapshot: KVSnapshot)? {
+    /// The entry sharing the longest token prefix with `tokens` (not marked as used: the
+    /// session's own cache may serve instead; `markUsed` when it is restored).
+    func longestPrefix(of tokens: [Int32]) -> (key: String, length: Int, snapshot: KVSnapshot)? {
         var best: (i: Int, len: Int)?
         for (i, e) in entries.enumerated() {
             let n = min(e.entry.snapshot.tokenCount, tokens.count)
@@ -373,21 +371,28 @@ public final class PrefixCache {
             if len > 0, len > (best?.len ?? 0) { best = (i, len) }
         }
         guard let best else { return nil }
-        let e = entries.remove(at: best.i)
-        entries.append(e)
-        return (best.len, e.entry.snapshot)
+        let e = entries[best.i]
+        return (e.key, best.len, e.entry.snapshot)
     }
 
-    /// Whether a snapshot of `bytes` fits the budget at all.
-    func admits(bytes: Int) -> Bool { bytes <= byteBudget }
+    /// Moves `key`'s entry to the most recently used end.
+    func markUsed(_ key: String) {
+        guard let i = entries.firstIndex(where: { $0.key == key }) else { return }
+        entries.append(entries.remove(at: i))
+    }
 
-    func remove(_ key: String) { entries.removeAll { $0.key == key } }
+    /// Replaces `key`'s entry with the snapshot `make` takes, when a snapshot of `bytes`
+    /// fits the budget; otherwise drops it without taking one (a copy over the budget was
+    /// made and then thrown away: a 7B prompt's 641 MiB).
+    func put(_ key: String, tokens: [Int32], bytes: Int, _ make: () -> KVSnapshot) {
+        entries.removeAll { $0.key == key }
+        guard bytes <= byteBudget else { return }
+        entries.append((key, Entry(tokens: tokens, snapshot: make())))
+        while byteCount > byteBudget, !entries.isEmpty { entries.removeFirst() }
+    }
 
     func put(_ key: String, tokens: [Int32], snapshot: KVSnapshot) {
-        entries.removeAll { $0.key == key }
-        guard snapshot.byteCount <= byteBudget else { return }
-        entries.append((key, Entry(tokens: tokens, snapshot: snapshot)))
-        while byteCount > byteBudget, !entries.isEmpty { entries.removeFirst() }
+        put(key, tokens: tokens, bytes: snapshot.byteCount) { snapshot }
     }
 
     public func removeAll() { entries.removeAll() }

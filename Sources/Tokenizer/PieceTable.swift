@@ -5,6 +5,10 @@
 
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
 /// Immutable, raw-memory tables of one vocabulary; freed in `deinit`.

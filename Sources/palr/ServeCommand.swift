@@ -26,8 +26,8 @@ struct ServeCommand: ParsableCommand {
             (view), "value", "time" (now), "createProfile" (false) — as `palr history add`, \
             "result" is {"ids": […]}. \
             A request that fails gets {"id": …, "error": "…"} and the next line is read; a line \
-            over 1 MiB, or not a JSON object, is such a failure. Notes and the ready line go to \
-            standard error.
+            over 1 MiB, one that is not a JSON object, or an unknown key is such a failure. Blank \
+            lines are skipped (no response). Notes and the ready line go to standard error.
             """)
 
     @OptionGroup var pipeline: PipelineOptions
@@ -56,7 +56,18 @@ struct ServeCommand: ParsableCommand {
     /// One request's response line (never throws: a failure is the response).
     func handle(_ data: Data, _ rec: Recommender) -> String {
         let request: ServeRequest
-        do { request = try JSONDecoder().decode(ServeRequest.self, from: data) } catch {
+        do {
+            request = try JSONDecoder().decode(ServeRequest.self, from: data)
+            // A misspelt key ("cadidates") would otherwise be ignored without a word.
+            if let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] {
+                let unknown = Set(object.keys).subtracting(ServeRequest.keys).sorted()
+                if !unknown.isEmpty {
+                    return Self.encode(ServeResponse(id: request.id, error: "unknown key\(unknown.count == 1 ? "" : "s") "
+                                                     + unknown.map { String(reflecting: $0) }.joined(separator: ", ")
+                                                     + " (known: \(ServeRequest.keys.sorted().joined(separator: ", ")))"))
+                }
+            }
+        } catch {
             let id = (try? JSONDecoder().decode(OnlyID.self, from: data))?.id
             return Self.encode(ServeResponse(id: id, error: "not a valid request: \(Self.describe(error))"))
         }
@@ -78,15 +89,17 @@ struct ServeCommand: ParsableCommand {
 
     func recommend(_ q: ServeRequest, _ rec: Recommender) throws -> Recommendation {
         let k = q.k ?? 10
-        let candidates = q.candidates ?? pipeline.candidates
-        guard (1...Retriever.maxCount).contains(k) else {
-            throw CLIError("k must be between 1 and \(Retriever.maxCount) (got \(k))")
+        // The request's values under the request's names, checked as the options are.
+        var options = pipeline
+        if let candidates = q.candidates { options.candidates = candidates }
+        do {
+            try validateK(k)
+            try options.validate(k: k)
+        } catch let error as ValidationError {
+            throw CLIError(error.message.replacingOccurrences(of: "--", with: "")
+                           + (q.candidates == nil && options.candidates != nil ? " (candidates: the server's --candidates)" : ""))
         }
-        if let candidates {
-            guard (1...Retriever.maxCount).contains(candidates), candidates >= k else {
-                throw CLIError("candidates must be between k (\(k)) and \(Retriever.maxCount) (got \(candidates))")
-            }
-        }
+        let candidates = options.candidates
         let mode: ScoringMode?
         if let name = q.mode {
             guard let m = ScoringMode(rawValue: name) else { throw CLIError("mode is letters, likelihood or generate") }
@@ -135,14 +148,19 @@ struct ServeCommand: ParsableCommand {
     }
 }
 
-/// A request id as the client sent it: a string or a number, echoed unchanged.
+/// A request id as the client sent it: a string or a number, echoed unchanged (an
+/// integer exactly, beyond 2^53 too).
 enum RequestID: Codable, Sendable {
     case string(String)
+    case integer(Int64)
+    case unsigned(UInt64)
     case number(Double)
 
     init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
         if let s = try? c.decode(String.self) { self = .string(s); return }
+        if let i = try? c.decode(Int64.self) { self = .integer(i); return }
+        if let u = try? c.decode(UInt64.self) { self = .unsigned(u); return }
         self = .number(try c.decode(Double.self))
     }
 
@@ -150,14 +168,18 @@ enum RequestID: Codable, Sendable {
         var c = encoder.singleValueContainer()
         switch self {
         case .string(let s): try c.encode(s)
-        case .number(let n):
-            // Whole numbers back as integers (1, not 1.0).
-            if n == n.rounded(), abs(n) < 1e15 { try c.encode(Int64(n)) } else { try c.encode(n) }
+        case .integer(let i): try c.encode(i)
+        case .unsigned(let u): try c.encode(u)
+        case .number(let n): try c.encode(n)
         }
     }
 }
 
 struct ServeRequest: Decodable {
+    /// Every key a request may have.
+    static let keys: Set<String> = ["id", "op", "profile", "k", "mode", "candidates", "noCache",
+                                    "items", "kind", "value", "time", "createProfile"]
+
     var id: RequestID?
     var op: String?
     var profile: String

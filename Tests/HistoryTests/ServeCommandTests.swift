@@ -108,6 +108,8 @@ private func object(_ line: String?) throws -> [String: Any] {
                 (#"{"id": 9, "op": "record", "profile": "p", "items": []}"#, 9, "non-empty list"),
                 (#"{"id": 10, "op": "record", "profile": "p", "items": ["x"], "kind": "BAD KIND"}"#, 10, "may contain only"),
                 (#"{"id": 11, "profile": "p", "mode": "shout"}"#, 11, "mode is letters"),
+                (#"{"id": 14, "profile": "p", "cadidates": 30}"#, 14, #"unknown key "cadidates""#),
+                (#"{"id": 15, "profile": "p", "k": 30, "candidates": 20}"#, 15, "candidates (20) must be at least k (30)"),
                 ("{\"id\": 12, \"profile\": \"" + String(repeating: "x", count: 1_200_000) + "\"}", nil, "longer than 1048576 bytes"),
             ]
             for (line, id, message) in failures {
@@ -117,6 +119,11 @@ private func object(_ line: String?) throws -> [String: Any] {
                 #expect(error.contains(message) && answer["result"] == nil, "\(line.prefix(60)): \(answer)")
                 if let id = id as? Int { #expect(answer["id"] as? Int == id) } else { #expect(answer["id"] is NSNull) }
             }
+            // Integer ids come back exactly, beyond 2^53 too.
+            serve.send(#"{"id": 9007199254740993, "profile": "p", "k": 1}"#)
+            let big = try #require(serve.response())
+            #expect(big.hasPrefix(#"{"id":9007199254740993,"result":"#), "\(big.prefix(80))")
+
             serve.send("")   // a blank line is skipped, not answered
             serve.send(#"{"id": 13, "profile": "p", "k": 2}"#)
             let last = try object(serve.response())

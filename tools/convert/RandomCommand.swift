@@ -72,7 +72,7 @@ struct RandomCommand: ParsableCommand {
                 try RandomModel.write(shape: shape, options: options, seed: seed, to: output, tokenizer: tok, progress: progress)
             } else if let config {
                 let hf = try HFConfig(file: config)
-                try RandomModel.write(config: hf, shapeName: config, name: "palr-random", options: options, seed: seed,
+                try RandomModel.write(config: hf, shapeName: HFConfig.path(of: config), name: "palr-random", options: options, seed: seed,
                                       to: output, tokenizer: tok, progress: progress)
             }
         } catch let e as ToolError { throw e } catch let e as ConvertError { throw ToolError(e) } catch { throw ToolError("\(error)") }
