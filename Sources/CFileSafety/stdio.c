@@ -29,3 +29,19 @@ int palr_flush_standard_output(void) {
     if (fstat(STDOUT_FILENO, &info) == 0 && (S_ISFIFO(info.st_mode) || S_ISSOCK(info.st_mode))) return EPIPE;
     return EIO;
 }
+
+#if defined(__linux__)
+#include <sys/vfs.h>
+int palr_file_system_type(const char *path, unsigned long *type) {
+    struct statfs info;
+    if (statfs(path, &info) != 0) return -1;
+    *type = (unsigned long)info.f_type & 0xFFFFFFFFul;
+    return 0;
+}
+#else
+int palr_file_system_type(const char *path, unsigned long *type) {
+    (void)path; (void)type;
+    errno = ENOSYS;
+    return -1;
+}
+#endif

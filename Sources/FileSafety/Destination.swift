@@ -5,6 +5,8 @@
 // is refused. A symbolic link is followed and its target replaced (the link stays a
 // link); a dangling link is refused.
 
+import CFileSafety
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -104,6 +106,16 @@ public enum Destination {
     }
 
     /// "a directory", "a FIFO", … for the file type bits of a mode.
+    /// Whether `path` is on a network file system whose client emulates flock with the
+    /// POSIX byte-range locks SQLite takes (NFS, CIFS/SMB) or on FUSE (which may): there a
+    /// flock held on a file SQLite opens would conflict with SQLite's own locks.
+    public static func flockMayConflictWithSQLite(_ path: String) -> Bool {
+        var type: UInt = 0
+        guard palr_file_system_type(path, &type) == 0 else { return true }   // unknown: the careful answer
+        // NFS_SUPER_MAGIC, CIFS_MAGIC_NUMBER, SMB2_MAGIC_NUMBER, SMB_SUPER_MAGIC, FUSE_SUPER_MAGIC
+        return [0x6969, 0xFF53_4D42, 0xFE53_4D42, 0x517B, 0x6573_5546].contains(type)
+    }
+
     public static func kindName(_ mode: mode_t) -> String {
         switch mode & S_IFMT {
         case S_IFREG: return "a regular file"

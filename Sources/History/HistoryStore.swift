@@ -403,8 +403,11 @@ public struct HistoryStore: Sendable {
         } else {
             unlink(probe)
         }
-        // SQLite locks the temporary its own way; on NFS the two kinds of lock conflict.
-        file.unlock()
+        // The temporary's flock tells another process's cleanup that it is alive (its pid
+        // alone cannot, from another PID namespace), for as long as the first write runs (a
+        // whole import). Kept, except where the file system's client emulates flock with
+        // the POSIX locks SQLite takes (NFS, SMB, FUSE): there the two would conflict.
+        if Destination.flockMayConflictWithSQLite(file.temporary) { file.unlock() }
         let connection: Connection
         do {
             // Messages name the store, not its temporary.

@@ -4,6 +4,7 @@
 import Foundation
 import Testing
 
+import FileSafety
 @testable import History
 
 /// Builds the shim: `sqlite3_prepare_v3` that raises SIGKILL when the statement contains
@@ -173,6 +174,20 @@ struct CrashFoundTests {
                 }
             }
             #expect(try FileManager.default.contentsOfDirectory(atPath: folder) == [])
+
+            // While the first write runs, the temporary is flock-locked (here, on a local file
+            // system): another process's cleanup, which may not see this pid (another PID
+            // namespace), leaves it alone. (A second open file description conflicts.)
+            _ = try HistoryStore.open(path: folder + "/locked.sqlite") { store in
+                let temporary = try #require(try FileManager.default.contentsOfDirectory(atPath: folder)
+                    .first { $0.hasPrefix(".locked.sqlite.tmp-") && !$0.contains("-wal") && !$0.contains("-shm") })
+                let fd = Glibc.open(folder + "/" + temporary, O_RDONLY | O_CLOEXEC)
+                defer { Glibc.close(fd) }
+                if !Destination.flockMayConflictWithSQLite(folder) {   // (released on NFS, SMB, FUSE)
+                    #expect(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK)
+                }
+                return try store.record(NewInteraction(profile: "p", item: "m1", timestamp: 1), createProfile: true)
+            }
 
             let (store, ids) = try HistoryStore.open(path: path) {
                 try $0.record([NewInteraction(profile: "p", item: "m1", timestamp: 1),

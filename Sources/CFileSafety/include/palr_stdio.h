@@ -14,3 +14,8 @@ unsigned palr_guard_standard_descriptors(void);
 int palr_flush_standard_output(void);
 
 #endif
+
+/// The file system type (statfs's f_type, e.g. 0x6969 for NFS) of the file system that
+/// holds `path` into `*type`; 0 on success, -1 with errno set otherwise (or where the
+/// platform has no statfs).
+int palr_file_system_type(const char *path, unsigned long *type);
