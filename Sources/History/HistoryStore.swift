@@ -752,6 +752,67 @@ public struct HistoryStore: Sendable {
         }
     }
 
+    /// What is wrong with the store, as lines (empty: nothing found). Beyond what every read
+    /// checks: SQLite's `integrity_check` and `foreign_key_check`, and that the interaction
+    /// id counter is above every id in use (a counter set back, by another tool or a
+    /// restored backup of part of the file, would give new interactions ids already taken).
+    /// Reads the whole file: for `palr history check`, not for every open.
+    public func check() throws -> [String] {
+        try connection.read("check") {
+            var problems: [String] = []
+            let integrity = try connection.prepare("PRAGMA integrity_check")
+            defer { integrity.reset() }
+            while try integrity.step() {
+                let line = integrity.text(0)
+                if line != "ok" { problems.append("integrity: \(line)") }
+            }
+            let keys = try connection.prepare("PRAGMA foreign_key_check")
+            defer { keys.reset() }
+            while try keys.step() {
+                problems.append("a row of \(keys.text(0)) refers to a missing row of \(keys.text(2))")
+            }
+            // Items and kinds are not foreign keys (for the speed of imports); reads refuse a
+            // row whose item or kind is missing, and this counts them all.
+            for (column, table) in [("item", "items"), ("kind", "kinds")] {
+                let missing = try connection.scalar(
+                    "SELECT count(*) FROM interactions WHERE \(column) NOT IN (SELECT id FROM \(table))")
+                if missing > 0 {
+                    problems.append("\(missing) interaction\(missing == 1 ? "" : "s") name\(missing == 1 ? "s" : "") "
+                                    + "a missing \(column) (no row in \(table))")
+                }
+            }
+            let reused = try connection.scalar(
+                "SELECT count(*) FROM (SELECT seq FROM interactions GROUP BY seq HAVING count(*) > 1)")
+            if reused > 0 {
+                problems.append("\(reused) interaction id\(reused == 1 ? " is" : "s are") used more than once")
+            }
+            if let counter = try meta("next_interaction_id") {
+                let largest = try connection.scalar("SELECT coalesce(max(seq), 0) FROM interactions")
+                if largest >= counter {
+                    problems.append("the interaction id counter (\(counter)) is not above the largest id in use "
+                                    + "(\(largest)): new interactions would get ids already taken "
+                                    + "(`palr history check --repair` sets it to \(largest &+ 1))")
+                }
+            }
+            return problems
+        }
+    }
+
+    /// Sets the interaction id counter above every id in use when it is not (see `check`);
+    /// returns the new value, or nil when it was already above them. One transaction.
+    @discardableResult
+    public func repairIdCounter() throws -> Int64? {
+        try connection.write("repair the id counter") {
+            let largest = try connection.scalar("SELECT coalesce(max(seq), 0) FROM interactions")
+            guard largest >= (try meta("next_interaction_id") ?? 1) else { return nil }
+            guard largest < Int64.max else {
+                throw HistoryError.corrupt(path: path, reason: "an interaction id is the largest integer: no id is left above it")
+            }
+            try setMeta("next_interaction_id", largest + 1)
+            return largest + 1
+        }
+    }
+
     /// Counts and sizes.
     public func stats() throws -> HistoryStats {
         var stats = try connection.read("stats") {

@@ -14,7 +14,7 @@ struct HistoryCommand: ParsableCommand {
             else ~/.local/share/palr/history.sqlite. Times are Unix seconds.
             """,
         subcommands: [
-            Add.self, Import.self, List.self, Forget.self, Stats.self, Export.self, Compact.self, Bench.self,
+            Add.self, Import.self, List.self, Forget.self, Stats.self, Check.self, Export.self, Compact.self, Bench.self,
             StressWriter.self,
         ]
     )
@@ -465,6 +465,47 @@ extension HistoryCommand {
                 (\(stats.profilesOverCap) profiles over it)
                 cached results \(stats.cachedRecommendations), summaries \(stats.profileSummaries)
                 """)
+        }
+    }
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the whole store (SQLite's integrity and foreign-key checks, the id counter); exit 1 if anything is wrong.",
+            discussion: "Reads every page: seconds for a large store. --repair fixes what can be fixed "
+                + "without losing anything (an id counter not above the ids in use), then checks again.")
+
+        @OptionGroup var database: DatabaseOptions
+        @Flag(help: "Fix the id counter when it is not above the ids in use.") var repair = false
+        @Flag(help: "Print JSON.") var json = false
+
+        struct Report: Encodable {
+            var path: String
+            var ok: Bool
+            var problems: [String]
+            var repaired: [String]
+        }
+
+        func validate() throws {
+            _ = try database.path()
+        }
+
+        func run() throws {
+            let store = repair ? try database.open(create: false) : try database.openForReading()
+            var repaired: [String] = []
+            if repair, let value = try store.repairIdCounter() {
+                repaired.append("the interaction id counter set to \(value)")
+            }
+            let problems = try store.check()
+            if json {
+                try printJSON(Report(path: store.path, ok: problems.isEmpty, problems: problems, repaired: repaired))
+            } else {
+                for line in repaired { print("repaired: \(line)") }
+                for line in problems { print("problem: \(terminalSafe(line))") }
+                if problems.isEmpty { print("ok: \(store.path)") }
+            }
+            if !problems.isEmpty {
+                throw CLIError(path: store.path, "\(problems.count) problem\(problems.count == 1 ? "" : "s") found")
+            }
         }
     }
 
