@@ -24,7 +24,9 @@ struct ServeCommand: ParsableCommand {
             (false) — the same as `palr recommend --json`, whose object is the response's "result"; \
             {"id": 2, "op": "record", "profile": "P", "items": ["ID", …]} with optional "kind" \
             (view), "value", "time" (now), "createProfile" (false) — as `palr history add`, \
-            "result" is {"ids": […]}. \
+            "result" is {"ids": […]}; {"op": "recent", "profile": "P"} with optional "limit" (50): \
+            the profile's last interactions, oldest first; {"op": "forget", "profile": "P"} with \
+            optional "items": ["ID"] — the profile's whole history, or one item of it. \
             A request that fails gets {"id": …, "error": "…"} and the next line is read; a line \
             over 1 MiB, one that is not a JSON object, or an unknown key is such a failure. Blank \
             lines are skipped (no response). Notes and the ready line go to standard error.
@@ -79,8 +81,20 @@ struct ServeCommand: ParsableCommand {
             case "record":
                 let ids = try record(request, rec.store)
                 return Self.encode(ServeResponse(id: request.id, result: ["ids": ids]))
+            case "recent":
+                let limit = request.limit ?? 50
+                guard (1...100_000).contains(limit) else { throw CLIError("limit must be between 1 and 100000 (got \(limit))") }
+                let interactions = try rec.store.recent(profile: request.profile, limit: limit)
+                return Self.encode(ServeResponse(id: request.id, result: ["interactions": interactions]))
+            case "forget":
+                // One profile's history, or one item of it (a household's "clear my history").
+                let removed = try request.items.map { items in
+                    guard items.count == 1 else { throw CLIError("forget takes one item in \"items\" (or none: the whole profile)") }
+                    return try rec.store.forget(item: items[0], profile: request.profile)
+                } ?? rec.store.forget(profile: request.profile)
+                return Self.encode(ServeResponse(id: request.id, result: ["removed": removed]))
             case let op:
-                throw CLIError("unknown op \(String(reflecting: op)) (recommend or record)")
+                throw CLIError("unknown op \(String(reflecting: op)) (recommend, record, recent or forget)")
             }
         } catch {
             return Self.encode(ServeResponse(id: request.id, error: oneLine("\(error)")))
@@ -178,7 +192,7 @@ enum RequestID: Codable, Sendable {
 struct ServeRequest: Decodable {
     /// Every key a request may have.
     static let keys: Set<String> = ["id", "op", "profile", "k", "mode", "candidates", "noCache",
-                                    "items", "kind", "value", "time", "createProfile"]
+                                    "items", "kind", "value", "time", "createProfile", "limit"]
 
     var id: RequestID?
     var op: String?
@@ -194,6 +208,8 @@ struct ServeRequest: Decodable {
     var value: Double?
     var time: Int64?
     var createProfile: Bool?
+    // recent
+    var limit: Int?
 }
 
 /// Just the id of a request that failed to decode, to echo it with the error.

@@ -104,6 +104,8 @@ private func object(_ line: String?) throws -> [String: Any] {
                 ("not json", nil, "not a valid request"),
                 (#"{"id": 6}"#, 6, #""profile" is missing"#),
                 (#"{"id": 7, "op": "zap", "profile": "p"}"#, 7, "unknown op"),
+                (#"{"id": 16, "op": "forget", "profile": "p", "items": ["a", "b"]}"#, 16, "forget takes one item"),
+                (#"{"id": 17, "op": "recent", "profile": "p", "limit": 0}"#, 17, "limit must be between 1 and 100000"),
                 (#"{"id": 8, "profile": "p", "k": 0}"#, 8, "k must be between 1 and 100"),
                 (#"{"id": 9, "op": "record", "profile": "p", "items": []}"#, 9, "non-empty list"),
                 (#"{"id": 10, "op": "record", "profile": "p", "items": ["x"], "kind": "BAD KIND"}"#, 10, "may contain only"),
@@ -128,6 +130,18 @@ private func object(_ line: String?) throws -> [String: Any] {
             serve.send(#"{"id": 13, "profile": "p", "k": 2}"#)
             let last = try object(serve.response())
             #expect(last["id"] as? Int == 13 && ((last["result"] as? [String: Any])?["items"] as? [Any])?.count == 2, "\(last)")
+
+            // The history as the UI shows it, and a household's "clear": one item, then the profile.
+            serve.send(#"{"id": 20, "op": "recent", "profile": "p", "limit": 3}"#)
+            let recent = try #require(try object(serve.response())["result"] as? [String: Any])
+            let shown = (recent["interactions"] as? [[String: Any]] ?? []).compactMap { $0["item"] as? String }
+            #expect(shown == [history[4], recommended[0], recommended[1]], "\(recent)")
+            serve.send(#"{"id": 21, "op": "forget", "profile": "p", "items": ["\#(recommended[0])"]}"#)
+            #expect((try object(serve.response())["result"] as? [String: Any])?["removed"] as? Int == 1)
+            serve.send(#"{"id": 22, "op": "forget", "profile": "p"}"#)
+            #expect((try object(serve.response())["result"] as? [String: Any])?["removed"] as? Int == 6)
+            serve.send(#"{"id": 23, "profile": "p"}"#)
+            #expect((try object(serve.response())["error"] as? String ?? "").contains("unknown profile"))
 
             let end = serve.finish()
             #expect(end.status == 0 && end.rest.isEmpty, "status \(end.status), rest \(end.rest.prefix(200)), \(end.errors)")
