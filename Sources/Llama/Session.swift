@@ -34,24 +34,38 @@ public func logSoftmax<C: Collection>(_ logits: C, at index: Int) -> Float where
     return Float(Double(logits[index] - m) - log(sum))
 }
 
-/// Keys and values of a prompt prefix, (layer, token, kv_dim) each; owns its memory.
+/// How the KV cache stores keys and values.
+public enum KVCacheType: String, Sendable, CaseIterable {
+    /// 4 bytes a value: attention reads exactly what the projections wrote.
+    case f32
+    /// 2 bytes a value (IEEE half, llama.cpp's default): half the memory and half the
+    /// attention's reads, at about three significant digits per key and value.
+    case f16
+
+    var elementSize: Int { self == .f32 ? 4 : 2 }
+}
+
+/// Keys and values of a prompt prefix, (layer, token, kv_dim) each, in the cache's
+/// element type; owns its memory.
 public final class KVSnapshot: @unchecked Sendable {
     public let layers: Int
     public let tokenCount: Int
     public let kvDim: Int
-    let keys: UnsafeMutablePointer<Float>
-    let values: UnsafeMutablePointer<Float>
+    public let type: KVCacheType
+    let keys: UnsafeMutableRawPointer
+    let values: UnsafeMutableRawPointer
 
-    init(layers: Int, tokens: Int, kvDim: Int) {
+    init(layers: Int, tokens: Int, kvDim: Int, type: KVCacheType) {
         self.layers = layers
         self.tokenCount = tokens
         self.kvDim = kvDim
-        let n = max(1, layers * tokens * kvDim)
-        keys = .allocate(capacity: n)
-        values = .allocate(capacity: n)
+        self.type = type
+        let bytes = max(1, layers * tokens * kvDim) * type.elementSize
+        keys = .allocate(byteCount: bytes, alignment: 16)
+        values = .allocate(byteCount: bytes, alignment: 16)
     }
 
-    public var byteCount: Int { 2 * layers * tokenCount * kvDim * MemoryLayout<Float>.size }
+    public var byteCount: Int { 2 * layers * tokenCount * kvDim * type.elementSize }
 
     deinit {
         keys.deallocate()
@@ -98,6 +112,23 @@ final class FloatBuffer {
     }
 }
 
+/// A buffer of IEEE half floats (raw UInt16), zeroed through calloc as `FloatBuffer` is.
+final class HalfBuffer {
+    let pointer: UnsafeMutablePointer<UInt16>
+    let count: Int
+
+    init(_ count: Int) {
+        self.count = max(count, 1)
+        guard let raw = calloc(self.count, MemoryLayout<UInt16>.stride) else {
+            // As Swift's allocator does when memory is exhausted (FloatBuffer falls back to it).
+            fatalError("out of memory: \(self.count * 2) bytes for the KV cache")
+        }
+        pointer = raw.bindMemory(to: UInt16.self, capacity: self.count)
+    }
+
+    deinit { free(pointer) }
+}
+
 /// One inference stream over a model: the KV cache and every buffer a forward pass
 /// touches, all allocated in `init`. Neither `prefill` nor `decode` allocates.
 ///
@@ -136,8 +167,19 @@ public final class LlamaSession {
     private let scores: FloatBuffer   // (context) attention scores of one head
     private let logits: FloatBuffer   // (logitChunk, vocab)
     private let gathered: FloatBuffer // (logitChunk, dim) final-normed rows that need logits
-    private let keyCache: FloatBuffer   // (layer, context, kv_dim)
-    private let valueCache: FloatBuffer // (layer, context, kv_dim)
+    /// How the KV cache stores its values.
+    public let kvType: KVCacheType
+    // The KV cache, owned here: fp32 in keyCache/valueCache, or fp16 in keys16/values16
+    // (the other pair then holds one element).
+    private let keyCache: FloatBuffer   // (layer, context, kv_dim) when kvType == .f32
+    private let valueCache: FloatBuffer // (layer, context, kv_dim) when kvType == .f32
+    private let keys16: HalfBuffer      // (layer, context, kv_dim) when kvType == .f16
+    private let values16: HalfBuffer    // (layer, context, kv_dim) when kvType == .f16
+    /// With an f16 cache: one layer's keys and values widened to fp32 for the batched
+    /// attention's GEMMs, (2, context, kv_dim), and a decode step's new key and value
+    /// rows and one head's value row, (2 * kv_dim + head_dim). One element each for f32.
+    private let unpacked: FloatBuffer
+    private let rowTemp: FloatBuffer
     private let ropeTable: FloatBuffer  // (context, rope_dim/2, 2) cos, sin
     /// Dequantization panels for prompt matmuls, `scratchPerThread` floats per pool
     /// thread (≤ 16 MiB in all).
@@ -187,7 +229,8 @@ public final class LlamaSession {
     }()
 
     public init(model: LlamaModel, contextLength: Int? = nil, maxBatch: Int = 64, logitChunk: Int = 16,
-                threads: Int? = nil, activations: DecodeActivations = .float32) throws(LlamaError) {
+                threads: Int? = nil, activations: DecodeActivations = .float32,
+                kvCache: KVCacheType = .f32) throws(LlamaError) {
         let c = model.config
         let nThreads = max(1, threads ?? ThreadPool.defaultThreadCount)
         self.threads = nThreads
@@ -222,8 +265,14 @@ public final class LlamaSession {
         xq.initialize(repeating: palr_q8_block(), count: xqBlocks)
         logits = FloatBuffer(logitChunk * c.vocabSize)
         gathered = FloatBuffer(logitChunk * c.dim)
-        keyCache = FloatBuffer(c.layerCount * ctx * c.kvDim)
-        valueCache = FloatBuffer(c.layerCount * ctx * c.kvDim)
+        kvType = kvCache
+        let cacheCount = c.layerCount * ctx * c.kvDim
+        keyCache = FloatBuffer(kvCache == .f32 ? cacheCount : 1)
+        valueCache = FloatBuffer(kvCache == .f32 ? cacheCount : 1)
+        keys16 = HalfBuffer(kvCache == .f16 ? cacheCount : 1)
+        values16 = HalfBuffer(kvCache == .f16 ? cacheCount : 1)
+        unpacked = FloatBuffer(kvCache == .f16 ? 2 * ctx * c.kvDim : 1)
+        rowTemp = FloatBuffer(kvCache == .f16 ? 2 * c.kvDim + c.headDim : 1)
         let largestRow = model.weights.matrices.filter { $0.type != .f32 }.map(\.cols).max() ?? 1
         let largestMatrix = model.weights.matrices.filter { $0.type != .f32 }.map { $0.rows * $0.cols }.max() ?? 1
         // One panel's converted chunk plus a small batch's transposed result per thread.
@@ -256,13 +305,14 @@ public final class LlamaSession {
     deinit { xq.deallocate() }
 
     /// Bytes held by the KV cache.
-    public var kvCacheBytes: Int { (keyCache.count + valueCache.count) * 4 }
+    public var kvCacheBytes: Int { 2 * config.layerCount * contextLength * config.kvDim * kvType.elementSize }
     /// Bytes of the dequantization scratch panel.
     public var scratchBytes: Int { scratch.count * 4 }
     /// Bytes of all session buffers.
     public var bufferBytes: Int {
-        [x, xb, work, scores, batchScores, logits, gathered, keyCache, valueCache, ropeTable, scratch]
-            .reduce(0) { $0 + $1.count * 4 } + xqBlocks * MemoryLayout<palr_q8_block>.stride
+        [x, xb, work, scores, batchScores, logits, gathered, keyCache, valueCache, ropeTable, scratch, unpacked, rowTemp]
+            .reduce(0) { $0 + $1.count * 4 } + (keys16.count + values16.count) * 2
+            + xqBlocks * MemoryLayout<palr_q8_block>.stride
     }
 
     /// Forgets cached tokens from `newPosition` on.
@@ -331,17 +381,25 @@ public final class LlamaSession {
     }
 
     /// The bytes `snapshot()` would allocate now (keys and values of 0..<position).
-    public var snapshotByteCount: Int { 2 * config.layerCount * position * config.kvDim * MemoryLayout<Float>.size }
+    public var snapshotByteCount: Int { 2 * config.layerCount * position * config.kvDim * kvType.elementSize }
+
+    /// The raw start of layer `l`'s keys and values in the cache.
+    private func cacheLayer(_ l: Int) -> (keys: UnsafeMutableRawPointer, values: UnsafeMutableRawPointer) {
+        let offset = l * contextLength * config.kvDim
+        if kvType == .f16 { return (UnsafeMutableRawPointer(keys16.pointer + offset), UnsafeMutableRawPointer(values16.pointer + offset)) }
+        return (UnsafeMutableRawPointer(keyCache.pointer + offset), UnsafeMutableRawPointer(valueCache.pointer + offset))
+    }
 
     /// A copy of the cached keys and values of positions 0..<position, so a later
     /// request that starts with the same tokens can skip recomputing them.
     public func snapshot() -> KVSnapshot {
         let c = config
-        let snap = KVSnapshot(layers: c.layerCount, tokens: position, kvDim: c.kvDim)
+        let snap = KVSnapshot(layers: c.layerCount, tokens: position, kvDim: c.kvDim, type: kvType)
+        let rowBytes = c.kvDim * kvType.elementSize
         for l in 0..<c.layerCount {
-            let src = l * contextLength * c.kvDim, dst = l * position * c.kvDim
-            (snap.keys + dst).update(from: keyCache.pointer + src, count: position * c.kvDim)
-            (snap.values + dst).update(from: valueCache.pointer + src, count: position * c.kvDim)
+            let cache = cacheLayer(l), dst = l * position * rowBytes
+            (snap.keys + dst).copyMemory(from: cache.keys, byteCount: position * rowBytes)
+            (snap.values + dst).copyMemory(from: cache.values, byteCount: position * rowBytes)
         }
         return snap
     }
@@ -350,16 +408,17 @@ public final class LlamaSession {
     public func restore(_ snap: KVSnapshot, tokens: Int? = nil) throws(LlamaError) {
         let c = config
         let n = tokens ?? snap.tokenCount
-        guard snap.layers == c.layerCount, snap.kvDim == c.kvDim else {
-            throw .invalidArgument("the snapshot belongs to another model shape")
+        guard snap.layers == c.layerCount, snap.kvDim == c.kvDim, snap.type == kvType else {
+            throw .invalidArgument("the snapshot belongs to another model shape or KV cache type")
         }
         guard n >= 0, n <= snap.tokenCount, n <= contextLength else {
             throw .invalidArgument("cannot restore \(n) tokens from a \(snap.tokenCount)-token snapshot into a \(contextLength)-token context")
         }
+        let rowBytes = c.kvDim * kvType.elementSize
         for l in 0..<c.layerCount {
-            let dst = l * contextLength * c.kvDim, src = l * snap.tokenCount * c.kvDim
-            (keyCache.pointer + dst).update(from: snap.keys + src, count: n * c.kvDim)
-            (valueCache.pointer + dst).update(from: snap.values + src, count: n * c.kvDim)
+            let cache = cacheLayer(l), src = l * snap.tokenCount * rowBytes
+            cache.keys.copyMemory(from: snap.keys + src, byteCount: n * rowBytes)
+            cache.values.copyMemory(from: snap.values + src, byteCount: n * rowBytes)
         }
         position = n
     }
@@ -445,13 +504,20 @@ public final class LlamaSession {
             let L = w.layers[l]
             // h = x + attention(norm(x))
             L.attnNorm.withUnsafeBufferPointer { rmsnorm(xb, x, $0.baseAddress!, c.dim, eps: eps) }
-            let kRow = keyCache.pointer + (l * contextLength + pos) * c.kvDim
-            let vRow = valueCache.pointer + (l * contextLength + pos) * c.kvDim
+            // The new key and value: straight into an fp32 cache, or into rowTemp first for fp16.
+            let slot = (l * contextLength + pos) * c.kvDim
+            let half = kvType == .f16
+            let kRow = half ? rowTemp.pointer : keyCache.pointer + slot
+            let vRow = half ? rowTemp.pointer + c.kvDim : valueCache.pointer + slot
             let xbq = quantizeInput(xb, c.dim)
             matvec(L.wq, xb, xbq, q, L.wk, kRow, L.wv, vRow)
             let table = ropeTable.pointer + pos * c.ropeDim
             rope(q, heads: c.headCount, headDim: c.headDim, ropeDim: c.ropeDim, table: table)
             rope(kRow, heads: c.kvHeadCount, headDim: c.headDim, ropeDim: c.ropeDim, table: table)
+            if half {
+                palr_fp32_to_fp16_row(kRow, keys16.pointer + slot, c.kvDim)
+                palr_fp32_to_fp16_row(vRow, values16.pointer + slot, c.kvDim)
+            }
             attention(layer: l, query: q, out: att, upTo: pos + 1)
             matvec(L.wo, att, quantizeInput(att, c.qDim), xb)
             for i in 0..<c.dim { x[i] += xb[i] }
@@ -548,21 +614,31 @@ public final class LlamaSession {
         let c = config
         let s = scores.pointer
         let scale = 1 / Float(c.headDim).squareRoot()
+        let half = kvType == .f16
         let kBase = keyCache.pointer + l * contextLength * c.kvDim
         let vBase = valueCache.pointer + l * contextLength * c.kvDim
-        let dot = palr_kernels().pointee.dot_f32!
+        let kBase16 = keys16.pointer + (half ? l * contextLength * c.kvDim : 0)
+        let vBase16 = values16.pointer + (half ? l * contextLength * c.kvDim : 0)
+        let kernels = palr_kernels().pointee
+        let dot = kernels.dot_f32!, dot16 = kernels.dot_f16_f32!, widen = kernels.dequant_f16!
+        let vRow16 = rowTemp.pointer + 2 * c.kvDim   // (head_dim): one value row widened
         for h in 0..<c.headCount {
             let qh = query + h * c.headDim
             let kvOff = (h / c.groupSize) * c.headDim
             for t in 0..<count {
-                s[t] = dot(qh, kBase + t * c.kvDim + kvOff, c.headDim) * scale
+                let d = half ? dot16(kBase16 + t * c.kvDim + kvOff, qh, c.headDim) : dot(qh, kBase + t * c.kvDim + kvOff, c.headDim)
+                s[t] = d * scale
             }
             softmax(s, count)
             let oh = out + h * c.headDim
             oh.update(repeating: 0, count: c.headDim)
             for t in 0..<count {
                 let a = s[t]
-                let vt = vBase + t * c.kvDim + kvOff
+                var vt = vBase + t * c.kvDim + kvOff
+                if half {
+                    widen(vBase16 + t * c.kvDim + kvOff, vRow16, c.headDim)
+                    vt = vRow16
+                }
                 for i in 0..<c.headDim { oh[i] += a * vt[i] }
             }
         }
@@ -577,6 +653,13 @@ public final class LlamaSession {
         attentionLayer = l
         attentionCount = n
         attentionTotal = total
+        if kvType == .f16 {
+            // The layer's cached keys and values of slots 0..<total widened once for the GEMMs.
+            let widen = palr_kernels().pointee.dequant_f16!
+            let offset = l * contextLength * config.kvDim
+            widen(keys16.pointer + offset, unpacked.pointer, total * config.kvDim)
+            widen(values16.pointer + offset, unpacked.pointer + contextLength * config.kvDim, total * config.kvDim)
+        }
         palr_pool_run(pool.raw, Self.attentionTask, Unmanaged.passUnretained(self).toOpaque())
     }
 
@@ -591,8 +674,9 @@ public final class LlamaSession {
         let l = attentionLayer, n = attentionCount, total = attentionTotal
         let s = batchScores.pointer + thread * maxBatch * contextLength
         let scale = 1 / Float(c.headDim).squareRoot()
-        let kBase = keyCache.pointer + l * contextLength * c.kvDim
-        let vBase = valueCache.pointer + l * contextLength * c.kvDim
+        let half = kvType == .f16
+        let kBase = half ? unpacked.pointer : keyCache.pointer + l * contextLength * c.kvDim
+        let vBase = half ? unpacked.pointer + contextLength * c.kvDim : valueCache.pointer + l * contextLength * c.kvDim
         let hd = Int32(c.headDim), kv = Int32(c.kvDim), qd = Int32(c.qDim), ld = Int32(total)
         for h in stride(from: thread, to: c.headCount, by: threads) {
             let kvOff = (h / c.groupSize) * c.headDim
@@ -643,8 +727,13 @@ public final class LlamaSession {
             // Write this batch's keys and values to their cache slots, then attend.
             for i in 0..<n {
                 let slot = (l * contextLength + tokSlot.pointer[i]) * c.kvDim
-                (keyCache.pointer + slot).update(from: k + i * c.kvDim, count: c.kvDim)
-                (valueCache.pointer + slot).update(from: v + i * c.kvDim, count: c.kvDim)
+                if kvType == .f16 {
+                    palr_fp32_to_fp16_row(k + i * c.kvDim, keys16.pointer + slot, c.kvDim)
+                    palr_fp32_to_fp16_row(v + i * c.kvDim, values16.pointer + slot, c.kvDim)
+                } else {
+                    (keyCache.pointer + slot).update(from: k + i * c.kvDim, count: c.kvDim)
+                    (valueCache.pointer + slot).update(from: v + i * c.kvDim, count: c.kvDim)
+                }
             }
             batchAttention(layer: l, count: n, total: total)
             matmul(L.wo, att, xb, batch: n)

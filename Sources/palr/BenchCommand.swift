@@ -35,6 +35,9 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Decode activations: float32 (exact) or int8 (llama.cpp's Q4_0 x Q8_0).")
     var activations: String = "int8"
 
+    @Option(name: .long, help: "KV cache type: f32 or f16 (the ranker's).")
+    var kvCache: String = "f32"
+
     @Flag(name: .long, inversion: .prefixedNo,
           help: "Measure the fp32 GEMM bound at the prompt batch (a few seconds; --no-gemm-bound skips it).")
     var gemmBound = true
@@ -49,10 +52,12 @@ struct BenchCommand: ParsableCommand {
         guard batch > 0 else { throw ValidationError("--batch must be at least 1 (got \(batch))") }
         try validateThreads(t)
         guard DecodeActivations(rawValue: activations) != nil else { throw ValidationError("--activations is float32 or int8") }
+        guard KVCacheType(rawValue: kvCache) != nil else { throw ValidationError("--kv-cache is f32 or f16") }
     }
 
     func run() throws {
         let acts = DecodeActivations(rawValue: activations) ?? .float32
+        let kv = KVCacheType(rawValue: kvCache) ?? .f32
         let t0 = Date()
         let m = try loadModel(model)
         m.gguf.file.adviseWillNeed()
@@ -68,7 +73,7 @@ struct BenchCommand: ParsableCommand {
         let session: LlamaSession
         do {
             session = try LlamaSession(model: m, contextLength: ctx, maxBatch: max(1, min(batch, max(p, 1))),
-                                       threads: t, activations: acts)
+                                       threads: t, activations: acts, kvCache: kv)
         } catch { throw CLIError(path: model, error) }
 
         var rng = SystemRandomNumberGenerator()

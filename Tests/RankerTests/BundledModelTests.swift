@@ -37,4 +37,34 @@ import Tokenizer
             #expect(r.items.allSatisfy { catalog.index(of: $0.id) != nil && !seen.contains($0.id) })
         }
     }
+
+    /// The ranker's fp16 KV cache (its default since session 13) against fp32 on the
+    /// bundled model and the demo profiles: the same top 10 in the same order, scores
+    /// within rounding of half-precision keys and values.
+    @Test func anF16CacheRanksTheDemoProfilesAsF32Does() throws {
+        let dir = repoRoot.appendingPathComponent("models")
+        let model = try LlamaModel(path: dir.appendingPathComponent("palr-ml-small-q4_0.gguf").path)
+        let tok = try SentencePieceTokenizer(gguf: model.gguf)
+        var defaulted: [String] = []
+        let settings = try PALRSettings(gguf: model.gguf, defaulted: &defaulted)
+        let catalog = try CatalogPack.open(path: dir.appendingPathComponent("ml-small-catalog.gguf").path)
+        let path = temporaryStorePath("palr-kv-test")
+        defer { removeStore(path) }
+        let store = try HistoryStore(path: path)
+        _ = try store.importFile(dir.appendingPathComponent("demo-history.csv").path, options: ImportOptions(format: .movieLensCSV))
+        func recommender(_ kv: KVCacheType) throws -> Recommender {
+            try Recommender(ranker: try Ranker(model: model, tokenizer: tok, settings: settings, threads: 1, kvCache: kv),
+                            catalog: catalog, store: store, modelID: "bundled-\(kv)")
+        }
+        let half = try recommender(.f16), full = try recommender(.f32)
+        var worst = 0.0
+        for p in try store.profiles() {
+            let a = try half.recommend(profile: p.name, k: 10, useCache: false)
+            let b = try full.recommend(profile: p.name, k: 10, useCache: false)
+            #expect(a.items.map(\.id) == b.items.map(\.id), "\(p.name)")
+            for (x, y) in zip(a.items, b.items) { worst = max(worst, abs(x.score - y.score)) }
+        }
+        print("bundled model, demo profiles: f16 vs f32 KV cache, max |score difference| \(worst)")
+        #expect(worst <= 1e-3)
+    }
 }

@@ -25,7 +25,7 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
         let r = try makeRanker()
         let res = try r.rank(history: someTitles, candidates: someCandidates, k: someCandidates.count, mode: .letters)
         // Independent path: a fresh session, one plain prefill of the same prompt.
-        let s = try LlamaSession(model: r.model, contextLength: 1024)
+        let s = try LlamaSession(model: r.model, contextLength: 1024, kvCache: r.session.kvType)
         var last: [Float] = []
         try s.prefill(r.tokenizer.encode(res.prompt, addBOS: true), logits: .last) { _, l in last = Array(l) }
         let labels = PALRSettings.letters.prefix(someCandidates.count).map { Int(r.tokenizer.id(ofPiece: $0)!) }
@@ -51,7 +51,7 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
         for item in res.items {
             let cand = someCandidates.first { $0.id == item.id }!
             let cont = r.continuation(cand.title)
-            let s = try LlamaSession(model: r.model, contextLength: 1024)
+            let s = try LlamaSession(model: r.model, contextLength: 1024, kvCache: r.session.kvType)
             var rows: [[Float]] = []
             try s.prefill(prompt + cont, logits: .all) { _, l in rows.append(Array(l)) }
             var sum = 0.0
@@ -60,7 +60,9 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
             worst = max(worst, abs(item.score - expected))
         }
         print("likelihood (normalized: \(normalized)): batched shared-prefix scores vs separate passes: max |Δ| = \(worst)")
-        #expect(worst <= 1e-4)
+        // With an f16 cache a key or value the two paths compute a hair apart can round to
+        // neighbouring halves (5e-4 apart, relatively): summed over a title's tokens, ~1e-4.
+        #expect(worst <= (r.session.kvType == .f16 ? 5e-4 : 1e-4))
         #expect(res.timings.scoringTokens == someCandidates.reduce(0) { $0 + r.continuation($1.title).count })
     }
 
