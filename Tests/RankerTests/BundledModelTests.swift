@@ -6,14 +6,19 @@ import Testing
 import Tokenizer
 @testable import Ranker
 
+/// The bundled model, its tokenizer and settings (with the keys that were defaulted).
+private func bundledModel() throws -> (LlamaModel, SentencePieceTokenizer, PALRSettings, defaulted: [String]) {
+    let model = try LlamaModel(path: repoRoot.appendingPathComponent("models/palr-ml-small-q4_0.gguf").path)
+    var defaulted: [String] = []
+    let settings = try PALRSettings(gguf: model.gguf, defaulted: &defaulted)
+    return (model, try SentencePieceTokenizer(gguf: model.gguf), settings, defaulted)
+}
+
 /// The bundled default (models/): what `palr demo` runs, checked for validity.
 @Suite struct BundledModelTests {
     @Test func demoProfilesGetUnseenCatalogItems() throws {
         let dir = repoRoot.appendingPathComponent("models")
-        let model = try LlamaModel(path: dir.appendingPathComponent("palr-ml-small-q4_0.gguf").path)
-        let tok = try SentencePieceTokenizer(gguf: model.gguf)
-        var defaulted: [String] = []
-        let settings = try PALRSettings(gguf: model.gguf, defaulted: &defaulted)
+        let (model, tok, settings, defaulted) = try bundledModel()
         #expect(settings.mode == .letters)
         // Made by the current converter: every key it always writes is there (else every
         // `recommend` on the bundle would print a note).
@@ -43,10 +48,7 @@ import Tokenizer
     /// within rounding of half-precision keys and values.
     @Test func anF16CacheRanksTheDemoProfilesAsF32Does() throws {
         let dir = repoRoot.appendingPathComponent("models")
-        let model = try LlamaModel(path: dir.appendingPathComponent("palr-ml-small-q4_0.gguf").path)
-        let tok = try SentencePieceTokenizer(gguf: model.gguf)
-        var defaulted: [String] = []
-        let settings = try PALRSettings(gguf: model.gguf, defaulted: &defaulted)
+        let (model, tok, settings, _) = try bundledModel()
         let catalog = try CatalogPack.open(path: dir.appendingPathComponent("ml-small-catalog.gguf").path)
         let path = temporaryStorePath("palr-kv-test")
         defer { removeStore(path) }
