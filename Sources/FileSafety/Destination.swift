@@ -105,17 +105,21 @@ public enum Destination {
         return nil
     }
 
-    /// "a directory", "a FIFO", … for the file type bits of a mode.
-    /// Whether `path` is on a network file system whose client emulates flock with the
-    /// POSIX byte-range locks SQLite takes (NFS, CIFS/SMB) or on FUSE (which may): there a
-    /// flock held on a file SQLite opens would conflict with SQLite's own locks.
+    /// Whether a flock held on a file at `path` might conflict with the POSIX byte-range
+    /// locks SQLite takes on it: false only on local file systems known to keep the two
+    /// apart (ext2/3/4, XFS, Btrfs, tmpfs, ramfs, overlayfs, ZFS, F2FS, JFS, ReiserFS);
+    /// true elsewhere (NFS and SMB clients emulate flock with POSIX locks, so do 9p and
+    /// some FUSE file systems) and when the type cannot be read.
     public static func flockMayConflictWithSQLite(_ path: String) -> Bool {
         var type: UInt = 0
         guard palr_file_system_type(path, &type) == 0 else { return true }   // unknown: the careful answer
-        // NFS_SUPER_MAGIC, CIFS_MAGIC_NUMBER, SMB2_MAGIC_NUMBER, SMB_SUPER_MAGIC, FUSE_SUPER_MAGIC
-        return [0x6969, 0xFF53_4D42, 0xFE53_4D42, 0x517B, 0x6573_5546].contains(type)
+        // statfs f_type magic numbers (linux/magic.h, and ZFS's).
+        let keepsThemApart: Set<UInt> = [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994, 0x8584_58F6,
+                                         0x794C_7630, 0x2FC1_2FC1, 0xF2F5_2010, 0x3153_464A, 0x5265_4973]
+        return !keepsThemApart.contains(type)
     }
 
+    /// "a directory", "a FIFO", … for the file type bits of a mode.
     public static func kindName(_ mode: mode_t) -> String {
         switch mode & S_IFMT {
         case S_IFREG: return "a regular file"

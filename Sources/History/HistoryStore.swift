@@ -766,10 +766,13 @@ public struct HistoryStore: Sendable {
                 let line = integrity.text(0)
                 if line != "ok" { problems.append("integrity: \(line)") }
             }
+            // Counted per table and parent (a damaged file can have thousands of such rows).
             let keys = try connection.prepare("PRAGMA foreign_key_check")
             defer { keys.reset() }
-            while try keys.step() {
-                problems.append("a row of \(keys.text(0)) refers to a missing row of \(keys.text(2))")
+            var orphans: [String: Int] = [:]
+            while try keys.step() { orphans["\(keys.text(0)) → \(keys.text(2))", default: 0] += 1 }
+            for (pair, count) in orphans.sorted(by: { $0.key < $1.key }) {
+                problems.append("\(count) row\(count == 1 ? "" : "s") of \(pair.replacingOccurrences(of: " → ", with: " refer\(count == 1 ? "s" : "") to a missing row of "))")
             }
             // Items and kinds are not foreign keys (for the speed of imports); reads refuse a
             // row whose item or kind is missing, and this counts them all.
@@ -786,13 +789,18 @@ public struct HistoryStore: Sendable {
             if reused > 0 {
                 problems.append("\(reused) interaction id\(reused == 1 ? " is" : "s are") used more than once")
             }
-            if let counter = try meta("next_interaction_id") {
-                let largest = try connection.scalar("SELECT coalesce(max(seq), 0) FROM interactions")
+            // A missing counter reads as 1 (as `record` reads it); a damaged one is a problem
+            // of its own, and the other checks still run.
+            let largest = try connection.scalar("SELECT coalesce(max(seq), 0) FROM interactions")
+            do {
+                let counter = try meta("next_interaction_id") ?? 1
                 if largest >= counter {
                     problems.append("the interaction id counter (\(counter)) is not above the largest id in use "
                                     + "(\(largest)): new interactions would get ids already taken "
-                                    + "(`palr history check --repair` sets it to \(largest &+ 1))")
+                                    + "(`palr history check --repair` sets it to \(largest < Int64.max ? "\(largest + 1)" : "nothing: no id is left")))")
                 }
+            } catch HistoryError.corrupt(_, let reason) {
+                problems.append(reason + " (`palr history check --repair` sets it above the ids in use)")
             }
             return problems
         }
@@ -804,7 +812,8 @@ public struct HistoryStore: Sendable {
     public func repairIdCounter() throws -> Int64? {
         try connection.write("repair the id counter") {
             let largest = try connection.scalar("SELECT coalesce(max(seq), 0) FROM interactions")
-            guard largest >= (try meta("next_interaction_id") ?? 1) else { return nil }
+            // Missing (read as 1) or damaged (not an integer ≥ 1): replaced as well.
+            if let counter = try? meta("next_interaction_id") ?? 1, counter > largest { return nil }
             guard largest < Int64.max else {
                 throw HistoryError.corrupt(path: path, reason: "an interaction id is the largest integer: no id is left above it")
             }

@@ -76,6 +76,15 @@ public final class Ranker {
     /// the ranker writes its cache (a prefill from outside would make the ranker reuse
     /// keys and values of another text).
     let session: LlamaSession
+    /// Drops the prompt states kept for reuse: the prefix cache's snapshots are freed and the
+    /// session's cached prompt is no longer reused (its memory is overwritten by the next
+    /// prompt). After a forget, nothing of the forgotten history is kept for later prompts.
+    public func forgetCachedPrompts() {
+        prefixCache.removeAll()
+        residentPrompt = []
+        try? session.rewind(to: 0)
+    }
+
     /// The session's context length (what a prompt plus its continuations must fit).
     public var contextLength: Int { session.contextLength }
     public let prefixCache: PrefixCache

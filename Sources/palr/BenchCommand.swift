@@ -130,7 +130,7 @@ struct BenchCommand: ParsableCommand {
                 "model": model, "file_bytes": m.gguf.file.size, "threads": session.threads,
                 "kernels": String(cString: palr_kernels().pointee.name), "activations": acts.rawValue,
                 "blas_core": BLAS.coreName, "load_s": loadSeconds, "ttft_s": ttft,
-                "peak_rss_bytes": rss, "kv_bytes": session.kvCacheBytes, "scratch_bytes": session.scratchBytes,
+                "peak_rss_bytes": rss, "kv_bytes": session.kvCacheBytes, "kv_cache": session.kvType.rawValue, "scratch_bytes": session.scratchBytes,
                 "session_bytes": session.bufferBytes,
                 "allocs_per_token": palr_alloc_counter_active() != 0 ? allocsPerToken : -1,
                 "read_bandwidth_gb_s": bandwidth.rate / 1e9, "bandwidth_used": bandwidth.rate > 0 ? used / bandwidth.rate : 0,
@@ -154,7 +154,7 @@ struct BenchCommand: ParsableCommand {
             }
             if n > 0 { print(String(format: "tg%d: %.2f tok/s (min %.2f, max %.2f, %d runs)", n, tg.median, tg.min, tg.max, repeats)) }
             print(String(format: "load %.3f s, time to first token (load + pp%d) %.3f s", loadSeconds, p, ttft))
-            print(String(format: "memory: peak RSS %.1f MiB, KV cache %.1f MiB, scratch %.1f MiB, all session buffers %.1f MiB",
+            print(String(format: "memory: peak RSS %.1f MiB, KV cache (\(session.kvType.rawValue)) %.1f MiB, scratch %.1f MiB, all session buffers %.1f MiB",
                          Double(rss) / 1048576, Double(session.kvCacheBytes) / 1048576,
                          Double(session.scratchBytes) / 1048576, Double(session.bufferBytes) / 1048576))
             print("heap allocations per decoded token: " + (palr_alloc_counter_active() != 0 ? String(format: "%.2f", allocsPerToken) : "unavailable"))

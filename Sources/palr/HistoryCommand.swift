@@ -492,7 +492,8 @@ extension HistoryCommand {
         func run() throws {
             let store = repair ? try database.open(create: false) : try database.openForReading()
             var repaired: [String] = []
-            if repair, let value = try store.repairIdCounter() {
+            // Only a sound file is written to: never a damaged b-tree.
+            if repair, try store.integrityCheck() == ["ok"], let value = try store.repairIdCounter() {
                 repaired.append("the interaction id counter set to \(value)")
             }
             let problems = try store.check()

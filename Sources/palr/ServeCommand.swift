@@ -25,8 +25,9 @@ struct ServeCommand: ParsableCommand {
             {"id": 2, "op": "record", "profile": "P", "items": ["ID", …]} with optional "kind" \
             (view), "value", "time" (now), "createProfile" (false) — as `palr history add`, \
             "result" is {"ids": […]}; {"op": "recent", "profile": "P"} with optional "limit" (50): \
-            the profile's last interactions, oldest first; {"op": "forget", "profile": "P"} with \
-            optional "items": ["ID"] — the profile's whole history, or one item of it. \
+            the profile's last interactions, oldest first; {"op": "forget", "profile": "P", "items": \
+            ["ID"]} forgets one item of the history, {"op": "forget", "profile": "P", "all": true} \
+            the whole profile. \
             A request that fails gets {"id": …, "error": "…"} and the next line is read; a line \
             over 1 MiB, one that is not a JSON object, or an unknown key is such a failure. Blank \
             lines are skipped (no response). Notes and the ready line go to standard error.
@@ -87,11 +88,20 @@ struct ServeCommand: ParsableCommand {
                 let interactions = try rec.store.recent(profile: request.profile, limit: limit)
                 return Self.encode(ServeResponse(id: request.id, result: ["interactions": interactions]))
             case "forget":
-                // One profile's history, or one item of it (a household's "clear my history").
-                let removed = try request.items.map { items in
-                    guard items.count == 1 else { throw CLIError("forget takes one item in \"items\" (or none: the whole profile)") }
-                    return try rec.store.forget(item: items[0], profile: request.profile)
-                } ?? rec.store.forget(profile: request.profile)
+                // One item of a profile's history, or (only when asked for by "all": true) the
+                // whole profile: a household's "clear my history". A missing or null "items"
+                // alone is an error, never the whole profile.
+                let removed: Int
+                switch (request.items, request.all ?? false) {
+                case (let items?, false) where items.count == 1:
+                    removed = try rec.store.forget(item: items[0], profile: request.profile)
+                case (nil, true):
+                    removed = try rec.store.forget(profile: request.profile)
+                default:
+                    throw CLIError("forget takes \"items\": [one item id], or \"all\": true for the whole profile")
+                }
+                // Nothing of a forgotten history is kept for later prompts (the ranker's prompt states).
+                rec.ranker.forgetCachedPrompts()
                 return Self.encode(ServeResponse(id: request.id, result: ["removed": removed]))
             case let op:
                 throw CLIError("unknown op \(String(reflecting: op)) (recommend, record, recent or forget)")
@@ -192,7 +202,7 @@ enum RequestID: Codable, Sendable {
 struct ServeRequest: Decodable {
     /// Every key a request may have.
     static let keys: Set<String> = ["id", "op", "profile", "k", "mode", "candidates", "noCache",
-                                    "items", "kind", "value", "time", "createProfile", "limit"]
+                                    "items", "kind", "value", "time", "createProfile", "limit", "all"]
 
     var id: RequestID?
     var op: String?
@@ -210,6 +220,8 @@ struct ServeRequest: Decodable {
     var createProfile: Bool?
     // recent
     var limit: Int?
+    // forget
+    var all: Bool?
 }
 
 /// Just the id of a request that failed to decode, to echo it with the error.

@@ -153,7 +153,8 @@ extension ShapeParityTests {
         print("shape parity, \(kvCache) KV cache, continuations after \(n) tokens: worst |Δ log p| vs transformers \(worst), "
               + "vs plain prefill \(worstPlain)")
         // (f16: both sides read the same rounded keys and values; transformers does not.)
-        #expect(worst <= (kvCache == .f32 ? 2e-5 : 1e-4) && worstPlain <= 5e-6)
+        // (f16: a key or value the two paths compute a hair apart may round to neighbouring halves.)
+        #expect(worst <= (kvCache == .f32 ? 2e-5 : 1e-4) && worstPlain <= (kvCache == .f32 ? 5e-6 : 5e-5))
         #expect(session.position == n)
     }
 }

@@ -30,6 +30,18 @@ import Testing
             #expect(try store.record(NewInteraction(profile: "p", item: "m6", timestamp: 6)) == ids[4] + 1)
             #expect(try store.repairIdCounter() == nil)
 
+            // A counter deleted (read as 1, as `record` reads it) or damaged (text): reported,
+            // the other checks still run, and --repair writes a sound one.
+            for damage in ["DELETE FROM meta WHERE key = 'next_interaction_id'",
+                           "UPDATE meta SET value = 'x' WHERE key = 'next_interaction_id'"] {
+                try store.connection.write("test") { try store.connection.exec(damage) }
+                let found = try store.check()
+                #expect(found.count == 1 && (found[0].contains("counter (1) is not above") || found[0].contains("next_interaction_id")),
+                        "\(damage): \(found)")
+                #expect(try store.repairIdCounter() == ids[4] + 2)
+                #expect(try store.check() == [])
+            }
+
             // What no repair can mend without losing data: reported, exit 1 even with --repair.
             try store.connection.write("test") {
                 try store.connection.exec("INSERT INTO interactions(profile, ts, seq, item, kind, value) VALUES (1, 9, 100, 4242, 1, NULL)")

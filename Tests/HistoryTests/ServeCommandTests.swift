@@ -104,7 +104,9 @@ private func object(_ line: String?) throws -> [String: Any] {
                 ("not json", nil, "not a valid request"),
                 (#"{"id": 6}"#, 6, #""profile" is missing"#),
                 (#"{"id": 7, "op": "zap", "profile": "p"}"#, 7, "unknown op"),
-                (#"{"id": 16, "op": "forget", "profile": "p", "items": ["a", "b"]}"#, 16, "forget takes one item"),
+                (#"{"id": 16, "op": "forget", "profile": "p", "items": ["a", "b"]}"#, 16, "forget takes \"items\": [one item id]"),
+                (#"{"id": 18, "op": "forget", "profile": "p", "items": null}"#, 18, "or \"all\": true for the whole profile"),
+                (#"{"id": 19, "op": "forget", "profile": "p"}"#, 19, "or \"all\": true for the whole profile"),
                 (#"{"id": 17, "op": "recent", "profile": "p", "limit": 0}"#, 17, "limit must be between 1 and 100000"),
                 (#"{"id": 8, "profile": "p", "k": 0}"#, 8, "k must be between 1 and 100"),
                 (#"{"id": 9, "op": "record", "profile": "p", "items": []}"#, 9, "non-empty list"),
@@ -138,7 +140,7 @@ private func object(_ line: String?) throws -> [String: Any] {
             #expect(shown == [history[4], recommended[0], recommended[1]], "\(recent)")
             serve.send(#"{"id": 21, "op": "forget", "profile": "p", "items": ["\#(recommended[0])"]}"#)
             #expect((try object(serve.response())["result"] as? [String: Any])?["removed"] as? Int == 1)
-            serve.send(#"{"id": 22, "op": "forget", "profile": "p"}"#)
+            serve.send(#"{"id": 22, "op": "forget", "profile": "p", "all": true}"#)
             #expect((try object(serve.response())["result"] as? [String: Any])?["removed"] as? Int == 6)
             serve.send(#"{"id": 23, "profile": "p"}"#)
             #expect((try object(serve.response())["error"] as? String ?? "").contains("unknown profile"))

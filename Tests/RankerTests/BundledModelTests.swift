@@ -63,8 +63,11 @@ private func bundledModel() throws -> (LlamaModel, SentencePieceTokenizer, PALRS
         for p in try store.profiles() {
             let a = try half.recommend(profile: p.name, k: 10, useCache: false)
             let b = try full.recommend(profile: p.name, k: 10, useCache: false)
-            #expect(a.items.map(\.id) == b.items.map(\.id), "\(p.name)")
-            for (x, y) in zip(a.items, b.items) { worst = max(worst, abs(x.score - y.score)) }
+            // The same ten items (in the same order on this host; by id, so a near-tie that
+            // another CPU's rounding swaps does not fail the test), each scored alike.
+            #expect(Set(a.items.map(\.id)) == Set(b.items.map(\.id)), "\(p.name)")
+            let full = Dictionary(uniqueKeysWithValues: b.items.map { ($0.id, $0.score) })
+            for x in a.items { if let y = full[x.id] { worst = max(worst, abs(x.score - y)) } }
         }
         print("bundled model, demo profiles: f16 vs f32 KV cache, max |score difference| \(worst)")
         #expect(worst <= 1e-3)
