@@ -83,51 +83,42 @@ final class IntBuffer {
     deinit { pointer.deallocate() }
 }
 
-/// A float buffer allocated once and freed in `deinit`.
-final class FloatBuffer {
-    let pointer: UnsafeMutablePointer<Float>
+/// A zeroed buffer of `count` elements, allocated once and freed in `deinit`. Through
+/// calloc: a large buffer is fresh zero pages that take memory only where they are
+/// written, so a KV cache sized for the whole context costs what its used positions hold
+/// (filling it with zeros touched every page: a 7B ranker's 2,048-position cache took
+/// 2 GiB for a 641-token prompt). Should calloc fail, Swift's allocator is asked, and
+/// fails as it always did.
+final class ZeroedBuffer<Element: BitwiseCopyable> {
+    let pointer: UnsafeMutablePointer<Element>
     let count: Int
-    /// Whether `pointer` came from calloc (freed with free) or from Swift's allocator.
+    /// Whether the memory came from calloc (freed with free) or from Swift's allocator.
     private let fromCalloc: Bool
 
-    /// Zeroed. Through calloc: a large buffer is fresh zero pages that take memory only
-    /// where they are written, so a KV cache sized for the whole context costs what its
-    /// used positions hold (filling it with zeros touched every page: a 7B ranker's
-    /// 2,048-position cache took 2 GiB for a 641-token prompt). Should calloc fail,
-    /// Swift's allocator is asked, and fails as it always did.
     init(_ count: Int) {
         self.count = max(count, 1)
-        if let raw = calloc(self.count, MemoryLayout<Float>.stride) {
-            pointer = raw.bindMemory(to: Float.self, capacity: self.count)
+        let bytes = self.count * MemoryLayout<Element>.stride
+        let raw: UnsafeMutableRawPointer
+        if let zeroed = calloc(self.count, MemoryLayout<Element>.stride) {
+            raw = zeroed
             fromCalloc = true
         } else {
-            pointer = .allocate(capacity: self.count)
-            pointer.initialize(repeating: 0, count: self.count)
+            raw = .allocate(byteCount: bytes, alignment: MemoryLayout<Element>.alignment)
+            raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
             fromCalloc = false
         }
+        pointer = raw.bindMemory(to: Element.self, capacity: self.count)
     }
 
     deinit {
-        if fromCalloc { free(pointer) } else { pointer.deallocate() }
+        if fromCalloc { free(pointer) } else { UnsafeMutableRawPointer(pointer).deallocate() }
     }
 }
 
-/// A buffer of IEEE half floats (raw UInt16), zeroed through calloc as `FloatBuffer` is.
-final class HalfBuffer {
-    let pointer: UnsafeMutablePointer<UInt16>
-    let count: Int
-
-    init(_ count: Int) {
-        self.count = max(count, 1)
-        guard let raw = calloc(self.count, MemoryLayout<UInt16>.stride) else {
-            // As Swift's allocator does when memory is exhausted (FloatBuffer falls back to it).
-            fatalError("out of memory: \(self.count * 2) bytes for the KV cache")
-        }
-        pointer = raw.bindMemory(to: UInt16.self, capacity: self.count)
-    }
-
-    deinit { free(pointer) }
-}
+/// fp32 activations, caches and scratch.
+typealias FloatBuffer = ZeroedBuffer<Float>
+/// IEEE half floats (raw UInt16): an fp16 KV cache.
+typealias HalfBuffer = ZeroedBuffer<UInt16>
 
 /// One inference stream over a model: the KV cache and every buffer a forward pass
 /// touches, all allocated in `init`. Neither `prefill` nor `decode` allocates.

@@ -85,8 +85,6 @@ public final class Ranker {
         try? session.rewind(to: 0)
     }
 
-    /// The session's context length (what a prompt plus its continuations must fit).
-    public var contextLength: Int { session.contextLength }
     public let prefixCache: PrefixCache
     /// Label token ids for letters mode, (A)…(T); nil when the vocabulary lacks one of them.
     private let labelTokens: [Int32]?
@@ -404,10 +402,6 @@ public final class PrefixCache {
         guard bytes <= byteBudget else { return }
         entries.append((key, Entry(tokens: tokens, snapshot: make())))
         while byteCount > byteBudget, !entries.isEmpty { entries.removeFirst() }
-    }
-
-    func put(_ key: String, tokens: [Int32], snapshot: KVSnapshot) {
-        put(key, tokens: tokens, bytes: snapshot.byteCount) { snapshot }
     }
 
     public func removeAll() { entries.removeAll() }

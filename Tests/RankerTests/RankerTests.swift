@@ -154,7 +154,8 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
             let s = r.session
             try s.rewind(to: 0)
             try s.prefill(r.tokenizer.encode("profile \(i) " + String(repeating: "x", count: 40), addBOS: true), logits: .none)
-            c.put("p\(i)", tokens: [], snapshot: s.snapshot())
+            let snap = s.snapshot()
+            c.put("p\(i)", tokens: [], bytes: snap.byteCount) { snap }
             #expect(c.byteCount <= 60_000)
         }
         #expect(c.count >= 1 && c.count < 6)

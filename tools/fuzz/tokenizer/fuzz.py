@@ -242,17 +242,19 @@ def gen_whitespace(rng, ctx):
     return s
 
 
-def gen_controls(rng, ctx):
+def mix(rng, count, parts):
+    """`count` parts joined, each drawn by one rng.random() against the cumulative
+    thresholds of `parts` ((threshold, make) pairs, the last one 1.0)."""
     out = []
-    for _ in range(rng.randint(1, 30)):
+    for _ in range(count):
         r = rng.random()
-        if r < 0.5:
-            out.append(rng.choice(CONTROLS))
-        elif r < 0.8:
-            out.append(rng.choice(WORDS))
-        else:
-            out.append(rng.choice(WHITESPACE))
+        out.append(next(make for threshold, make in parts if r < threshold)())
     return "".join(out)
+
+
+def gen_controls(rng, ctx):
+    return mix(rng, rng.randint(1, 30), [(0.5, lambda: rng.choice(CONTROLS)), (0.8, lambda: rng.choice(WORDS)),
+                                         (1.0, lambda: rng.choice(WHITESPACE))])
 
 
 def gen_glue(rng, ctx):
@@ -289,33 +291,16 @@ def gen_glue_related(rng, ctx):
 def gen_space_marker(rng, ctx):
     """Literal "▁" (U+2581) in text, next to spaces and pieces."""
     pieces = ctx["pieces"]
-    out = []
-    for _ in range(rng.randint(1, 10)):
-        r = rng.random()
-        if r < 0.35:
-            out.append("\u2581" * rng.randint(1, 3))
-        elif r < 0.55:
-            out.append(" " * rng.randint(1, 3))
-        else:
-            out.append(rng.choice(pieces))
-    return "".join(out)
+    return mix(rng, rng.randint(1, 10), [(0.35, lambda: "\u2581" * rng.randint(1, 3)),
+                                         (0.55, lambda: " " * rng.randint(1, 3)), (1.0, lambda: rng.choice(pieces))])
 
 
 def gen_bytefallback(rng, ctx):
     """Characters outside the vocabulary (byte fallback or <unk>), mixed with known ones."""
     unknown = ctx["unknown_chars"]
-    out = []
-    for _ in range(rng.randint(1, 20)):
-        r = rng.random()
-        if r < 0.5:
-            out.append(rng.choice(unknown))
-        elif r < 0.7:
-            out.append(random_char(rng, "any"))
-        elif r < 0.85:
-            out.append(" ")
-        else:
-            out.append(rng.choice(ctx["pieces"]).replace("\u2581", " "))
-    return "".join(out)
+    return mix(rng, rng.randint(1, 20), [(0.5, lambda: rng.choice(unknown)), (0.7, lambda: random_char(rng, "any")),
+                                         (0.85, lambda: " "),
+                                         (1.0, lambda: rng.choice(ctx["pieces"]).replace("\u2581", " "))])
 
 
 def gen_titles(rng, ctx):

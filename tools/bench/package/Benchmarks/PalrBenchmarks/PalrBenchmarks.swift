@@ -115,15 +115,15 @@ let benchmarks: @Sendable () -> Void = {
 
     // (7) One full recommendation, as `palr demo` / `palr recommend --no-cache` run it:
     // history read, retrieval, prompt, ranking with the bundled model (letters mode).
-    // With prefix reuse, the previous run's prompt prefix (same history) is restored from
-    // the ranker's prefix cache; without, the cache is emptied before each run (outside
-    // the measured region), so the whole prompt is computed.
+    // With prefix reuse, the previous run's prompt (same history) is reused from the
+    // ranker's session or prefix cache; without, every prompt state kept for reuse is
+    // dropped before each run (outside the measured region), so the whole prompt is computed.
     for reuse in [true, false] {
         Benchmark(
             reuse ? "recommend-bundled-prefix-reuse" : "recommend-bundled-no-prefix-reuse",
             configuration: .init(metrics: PalrMetrics.base, maxDuration: .seconds(3))
         ) { benchmark, state in
-                if !reuse { state.recommender.ranker.prefixCache.removeAll() }
+                if !reuse { state.recommender.ranker.forgetCachedPrompts() }
             do {
                 var items = 0
                 _ = try measured(benchmark) {
