@@ -5,6 +5,13 @@
 // history grew by one item is re-ranked from its cached prompt (a 7B's 600-token prompt
 // is a minute cold, under a second from the cache). No socket, no port: the parent owns
 // the process, its pipes are the only way in.
+//
+// While no request is waiting, the server prepares: a profile whose history a `record` or
+// `forget` just changed (or a `prepare` op named) is ranked ahead of time, so the UI's
+// next request for it is served from the ranking cache. A box records a film when it
+// starts; by the time the viewer asks what to watch next, the answer is ready. The work
+// yields to any request within one piece of prompt work (64 tokens), and what it
+// computed before yielding is kept for the request's own prompt.
 import ArgumentParser
 import Catalog
 import FileSafety
@@ -27,13 +34,23 @@ struct ServeCommand: ParsableCommand {
             "result" is {"ids": […]}; {"op": "recent", "profile": "P"} with optional "limit" (50): \
             the profile's last interactions, oldest first; {"op": "forget", "profile": "P", "items": \
             ["ID"]} forgets one item of the history, {"op": "forget", "profile": "P", "all": true} \
-            the whole profile. \
+            the whole profile; {"op": "prepare", "profile": "P"} queues P's ranking to be computed \
+            while no request is waiting ("result" is {"queued": true}). \
+            After a record or a forget of one item, the profile is prepared the same way (the \
+            recommendation the request {"profile": "P"} would get, with the server's options), \
+            unless --no-prepare; a request that arrives meanwhile waits at most one piece of \
+            prompt work (64 tokens), and the work done is kept. \
             A request that fails gets {"id": …, "error": "…"} and the next line is read; a line \
             over 1 MiB, one that is not a JSON object, or an unknown key is such a failure. Blank \
-            lines are skipped (no response). Notes and the ready line go to standard error.
+            lines are skipped (no response). Notes, the ready line and one line per preparation \
+            go to standard error.
             """)
 
     @OptionGroup var pipeline: PipelineOptions
+
+    @Flag(inversion: .prefixedNo,
+          help: "Rank a profile ahead of time, while no request waits, after a record or a forget of one item.")
+    var prepare = true
 
     /// The longest request line (a request is a few hundred bytes; 1 MiB is any sane list of ids).
     static let maxLineBytes = 1 << 20
@@ -43,21 +60,64 @@ struct ServeCommand: ParsableCommand {
         let rec = try pipeline.makeRecommender(quiet: true)
         printErr("palr serve: ready, \(rec.ranker.settings.mode.rawValue) mode; one JSON request per line on standard input")
         var reader = LineReader(descriptor: STDIN_FILENO, maxLineBytes: Self.maxLineBytes)
-        while let line = try reader.next() {
+        var queue = PreparationQueue()
+        while true {
+            // Idle: no request read and waiting, none arriving. (A file or /dev/null as
+            // standard input is always readable: nothing is prepared then.)
+            if let profile = queue.first, !reader.hasLine, !Self.inputWaiting() {
+                if prepare(profile, rec) { queue.remove(profile) }
+                continue
+            }
+            guard let line = try reader.next() else { break }
             let response: String
             switch line {
             case .tooLong:
                 response = Self.encode(ServeResponse(id: nil, error: "request line longer than \(Self.maxLineBytes) bytes"))
             case .line(let bytes):
                 if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }   // blank lines
-                response = handle(Data(bytes), rec)
+                response = handle(Data(bytes), rec, queue: &queue)
             }
             try writeNow(response + "\n")
         }
     }
 
-    /// One request's response line (never throws: a failure is the response).
-    func handle(_ data: Data, _ rec: Recommender) -> String {
+    /// Whether standard input has data (or its end, or an error) to read now.
+    static func inputWaiting() -> Bool {
+        var p = pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)
+        let n = poll(&p, 1, 0)
+        // An error other than an interruption: let the read report it.
+        return n > 0 || (n < 0 && errno != EINTR)
+    }
+
+    /// Ranks `profile` as a request with the server's options would, yielding to the next
+    /// request; true when it is done with (ranked, or failed: a note says why), false when
+    /// it yielded (it stays queued; the next attempt continues from the prompt tokens
+    /// already computed, unless a request's prompt replaced them).
+    func prepare(_ profile: String, _ rec: Recommender) -> Bool {
+        rec.ranker.interruption = { Self.inputWaiting() }
+        defer { rec.ranker.interruption = nil }
+        let name = terminalSafe(profile)
+        do {
+            let r = try rec.recommend(profile: profile, k: 10, mode: try pipeline.scoringMode(),
+                                      candidates: pipeline.candidates, useCache: true)
+            let how = r.fromCache ? "already cached" : String(format: "%.2f s, %d of %d prompt tokens computed",
+                                                               r.timings.totalSeconds, r.timings.computedPromptTokens,
+                                                               r.timings.promptTokens)
+            printErr("palr serve: prepared profile \(name) (\(how))")
+            return true
+        } catch RankerError.interrupted(let done, let total) {
+            printErr("palr serve: preparing profile \(name) yielded to a request (\(done) of \(total) prompt tokens computed, kept)")
+            return false
+        } catch {
+            printErr("palr serve: could not prepare profile \(name): \(oneLine("\(rankingError(error, model: pipeline.model))"))")
+            return true
+        }
+    }
+
+    /// One request's response line (never throws: a failure is the response). A change to
+    /// a profile's history queues the profile for preparation (`--prepare`); a forgotten
+    /// profile leaves the queue.
+    func handle(_ data: Data, _ rec: Recommender, queue: inout PreparationQueue) -> String {
         let request: ServeRequest
         do {
             request = try JSONDecoder().decode(ServeRequest.self, from: data)
@@ -81,7 +141,13 @@ struct ServeCommand: ParsableCommand {
                 return Self.encode(ServeResponse(id: request.id, result: r))
             case "record":
                 let ids = try record(request, rec.store)
+                if prepare { queue.add(request.profile) }
                 return Self.encode(ServeResponse(id: request.id, result: ["ids": ids]))
+            case "prepare":
+                // Checked now, so that a misspelt profile is an answer, not a note later.
+                _ = try rec.store.recent(profile: request.profile, limit: 1)
+                queue.add(request.profile)
+                return Self.encode(ServeResponse(id: request.id, result: ["queued": true]))
             case "recent":
                 let limit = request.limit ?? 50
                 guard (1...100_000).contains(limit) else { throw CLIError("limit must be between 1 and 100000 (got \(limit))") }
@@ -95,8 +161,10 @@ struct ServeCommand: ParsableCommand {
                 switch (request.items, request.all ?? false) {
                 case (let items?, false) where items.count == 1:
                     removed = try rec.store.forget(item: items[0], profile: request.profile)
+                    if prepare && removed > 0 { queue.add(request.profile) }
                 case (nil, true):
                     removed = try rec.store.forget(profile: request.profile)
+                    queue.remove(request.profile)
                 default:
                     throw CLIError("forget takes \"items\": [one item id], or \"all\": true for the whole profile")
                 }
@@ -104,7 +172,7 @@ struct ServeCommand: ParsableCommand {
                 rec.ranker.forgetCachedPrompts()
                 return Self.encode(ServeResponse(id: request.id, result: ["removed": removed]))
             case let op:
-                throw CLIError("unknown op \(String(reflecting: op)) (recommend, record, recent or forget)")
+                throw CLIError("unknown op \(String(reflecting: op)) (recommend, record, recent, forget or prepare)")
             }
         } catch {
             return Self.encode(ServeResponse(id: request.id, error: oneLine("\(error)")))
@@ -170,6 +238,14 @@ struct ServeCommand: ParsableCommand {
         @unknown default: return oneLine("\(error)")
         }
     }
+}
+
+/// Profiles to rank ahead of time, oldest request first, each once.
+struct PreparationQueue {
+    private(set) var profiles: [String] = []
+    var first: String? { profiles.first }
+    mutating func add(_ profile: String) { if !profiles.contains(profile) { profiles.append(profile) } }
+    mutating func remove(_ profile: String) { profiles.removeAll { $0 == profile } }
 }
 
 /// A request id as the client sent it: a string or a number, echoed unchanged (an
@@ -267,6 +343,9 @@ struct LineReader {
         self.descriptor = descriptor
         self.maxLineBytes = maxLineBytes
     }
+
+    /// Whether `next()` can answer without reading: a whole line is buffered, or the input ended.
+    var hasLine: Bool { ended || buffer[start...].contains(0x0A) }
 
     /// The next line, or nil at the end of input. A read error throws, naming standard input.
     mutating func next() throws -> Line? {

@@ -11,7 +11,7 @@ import Testing
 private final class ServeProcess {
     let process = Process()
     private let input = Pipe(), output = Pipe(), errors = Pipe()
-    private var pending: [UInt8] = []
+    private var pending: [UInt8] = [], pendingErrors: [UInt8] = []
 
     init(_ arguments: [String]) throws {
         process.executableURL = URL(fileURLWithPath: try palrExecutable())
@@ -28,7 +28,21 @@ private final class ServeProcess {
 
     /// The next response line, or nil when none came within `seconds`.
     func response(within seconds: Double = 60) -> String? {
-        let fd = output.fileHandleForReading.fileDescriptor
+        Self.line(from: output, &pending, within: seconds)
+    }
+
+    /// The next line of standard error that contains `text` (earlier ones are passed over),
+    /// or nil when none came within `seconds`.
+    func errorLine(containing text: String, within seconds: Double = 60) -> String? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while let line = Self.line(from: errors, &pendingErrors, within: deadline.timeIntervalSinceNow) {
+            if line.contains(text) { return line }
+        }
+        return nil
+    }
+
+    private static func line(from pipe: Pipe, _ pending: inout [UInt8], within seconds: Double) -> String? {
+        let fd = pipe.fileHandleForReading.fileDescriptor
         let deadline = Date().addingTimeInterval(seconds)
         while true {
             if let newline = pending.firstIndex(of: 0x0A) {
@@ -54,7 +68,8 @@ private final class ServeProcess {
         let rest = output.fileHandleForReading.readDataToEndOfFile()
         let err = errors.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: pending + rest, as: UTF8.self), String(decoding: err, as: UTF8.self))
+        return (process.terminationStatus, String(decoding: pending + rest, as: UTF8.self),
+                String(decoding: pendingErrors + err, as: UTF8.self))
     }
 }
 
@@ -148,6 +163,47 @@ private func object(_ line: String?) throws -> [String: Any] {
             let end = serve.finish()
             #expect(end.status == 0 && end.rest.isEmpty, "status \(end.status), rest \(end.rest.prefix(200)), \(end.errors)")
             #expect(end.errors.contains("palr serve: ready"))
+        }
+    }
+
+    /// A record queues the profile; while no request waits, the server ranks it, and the
+    /// UI's next request is served from the ranking cache. `--no-prepare` turns that off.
+    /// (Yielding to a request mid-prompt: `InterruptionTests`.)
+    @Test(arguments: [true, false])
+    func preparesAProfileWhileIdle(prepare: Bool) throws {
+        try withTemporaryDirectory { folder in
+            let db = folder + "/h.sqlite"
+            do {
+                let store = try HistoryStore(path: db)
+                try store.record(["1", "2", "3", "5", "7"].enumerated().map { NewInteraction(profile: "p", item: $1, timestamp: Int64($0)) },
+                                 createProfiles: true)
+            }
+            let models = repositoryRoot.appendingPathComponent("models").path
+            let serve = try ServeProcess(["--model", models + "/palr-ml-small-q4_0.gguf",
+                                          "--catalog", models + "/ml-small-catalog.gguf", "--db", db]
+                                         + (prepare ? [] : ["--no-prepare"]))
+            #expect(serve.errorLine(containing: "palr serve: ready") != nil)
+            serve.send(#"{"id": 1, "op": "record", "profile": "p", "items": ["10"]}"#)
+            #expect(try object(serve.response())["error"] == nil)
+            if prepare {
+                let note = serve.errorLine(containing: "palr serve: prepared profile p")
+                #expect(note?.contains("prompt tokens computed") == true, "\(note ?? "no note")")
+            } else {
+                Thread.sleep(forTimeInterval: 0.5)   // time it would have had
+            }
+            serve.send(#"{"id": 2, "profile": "p"}"#)
+            let result = try #require(try object(serve.response())["result"] as? [String: Any])
+            #expect(result["fromCache"] as? Bool == prepare && result["historyLength"] as? Int == 6, "\(result)")
+            #expect((result["items"] as? [Any])?.count == 10)
+
+            // Asked for: queued (the ranking is cached by now), or refused for an unknown profile.
+            serve.send(#"{"id": 3, "op": "prepare", "profile": "p"}"#)
+            #expect((try object(serve.response())["result"] as? [String: Any])?["queued"] as? Bool == true)
+            #expect(serve.errorLine(containing: "palr serve: prepared profile p (already cached)") != nil)
+            serve.send(#"{"id": 4, "op": "prepare", "profile": "nobody"}"#)
+            #expect((try object(serve.response())["error"] as? String ?? "").contains("unknown profile"))
+            let end = serve.finish()
+            #expect(end.status == 0 && end.rest.isEmpty, "status \(end.status), rest \(end.rest.prefix(200)), \(end.errors)")
         }
     }
 }

@@ -244,3 +244,57 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
         #expect(res.items.last?.score == 0)   // log 1: the lone candidate of its window
     }
 }
+
+/// `Ranker.interruption` (`palr serve` preparing a profile while idle): a ranking stopped
+/// between pieces of prompt work keeps what it computed, and the next ranking of the same
+/// prompt continues from there to a cold ranker's scores.
+@Suite struct InterruptionTests {
+    @Test(arguments: [ScoringMode.letters, .likelihood, .generate])
+    func anInterruptedRankingKeepsItsWorkForTheNext(mode: ScoringMode) throws {
+        let tolerance = mode == .generate ? 0.05 : 1e-4   // as in the prefix-reuse tests
+        let cold = try makeRanker().rank(history: someTitles, candidates: someCandidates, k: 3, mode: mode)
+        let total = cold.timings.promptTokens
+        let chunk = Ranker.interruptibleChunk
+        #expect(total > chunk, "the prompt must span several pieces: \(total) tokens")
+
+        // Stopped at the first chance: one piece computed.
+        let r = try makeRanker()
+        r.interruption = { true }
+        do {
+            _ = try r.rank(history: someTitles, candidates: someCandidates, k: 3, mode: mode, cacheKey: "p")
+            Issue.record("the ranking was not interrupted")
+        } catch RankerError.interrupted(let done, let promptTokens) {
+            #expect(done == chunk && promptTokens == total)
+        }
+        #expect(r.residentPrompt.count == chunk)
+
+        // Resumed (still interruptible, never stopping): only the rest is computed.
+        r.interruption = { false }
+        let resumed = try r.rank(history: someTitles, candidates: someCandidates, k: 3, mode: mode, cacheKey: "p")
+        #expect(resumed.timings.computedPromptTokens == total - chunk)
+        var worst = 0.0
+        for (a, b) in zip(cold.items, resumed.items) {
+            #expect(a.id == b.id)
+            worst = max(worst, abs(a.score - b.score))
+        }
+        print("\(mode): interrupted after \(chunk) of \(total) prompt tokens, resumed: max |Δ score| vs cold = \(worst)")
+        #expect(worst <= tolerance && resumed.items.count == cold.items.count)
+
+        // Asked after the prompt too: likelihood before scoring, generate before each token.
+        if mode != .letters {
+            let s = try makeRanker()
+            var calls = 0
+            s.interruption = { calls += 1; return calls > (total - 1) / chunk }
+            do {
+                _ = try s.rank(history: someTitles, candidates: someCandidates, k: 3, mode: mode)
+                Issue.record("the scoring stage was not interrupted")
+            } catch RankerError.interrupted(let done, let promptTokens) {
+                #expect(done == total && promptTokens == total)
+            }
+            s.interruption = nil
+            let again = try s.rank(history: someTitles, candidates: someCandidates, k: 3, mode: mode)
+            #expect(again.timings.computedPromptTokens == 1)
+            #expect(zip(cold.items, again.items).allSatisfy { $0.id == $1.id && abs($0.score - $1.score) <= tolerance })
+        }
+    }
+}
