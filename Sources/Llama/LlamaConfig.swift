@@ -133,6 +133,9 @@ public enum LlamaError: Error, Equatable, CustomStringConvertible {
     /// The address-space limit (RLIMIT_AS, `ulimit -v`) leaves `available` bytes, fewer than
     /// the `needed` bytes of OpenBLAS buffers for `threads` threads (see `BLAS.admitCallers`).
     case addressSpace(limit: Int, available: Int, needed: Int, threads: Int)
+    /// `prefill(stopIf:)` was told to stop; the cache holds `position` tokens (the batch
+    /// in progress was dropped whole).
+    case stopped(position: Int)
 
     /// One line, whatever the file held (see `oneLine`).
     public var description: String { oneLine(message) }
@@ -157,6 +160,7 @@ public enum LlamaError: Error, Equatable, CustomStringConvertible {
             return "the address-space limit (ulimit -v: \(mib(limit)) MiB) leaves \(mib(available)) MiB, and OpenBLAS "
                 + "needs about \(mib(needed)) MiB of buffers for \(threads) thread\(threads == 1 ? "" : "s"): "
                 + "raise the limit or use fewer threads (-t)"
+        case .stopped(let p): return "stopped at the caller's request with \(p) tokens in the cache"
         }
     }
 }

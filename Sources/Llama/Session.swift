@@ -319,6 +319,16 @@ public final class LlamaSession {
     /// order. The logits buffer is valid only inside `body`.
     public func prefill(_ tokens: [Int32], logits rows: LogitRows = .last,
                         _ body: (Int, UnsafeBufferPointer<Float>) throws -> Void = { _, _ in }) throws {
+        try prefill(tokens, logits: rows, stopIf: nil, body)
+    }
+
+    /// `prefill`, stoppable. `stopIf`, when given, is asked before each layer of a batch (and before each token
+    /// of a batch small enough to run token by token): `true` throws `LlamaError.stopped`
+    /// with `position` at the end of the last whole batch or token. The stopped batch's
+    /// keys and values, written for some layers only, lie past `position`, where the next
+    /// prefill overwrites them.
+    public func prefill(_ tokens: [Int32], logits rows: LogitRows, stopIf: (() -> Bool)?,
+                        _ body: (Int, UnsafeBufferPointer<Float>) throws -> Void) throws {
         try checkTokens(tokens)
         if case .indices(let i) = rows {
             guard i.allSatisfy({ $0 >= 0 && $0 < tokens.count }), zip(i, i.dropFirst()).allSatisfy({ $0 < $1 }) else {
@@ -343,6 +353,7 @@ public final class LlamaSession {
             }
             if n <= Self.smallPrefill {
                 for i in 0..<n {
+                    if let stopIf, stopIf() { throw LlamaError.stopped(position: position) }
                     let wanted = (0..<count).contains { j in
                         if case .indices(let idx) = rows { return idx[first + j] - start == i }
                         return first + j == i
@@ -364,7 +375,7 @@ public final class LlamaSession {
                 try forward(chunk, logitCount: count, logitRow: { j in
                     if case .indices(let idx) = rows { return idx[first + j] - start }
                     return first + j
-                }) { i, l in try body(start + i, l) }
+                }, stopIf: stopIf) { i, l in try body(start + i, l) }
             }
             position += n
             start = end
@@ -689,6 +700,7 @@ public final class LlamaSession {
     /// One batch (≤ maxBatch tokens) through every layer with GEMMs.
     /// `logitRow(j)` for j in 0..<logitCount names the batch rows that need logits, ascending.
     private func forward(_ tokens: UnsafeBufferPointer<Int32>, logitCount: Int, logitRow: (Int) -> Int,
+                         stopIf: (() -> Bool)? = nil,
                          _ body: (Int, UnsafeBufferPointer<Float>) throws -> Void) throws {
         let c = config
         let n = tokens.count
@@ -702,6 +714,7 @@ public final class LlamaSession {
         }
 
         for l in 0..<c.layerCount {
+            if let stopIf, stopIf() { throw LlamaError.stopped(position: position) }
             let L = w.layers[l]
             L.attnNorm.withUnsafeBufferPointer { nw in
                 for i in 0..<n { rmsnorm(xb + i * c.dim, x + i * c.dim, nw.baseAddress!, c.dim, eps: eps) }

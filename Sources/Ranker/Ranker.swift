@@ -101,15 +101,15 @@ public final class Ranker {
     var residentPrompt: [Int32] = []
     private let newline: [Int32]
 
-    /// When set, asked between pieces of model work (every `interruptibleChunk` prompt
-    /// tokens, every generated token): `true` stops the ranking with
-    /// `RankerError.interrupted`. The prompt tokens already computed stay in the session's
-    /// cache and a later prompt that starts the same way continues from them, so work done
-    /// ahead of time (`palr serve` preparing a profile while idle) is never wasted.
+    /// When set, asked before each layer of prompt work and before each generated token:
+    /// `true` stops the ranking with `RankerError.interrupted`. The prompt is then run in
+    /// pieces of `interruptibleChunk` tokens; the pieces completed stay in the session's
+    /// cache, and a later prompt that starts the same way continues from them, so work done
+    /// ahead of time (`palr serve` preparing a profile while idle) is kept but for the
+    /// piece in progress.
     public var interruption: (() -> Bool)?
-    /// Prompt tokens per piece when `interruption` is set: a 7B runs 64 in about 6 s here,
-    /// the longest a request waits for a preparation to yield; small batches cost little
-    /// GEMM speed (64 vs 256 tokens: see README, "Performance").
+    /// Prompt tokens per piece when `interruption` is set: what a stop throws away at most
+    /// (a 7B runs 64 in about 6 s here), at little cost in GEMM speed (README, serve).
     public static let interruptibleChunk = 64
 
     /// `kvCache`: how the session's KV cache stores keys and values (default fp16, as
@@ -210,16 +210,17 @@ public final class Ranker {
         var last: [Float] = []
         if let interruption {
             var done = reuse
-            while done < tokens.count {
-                let end = min(tokens.count, done + Self.interruptibleChunk)
-                let rows: LogitRows = end == tokens.count ? .last : .none
-                try session.prefill(Array(tokens[done..<end]), logits: rows) { _, l in last = Array(l) }
-                done = end
-                if done < tokens.count, interruption() {
-                    // Positions 0..<done hold these tokens' keys and values: kept for reuse.
-                    residentPrompt = Array(tokens[..<done])
-                    throw RankerError.interrupted(computedPromptTokens: done, promptTokens: tokens.count)
+            do {
+                while done < tokens.count {
+                    let end = min(tokens.count, done + Self.interruptibleChunk)
+                    let rows: LogitRows = end == tokens.count ? .last : .none
+                    try session.prefill(Array(tokens[done..<end]), logits: rows, stopIf: interruption) { _, l in last = Array(l) }
+                    done = end
                 }
+            } catch LlamaError.stopped(let position) {
+                // Positions 0..<position hold these tokens' keys and values: kept for reuse.
+                residentPrompt = Array(tokens[..<position])
+                throw RankerError.interrupted(computedPromptTokens: position, promptTokens: tokens.count)
             }
         } else {
             try session.prefill(Array(tokens[reuse...]), logits: .last) { _, l in last = Array(l) }

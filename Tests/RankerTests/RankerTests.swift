@@ -257,9 +257,9 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
         let chunk = Ranker.interruptibleChunk
         #expect(total > chunk, "the prompt must span several pieces: \(total) tokens")
 
-        // Stopped at the first chance: one piece computed.
+        // Stopped at the first chance after one piece: that piece is kept.
         let r = try makeRanker()
-        r.interruption = { true }
+        r.interruption = { r.session.position >= chunk }
         do {
             _ = try r.rank(history: someTitles, candidates: someCandidates, k: 3, mode: mode, cacheKey: "p")
             Issue.record("the ranking was not interrupted")
@@ -280,11 +280,25 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
         print("\(mode): interrupted after \(chunk) of \(total) prompt tokens, resumed: max |Δ score| vs cold = \(worst)")
         #expect(worst <= tolerance && resumed.items.count == cold.items.count)
 
+        // Stopped inside the first piece, after some of its layers: nothing is kept, and the
+        // layers' keys and values written for it do not leak into the next ranking.
+        let m = try makeRanker()
+        var asked = 0
+        m.interruption = { asked += 1; return asked == 2 }
+        do {
+            _ = try m.rank(history: someTitles, candidates: someCandidates, k: 3, mode: mode)
+            Issue.record("the ranking was not stopped inside its first piece")
+        } catch RankerError.interrupted(let done, _) { #expect(done == 0) }
+        m.interruption = nil
+        let redone = try m.rank(history: someTitles, candidates: someCandidates, k: 3, mode: mode)
+        #expect(redone.timings.computedPromptTokens == total)
+        #expect(zip(cold.items, redone.items).allSatisfy { $0.id == $1.id && abs($0.score - $1.score) <= tolerance })
+
         // Asked after the prompt too: likelihood before scoring, generate before each token.
         if mode != .letters {
             let s = try makeRanker()
-            var calls = 0
-            s.interruption = { calls += 1; return calls > (total - 1) / chunk }
+            var promptDone = false
+            s.interruption = { if s.session.position >= total { promptDone = true }; return promptDone }
             do {
                 _ = try s.rank(history: someTitles, candidates: someCandidates, k: 3, mode: mode)
                 Issue.record("the scoring stage was not interrupted")
