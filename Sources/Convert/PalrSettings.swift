@@ -18,6 +18,9 @@ public struct PalrSettings: Sendable, Equatable {
     public var promptTemplate: String?
     public var scoringMode: ScoringMode = .letters      // palr.scoring_mode
     public var maxHistory = 20                         // palr.max_history: history items in the prompt
+    /// palr.history_step: the shown history's window starts at multiples of this (written
+    /// only when it is not 1; the runtime's `PALRSettings.shownHistory`).
+    public var historyStep = 1
     public var maxCandidates = 20                      // palr.max_candidates: candidates ranked at once
     public var titleTokenLimit = 32                    // palr.title_token_limit: tokens per title
     /// palr.retrieval_prior: weight w of the retrieval order in the final score (the
@@ -36,8 +39,8 @@ public struct PalrSettings: Sendable, Equatable {
     public static let retrievalPriorRange = 0.0...1000.0
 
     /// The keys a `--palr-config` JSON file may hold.
-    public static let jsonKeys = ["prompt_template", "scoring_mode", "max_history", "max_candidates", "title_token_limit",
-                                  "retrieval_prior", "profile_template"]
+    public static let jsonKeys = ["prompt_template", "scoring_mode", "max_history", "history_step", "max_candidates",
+                                  "title_token_limit", "retrieval_prior", "profile_template"]
 
     /// Reads a `--palr-config` file over the defaults. Unknown keys are errors (a typo
     /// would otherwise silently keep a default).
@@ -57,6 +60,7 @@ public struct PalrSettings: Sendable, Equatable {
                 guard let s = v.string else { throw .badConfig(path: path, key: k, reason: "is \(v.brief), not a string") }
                 scoringMode = try Self.mode(s)
             case "max_history": maxHistory = try int()
+            case "history_step": historyStep = try int()
             case "max_candidates": maxCandidates = try int()
             case "title_token_limit": titleTokenLimit = try int()
             case "retrieval_prior":
@@ -89,6 +93,9 @@ public struct PalrSettings: Sendable, Equatable {
                 throw .badSettings(key: k, reason: "\(v) is outside \(Self.countRange.lowerBound)…\(Self.countRange.upperBound)")
             }
         }
+        guard (1...maxHistory).contains(historyStep) else {
+            throw .badSettings(key: "palr.history_step", reason: "\(historyStep) is outside 1…\(maxHistory) (palr.max_history)")
+        }
         if scoringMode == .letters, maxCandidates > Self.letterLabels {
             throw .badSettings(key: "palr.max_candidates",
                                reason: "\(maxCandidates) candidates cannot be labelled with letters mode's \(Self.letterLabels) labels (A…T)")
@@ -117,6 +124,9 @@ public struct PalrSettings: Sendable, Equatable {
         m += [
             ("palr.scoring_mode", .string(scoringMode.rawValue)),
             ("palr.max_history", .uint32(UInt32(maxHistory))),
+        ]
+        if historyStep != 1 { m.append(("palr.history_step", .uint32(UInt32(historyStep)))) }
+        m += [
             ("palr.max_candidates", .uint32(UInt32(maxCandidates))),
             ("palr.title_token_limit", .uint32(UInt32(titleTokenLimit))),
             ("palr.retrieval_prior", .float32(Float(retrievalPrior))),

@@ -145,9 +145,10 @@ public final class Ranker {
         return tokenizer.decode(Array(ids.prefix(settings.titleTokenLimit))).trimmingCharacters(in: .whitespaces)
     }
 
-    /// The prompt text for a mode. History is oldest first and capped at `maxHistory` (most recent kept).
+    /// The prompt text for a mode. History is oldest first, the whole of it: the prompt
+    /// shows the latest items (`PALRSettings.shownHistory`).
     public func prompt(mode: ScoringMode, history: [String], profile: String?, candidates: [Candidate]) -> String {
-        let hist = history.suffix(settings.maxHistory).map { fill(settings.historyItem, ["title": cutTitle($0)]) }.joined()
+        let hist = history[settings.shownHistory(count: history.count)].map { fill(settings.historyItem, ["title": cutTitle($0)]) }.joined()
         let prof = profile.map { fill(settings.profileLine, ["summary": $0]) } ?? ""
         var cands = ""
         switch mode {

@@ -20,6 +20,13 @@ public enum ScoringMode: String, Sendable, CaseIterable, Codable {
 public struct PALRSettings: Sendable, Equatable {
     public var mode: ScoringMode = .letters                 // palr.scoring_mode
     public var maxHistory = 20                              // palr.max_history
+    /// How the shown history's window moves: its first item advances in steps of this many
+    /// items, so it shows between `maxHistory − historyStep + 1` and `maxHistory` of the
+    /// latest items (`shownHistory`). 1: always exactly the latest `maxHistory`. A larger
+    /// step keeps a grown history's prompt starting with the same lines, so the next prompt
+    /// after an interaction reuses the history's keys and values (prefix reuse), for a model
+    /// trained on such windows.
+    public var historyStep = 1                              // palr.history_step
     public var maxCandidates = 20                           // palr.max_candidates
     public var titleTokenLimit = 32                         // palr.title_token_limit
     /// Weight w of the retrieval order in letters and likelihood modes: the candidate at
@@ -79,6 +86,11 @@ public struct PALRSettings: Sendable, Equatable {
             self.mode = mode
         } else { defaulted.append("palr.scoring_mode") }
         try int("palr.max_history", &maxHistory, noted: true)
+        try int("palr.history_step", &historyStep)
+        guard historyStep <= maxHistory else {
+            throw .wrongValueType(key: "palr.history_step", expected: "an integer in 1…\(maxHistory) (palr.max_history)",
+                                  found: String(historyStep))
+        }
         try int("palr.max_candidates", &maxCandidates, noted: true)
         try int("palr.title_token_limit", &titleTokenLimit, noted: true)
         if let w = try gguf.optionalDouble("palr.retrieval_prior") {
@@ -132,6 +144,17 @@ public struct PALRSettings: Sendable, Equatable {
                                       found: "\"\(shown.debugDescription.dropFirst().dropLast())\"")
             }
         }
+    }
+
+    /// The positions, in a history of `count` items (oldest first), of the items a prompt
+    /// shows: all when there are at most `maxHistory`; otherwise the latest, from the first
+    /// multiple of `historyStep` that leaves at most `maxHistory` (with step 1, exactly the
+    /// latest `maxHistory`).
+    public func shownHistory(count: Int) -> Range<Int> {
+        guard count > maxHistory else { return 0..<count }
+        let over = count - maxHistory
+        let step = max(1, historyStep)
+        return (over + step - 1) / step * step ..< count
     }
 
     public func template(for mode: ScoringMode) -> String {

@@ -220,7 +220,9 @@ struct EvalCommand: ParsableCommand {
         var done = 0
         let start = Date()
         return { catalog, history, candidates in
-            let titles = history.suffix(settings.maxHistory).map { catalog.titles[Int($0)] }
+            // The whole history: the ranker picks the items its prompt shows (palr.history_step
+            // aligns its window on the history's length).
+            let titles = history.map { catalog.titles[Int($0)] }
             let cands = candidates.map { Candidate(id: String($0.index), title: catalog.titles[Int($0.index)]) }
             let res: RankResult
             do { res = try ranker.rank(history: titles, candidates: cands, k: cands.count, mode: scoring) } catch {

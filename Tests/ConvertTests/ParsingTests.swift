@@ -96,6 +96,16 @@ import Tokenizer
         try Data("{\"max_histroy\": 5}".utf8).write(to: URL(fileURLWithPath: d.file("typo.json")))
         #expect(throws: ConvertError.self) { try PalrSettings(jsonFile: d.file("typo.json")) }
         #expect(throws: ConvertError.self) { try PalrSettings.mode("ranked") }
+        // history_step: written only when not 1, and at most max_history.
+        try Data("{\"max_history\": 10, \"history_step\": 5}".utf8).write(to: URL(fileURLWithPath: d.file("step.json")))
+        var step = try PalrSettings(jsonFile: d.file("step.json"))
+        try step.validate()
+        #expect(step.ggufMetadata.contains { $0.0 == "palr.history_step" && $0.1 == .uint32(5) })
+        #expect(!PalrSettings().ggufMetadata.contains { $0.0 == "palr.history_step" })
+        for bad in [0, 11] {
+            step.historyStep = bad
+            #expect { try step.validate() } throws: { "\($0)".contains("palr.history_step") && "\($0)".contains("1…10") }
+        }
         var t = PalrSettings()
         t.maxCandidates = 20
         try t.validate()   // letters mode: labels A…T, as the runtime has

@@ -312,3 +312,63 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
         }
     }
 }
+
+/// `palr.history_step`: the shown history's window starts at multiples of the step, so a
+/// history that grows by one item keeps its prompt's history lines, and prefix reuse
+/// covers them.
+@Suite struct HistoryStepTests {
+    @Test func theWindowStartsAtMultiplesOfTheStep() {
+        var s = PALRSettings()
+        s.maxHistory = 20
+        for n in 0...60 {
+            // Step 1: exactly the latest 20 (the old `suffix`).
+            #expect(s.shownHistory(count: n) == max(0, n - 20)..<n)
+        }
+        s.historyStep = 5
+        var starts: [Int] = []
+        for n in 0...60 {
+            let r = s.shownHistory(count: n)
+            #expect(r.upperBound == n && r.lowerBound % 5 == 0)
+            #expect(r.count == n || (16...20).contains(r.count), "\(n): \(r)")
+            starts.append(r.lowerBound)
+        }
+        #expect(Array(starts[19...27]) == [0, 0, 5, 5, 5, 5, 5, 10, 10])
+        s.historyStep = 20
+        #expect(s.shownHistory(count: 21) == 20..<21 && s.shownHistory(count: 40) == 20..<40)
+    }
+
+    @Test func anAppendedItemReusesTheHistoryLines() throws {
+        let titles = someTitles + someCandidates.map(\.title).suffix(3)   // 8 titles
+        let candidates = Array(someCandidates.prefix(3))
+        func computed(step: Int) throws -> (shown: [Int], computed: [Int], lines: [Int]) {
+            let r = try makeRanker { $0.maxHistory = 4; $0.historyStep = step }
+            var shown: [Int] = [], computedTokens: [Int] = [], lines: [Int] = []
+            for n in 5...8 {
+                let res = try r.rank(history: Array(titles.prefix(n)), candidates: candidates, k: 3, mode: .letters, cacheKey: "p")
+                shown.append(titles.prefix(n).filter { res.prompt.contains("- \($0)\n") }.count)
+                computedTokens.append(res.timings.computedPromptTokens)
+                // The tokens after the last history line: what must be computed at least.
+                let tail = res.prompt[res.prompt.range(of: "- \(titles[n - 1])\n")!.lowerBound...]
+                lines.append(r.tokenizer.encode(String(tail), addBOS: false).count)
+            }
+            return (shown, computedTokens, lines)
+        }
+        let one = try computed(step: 1), three = try computed(step: 3)
+        print("history step 1: shown \(one.shown), computed \(one.computed); step 3: shown \(three.shown), computed \(three.computed) (new line and after: \(three.lines))")
+        #expect(one.shown == [4, 4, 4, 4] && three.shown == [2, 3, 4, 2])
+        // Step 1: every appended item shifts the window, the history is computed anew.
+        #expect(zip(one.computed.dropFirst(), one.lines.dropFirst()).allSatisfy { $0 > $1 + 10 })
+        // Step 3: within a window (n = 6, 7) only the new line and what follows it (+1 for a
+        // token the line's start may merge with); n = 8 starts a new window.
+        #expect(three.computed[1] <= three.lines[1] + 1 && three.computed[2] <= three.lines[2] + 1, "\(three)")
+        #expect(three.computed[3] > three.lines[3] + 10)
+    }
+
+    @Test func aStepBeyondTheHistoryIsRefused() throws {
+        var m = try HostileModel()
+        m.extraMetadata = [("palr.max_history", .uint32(4)), ("palr.history_step", .uint32(5))]
+        #expect { _ = try m.ranker() } throws: { "\($0)".contains("palr.history_step") && "\($0)".contains("1…4") }
+        m.extraMetadata = [("palr.max_history", .uint32(4)), ("palr.history_step", .uint32(4))]
+        #expect(try m.ranker().settings.historyStep == 4)
+    }
+}

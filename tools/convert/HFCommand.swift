@@ -14,7 +14,7 @@ struct HFCommand: ParsableCommand {
             norms stay F32. LoRA adapters are merged in fp32 before quantizing, in the order given.
             PALR settings (palr.* keys) come from --palr-config FILE.json (an object with the keys \
             \(PalrSettings.jsonKeys.map { "\"\($0)\"" }.joined(separator: ", ")); any other key is an error) \
-            and the flags, flags winning. Defaults: scoring mode letters, 20 history items, 20 candidates, \
+            and the flags, flags winning. Defaults: scoring mode letters, 20 history items (history step 1), 20 candidates, \
             32 title tokens, retrieval prior 0 (off), no template (the ranker's built-in one).
             The output is written to OUT.tmp-PID beside OUT (beside the file OUT points to when OUT is a \
             symbolic link), fsynced and renamed over OUT. An OUT that is not a regular file (a device, FIFO, \
@@ -48,6 +48,10 @@ struct HFCommand: ParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: "palr.max_history, 1–65536 (default 20).")
     var maxHistory: Int?
 
+    @Option(name: .long, parsing: .unconditional,
+            help: "palr.history_step, 1–max history: the prompt's history window starts at multiples of it, so a grown history's prompt keeps its first lines (default 1: always the latest max-history items).")
+    var historyStep: Int?
+
     @Option(name: .long, parsing: .unconditional, help: "palr.max_candidates, 1–65536, at most 20 in letters mode (labels A…T; default 20).")
     var maxCandidates: Int?
 
@@ -75,6 +79,7 @@ struct HFCommand: ParsableCommand {
         try checkOutputOption(output)
         let counts = PalrSettings.countRange
         try check("--max-history", maxHistory, atLeast: counts.lowerBound, atMost: counts.upperBound)
+        try check("--history-step", historyStep, atLeast: counts.lowerBound, atMost: counts.upperBound)
         try check("--max-candidates", maxCandidates, atLeast: counts.lowerBound, atMost: counts.upperBound)
         try check("--title-token-limit", titleTokenLimit, atLeast: counts.lowerBound, atMost: counts.upperBound)
         try check("--retrieval-prior", retrievalPrior, in: PalrSettings.retrievalPriorRange)
@@ -98,6 +103,7 @@ struct HFCommand: ParsableCommand {
             if let v = promptTemplate { s.promptTemplate = v }
             if let v = scoringMode { s.scoringMode = try PalrSettings.mode(v) }
             if let v = maxHistory { s.maxHistory = v }
+            if let v = historyStep { s.historyStep = v }
             if let v = maxCandidates { s.maxCandidates = v }
             if let v = titleTokenLimit { s.titleTokenLimit = v }
             if let v = retrievalPrior { s.retrievalPrior = v }

@@ -40,6 +40,9 @@ struct RandomCommand: ParsableCommand {
     @Option(name: .long, help: "A SentencePiece tokenizer.model of the shape's vocabulary size (default: a placeholder vocabulary).")
     var tokenizer: String?
 
+    @Option(name: .long, help: "PALR settings (palr.* keys) from a JSON object, as for `hf` (default: the defaults).")
+    var palrConfig: String?
+
     func validate() throws {
         guard (shape == nil) != (config == nil) else {
             throw ValidationError(shape == nil ? "give --shape or --config" : "give --shape or --config, not both")
@@ -49,10 +52,16 @@ struct RandomCommand: ParsableCommand {
     }
 
     func run() throws {
-        try prepareOutput(output, inputs: [tokenizer, config].compactMap { $0 })
+        try prepareOutput(output, inputs: [tokenizer, config, palrConfig].compactMap { $0 })
         var options = ConvertOptions()
         options.type = type.ggml
         options.threads = threads ?? defaultThreads()
+        if let palrConfig {
+            do {
+                options.settings = try PalrSettings(jsonFile: palrConfig)
+                try options.settings.validate()
+            } catch { throw ToolError(error) }
+        }
         var display = ProgressDisplay()
         let start = now()
         var total = 0
