@@ -76,7 +76,7 @@ def main() -> None:
                 if label >= 0:
                     titles = [pack.titles[pack.index[x]] for x in history if x in pack.index]
                     ex["ids"] = np.array(pb.ids(titles, [pack.titles[i] for i in cands]), dtype=np.int16)
-                    ex["history"] = [pack.index[x] for x in history if x in pack.index][-common.MAX_HISTORY:]
+                    ex["history"] = common.shown_history([pack.index[x] for x in history if x in pack.index])
                     ex["target"] = target
                 (val if is_val else train).append(ex)
         print(f"fold {f}: pack from {len(others)} users, {len(mine)} users' examples "

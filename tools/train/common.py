@@ -94,6 +94,21 @@ LETTERS_TEMPLATE = "Watched, most recent last:\n{history}{profile}Candidates:\n{
 HISTORY_ITEM = "- {title}\n"
 CANDIDATE_ITEM = "({label}) {title}\n"
 MAX_HISTORY = 20
+# palr.history_step (PALR_HISTORY_STEP, default 1: the latest MAX_HISTORY titles): the
+# shown history's window starts at multiples of it, as PALRSettings.shownHistory does.
+# run.sh writes the same step into the converted model.
+HISTORY_STEP = int(os.environ.get("PALR_HISTORY_STEP", "1"))
+if not 1 <= HISTORY_STEP <= MAX_HISTORY:
+    raise ValueError(f"PALR_HISTORY_STEP must be in 1..{MAX_HISTORY}, not {HISTORY_STEP}")
+
+
+def shown_history(history: list, max_history: int = MAX_HISTORY, step: int = HISTORY_STEP) -> list:
+    """The items a prompt shows of `history` (oldest first): all of at most max_history;
+    else the latest, from the first multiple of `step` that leaves at most max_history."""
+    over = len(history) - max_history
+    if over <= 0:
+        return history
+    return history[(over + step - 1) // step * step:]
 MAX_CANDIDATES = 20
 TITLE_TOKEN_LIMIT = 32
 LABELS = [chr(65 + i) for i in range(20)]   # A..T
@@ -137,7 +152,7 @@ class PromptBuilder:
     def text(self, history: list[str], candidates: list[str]) -> str:
         """history: titles oldest first; candidates: titles in retrieval order (≤ 20)."""
         assert len(candidates) <= MAX_CANDIDATES
-        hist = "".join(HISTORY_ITEM.replace("{title}", self.cut_title(t)) for t in history[-MAX_HISTORY:])
+        hist = "".join(HISTORY_ITEM.replace("{title}", self.cut_title(t)) for t in shown_history(history))
         cands = "".join(CANDIDATE_ITEM.replace("{label}", LABELS[i]).replace("{title}", self.cut_title(t))
                         for i, t in enumerate(candidates))
         # Ranker's fill() substitutes placeholders in one left-to-right pass, so a title

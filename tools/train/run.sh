@@ -25,7 +25,7 @@ python3 $T/evaluate.py --convert "$BIN/palr-convert" --ckpt "$CKPT" --q4
 
 mkdir -p models
 "$BIN/palr-convert" hf "$CKPT" -o models/palr-ml-small-q4_0.gguf --type q4_0 --scoring-mode letters \
-    --name palr-ml-small
+    --history-step "${PALR_HISTORY_STEP:-1}" --name palr-ml-small
 "$BIN/palr-convert" catalog --items "$DATA/movies.csv" --interactions "$DATA/ratings.csv" \
     -o models/ml-small-catalog.gguf --id ml-small-catalog --name "MovieLens latest-small"
 python3 $T/make_demo_history.py --out models/demo-history.csv

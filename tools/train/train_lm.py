@@ -52,7 +52,7 @@ class LikelihoodPrompts:
         self._cont: dict[str, list[int]] = {}
 
     def prompt_ids(self, history: list[str]) -> list[int]:
-        hist = "".join(common.HISTORY_ITEM.replace("{title}", self.pb.cut_title(t)) for t in history[-common.MAX_HISTORY:])
+        hist = "".join(common.HISTORY_ITEM.replace("{title}", self.pb.cut_title(t)) for t in common.shown_history(history))
         text = common._fill(LIKELIHOOD_TEMPLATE, {"history": hist, "profile": ""})
         return [self.pb.sp.bos_id()] + self.pb.sp.encode(text)
 
@@ -74,7 +74,7 @@ def training_windows(lp: LikelihoodPrompts, seqs, titles_by_id: dict[str, str], 
         items = [titles_by_id[x.item] for x in s[:-2] if x.item in titles_by_id]
         off = rng.randrange(stride)
         for t in range(1 + off, len(items), stride):
-            ids = lp.prompt_ids(items[max(0, t - common.MAX_HISTORY):t]) + lp.continuation(items[t])
+            ids = lp.prompt_ids(items[:t]) + lp.continuation(items[t])   # the prompt shows its window
             out.append({"ids": np.array(ids, dtype=np.int16)})
     return out
 
