@@ -431,8 +431,10 @@ public final class LlamaSession {
     /// RoPE position `position`, exactly as if it were the only one. Returns each
     /// continuation's per-token log-probabilities; the first token's comes from
     /// `prefixLogits`, the logits of the prefix's last position. The cache keeps only
-    /// the prefix afterwards (`position` is unchanged).
-    public func scoreContinuations(_ continuations: [[Int32]], prefixLogits: [Float]) throws -> [[Float]] {
+    /// the prefix afterwards (`position` is unchanged). `stopIf`, when given, is asked
+    /// before each layer, as `prefill` asks it; a stop throws `LlamaError.stopped`.
+    public func scoreContinuations(_ continuations: [[Int32]], prefixLogits: [Float],
+                                   stopIf: (() -> Bool)? = nil) throws -> [[Float]] {
         let c = config
         let p0 = position
         guard prefixLogits.count == c.vocabSize else {
@@ -470,7 +472,7 @@ public final class LlamaSession {
             }
             try flat.withUnsafeBufferPointer { buf throws in
                 try forward(UnsafeBufferPointer(rebasing: buf[start..<(start + n)]), logitCount: rows.count,
-                            logitRow: { rows[$0] }) { i, logits in
+                            logitRow: { rows[$0] }, stopIf: stopIf) { i, logits in
                     let (ci, j) = owner[start + i]
                     result[ci][j + 1] = logSoftmax(logits, at: Int(continuations[ci][j + 1]))
                 }

@@ -87,6 +87,7 @@ public final class Ranker {
     public func forgetCachedPrompts() {
         prefixCache.removeAll()
         residentPrompt = []
+        (mustFinishPiece, mustFinishScoring) = (false, false)
         try? session.rewind(to: 0)
     }
 
@@ -101,16 +102,32 @@ public final class Ranker {
     var residentPrompt: [Int32] = []
     private let newline: [Int32]
 
-    /// When set, asked before each layer of prompt work and before each generated token:
-    /// `true` stops the ranking with `RankerError.interrupted`. The prompt is then run in
-    /// pieces of `interruptibleChunk` tokens; the pieces completed stay in the session's
-    /// cache, and a later prompt that starts the same way continues from them, so work done
-    /// ahead of time (`palr serve` preparing a profile while idle) is kept but for the
-    /// piece in progress.
+    /// When set, asked before each layer of model work (prompt, continuations) and before
+    /// each generated token: `true` stops the ranking with `RankerError.interrupted`. The
+    /// prompt is then run in pieces of `interruptibleChunk` tokens; the pieces completed
+    /// stay in the session's cache (and, when they fit its budget, in the prefix cache under
+    /// the ranking's cache key, so that another prompt in between does not lose them), and
+    /// a later prompt that starts the same way continues from them. A stop that kept
+    /// nothing makes the next ranking get past the same point before it asks again (one
+    /// piece, or the whole scoring stage), so a stream of stops cannot starve a ranking.
     public var interruption: (() -> Bool)?
     /// Prompt tokens per piece when `interruption` is set: what a stop throws away at most
     /// (a 7B runs 64 in about 6 s here), at little cost in GEMM speed (README, serve).
     public static let interruptibleChunk = 64
+
+    /// Set by a stop that kept nothing: the next prompt piece, or the next scoring stage,
+    /// runs without asking (cleared when a piece completes, or a ranking).
+    private var mustFinishPiece = false, mustFinishScoring = false
+
+    /// The interruption to ask in the prompt stage and in the scoring stage.
+    private var promptStop: (() -> Bool)? { mustFinishPiece ? nil : interruption }
+    private var scoringStop: (() -> Bool)? { mustFinishScoring ? nil : interruption }
+
+    /// The scoring stage's stop (its work is lost; the prompt stays resident).
+    private func stoppedScoring() -> RankerError {
+        mustFinishScoring = true
+        return .interrupted(computedPromptTokens: residentPrompt.count, promptTokens: residentPrompt.count)
+    }
 
     /// `kvCache`: how the session's KV cache stores keys and values (default fp16, as
     /// llama.cpp: half the memory; `.f32` for bit-faithful scores).
@@ -171,19 +188,22 @@ public final class Ranker {
         guard !candidates.isEmpty else { throw RankerError.noCandidates }
         let mode = mode ?? settings.mode
         let k = max(1, min(k, candidates.count))
+        let result: RankResult
         switch mode {
-        case .letters: return try rankLetters(history: history, profile: profile, candidates: candidates, k: k, cacheKey: cacheKey)
+        case .letters: result = try rankLetters(history: history, profile: profile, candidates: candidates, k: k, cacheKey: cacheKey)
         case .likelihood:
             // The candidates' continuations follow the prompt in the context, so a long
             // candidate list can fill it: said in the ranker's terms, not the session's.
             do {
-                return try rankLikelihood(history: history, profile: profile, candidates: candidates, k: k,
-                                          normalized: lengthNormalized, cacheKey: cacheKey)
+                result = try rankLikelihood(history: history, profile: profile, candidates: candidates, k: k,
+                                            normalized: lengthNormalized, cacheKey: cacheKey)
             } catch LlamaError.contextFull(let position, let tokens, _) {
                 throw RankerError.promptTooLong(tokens: position + tokens, context: session.contextLength)
             }
-        case .generate: return try rankGenerate(history: history, profile: profile, candidates: candidates, k: k, cacheKey: cacheKey)
+        case .generate: result = try rankGenerate(history: history, profile: profile, candidates: candidates, k: k, cacheKey: cacheKey)
         }
+        (mustFinishPiece, mustFinishScoring) = (false, false)
+        return result
     }
 
     // MARK: prompt prefill with prefix reuse
@@ -209,22 +229,25 @@ public final class Ranker {
             try session.rewind(to: reuse)
         }
         var last: [Float] = []
-        if let interruption {
-            var done = reuse
-            do {
-                while done < tokens.count {
-                    let end = min(tokens.count, done + Self.interruptibleChunk)
-                    let rows: LogitRows = end == tokens.count ? .last : .none
-                    try session.prefill(Array(tokens[done..<end]), logits: rows, stopIf: interruption) { _, l in last = Array(l) }
-                    done = end
-                }
-            } catch LlamaError.stopped(let position) {
-                // Positions 0..<position hold these tokens' keys and values: kept for reuse.
-                residentPrompt = Array(tokens[..<position])
-                throw RankerError.interrupted(computedPromptTokens: position, promptTokens: tokens.count)
+        // One call without an interruption (the session splits it into its batches).
+        let piece = interruption == nil ? tokens.count : Self.interruptibleChunk
+        var done = reuse
+        do {
+            while done < tokens.count {
+                let end = min(tokens.count, done + piece)
+                try session.prefill(Array(tokens[done..<end]), logits: end == tokens.count ? .last : .none,
+                                    stopIf: promptStop) { _, l in last = Array(l) }
+                done = end
+                mustFinishPiece = false
             }
-        } else {
-            try session.prefill(Array(tokens[reuse...]), logits: .last) { _, l in last = Array(l) }
+        } catch LlamaError.stopped(let position) {
+            // Positions 0..<position hold these tokens' keys and values: kept for reuse.
+            residentPrompt = Array(tokens[..<position])
+            if position == reuse { mustFinishPiece = true }
+            if let cacheKey, position > 0, prefixCache.entry(cacheKey)?.tokens != residentPrompt {
+                prefixCache.put(cacheKey, tokens: residentPrompt, bytes: session.snapshotByteCount) { session.snapshot() }
+            }
+            throw RankerError.interrupted(computedPromptTokens: position, promptTokens: tokens.count)
         }
         residentPrompt = tokens
         timings.promptTokens = tokens.count
@@ -284,13 +307,13 @@ public final class Ranker {
         var timings = RankTimings()
         let text = prompt(mode: .likelihood, history: history, profile: profile, candidates: [])
         let last = try prefillPrompt(encodePrompt(text), cacheKey: cacheKey, timings: &timings)
-        if let interruption, interruption() {
-            throw RankerError.interrupted(computedPromptTokens: timings.promptTokens, promptTokens: timings.promptTokens)
-        }
         let s0 = Date()
         let conts = candidates.map { continuation($0.title) }
         timings.scoringTokens = conts.reduce(0) { $0 + $1.count }
-        let logprobs = try session.scoreContinuations(conts, prefixLogits: last)
+        let logprobs: [[Float]]
+        do {
+            logprobs = try session.scoreContinuations(conts, prefixLogits: last, stopIf: scoringStop)
+        } catch LlamaError.stopped { throw stoppedScoring() }
         let scored = logprobs.enumerated().map { i, lp -> (index: Int, score: Double) in
             let sum = lp.reduce(0.0) { $0 + Double($1) }
             return (i, normalized ? sum / Double(lp.count) : sum)
@@ -337,9 +360,7 @@ public final class Ranker {
             guard session.position < session.contextLength else { break }
             if scored.count < k, trie.remaining > 0 {
                 // The prompt stays resident (positions past it are the generated tokens').
-                if let interruption, interruption() {
-                    throw RankerError.interrupted(computedPromptTokens: timings.promptTokens, promptTokens: timings.promptTokens)
-                }
+                if let stop = scoringStop, stop() { throw stoppedScoring() }
                 logits = try session.decode(best.token) { Array($0) }
                 timings.scoringTokens += 1
             }

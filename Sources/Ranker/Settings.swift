@@ -153,7 +153,7 @@ public struct PALRSettings: Sendable, Equatable {
     public func shownHistory(count: Int) -> Range<Int> {
         guard count > maxHistory else { return 0..<count }
         let over = count - maxHistory
-        let step = max(1, historyStep)
+        let step = min(max(1, historyStep), max(1, maxHistory))   // never past `count` (a step over maxHistory was a trap)
         return (over + step - 1) / step * step ..< count
     }
 

@@ -10,8 +10,8 @@
 // `forget` just changed (or a `prepare` op named) is ranked ahead of time, so the UI's
 // next request for it is served from the ranking cache. A box records a film when it
 // starts; by the time the viewer asks what to watch next, the answer is ready. The work
-// yields to any request within one piece of prompt work (64 tokens), and what it
-// computed before yielding is kept for the request's own prompt.
+// yields to any request at the next layer (`Ranker.interruption`), and the prompt pieces
+// it completed are kept for the next prompt that starts the same way.
 import ArgumentParser
 import Catalog
 import FileSafety
@@ -38,19 +38,21 @@ struct ServeCommand: ParsableCommand {
             while no request is waiting ("result" is {"queued": true}). \
             After a record or a forget of one item, the profile is prepared the same way (the \
             recommendation the request {"profile": "P"} would get, with the server's options), \
-            unless --no-prepare; a request that arrives meanwhile waits at most one piece of \
-            prompt work (64 tokens), and the work done is kept. \
+            unless --no-prepare. A request that arrives meanwhile waits for the layer in progress \
+            (after a preparation that yielded without keeping anything: one piece of 64 prompt \
+            tokens, or the scoring stage, so that it progresses); the prompt pieces done are kept. \
             A request that fails gets {"id": …, "error": "…"} and the next line is read; a line \
             over 1 MiB, one that is not a JSON object, or an unknown key is such a failure. Blank \
             lines are skipped (no response). Notes, the ready line and one line per preparation \
-            go to standard error.
+            go to standard error (a preparation's line is dropped when standard error is a full \
+            pipe, rather than stop the server).
             """)
 
     @OptionGroup var pipeline: PipelineOptions
 
-    @Flag(inversion: .prefixedNo,
+    @Flag(name: .customLong("prepare"), inversion: .prefixedNo,
           help: "Rank a profile ahead of time, while no request waits, after a record or a forget of one item.")
-    var prepare = true
+    var prepareAfterChanges = true
 
     /// The longest request line (a request is a few hundred bytes; 1 MiB is any sane list of ids).
     static let maxLineBytes = 1 << 20
@@ -89,6 +91,22 @@ struct ServeCommand: ParsableCommand {
         return n > 0 || (n < 0 && errno != EINTR)
     }
 
+    /// Whether standard input has ended (its writer closed it) with nothing left to read.
+    static func inputEnded() -> Bool {
+        var p = pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)
+        var bytes: Int32 = 0
+        return poll(&p, 1, 0) > 0 && p.revents & Int16(POLLHUP) != 0 && ioctl(STDIN_FILENO, UInt(FIONREAD), &bytes) == 0 && bytes == 0
+    }
+
+    /// A preparation's line on standard error, written only if that cannot block: a parent
+    /// that never reads a piped standard error would otherwise stop the server once the
+    /// pipe's buffer filled (a line per record). Such a line is dropped instead.
+    static func note(_ text: String) {
+        var p = pollfd(fd: STDERR_FILENO, events: Int16(POLLOUT), revents: 0)
+        guard poll(&p, 1, 0) > 0, p.revents & Int16(POLLOUT) != 0 else { return }
+        printErr(text)   // one line, far below PIPE_BUF: written whole into the free space
+    }
+
     /// Ranks `profile` as a request with the server's options would, yielding to the next
     /// request; true when it is done with (ranked, or failed: a note says why), false when
     /// it yielded (it stays queued; the next attempt continues from the prompt tokens
@@ -103,13 +121,14 @@ struct ServeCommand: ParsableCommand {
             let how = r.fromCache ? "already cached" : String(format: "%.2f s, %d of %d prompt tokens computed",
                                                                r.timings.totalSeconds, r.timings.computedPromptTokens,
                                                                r.timings.promptTokens)
-            printErr("palr serve: prepared profile \(name) (\(how))")
+            Self.note("palr serve: prepared profile \(name) (\(how))")
             return true
         } catch RankerError.interrupted(let done, let total) {
-            printErr("palr serve: preparing profile \(name) yielded to a request (\(done) of \(total) prompt tokens computed, kept)")
+            let why = Self.inputEnded() ? "stopped at the end of input" : "yielded to a request"
+            Self.note("palr serve: preparing profile \(name) \(why) (\(done) of \(total) prompt tokens computed, kept)")
             return false
         } catch {
-            printErr("palr serve: could not prepare profile \(name): \(oneLine("\(rankingError(error, model: pipeline.model))"))")
+            Self.note("palr serve: could not prepare profile \(name): \(oneLine("\(rankingError(error, model: pipeline.model))"))")
             return true
         }
     }
@@ -141,7 +160,7 @@ struct ServeCommand: ParsableCommand {
                 return Self.encode(ServeResponse(id: request.id, result: r))
             case "record":
                 let ids = try record(request, rec.store)
-                if prepare { queue.add(request.profile) }
+                if prepareAfterChanges { queue.add(request.profile) }
                 return Self.encode(ServeResponse(id: request.id, result: ["ids": ids]))
             case "prepare":
                 // Checked now, so that a misspelt profile is an answer, not a note later.
@@ -161,7 +180,7 @@ struct ServeCommand: ParsableCommand {
                 switch (request.items, request.all ?? false) {
                 case (let items?, false) where items.count == 1:
                     removed = try rec.store.forget(item: items[0], profile: request.profile)
-                    if prepare && removed > 0 { queue.add(request.profile) }
+                    if prepareAfterChanges && removed > 0 { queue.add(request.profile) }
                 case (nil, true):
                     removed = try rec.store.forget(profile: request.profile)
                     queue.remove(request.profile)
@@ -344,8 +363,13 @@ struct LineReader {
         self.maxLineBytes = maxLineBytes
     }
 
-    /// Whether `next()` can answer without reading: a whole line is buffered, or the input ended.
-    var hasLine: Bool { ended || buffer[start...].contains(0x0A) }
+    /// Whether `next()` can answer without reading: a whole line is buffered (beyond the
+    /// end of a too-long line being skipped), or the input ended.
+    var hasLine: Bool {
+        if ended { return true }
+        guard let newline = buffer[start...].firstIndex(of: 0x0A) else { return false }
+        return !skipping || buffer[(newline + 1)...].contains(0x0A)
+    }
 
     /// The next line, or nil at the end of input. A read error throws, naming standard input.
     mutating func next() throws -> Line? {

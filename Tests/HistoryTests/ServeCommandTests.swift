@@ -31,14 +31,23 @@ private final class ServeProcess {
         Self.line(from: output, &pending, within: seconds)
     }
 
-    /// The next line of standard error that contains `text` (earlier ones are passed over),
-    /// or nil when none came within `seconds`.
+    /// The next line of standard error that contains `text` (earlier ones are passed over,
+    /// and kept in `passed`), or nil when none came within `seconds`.
     func errorLine(containing text: String, within seconds: Double = 60) -> String? {
         let deadline = Date().addingTimeInterval(seconds)
         while let line = Self.line(from: errors, &pendingErrors, within: deadline.timeIntervalSinceNow) {
             if line.contains(text) { return line }
+            passed.append(line)
         }
         return nil
+    }
+    /// Lines of standard error `errorLine` passed over.
+    var passed: [String] = []
+
+    /// Shrinks the standard-error pipe to one page (F_SETPIPE_SZ, Linux), so that a few dozen
+    /// unread lines fill it; returns the size set.
+    func shrinkErrorPipe() -> Int32 {
+        fcntl(errors.fileHandleForReading.fileDescriptor, 1031 /* F_SETPIPE_SZ */, 4096)
     }
 
     private static func line(from pipe: Pipe, _ pending: inout [UInt8], within seconds: Double) -> String? {
@@ -189,7 +198,8 @@ private func object(_ line: String?) throws -> [String: Any] {
                 let note = serve.errorLine(containing: "palr serve: prepared profile p")
                 #expect(note?.contains("prompt tokens computed") == true, "\(note ?? "no note")")
             } else {
-                Thread.sleep(forTimeInterval: 0.5)   // time it would have had
+                // Time it would have had: no preparation in it.
+                #expect(serve.errorLine(containing: "prepar", within: 1) == nil)
             }
             serve.send(#"{"id": 2, "profile": "p"}"#)
             let result = try #require(try object(serve.response())["result"] as? [String: Any])
@@ -204,6 +214,70 @@ private func object(_ line: String?) throws -> [String: Any] {
             #expect((try object(serve.response())["error"] as? String ?? "").contains("unknown profile"))
             let end = serve.finish()
             #expect(end.status == 0 && end.rest.isEmpty, "status \(end.status), rest \(end.rest.prefix(200)), \(end.errors)")
+        }
+    }
+
+    /// The queue follows the history: a forget of one item queues the profile again; a
+    /// forget of the whole profile takes it out (a queued profile comes first: FIFO).
+    @Test func forgetsRequeueOrDropTheProfile() throws {
+        try withTemporaryDirectory { folder in
+            let db = folder + "/h.sqlite"
+            do {
+                let store = try HistoryStore(path: db)
+                try store.record(["1", "2", "3", "5", "7"].enumerated().flatMap { i, item in
+                    ["p", "q"].map { NewInteraction(profile: $0, item: item, timestamp: Int64(i)) }
+                }, createProfiles: true)
+            }
+            let models = repositoryRoot.appendingPathComponent("models").path
+            let serve = try ServeProcess(["--model", models + "/palr-ml-small-q4_0.gguf",
+                                          "--catalog", models + "/ml-small-catalog.gguf", "--db", db])
+            serve.send(#"{"id": 1, "op": "record", "profile": "p", "items": ["10"]}"#)
+            #expect(try object(serve.response())["error"] == nil)
+            #expect(serve.errorLine(containing: "palr serve: prepared profile p (") != nil)
+            serve.send(#"{"id": 2, "op": "forget", "profile": "p", "items": ["10"]}"#)
+            #expect((try object(serve.response())["result"] as? [String: Any])?["removed"] as? Int == 1)
+            let again = serve.errorLine(containing: "palr serve: prepared profile p (")
+            #expect(again?.contains("prompt tokens computed") == true, "\(again ?? "no note")")
+
+            // Queued by the record, dropped by the forget (read together: nothing runs between).
+            serve.send(#"{"id": 3, "op": "record", "profile": "p", "items": ["10"]}"# + "\n"
+                       + #"{"id": 4, "op": "forget", "profile": "p", "all": true}"#)
+            #expect(try object(serve.response())["id"] as? Int == 3)
+            #expect(try object(serve.response())["id"] as? Int == 4)
+            serve.send(#"{"id": 5, "op": "prepare", "profile": "q"}"#)
+            #expect(try object(serve.response())["error"] == nil)
+            #expect(serve.errorLine(containing: "palr serve: prepared profile q (") != nil)
+            #expect(!serve.passed.contains { $0.contains("profile p") }, "\(serve.passed)")
+            let end = serve.finish()
+            #expect(end.status == 0 && !end.errors.contains("profile p"), "\(end.errors)")
+        }
+    }
+
+    /// A parent that never reads standard error: the preparations' lines fill the pipe, and
+    /// are dropped rather than block the server (a blocking write stopped it after ~50
+    /// records on a one-page pipe, ~670 on a default one).
+    @Test func anUnreadStandardErrorNeverStopsTheServer() throws {
+        try withTemporaryDirectory { folder in
+            let db = folder + "/h.sqlite"
+            do {
+                let store = try HistoryStore(path: db)
+                try store.record([NewInteraction(profile: "p", item: "1", timestamp: 0)], createProfiles: true)
+            }
+            let models = repositoryRoot.appendingPathComponent("models").path
+            let serve = try ServeProcess(["--model", models + "/palr-ml-small-q4_0.gguf",
+                                          "--catalog", models + "/ml-small-catalog.gguf", "--db", db])
+            #expect(serve.shrinkErrorPipe() >= 4096)
+            var answered = 0
+            for i in 0..<200 {
+                serve.send(#"{"id": \#(i), "op": "record", "profile": "p", "items": ["\#(2 + i)"]}"#)
+                guard let line = serve.response(within: 20) else { break }
+                if line.contains(#""ids""#) { answered += 1 }
+                Thread.sleep(forTimeInterval: 0.01)   // idle: a preparation runs and writes its line
+            }
+            #expect(answered == 200, "the server stopped answering after \(answered) records")
+            // A server stuck on its standard error would never end: killed, not waited for.
+            serve.process.terminate()
+            serve.process.waitUntilExit()
         }
     }
 }

@@ -62,3 +62,69 @@ import Testing
         #expect(maxAbsDiff(tail, Array(whole[6...])) <= 1e-5)
     }
 }
+
+/// `prefill(stopIf:)` and `scoreContinuations(stopIf:)`: a stop asked for before a layer
+/// drops the batch in progress whole (`position` is the end of the last whole batch, or of
+/// the last token on the per-token path), and the session goes on from there to the same
+/// logits as an uninterrupted run.
+@Suite struct StopTests {
+    let tokens: [Int32] = [1, 97, 62, 124, 58, 143, 120, 5, 98, 63, 122, 55, 11, 7, 7, 9, 143, 120, 2, 3, 4, 5, 6, 7]
+
+    /// Stops at the `at`-th question (1-based) and returns the position the stop reported.
+    func stopped(_ s: LlamaSession, _ run: (@escaping () -> Bool) throws -> Void, at: Int) -> Int? {
+        var asked = 0
+        do {
+            try run { asked += 1; return asked == at }
+        } catch LlamaError.stopped(let position) {
+            return position
+        } catch { Issue.record("\(error)") }
+        return nil
+    }
+
+    @Test(arguments: ["f32", "q4_0"])
+    func aStopInALaterBatchKeepsTheWholeBatchesBefore(type: String) throws {
+        let model = try LlamaModel(path: modelPath("gqa_tied", type))
+        let layers = model.config.layerCount
+        #expect(layers >= 2)
+        let reference = try prefillLogits(model, tokens, maxBatch: 64)
+        // Batches of 8: the second question of the second batch comes after layer 0 of it.
+        let s = try LlamaSession(model: model, contextLength: 32, maxBatch: 8)
+        let position = stopped(s, { stop in try s.prefill(tokens, logits: .all, stopIf: stop) { _, _ in } }, at: layers + 2)
+        #expect(position == 8 && s.position == 8)
+        var rows: [[Float]] = []
+        try s.prefill(Array(tokens[8...]), logits: .all) { _, l in rows.append(Array(l)) }
+        let worst = maxAbsDiff(rows, Array(reference[8...]))
+        print("gqa_tied \(type): prefill stopped inside its second batch, then resumed: max |Δ logits| vs one run = \(worst)")
+        // Batches of 8 against one of 24: GEMMs of other shapes sum in another order.
+        #expect(worst <= 5e-5)
+    }
+
+    @Test func theTokenByTokenPathStopsBetweenTokens() throws {
+        let model = try LlamaModel(path: modelPath("gqa_tied", "f32"))
+        let s = try LlamaSession(model: model, contextLength: 32)
+        try s.prefill(Array(tokens[..<5]))
+        // Two tokens go token by token (LlamaSession.smallPrefill): asked before each.
+        #expect(LlamaSession.smallPrefill >= 2)
+        let position = stopped(s, { stop in try s.prefill(Array(tokens[5..<7]), logits: .last, stopIf: stop) { _, _ in } }, at: 2)
+        #expect(position == 6 && s.position == 6)
+        var last: [Float] = []
+        try s.prefill([tokens[6]], logits: .last) { _, l in last = Array(l) }
+        let reference = try prefillLogits(model, Array(tokens[..<7]))
+        #expect(maxAbsDiff([last], [reference[6]]) <= 1e-5)
+    }
+
+    @Test func aStoppedScoringLeavesThePrefix() throws {
+        let model = try LlamaModel(path: modelPath("gqa_tied", "f32"))
+        let s = try LlamaSession(model: model, contextLength: 40, maxBatch: 4)
+        var last: [Float] = []
+        try s.prefill(Array(tokens[..<7]), logits: .last) { _, l in last = Array(l) }
+        let conts: [[Int32]] = [[98, 63, 122], [55, 11, 7, 7, 9], [2, 3, 4]]
+        let position = stopped(s, { stop in _ = try s.scoreContinuations(conts, prefixLogits: last, stopIf: stop) },
+                               at: model.config.layerCount + 1)
+        #expect(position == 7 && s.position == 7)
+        let again = try s.scoreContinuations(conts, prefixLogits: last)
+        let fresh = try LlamaSession(model: model, contextLength: 40, maxBatch: 4)
+        try fresh.prefill(Array(tokens[..<7]))
+        #expect(maxAbsDiff(again, try fresh.scoreContinuations(conts, prefixLogits: last)) <= 1e-5)
+    }
+}

@@ -259,7 +259,7 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
 
         // Stopped at the first chance after one piece: that piece is kept.
         let r = try makeRanker()
-        r.interruption = { r.session.position >= chunk }
+        r.interruption = { [unowned r] in r.session.position >= chunk }
         do {
             _ = try r.rank(history: someTitles, candidates: someCandidates, k: 3, mode: mode, cacheKey: "p")
             Issue.record("the ranking was not interrupted")
@@ -280,8 +280,8 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
         print("\(mode): interrupted after \(chunk) of \(total) prompt tokens, resumed: max |Δ score| vs cold = \(worst)")
         #expect(worst <= tolerance && resumed.items.count == cold.items.count)
 
-        // Stopped inside the first piece, after some of its layers: nothing is kept, and the
-        // layers' keys and values written for it do not leak into the next ranking.
+        // Stopped inside the first piece, after some of its layers: nothing is kept (the
+        // position stays at the start of the piece), and the next ranking computes it all.
         let m = try makeRanker()
         var asked = 0
         m.interruption = { asked += 1; return asked == 2 }
@@ -298,7 +298,7 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
         if mode != .letters {
             let s = try makeRanker()
             var promptDone = false
-            s.interruption = { if s.session.position >= total { promptDone = true }; return promptDone }
+            s.interruption = { [unowned s] in if s.session.position >= total { promptDone = true }; return promptDone }
             do {
                 _ = try s.rank(history: someTitles, candidates: someCandidates, k: 3, mode: mode)
                 Issue.record("the scoring stage was not interrupted")
@@ -310,6 +310,49 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
             #expect(again.timings.computedPromptTokens == 1)
             #expect(zip(cold.items, again.items).allSatisfy { $0.id == $1.id && abs($0.score - $1.score) <= tolerance })
         }
+    }
+
+    /// A ranking asked to stop at every chance still finishes: a stop that kept nothing
+    /// makes the next attempt finish one piece (or its scoring stage) before it asks again.
+    @Test(arguments: [ScoringMode.letters, .likelihood, .generate])
+    func aStreamOfStopsCannotStarveARanking(mode: ScoringMode) throws {
+        let cold = try makeRanker().rank(history: someTitles, candidates: someCandidates, k: 3, mode: mode)
+        let total = cold.timings.promptTokens, chunk = Ranker.interruptibleChunk
+        let r = try makeRanker()
+        r.interruption = { true }
+        var attempts = 0, kept: [Int] = []
+        var result: RankResult?
+        while result == nil, attempts < 100 {
+            attempts += 1
+            do { result = try r.rank(history: someTitles, candidates: someCandidates, k: 3, mode: mode, cacheKey: "p") }
+            catch RankerError.interrupted(let done, _) { kept.append(done) }
+        }
+        let pieces = (total + chunk - 1) / chunk
+        print("\(mode): always asked to stop, finished after \(attempts) attempts (\(pieces) pieces); kept \(kept)")
+        let finished = try #require(result)
+        // Two attempts per piece at most (one that keeps nothing, one that must keep a piece),
+        // and, for a scoring stage, one stopped in it, one stopped in the last token's
+        // recomputation, and the one that finishes.
+        #expect(attempts <= 2 * pieces + (mode == .letters ? 0 : 2))
+        #expect(zip(cold.items, finished.items).allSatisfy {
+            $0.id == $1.id && abs($0.score - $1.score) <= (mode == .generate ? 0.05 : 1e-4)
+        })
+    }
+
+    /// The pieces a stop kept survive another prompt in between (a request for another
+    /// profile overwrites the session's cache): they are in the prefix cache too.
+    @Test func keptPiecesSurviveAnotherPrompt() throws {
+        let r = try makeRanker()
+        r.interruption = { [unowned r] in r.session.position >= Ranker.interruptibleChunk }
+        do {
+            _ = try r.rank(history: someTitles, candidates: someCandidates, k: 3, mode: .letters, cacheKey: "p")
+            Issue.record("not interrupted")
+        } catch RankerError.interrupted(let done, _) { #expect(done == Ranker.interruptibleChunk) }
+        #expect(r.prefixCache.entry("p")?.tokens.count == Ranker.interruptibleChunk)
+        r.interruption = nil
+        _ = try r.rank(history: ["Heat (1995)"], candidates: Array(someCandidates.suffix(2)), k: 2, mode: .letters, cacheKey: "q")
+        let resumed = try r.rank(history: someTitles, candidates: someCandidates, k: 3, mode: .letters, cacheKey: "p")
+        #expect(resumed.timings.computedPromptTokens == resumed.timings.promptTokens - Ranker.interruptibleChunk)
     }
 }
 
