@@ -380,3 +380,32 @@ func fileType(_ path: String) -> mode_t? {
         #expect(s.retrievalPrior == 0.5 && s.maxCandidates == 30 && s.scoringMode == .likelihood)
     }
 }
+
+/// `palr.history_step` from the command line: `hf --history-step`, and `random
+/// --palr-config`, whose settings are checked as `hf`'s are.
+@Suite struct HistoryStepCommandTests {
+    @Test func hfAndRandomWriteTheStepAndRefuseABadOne() throws {
+        let d = try TempDir()
+        defer { d.cleanUp() }
+        guard let hf = try runPalrConvert(["hf", fixture("tiny-f32"), "--max-history", "10", "--history-step", "5",
+                                           "-o", d.file("hf.gguf")]) else { return }
+        #expect(hf.status == 0, "\(hf.err)")
+        #expect(try GGUFFile(path: d.file("hf.gguf")).optionalInt("palr.history_step") == 5)
+        let over = try runPalrConvert(["hf", fixture("tiny-f32"), "--history-step", "21", "-o", d.file("bad.gguf")])
+        #expect(over?.status != 0 && over?.err.contains("palr.history_step") == true, "\(over?.err ?? "")")
+        let zero = try runPalrConvert(["hf", fixture("tiny-f32"), "--history-step", "0", "-o", d.file("bad.gguf")])
+        #expect(zero?.status != 0 && zero?.err.contains("--history-step") == true, "\(zero?.err ?? "")")
+        #expect(!FileManager.default.fileExists(atPath: d.file("bad.gguf")))
+
+        try #"{"history_step": 4}"#.write(toFile: d.file("step.json"), atomically: true, encoding: .utf8)
+        guard let random = try runPalrConvert(["random", "--shape", "tiny", "--palr-config", d.file("step.json"),
+                                               "-o", d.file("r.gguf")]) else { return }
+        #expect(random.status == 0, "\(random.err)")
+        let g = try GGUFFile(path: d.file("r.gguf"))
+        #expect(try g.optionalInt("palr.history_step") == 4 && g.optionalInt("palr.max_history") == 20)
+        try #"{"history_step": 40}"#.write(toFile: d.file("over.json"), atomically: true, encoding: .utf8)
+        let bad = try runPalrConvert(["random", "--shape", "tiny", "--palr-config", d.file("over.json"), "-o", d.file("r2.gguf")])
+        #expect(bad?.status != 0 && bad?.err.contains("palr.history_step") == true, "\(bad?.err ?? "")")
+        #expect(!FileManager.default.fileExists(atPath: d.file("r2.gguf")))
+    }
+}
