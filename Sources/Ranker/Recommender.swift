@@ -30,6 +30,9 @@ public struct Recommendation: Sendable, Codable {
     /// lock past the busy timeout), or nil; also in `notes`. (A ranking whose history
     /// changed while it ran is not cached either, by design: that is only a note.)
     public var cacheFailure: String? = nil
+    /// true: the candidates in retrieval order, not ranked by the model (`retrievalOrder`:
+    /// what a UI shows at once while the model's ranking is prepared); nil otherwise.
+    public var provisional: Bool? = nil
 }
 
 public enum RecommenderError: Error, Equatable, CustomStringConvertible {
@@ -127,16 +130,12 @@ public final class Recommender {
         }
 
         // Retrieval over the whole window; the prompt shows the most recent titles.
-        let r0 = Date()
-        let ids = history.map(\.item)
-        let retrieval = retriever.retrieve(history: ids, count: nCand)
+        let retrieved = try retrieve(profile: profile, history: history, k: k, count: nCand)
         var timings = Recommendation.Timings()
-        timings.retrievalSeconds = Date().timeIntervalSince(r0)
-        notes += historyNotes(unknown: retrieval.unknownCount, empty: history.isEmpty)
-        let cands = retrieval.items.map { Candidate(id: catalog.ids[Int($0.index)], title: catalog.titles[Int($0.index)]) }
-        guard !cands.isEmpty else { throw RecommenderError.nothingToRecommend(profile: profile) }
-        if cands.count < k { notes.append("only \(cands.count) unseen candidates exist") }
-        let titles = ids.compactMap { catalog.index(of: $0).map { catalog.titles[Int($0)] } }
+        timings.retrievalSeconds = retrieved.seconds
+        notes += retrieved.notes
+        let cands = retrieved.items.map { Candidate(id: catalog.ids[Int($0.index)], title: catalog.titles[Int($0.index)]) }
+        let titles = history.compactMap { catalog.index(of: $0.item).map { catalog.titles[Int($0)] } }
 
         let result = try ranker.rank(history: titles, profile: summary, candidates: cands, k: min(k, cands.count),
                                      mode: mode, cacheKey: profile)
@@ -172,6 +171,41 @@ public final class Recommender {
         return Recommendation(profile: profile, items: result.items, mode: mode, fromCache: false, candidates: cands.count,
                               historyLength: history.count, historyDigest: digest.description, timings: timings, notes: notes,
                               cacheFailure: cacheFailure)
+    }
+
+    /// The candidates retrieval offers `history` (at least one, else `nothingToRecommend`),
+    /// with the notes a recommendation of them carries and the seconds it took.
+    private func retrieve(profile: String, history: [Interaction], k: Int, count: Int) throws
+        -> (items: [RetrievedItem], notes: [String], seconds: Double) {
+        let r0 = Date()
+        let retrieval = retriever.retrieve(history: history.map(\.item), count: count)
+        let seconds = Date().timeIntervalSince(r0)
+        var notes = historyNotes(unknown: retrieval.unknownCount, empty: history.isEmpty)
+        guard !retrieval.items.isEmpty else { throw RecommenderError.nothingToRecommend(profile: profile) }
+        if retrieval.items.count < k { notes.append("only \(retrieval.items.count) unseen candidates exist") }
+        return (retrieval.items, notes, seconds)
+    }
+
+    /// The best `k` of `profile`'s candidates in retrieval order, without the model, in
+    /// milliseconds: what a UI shows at once while the model's ranking is being prepared
+    /// (`provisional` is true; scores are retrieval scores; nothing is cached). `mode` and
+    /// `candidates` as the ranking that will follow gets them.
+    public func retrievalOrder(profile: String, k: Int = 10, mode: ScoringMode? = nil,
+                               candidates: Int? = nil) throws -> Recommendation {
+        let t0 = Date()
+        let history = try store.recent(profile: profile, limit: historyWindow)
+        let retrieved = try retrieve(profile: profile, history: history, k: k, count: candidateCount(k: k, candidates: candidates))
+        let items = retrieved.items.prefix(k).enumerated().map { r, it in
+            RankedItem(id: catalog.ids[Int(it.index)], title: catalog.titles[Int(it.index)], score: Double(it.score), rank: r + 1)
+        }
+        var timings = Recommendation.Timings()
+        timings.retrievalSeconds = retrieved.seconds
+        timings.totalSeconds = Date().timeIntervalSince(t0)
+        return Recommendation(profile: profile, items: items, mode: mode ?? ranker.settings.mode, fromCache: false,
+                              candidates: retrieved.items.count, historyLength: history.count,
+                              historyDigest: HistoryDigest(of: history).description, timings: timings,
+                              notes: retrieved.notes + ["provisional: the retrieval order; the model has not ranked it yet"],
+                              provisional: true)
     }
 
     func historyNotes(unknown: Int, empty: Bool) -> [String] {

@@ -28,14 +28,18 @@ struct ServeCommand: ParsableCommand {
             in order; ends at the end of input (status 0). Requests (`id` is echoed; any JSON \
             string or number): \
             {"id": 1, "profile": "P"} with optional "k" (10), "mode", "candidates", "noCache" \
-            (false) — the same as `palr recommend --json`, whose object is the response's "result"; \
+            (false), "wait" (true) — the same as `palr recommend --json`, whose object is the \
+            response's "result"; with "wait": false, when no cached ranking serves, the answer comes \
+            at once with the candidates in retrieval order ("provisional": true) and the ranking is \
+            prepared, to be served to the same request later; \
             {"id": 2, "op": "record", "profile": "P", "items": ["ID", …]} with optional "kind" \
             (view), "value", "time" (now), "createProfile" (false) — as `palr history add`, \
             "result" is {"ids": […]}; {"op": "recent", "profile": "P"} with optional "limit" (50): \
             the profile's last interactions, oldest first; {"op": "forget", "profile": "P", "items": \
             ["ID"]} forgets one item of the history, {"op": "forget", "profile": "P", "all": true} \
-            the whole profile; {"op": "prepare", "profile": "P"} queues P's ranking to be computed \
-            while no request is waiting ("result" is {"queued": true}). \
+            the whole profile; {"op": "prepare", "profile": "P"} (optional "k", "mode", \
+            "candidates") queues P's ranking to be computed while no request is waiting ("result" \
+            is {"queued": true}). \
             After a record or a forget of one item, the profile is prepared the same way (the \
             recommendation the request {"profile": "P"} would get, with the server's options), \
             unless --no-prepare. A request that arrives meanwhile waits for the layer in progress \
@@ -66,8 +70,8 @@ struct ServeCommand: ParsableCommand {
         while true {
             // Idle: no request read and waiting, none arriving. (A file or /dev/null as
             // standard input is always readable: nothing is prepared then.)
-            if let profile = queue.first, !reader.hasLine, !Self.inputWaiting() {
-                if prepare(profile, rec) { queue.remove(profile) }
+            if let next = queue.first, !reader.hasLine, !Self.inputWaiting() {
+                if prepare(next, rec) { queue.remove(next.profile) }
                 continue
             }
             guard let line = try reader.next() else { break }
@@ -107,17 +111,16 @@ struct ServeCommand: ParsableCommand {
         printErr(text)   // one line, far below PIPE_BUF: written whole into the free space
     }
 
-    /// Ranks `profile` as a request with the server's options would, yielding to the next
-    /// request; true when it is done with (ranked, or failed: a note says why), false when
-    /// it yielded (it stays queued; the next attempt continues from the prompt tokens
-    /// already computed, unless a request's prompt replaced them).
-    func prepare(_ profile: String, _ rec: Recommender) -> Bool {
+    /// Ranks as `request` asks, yielding to the next request; true when it is done with
+    /// (ranked, or failed: a note says why), false when it yielded (it stays queued; the
+    /// next attempt continues from the prompt pieces already computed).
+    func prepare(_ request: RankingRequest, _ rec: Recommender) -> Bool {
         rec.ranker.interruption = { Self.inputWaiting() }
         defer { rec.ranker.interruption = nil }
-        let name = terminalSafe(profile)
+        let name = terminalSafe(request.profile)
         do {
-            let r = try rec.recommend(profile: profile, k: 10, mode: try pipeline.scoringMode(),
-                                      candidates: pipeline.candidates, useCache: true)
+            let r = try rec.recommend(profile: request.profile, k: request.k, mode: request.mode,
+                                      candidates: request.candidates, useCache: true)
             let how = r.fromCache ? "already cached" : String(format: "%.2f s, %d of %d prompt tokens computed",
                                                                r.timings.totalSeconds, r.timings.computedPromptTokens,
                                                                r.timings.promptTokens)
@@ -156,16 +159,29 @@ struct ServeCommand: ParsableCommand {
         do {
             switch request.op ?? "recommend" {
             case "recommend":
-                let r = try recommend(request, rec)
-                return Self.encode(ServeResponse(id: request.id, result: r))
+                let ranking = try rankingRequest(request)
+                if request.wait == false, try rec.isStale(profile: ranking.profile, k: ranking.k, mode: ranking.mode,
+                                                          candidates: ranking.candidates) {
+                    // The retrieval order now; the model's ranking when it is ready.
+                    let r = try rec.retrievalOrder(profile: ranking.profile, k: ranking.k, mode: ranking.mode,
+                                                   candidates: ranking.candidates)
+                    queue.add(ranking)
+                    return Self.encode(ServeResponse(id: request.id, result: r))
+                }
+                do {
+                    let r = try rec.recommend(profile: ranking.profile, k: ranking.k, mode: ranking.mode,
+                                              candidates: ranking.candidates, useCache: !(request.noCache ?? false))
+                    return Self.encode(ServeResponse(id: request.id, result: r))
+                } catch { throw rankingError(error, model: pipeline.model) }
             case "record":
                 let ids = try record(request, rec.store)
-                if prepareAfterChanges { queue.add(request.profile) }
+                if prepareAfterChanges { queue.add(try defaultRanking(request.profile)) }
                 return Self.encode(ServeResponse(id: request.id, result: ["ids": ids]))
             case "prepare":
+                let ranking = try rankingRequest(request)
                 // Checked now, so that a misspelt profile is an answer, not a note later.
                 _ = try rec.store.recent(profile: request.profile, limit: 1)
-                queue.add(request.profile)
+                queue.add(ranking)
                 return Self.encode(ServeResponse(id: request.id, result: ["queued": true]))
             case "recent":
                 let limit = request.limit ?? 50
@@ -180,7 +196,7 @@ struct ServeCommand: ParsableCommand {
                 switch (request.items, request.all ?? false) {
                 case (let items?, false) where items.count == 1:
                     removed = try rec.store.forget(item: items[0], profile: request.profile)
-                    if prepareAfterChanges && removed > 0 { queue.add(request.profile) }
+                    if prepareAfterChanges && removed > 0 { queue.add(try defaultRanking(request.profile)) }
                 case (nil, true):
                     removed = try rec.store.forget(profile: request.profile)
                     queue.remove(request.profile)
@@ -198,7 +214,9 @@ struct ServeCommand: ParsableCommand {
         }
     }
 
-    func recommend(_ q: ServeRequest, _ rec: Recommender) throws -> Recommendation {
+    /// The ranking a request asks for: its k, mode and candidate count, checked as the
+    /// options are, the server's options where it gives none.
+    func rankingRequest(_ q: ServeRequest) throws -> RankingRequest {
         let k = q.k ?? 10
         // The request's values under the request's names, checked as the options are.
         var options = pipeline
@@ -210,7 +228,6 @@ struct ServeCommand: ParsableCommand {
             throw CLIError(error.message.replacingOccurrences(of: "--", with: "")
                            + (q.candidates == nil && options.candidates != nil ? " (candidates: the server's --candidates)" : ""))
         }
-        let candidates = options.candidates
         let mode: ScoringMode?
         if let name = q.mode {
             guard let m = ScoringMode(rawValue: name) else { throw CLIError("mode is letters, likelihood or generate") }
@@ -218,10 +235,12 @@ struct ServeCommand: ParsableCommand {
         } else {
             mode = try pipeline.scoringMode()
         }
-        do {
-            return try rec.recommend(profile: q.profile, k: k, mode: mode, candidates: candidates,
-                                     useCache: !(q.noCache ?? false))
-        } catch { throw rankingError(error, model: pipeline.model) }
+        return RankingRequest(profile: q.profile, k: k, mode: mode, candidates: options.candidates)
+    }
+
+    /// The ranking `{"profile": P}` asks for: the server's options, k 10.
+    func defaultRanking(_ profile: String) throws -> RankingRequest {
+        RankingRequest(profile: profile, k: 10, mode: try pipeline.scoringMode(), candidates: pipeline.candidates)
     }
 
     func record(_ q: ServeRequest, _ store: HistoryStore) throws -> [Int64] {
@@ -259,12 +278,24 @@ struct ServeCommand: ParsableCommand {
     }
 }
 
-/// Profiles to rank ahead of time, oldest request first, each once.
+/// A ranking to compute: whose, and with which k, mode and candidate count (these name
+/// the cached entry a later request is served from).
+struct RankingRequest: Equatable {
+    var profile: String
+    var k: Int
+    var mode: ScoringMode?
+    var candidates: Int?
+}
+
+/// Rankings to compute ahead of time, oldest request first, one per profile (a later
+/// request for a queued profile replaces its k, mode and candidate count, in place).
 struct PreparationQueue {
-    private(set) var profiles: [String] = []
-    var first: String? { profiles.first }
-    mutating func add(_ profile: String) { if !profiles.contains(profile) { profiles.append(profile) } }
-    mutating func remove(_ profile: String) { profiles.removeAll { $0 == profile } }
+    private(set) var rankings: [RankingRequest] = []
+    var first: RankingRequest? { rankings.first }
+    mutating func add(_ ranking: RankingRequest) {
+        if let i = rankings.firstIndex(where: { $0.profile == ranking.profile }) { rankings[i] = ranking } else { rankings.append(ranking) }
+    }
+    mutating func remove(_ profile: String) { rankings.removeAll { $0.profile == profile } }
 }
 
 /// A request id as the client sent it: a string or a number, echoed unchanged (an
@@ -296,7 +327,7 @@ enum RequestID: Codable, Sendable {
 
 struct ServeRequest: Decodable {
     /// Every key a request may have.
-    static let keys: Set<String> = ["id", "op", "profile", "k", "mode", "candidates", "noCache",
+    static let keys: Set<String> = ["id", "op", "profile", "k", "mode", "candidates", "noCache", "wait",
                                     "items", "kind", "value", "time", "createProfile", "limit", "all"]
 
     var id: RequestID?
@@ -307,6 +338,8 @@ struct ServeRequest: Decodable {
     var mode: String?
     var candidates: Int?
     var noCache: Bool?
+    /// false: answer at once, with the retrieval order when no cached ranking serves.
+    var wait: Bool?
     // record
     var items: [String]?
     var kind: String?

@@ -280,4 +280,48 @@ private func object(_ line: String?) throws -> [String: Any] {
             serve.process.waitUntilExit()
         }
     }
+
+    /// "wait": false never waits for the model: without a cached ranking it answers at once
+    /// with the retrieval order ("provisional") and prepares the ranking, which the same
+    /// request then gets from the cache. With k = candidates = 20 the model ranks exactly
+    /// the candidates retrieval offered, so the two lists hold the same items.
+    @Test func aRequestThatMustNotWaitGetsTheRetrievalOrderFirst() throws {
+        try withTemporaryDirectory { folder in
+            let db = folder + "/h.sqlite"
+            let history = ["1", "2", "3", "5", "7"]
+            do {
+                let store = try HistoryStore(path: db)
+                try store.record(history.enumerated().map { NewInteraction(profile: "p", item: $1, timestamp: Int64($0)) },
+                                 createProfiles: true)
+            }
+            let models = repositoryRoot.appendingPathComponent("models").path
+            let serve = try ServeProcess(["--model", models + "/palr-ml-small-q4_0.gguf",
+                                          "--catalog", models + "/ml-small-catalog.gguf", "--db", db, "--no-prepare"])
+            let request = #"{"id": 1, "profile": "p", "k": 20, "candidates": 20, "wait": false}"#
+            serve.send(request)
+            let first = try #require(try object(serve.response())["result"] as? [String: Any])
+            let retrieved = (first["items"] as? [[String: Any]] ?? [])
+            let scores = retrieved.compactMap { $0["score"] as? Double }
+            #expect(first["provisional"] as? Bool == true && first["fromCache"] as? Bool == false, "\(first)")
+            #expect(retrieved.count == 20 && scores.count == 20 && zip(scores, scores.dropFirst()).allSatisfy { $0 >= $1 })
+            let ids = retrieved.compactMap { $0["id"] as? String }
+            #expect(Set(ids).count == 20 && Set(ids).isDisjoint(with: history))
+
+            // Prepared (even with --no-prepare: the request asked for it), then served.
+            #expect(serve.errorLine(containing: "palr serve: prepared profile p (") != nil)
+            serve.send(request)
+            let second = try #require(try object(serve.response())["result"] as? [String: Any])
+            #expect(second["provisional"] == nil && second["fromCache"] as? Bool == true, "\(second)")
+            let ranked = (second["items"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+            #expect(Set(ranked) == Set(ids) && ranked.count == 20)
+
+            // A request that waits (the default) ranks: no provisional answer.
+            serve.send(#"{"id": 3, "profile": "p", "k": 5}"#)
+            let third = try #require(try object(serve.response())["result"] as? [String: Any])
+            #expect(third["provisional"] == nil && (third["items"] as? [Any])?.count == 5)
+            serve.send(#"{"id": 4, "profile": "nobody", "wait": false}"#)
+            #expect((try object(serve.response())["error"] as? String ?? "").contains("unknown profile"))
+            _ = serve.finish()
+        }
+    }
 }

@@ -7,6 +7,7 @@ that arrives during the preparation interrupts it. This script makes a store wit
 20-item profile (bob), starts `palr serve` under /usr/bin/time, and prints each answer's
 latency and where the ranking came from:
 
+  [--provisional: recommend with "wait": false (the retrieval order at once), wait --settle s, again]
   record A, wait --settle s, recent, recommend   (the preparation finished: from the cache)
   record B, wait --early s,  recent, recommend   (the preparation interrupted)
 
@@ -34,6 +35,9 @@ def main():
     ap.add_argument("--palr", default=".build/release/palr", help="palr executable")
     ap.add_argument("--settle", type=float, default=15, help="seconds between the first record and its requests")
     ap.add_argument("--early", type=float, default=3, help="seconds between the second record and its requests")
+    ap.add_argument("--provisional", action="store_true",
+                    help='start with {"profile": "bob", "wait": false} (answered at once with the retrieval order), '
+                         'then wait --settle s and ask again')
     ap.add_argument("serve_args", nargs="*", help="more arguments for palr serve (after --)")
     a = ap.parse_args()
     for path in (a.model, a.catalog, a.palr):
@@ -60,12 +64,18 @@ def main():
             result = answer.get("result") if isinstance(answer.get("result"), dict) else {}
             timings = result.get("timings", {})
             where = ""
+            if result.get("provisional"):
+                where = "provisional (retrieval order) "
             if "fromCache" in result:
-                where = (f"fromCache={result['fromCache']} computed "
-                         f"{timings.get('computedPromptTokens')}/{timings.get('promptTokens')} prompt tokens")
+                where += (f"fromCache={result['fromCache']} computed "
+                          f"{timings.get('computedPromptTokens')}/{timings.get('promptTokens')} prompt tokens")
             print(f"{request.get('op', 'recommend'):9s} {elapsed:8.3f} s  {where}{answer.get('error', '')}", flush=True)
 
         time.sleep(2)   # the model loaded (the ready line)
+        if a.provisional:
+            ask({"profile": "bob", "wait": False})
+            time.sleep(a.settle)
+            ask({"profile": "bob", "wait": False})
         for item, wait in (("1200", a.settle), ("1210", a.early)):
             ask({"op": "record", "profile": "bob", "items": [item]})
             time.sleep(wait)
