@@ -87,19 +87,26 @@ private func object(_ line: String?) throws -> [String: Any] {
     return try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "\(text)")
 }
 
+/// A store at `db` whose profiles have these histories (one interaction per item, in
+/// order), and `palr serve` on it with the bundled model and catalog.
+private func serveBundled(_ db: String, histories: [String: [String]], _ arguments: [String] = []) throws -> ServeProcess {
+    do {   // closed before the server opens it
+        let store = try HistoryStore(path: db)
+        try store.record(histories.sorted { $0.key < $1.key }.flatMap { profile, items in
+            items.enumerated().map { NewInteraction(profile: profile, item: $1, timestamp: Int64($0)) }
+        }, createProfiles: true)
+    }
+    let models = repositoryRoot.appendingPathComponent("models").path
+    return try ServeProcess(["--model", models + "/palr-ml-small-q4_0.gguf", "--catalog", models + "/ml-small-catalog.gguf",
+                             "--db", db] + arguments)
+}
+
 @Suite struct ServeCommandTests {
     @Test func answersEachRequestAsItComesAndKeepsGoingAfterFailures() throws {
         try withTemporaryDirectory { folder in
             let db = folder + "/h.sqlite"
             let history = ["1", "2", "3", "5", "7"]
-            do {
-                let store = try HistoryStore(path: db)
-                try store.record(history.enumerated().map { NewInteraction(profile: "p", item: $1, timestamp: Int64($0)) },
-                                 createProfiles: true)
-            }
-            let models = repositoryRoot.appendingPathComponent("models").path
-            let serve = try ServeProcess(["--model", models + "/palr-ml-small-q4_0.gguf",
-                                          "--catalog", models + "/ml-small-catalog.gguf", "--db", db])
+            let serve = try serveBundled(db, histories: ["p": history])
 
             // Each response arrives while standard input is still open.
             serve.send(#"{"id": 1, "profile": "p", "k": 3}"#)
@@ -182,15 +189,7 @@ private func object(_ line: String?) throws -> [String: Any] {
     func preparesAProfileWhileIdle(prepare: Bool) throws {
         try withTemporaryDirectory { folder in
             let db = folder + "/h.sqlite"
-            do {
-                let store = try HistoryStore(path: db)
-                try store.record(["1", "2", "3", "5", "7"].enumerated().map { NewInteraction(profile: "p", item: $1, timestamp: Int64($0)) },
-                                 createProfiles: true)
-            }
-            let models = repositoryRoot.appendingPathComponent("models").path
-            let serve = try ServeProcess(["--model", models + "/palr-ml-small-q4_0.gguf",
-                                          "--catalog", models + "/ml-small-catalog.gguf", "--db", db]
-                                         + (prepare ? [] : ["--no-prepare"]))
+            let serve = try serveBundled(db, histories: ["p": ["1", "2", "3", "5", "7"]], prepare ? [] : ["--no-prepare"])
             #expect(serve.errorLine(containing: "palr serve: ready") != nil)
             serve.send(#"{"id": 1, "op": "record", "profile": "p", "items": ["10"]}"#)
             #expect(try object(serve.response())["error"] == nil)
@@ -222,15 +221,7 @@ private func object(_ line: String?) throws -> [String: Any] {
     @Test func forgetsRequeueOrDropTheProfile() throws {
         try withTemporaryDirectory { folder in
             let db = folder + "/h.sqlite"
-            do {
-                let store = try HistoryStore(path: db)
-                try store.record(["1", "2", "3", "5", "7"].enumerated().flatMap { i, item in
-                    ["p", "q"].map { NewInteraction(profile: $0, item: item, timestamp: Int64(i)) }
-                }, createProfiles: true)
-            }
-            let models = repositoryRoot.appendingPathComponent("models").path
-            let serve = try ServeProcess(["--model", models + "/palr-ml-small-q4_0.gguf",
-                                          "--catalog", models + "/ml-small-catalog.gguf", "--db", db])
+            let serve = try serveBundled(db, histories: ["p": ["1", "2", "3", "5", "7"], "q": ["1", "2", "3", "5", "7"]])
             serve.send(#"{"id": 1, "op": "record", "profile": "p", "items": ["10"]}"#)
             #expect(try object(serve.response())["error"] == nil)
             #expect(serve.errorLine(containing: "palr serve: prepared profile p (") != nil)
@@ -259,13 +250,7 @@ private func object(_ line: String?) throws -> [String: Any] {
     @Test func anUnreadStandardErrorNeverStopsTheServer() throws {
         try withTemporaryDirectory { folder in
             let db = folder + "/h.sqlite"
-            do {
-                let store = try HistoryStore(path: db)
-                try store.record([NewInteraction(profile: "p", item: "1", timestamp: 0)], createProfiles: true)
-            }
-            let models = repositoryRoot.appendingPathComponent("models").path
-            let serve = try ServeProcess(["--model", models + "/palr-ml-small-q4_0.gguf",
-                                          "--catalog", models + "/ml-small-catalog.gguf", "--db", db])
+            let serve = try serveBundled(db, histories: ["p": ["1"]])
             #expect(serve.shrinkErrorPipe() >= 4096)
             var answered = 0
             for i in 0..<200 {
@@ -289,14 +274,7 @@ private func object(_ line: String?) throws -> [String: Any] {
         try withTemporaryDirectory { folder in
             let db = folder + "/h.sqlite"
             let history = ["1", "2", "3", "5", "7"]
-            do {
-                let store = try HistoryStore(path: db)
-                try store.record(history.enumerated().map { NewInteraction(profile: "p", item: $1, timestamp: Int64($0)) },
-                                 createProfiles: true)
-            }
-            let models = repositoryRoot.appendingPathComponent("models").path
-            let serve = try ServeProcess(["--model", models + "/palr-ml-small-q4_0.gguf",
-                                          "--catalog", models + "/ml-small-catalog.gguf", "--db", db, "--no-prepare"])
+            let serve = try serveBundled(db, histories: ["p": history], ["--no-prepare"])
             let request = #"{"id": 1, "profile": "p", "k": 20, "candidates": 20, "wait": false}"#
             serve.send(request)
             let first = try #require(try object(serve.response())["result"] as? [String: Any])
