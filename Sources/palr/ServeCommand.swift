@@ -160,6 +160,10 @@ struct ServeCommand: ParsableCommand {
             switch request.op ?? "recommend" {
             case "recommend":
                 let ranking = try rankingRequest(request)
+                if request.wait == false && request.noCache == true {
+                    // A fresh ranking is work to wait for; the cache is what answers at once.
+                    throw CLIError("\"noCache\": true asks for a fresh ranking, which \"wait\": false cannot wait for")
+                }
                 if request.wait == false, try rec.isStale(profile: ranking.profile, k: ranking.k, mode: ranking.mode,
                                                           candidates: ranking.candidates) {
                     // The retrieval order now; the model's ranking when it is ready.

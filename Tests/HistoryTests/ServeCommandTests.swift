@@ -299,6 +299,8 @@ private func serveBundled(_ db: String, histories: [String: [String]], _ argumen
             #expect(third["provisional"] == nil && (third["items"] as? [Any])?.count == 5)
             serve.send(#"{"id": 4, "profile": "nobody", "wait": false}"#)
             #expect((try object(serve.response())["error"] as? String ?? "").contains("unknown profile"))
+            serve.send(#"{"id": 5, "profile": "p", "wait": false, "noCache": true}"#)
+            #expect((try object(serve.response())["error"] as? String ?? "").contains("cannot wait for"))
             _ = serve.finish()
         }
     }
