@@ -42,7 +42,8 @@ struct ServeCommand: ParsableCommand {
             is {"queued": true}). \
             After a record or a forget of one item, the profile is prepared the same way (the \
             recommendation the request {"profile": "P"} would get, with the server's options), \
-            unless --no-prepare. A request that arrives meanwhile waits for the layer in progress \
+            unless --no-prepare; with --prepare-stale, every profile whose ranking is missing or \
+            stale is queued at start. A request that arrives meanwhile waits for the layer in progress \
             (after a preparation that yielded without keeping anything: one piece of 64 prompt \
             tokens, or the scoring stage, so that it progresses); the prompt pieces done are kept. \
             A request that fails gets {"id": …, "error": "…"} and the next line is read; a line \
@@ -58,6 +59,9 @@ struct ServeCommand: ParsableCommand {
           help: "Rank a profile ahead of time, while no request waits, after a record or a forget of one item.")
     var prepareAfterChanges = true
 
+    @Flag(name: .long, help: "At start, queue for preparation every profile whose ranking is missing or stale (a model update makes them all stale).")
+    var prepareStale = false
+
     /// The longest request line (a request is a few hundred bytes; 1 MiB is any sane list of ids).
     static let maxLineBytes = 1 << 20
 
@@ -67,6 +71,15 @@ struct ServeCommand: ParsableCommand {
         printErr("palr serve: ready, \(rec.ranker.settings.mode.rawValue) mode; one JSON request per line on standard input")
         var reader = LineReader(descriptor: STDIN_FILENO, maxLineBytes: Self.maxLineBytes)
         var queue = PreparationQueue()
+        if prepareStale {
+            for name in try rec.store.profiles().map(\.name) {
+                let ranking = try defaultRanking(name)
+                if try rec.isStale(profile: name, k: ranking.k, mode: ranking.mode, candidates: ranking.candidates) {
+                    queue.add(ranking)
+                }
+            }
+            printErr("palr serve: \(queue.rankings.count) profile(s) with a missing or stale ranking queued for preparation")
+        }
         while true {
             // Idle: no request read and waiting, none arriving. (A file or /dev/null as
             // standard input is always readable: nothing is prepared then.)

@@ -304,4 +304,27 @@ private func serveBundled(_ db: String, histories: [String: [String]], _ argumen
             _ = serve.finish()
         }
     }
+
+    /// --prepare-stale: at start, every profile without a fresh ranking is queued (a box
+    /// booting after a model update), and served from the cache once prepared.
+    @Test(arguments: [true, false])
+    func staleProfilesArePreparedAtStart(flag: Bool) throws {
+        try withTemporaryDirectory { folder in
+            let serve = try serveBundled(folder + "/h.sqlite", histories: ["p": ["1", "2", "3"], "q": ["5", "7"]],
+                                         flag ? ["--prepare-stale"] : [])
+            if flag {
+                #expect(serve.errorLine(containing: "2 profile(s) with a missing or stale ranking queued") != nil)
+                #expect(serve.errorLine(containing: "prepared profile p (") != nil)
+                #expect(serve.errorLine(containing: "prepared profile q (") != nil)
+            } else {
+                #expect(serve.errorLine(containing: "prepar", within: 1) == nil)
+            }
+            for profile in ["p", "q"] {
+                serve.send(#"{"profile": "\#(profile)"}"#)
+                let result = try #require(try object(serve.response())["result"] as? [String: Any])
+                #expect(result["fromCache"] as? Bool == flag, "\(profile): \(result)")
+            }
+            _ = serve.finish()
+        }
+    }
 }
