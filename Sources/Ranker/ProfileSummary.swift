@@ -38,6 +38,7 @@ extension Ranker {
                                     + "lower palr.profile_history or palr.profile_token_budget")
         }
         let t0 = Date()
+        keepPartialPrompt(before: [])
         residentPrompt = []   // the summary's prompt takes the cache's positions
         try session.rewind(to: 0)
         var logits: [Float] = []

@@ -86,6 +86,8 @@ public final class Ranker {
     /// prompt). After a forget, nothing of the forgotten history is kept for later prompts.
     public func forgetCachedPrompts() {
         prefixCache.removeAll()
+        windowMemo.removeAll()
+        partialKey = nil
         residentPrompt = []
         (mustFinishPiece, mustFinishScoring) = (false, false)
         try? session.rewind(to: 0)
@@ -105,19 +107,32 @@ public final class Ranker {
     /// When set, asked before each layer of model work (prompt, continuations) and before
     /// each generated token: `true` stops the ranking with `RankerError.interrupted`. The
     /// prompt is then run in pieces of `interruptibleChunk` tokens; the pieces completed
-    /// stay in the session's cache (and, when they fit its budget, in the prefix cache under
-    /// the ranking's cache key, so that another prompt in between does not lose them), and
-    /// a later prompt that starts the same way continues from them. A stop that kept
-    /// nothing makes the next ranking get past the same point before it asks again (one
-    /// piece, or the whole scoring stage), so a stream of stops cannot starve a ranking.
+    /// stay in the session's cache (copied to the prefix cache under the ranking's cache
+    /// key, when they fit its budget, before another prompt overwrites them), and a later
+    /// prompt that starts the same way continues from them. Letters windows already scored
+    /// are remembered (`windowMemo`), so a stop in a later window does not redo the earlier
+    /// ones. A stop that kept nothing makes the next interruptible ranking get past the same
+    /// point before it asks again (one piece, or the whole scoring stage), so a stream of
+    /// stops cannot starve it. Rankings without an interruption (requests) run as always
+    /// and leave that guarantee alone.
     public var interruption: (() -> Bool)?
     /// Prompt tokens per piece when `interruption` is set: what a stop throws away at most
     /// (a 7B runs 64 in about 6 s here), at little cost in GEMM speed (README, serve).
     public static let interruptibleChunk = 64
 
-    /// Set by a stop that kept nothing: the next prompt piece, or the next scoring stage,
-    /// runs without asking (cleared when a piece completes, or a ranking).
+    /// Set by a stop that kept nothing: the next interruptible prompt piece, or scoring
+    /// stage, runs without asking (cleared when such a piece completes, or such a ranking).
     private var mustFinishPiece = false, mustFinishScoring = false
+    /// The cache key of a stopped prompt whose first `residentPrompt.count` tokens fill the
+    /// session's cache: snapshotted when the next prompt would overwrite them (not at the
+    /// stop: the request that caused the stop need not wait for a copy).
+    private var partialKey: String?
+    /// The label logits of letters windows scored by interruptible rankings, by prompt
+    /// tokens (at most `windowMemoLimit`, oldest out): a resumed multi-window ranking skips
+    /// the windows it already has, whose prompts would otherwise overwrite a later window's
+    /// kept pieces.
+    private var windowMemo: [(tokens: [Int32], raw: [Float])] = []
+    private static let windowMemoLimit = 8
 
     /// The interruption to ask in the prompt stage and in the scoring stage.
     private var promptStop: (() -> Bool)? { mustFinishPiece ? nil : interruption }
@@ -202,11 +217,23 @@ public final class Ranker {
             }
         case .generate: result = try rankGenerate(history: history, profile: profile, candidates: candidates, k: k, cacheKey: cacheKey)
         }
-        (mustFinishPiece, mustFinishScoring) = (false, false)
+        if interruption != nil { (mustFinishPiece, mustFinishScoring) = (false, false) }
         return result
     }
 
     // MARK: prompt prefill with prefix reuse
+
+    /// Before a new prompt (`tokens`; empty: another use of the cache) overwrites the
+    /// session's cache: a stopped prompt's kept pieces are copied to the prefix cache under
+    /// its key, unless the new prompt extends them or the cache already holds them.
+    func keepPartialPrompt(before tokens: [Int32]) {
+        guard let key = partialKey else { return }
+        partialKey = nil
+        let covered = prefixCache.entry(key).map { commonPrefixLength($0.tokens, residentPrompt) == residentPrompt.count } ?? false
+        if commonPrefixLength(residentPrompt, tokens) < residentPrompt.count, !covered, session.position == residentPrompt.count {
+            prefixCache.put(key, tokens: residentPrompt, bytes: session.snapshotByteCount) { session.snapshot() }
+        }
+    }
 
     /// Brings the session to exactly `tokens`, reusing the longest cached prefix,
     /// and returns the logits of the last prompt position.
@@ -215,6 +242,7 @@ public final class Ranker {
             throw RankerError.promptTooLong(tokens: tokens.count, context: session.contextLength)
         }
         let start = Date()
+        keepPartialPrompt(before: tokens)
         // At least the last token is recomputed: its logits are needed. The session's own
         // cache first (the last prompt is still there: nothing to copy, whatever the
         // model's size), then a snapshot that shares more.
@@ -238,15 +266,13 @@ public final class Ranker {
                 try session.prefill(Array(tokens[done..<end]), logits: end == tokens.count ? .last : .none,
                                     stopIf: promptStop) { _, l in last = Array(l) }
                 done = end
-                mustFinishPiece = false
+                if interruption != nil { mustFinishPiece = false }
             }
         } catch LlamaError.stopped(let position) {
             // Positions 0..<position hold these tokens' keys and values: kept for reuse.
             residentPrompt = Array(tokens[..<position])
             if position == reuse { mustFinishPiece = true }
-            if let cacheKey, position > 0, prefixCache.entry(cacheKey)?.tokens != residentPrompt {
-                prefixCache.put(cacheKey, tokens: residentPrompt, bytes: session.snapshotByteCount) { session.snapshot() }
-            }
+            if position > 0 { partialKey = cacheKey }
             throw RankerError.interrupted(computedPromptTokens: position, promptTokens: tokens.count)
         }
         residentPrompt = tokens
@@ -283,13 +309,26 @@ public final class Ranker {
             let lo = window * labels.count, hi = min(candidates.count, lo + labels.count)
             let slice = Array(candidates[lo..<hi])
             lastPrompt = prompt(mode: .letters, history: history, profile: profile, candidates: slice)
-            var t = RankTimings()
-            let logits = try prefillPrompt(encodePrompt(lastPrompt), cacheKey: window == 0 ? cacheKey : nil, timings: &t)
-            timings.prefillSeconds += t.prefillSeconds
-            timings.promptTokens += t.promptTokens
-            timings.computedPromptTokens += t.computedPromptTokens
+            let tokens = encodePrompt(lastPrompt)
+            let raw: [Float]
+            if interruption != nil, reach > labels.count, let memo = windowMemo.first(where: { $0.tokens == tokens }) {
+                raw = memo.raw
+                timings.promptTokens += tokens.count
+            } else {
+                var t = RankTimings()
+                // Each window's prompt under its own key: a stopped window's pieces are kept apart.
+                let key = window == 0 ? cacheKey : cacheKey.map { "\($0)#window\(window)" }
+                let logits = try prefillPrompt(tokens, cacheKey: key, timings: &t)
+                timings.prefillSeconds += t.prefillSeconds
+                timings.promptTokens += t.promptTokens
+                timings.computedPromptTokens += t.computedPromptTokens
+                raw = (0..<slice.count).map { logits[Int(labels[$0])] }
+                if interruption != nil, reach > labels.count {
+                    windowMemo.append((tokens, raw))
+                    if windowMemo.count > Self.windowMemoLimit { windowMemo.removeFirst() }
+                }
+            }
             let s0 = Date()
-            let raw = (0..<slice.count).map { logits[Int(labels[$0])] }
             let m = raw.max() ?? 0
             let lse = Double(m) + log(raw.reduce(0.0) { $0 + exp(Double($1 - m)) })
             for (i, r) in raw.enumerated() { scored.append((lo + i, Double(r) - lse)) }

@@ -339,6 +339,38 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
         })
     }
 
+    /// Two letters windows (k = 40 of 40 candidates): a stop in the second window keeps its
+    /// pieces, and the next attempt takes the first window's scores from memory instead of
+    /// overwriting them; and a request's ranking of another profile between the attempts
+    /// neither loses the kept pieces nor lifts the progress guarantee.
+    @Test(arguments: [ScoringMode.letters, .likelihood])
+    func stopsWithRequestsInBetweenStillFinish(mode: ScoringMode) throws {
+        let many = (0..<40).map { Candidate(id: "m\($0)", title: "Film number \($0) (19\(60 + $0))") }
+        let cold = try makeRanker().rank(history: someTitles, candidates: many, k: 40, mode: mode)
+        let r = try makeRanker()
+        var attempts = 0
+        var result: RankResult?
+        while result == nil, attempts < 200 {
+            attempts += 1
+            r.interruption = { true }
+            do { result = try r.rank(history: someTitles, candidates: many, k: 40, mode: mode, cacheKey: "p") }
+            catch RankerError.interrupted {}
+            // A request in between: another profile's prompt, no interruption.
+            r.interruption = nil
+            _ = try r.rank(history: ["Heat (1995)"], candidates: Array(someCandidates.prefix(3)), k: 3, mode: mode, cacheKey: "q")
+        }
+        let pieces = (cold.timings.promptTokens + Ranker.interruptibleChunk - 1) / Ranker.interruptibleChunk
+        print("\(mode), 40 candidates: always asked to stop, another ranking between attempts: finished after \(attempts) attempts (\(pieces) prompt pieces)")
+        let finished = try #require(result)
+        #expect(attempts <= 2 * pieces + 2)
+        var worst = 0.0
+        for (a, b) in zip(cold.items, finished.items) {
+            #expect(a.id == b.id)
+            worst = max(worst, abs(a.score - b.score))
+        }
+        #expect(worst <= 1e-4 && finished.items.count == 40, "max |Δ| \(worst)")
+    }
+
     /// The pieces a stop kept survive another prompt in between (a request for another
     /// profile overwrites the session's cache): they are in the prefix cache too.
     @Test func keptPiecesSurviveAnotherPrompt() throws {
@@ -348,9 +380,10 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
             _ = try r.rank(history: someTitles, candidates: someCandidates, k: 3, mode: .letters, cacheKey: "p")
             Issue.record("not interrupted")
         } catch RankerError.interrupted(let done, _) { #expect(done == Ranker.interruptibleChunk) }
-        #expect(r.prefixCache.entry("p")?.tokens.count == Ranker.interruptibleChunk)
+        #expect(r.prefixCache.entry("p") == nil)   // copied only when another prompt comes
         r.interruption = nil
         _ = try r.rank(history: ["Heat (1995)"], candidates: Array(someCandidates.suffix(2)), k: 2, mode: .letters, cacheKey: "q")
+        #expect(r.prefixCache.entry("p")?.tokens.count == Ranker.interruptibleChunk)
         let resumed = try r.rank(history: someTitles, candidates: someCandidates, k: 3, mode: .letters, cacheKey: "p")
         #expect(resumed.timings.computedPromptTokens == resumed.timings.promptTokens - Ranker.interruptibleChunk)
     }
