@@ -111,6 +111,9 @@ public final class Recommender {
     public func recommend(profile: String, k: Int = 10, mode: ScoringMode? = nil, candidates: Int? = nil,
                           useCache: Bool = true) throws -> Recommendation {
         let t0 = Date()
+        if useCache, let hit = try cachedRecommendation(profile: profile, k: k, mode: mode, candidates: candidates) {
+            return hit
+        }
         let mode = mode ?? ranker.settings.mode
         let nCand = candidateCount(k: k, candidates: candidates)
         let history = try store.recent(profile: profile, limit: historyWindow)
@@ -120,15 +123,6 @@ public final class Recommender {
         let cacheID = cacheModelID(mode: mode, candidates: nCand)
         var notes: [String] = []
 
-        if useCache, let hit = try cachedRanking(profile: profile, history: history, inputDigest: inputDigest,
-                                                 cacheID: cacheID, k: k, candidates: nCand) {
-            var t = Recommendation.Timings()
-            t.totalSeconds = Date().timeIntervalSince(t0)
-            return Recommendation(profile: profile, items: hit.items, mode: mode, fromCache: true, candidates: hit.candidates,
-                                  historyLength: history.count, historyDigest: digest.description, timings: t,
-                                  notes: hit.notes)
-        }
-
         // Retrieval over the whole window; the prompt shows the most recent titles.
         let retrieved = try retrieve(profile: profile, history: history, k: k, count: nCand)
         var timings = Recommendation.Timings()
@@ -137,8 +131,18 @@ public final class Recommender {
         let cands = retrieved.items.map { Candidate(id: catalog.ids[Int($0.index)], title: catalog.titles[Int($0.index)]) }
         let titles = history.compactMap { catalog.index(of: $0.item).map { catalog.titles[Int($0)] } }
 
-        let result = try ranker.rank(history: titles, profile: summary, candidates: cands, k: min(k, cands.count),
-                                     mode: mode, cacheKey: profile)
+        // Every candidate the ranking scores anyway is kept in the cache (letters: its
+        // windows of 20; likelihood: all), so a later request for more of them (k ≤ that)
+        // is served from it too; generate mode writes only k titles.
+        let scoredAnyway: Int
+        switch mode {
+        case .letters: scoredAnyway = (k + 19) / 20 * 20
+        case .likelihood: scoredAnyway = cands.count
+        case .generate: scoredAnyway = k
+        }
+        let ranked = try ranker.rank(history: titles, profile: summary, candidates: cands,
+                                     k: min(max(k, scoredAnyway), cands.count), mode: mode, cacheKey: profile)
+        let result = (items: Array(ranked.items.prefix(k)), timings: ranked.timings)
         // Generate mode can stop short when the context fills: said, and not cached (a
         // cached list must hold k items, so it could never be served).
         let complete = result.items.count >= min(k, cands.count)
@@ -159,7 +163,7 @@ public final class Recommender {
                 // leave a ranking derived from the forgotten items behind).
                 let stored = try store.putCachedRecommendations(CachedRecommendations(
                     profile: profile, modelID: cacheID, catalogID: catalogID, historyDigest: inputDigest,
-                    createdAt: Int64(Date().timeIntervalSince1970), items: result.items.map { ScoredItem(item: $0.id, score: $0.score) }),
+                    createdAt: Int64(Date().timeIntervalSince1970), items: ranked.items.map { ScoredItem(item: $0.id, score: $0.score) }),
                     ifHistory: digest, limit: historyWindow)
                 if !stored { notes.append("not cached: the history changed while it was being ranked") }
             } catch {
@@ -242,16 +246,30 @@ public final class Recommender {
         return (items, min(nCand, unseen), notes)
     }
 
+    /// The recommendation `recommend` would serve from the cache now (one read of the
+    /// history), or nil when it would rank afresh.
+    public func cachedRecommendation(profile: String, k: Int = 10, mode: ScoringMode? = nil,
+                                     candidates: Int? = nil) throws -> Recommendation? {
+        let t0 = Date()
+        let mode = mode ?? ranker.settings.mode
+        let nCand = candidateCount(k: k, candidates: candidates)
+        let history = try store.recent(profile: profile, limit: historyWindow)
+        let digest = HistoryDigest(of: history)
+        let input = rankingInputDigest(digest, summary: try storedSummary(profile))
+        guard let hit = try cachedRanking(profile: profile, history: history, inputDigest: input,
+                                          cacheID: cacheModelID(mode: mode, candidates: nCand), k: k, candidates: nCand)
+        else { return nil }
+        var t = Recommendation.Timings()
+        t.totalSeconds = Date().timeIntervalSince(t0)
+        return Recommendation(profile: profile, items: hit.items, mode: mode, fromCache: true, candidates: hit.candidates,
+                              historyLength: history.count, historyDigest: digest.description, timings: t, notes: hit.notes)
+    }
+
     /// Whether `recommend` would rank `profile` afresh: no cached ranking of its current
     /// history it could serve. `k` and `candidates` as `recommend` would get them (they
     /// name the cache entry).
     public func isStale(profile: String, k: Int = 10, mode: ScoringMode? = nil, candidates: Int? = nil) throws -> Bool {
-        let mode = mode ?? ranker.settings.mode
-        let nCand = candidateCount(k: k, candidates: candidates)
-        let history = try store.recent(profile: profile, limit: historyWindow)
-        let input = rankingInputDigest(HistoryDigest(of: history), summary: try storedSummary(profile))
-        return try cachedRanking(profile: profile, history: history, inputDigest: input,
-                                 cacheID: cacheModelID(mode: mode, candidates: nCand), k: k, candidates: nCand) == nil
+        try cachedRecommendation(profile: profile, k: k, mode: mode, candidates: candidates) == nil
     }
 
     /// The profile summary ranking prompts include: the stored one, if the model writes them.

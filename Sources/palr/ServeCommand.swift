@@ -29,17 +29,18 @@ struct ServeCommand: ParsableCommand {
             string or number): \
             {"id": 1, "profile": "P"} with optional "k" (10), "mode", "candidates", "noCache" \
             (false), "wait" (true) — the same as `palr recommend --json`, whose object is the \
-            response's "result"; with "wait": false, when no cached ranking serves, the answer comes \
-            at once with the candidates in retrieval order ("provisional": true) and the ranking is \
-            prepared, to be served to the same request later; \
+            response's "result"; with "wait": false, when no cached ranking serves, the answer is \
+            the candidates in retrieval order ("provisional": true), with no model work, and the \
+            ranking is prepared first, to be served to the same request later ("noCache": true \
+            cannot go with it); \
             {"id": 2, "op": "record", "profile": "P", "items": ["ID", …]} with optional "kind" \
             (view), "value", "time" (now), "createProfile" (false) — as `palr history add`, \
             "result" is {"ids": […]}; {"op": "recent", "profile": "P"} with optional "limit" (50): \
             the profile's last interactions, oldest first; {"op": "forget", "profile": "P", "items": \
             ["ID"]} forgets one item of the history, {"op": "forget", "profile": "P", "all": true} \
             the whole profile; {"op": "prepare", "profile": "P"} (optional "k", "mode", \
-            "candidates") queues P's ranking to be computed while no request is waiting ("result" \
-            is {"queued": true}). \
+            "candidates") queues P's ranking first, to be computed while no request is waiting \
+            ("result" is {"queued": true}). \
             After a record or a forget of one item, the profile is prepared the same way (the \
             recommendation the request {"profile": "P"} would get, with the server's options), \
             unless --no-prepare; with --prepare-stale, every profile whose ranking is missing or \
@@ -74,8 +75,12 @@ struct ServeCommand: ParsableCommand {
         if prepareStale {
             for name in try rec.store.profiles().map(\.name) {
                 let ranking = try defaultRanking(name)
-                if try rec.isStale(profile: name, k: ranking.k, mode: ranking.mode, candidates: ranking.candidates) {
-                    queue.add(ranking)
+                do {
+                    if try rec.isStale(profile: name, k: ranking.k, mode: ranking.mode, candidates: ranking.candidates) {
+                        queue.add(ranking)
+                    }
+                } catch HistoryError.unknownProfile {
+                    continue   // forgotten by another process since the listing
                 }
             }
             printErr("palr serve: \(queue.rankings.count) profile(s) with a missing or stale ranking queued for preparation")
@@ -121,7 +126,15 @@ struct ServeCommand: ParsableCommand {
     static func note(_ text: String) {
         var p = pollfd(fd: STDERR_FILENO, events: Int16(POLLOUT), revents: 0)
         guard poll(&p, 1, 0) > 0, p.revents & Int16(POLLOUT) != 0 else { return }
-        printErr(text)   // one line, far below PIPE_BUF: written whole into the free space
+        // At most 512 bytes (cut on a character): POLLOUT promises room for that much on
+        // Linux (a page) and on the BSDs (512), so the write does not wait.
+        var line = "", bytes = 0
+        for c in oneLine(text) {
+            bytes += c.utf8.count
+            if bytes > 500 { line += "…"; break }
+            line.append(c)
+        }
+        printErr(line)
     }
 
     /// Ranks as `request` asks, yielding to the next request; true when it is done with
@@ -177,12 +190,15 @@ struct ServeCommand: ParsableCommand {
                     // A fresh ranking is work to wait for; the cache is what answers at once.
                     throw CLIError("\"noCache\": true asks for a fresh ranking, which \"wait\": false cannot wait for")
                 }
-                if request.wait == false, try rec.isStale(profile: ranking.profile, k: ranking.k, mode: ranking.mode,
-                                                          candidates: ranking.candidates) {
-                    // The retrieval order now; the model's ranking when it is ready.
+                if request.wait == false {
+                    // The cached ranking, or the retrieval order now and the ranking when it is ready.
+                    if let hit = try rec.cachedRecommendation(profile: ranking.profile, k: ranking.k, mode: ranking.mode,
+                                                              candidates: ranking.candidates) {
+                        return Self.encode(ServeResponse(id: request.id, result: hit))
+                    }
                     let r = try rec.retrievalOrder(profile: ranking.profile, k: ranking.k, mode: ranking.mode,
                                                    candidates: ranking.candidates)
-                    queue.add(ranking)
+                    queue.add(ranking, first: true)   // what the viewer is looking at
                     return Self.encode(ServeResponse(id: request.id, result: r))
                 }
                 do {
@@ -198,7 +214,7 @@ struct ServeCommand: ParsableCommand {
                 let ranking = try rankingRequest(request)
                 // Checked now, so that a misspelt profile is an answer, not a note later.
                 _ = try rec.store.recent(profile: request.profile, limit: 1)
-                queue.add(ranking)
+                queue.add(ranking, first: true)
                 return Self.encode(ServeResponse(id: request.id, result: ["queued": true]))
             case "recent":
                 let limit = request.limit ?? 50
@@ -304,13 +320,21 @@ struct RankingRequest: Equatable {
     var candidates: Int?
 }
 
-/// Rankings to compute ahead of time, oldest request first, one per profile (a later
-/// request for a queued profile replaces its k, mode and candidate count, in place).
+/// Rankings to compute ahead of time, one per profile, in order: a UI's explicit asks
+/// (`first`) ahead of the rest, then oldest first. A later ask for a queued profile
+/// replaces its mode and candidate count, and keeps the larger k when those agree (a
+/// cached ranking serves any k up to its own).
 struct PreparationQueue {
     private(set) var rankings: [RankingRequest] = []
     var first: RankingRequest? { rankings.first }
-    mutating func add(_ ranking: RankingRequest) {
-        if let i = rankings.firstIndex(where: { $0.profile == ranking.profile }) { rankings[i] = ranking } else { rankings.append(ranking) }
+    mutating func add(_ ranking: RankingRequest, first: Bool = false) {
+        var new = ranking
+        if let i = rankings.firstIndex(where: { $0.profile == ranking.profile }) {
+            let old = rankings.remove(at: i)
+            if old.mode == new.mode && old.candidates == new.candidates { new.k = max(old.k, new.k) }
+            if !first { rankings.insert(new, at: i); return }
+        }
+        if first { rankings.insert(new, at: 0) } else { rankings.append(new) }
     }
     mutating func remove(_ profile: String) { rankings.removeAll { $0.profile == profile } }
 }

@@ -44,10 +44,10 @@ private final class ServeProcess {
     /// Lines of standard error `errorLine` passed over.
     var passed: [String] = []
 
-    /// Shrinks the standard-error pipe to one page (F_SETPIPE_SZ, Linux), so that a few dozen
-    /// unread lines fill it; returns the size set.
+    /// Shrinks the standard-error pipe to two pages (F_SETPIPE_SZ, Linux), so that about a
+    /// hundred unread lines fill it; returns the size set.
     func shrinkErrorPipe() -> Int32 {
-        fcntl(errors.fileHandleForReading.fileDescriptor, 1031 /* F_SETPIPE_SZ */, 4096)
+        fcntl(errors.fileHandleForReading.fileDescriptor, 1031 /* F_SETPIPE_SZ */, 8192)
     }
 
     private static func line(from pipe: Pipe, _ pending: inout [UInt8], within seconds: Double) -> String? {
@@ -245,13 +245,13 @@ private func serveBundled(_ db: String, histories: [String: [String]], _ argumen
     }
 
     /// A parent that never reads standard error: the preparations' lines fill the pipe, and
-    /// are dropped rather than block the server (a blocking write stopped it after ~50
-    /// records on a one-page pipe, ~670 on a default one).
+    /// are dropped rather than block the server (a blocking write stopped it after ~95
+    /// records on a two-page pipe, ~670 on a default one).
     @Test func anUnreadStandardErrorNeverStopsTheServer() throws {
         try withTemporaryDirectory { folder in
             let db = folder + "/h.sqlite"
             let serve = try serveBundled(db, histories: ["p": ["1"]])
-            #expect(serve.shrinkErrorPipe() >= 4096)
+            #expect(serve.shrinkErrorPipe() >= 8192)
             var answered = 0
             for i in 0..<200 {
                 serve.send(#"{"id": \#(i), "op": "record", "profile": "p", "items": ["\#(2 + i)"]}"#)
@@ -263,6 +263,8 @@ private func serveBundled(_ db: String, histories: [String: [String]], _ argumen
             // A server stuck on its standard error would never end: killed, not waited for.
             serve.process.terminate()
             serve.process.waitUntilExit()
+            // The preparations ran (their first lines fill the pipe).
+            #expect(serve.errorLine(containing: "palr serve: prepared profile p (", within: 5) != nil)
         }
     }
 
@@ -301,6 +303,19 @@ private func serveBundled(_ db: String, histories: [String: [String]], _ argumen
             #expect((try object(serve.response())["error"] as? String ?? "").contains("unknown profile"))
             serve.send(#"{"id": 5, "profile": "p", "wait": false, "noCache": true}"#)
             #expect((try object(serve.response())["error"] as? String ?? "").contains("cannot wait for"))
+
+            // After a record: a provisional k = 5 with the server's candidate count, then the
+            // default request ({"profile": "p"}, k 10) is served from the cache once prepared.
+            serve.send(#"{"id": 6, "op": "record", "profile": "p", "items": ["\#(ids[0])"]}"#)
+            #expect(try object(serve.response())["error"] == nil)
+            serve.send(#"{"id": 7, "profile": "p", "k": 5, "wait": false}"#)
+            let five = try #require(try object(serve.response())["result"] as? [String: Any])
+            #expect(five["provisional"] as? Bool == true && (five["items"] as? [Any])?.count == 5)
+            #expect(serve.errorLine(containing: "palr serve: prepared profile p (") != nil)
+            serve.send(#"{"id": 8, "profile": "p"}"#)
+            let ranked10 = try #require(try object(serve.response())["result"] as? [String: Any])
+            #expect(ranked10["fromCache"] as? Bool == true && (ranked10["items"] as? [Any])?.count == 10, "\(ranked10)")
+            #expect(ranked10["candidates"] as? Int == five["candidates"] as? Int, "\(ranked10) vs \(five)")
             _ = serve.finish()
         }
     }

@@ -59,8 +59,15 @@ import Tokenizer
         let first = try rec.recommend(profile: "alice", k: 5)
         #expect(!first.fromCache && first.items.count == 5)
         #expect(try !rec.isStale(profile: "alice", k: 5))
-        // A cached 5 cannot answer a request for 10: recommend would rank afresh, so it is stale.
-        #expect(try rec.isStale(profile: "alice", k: 10))
+        // Letters mode scored the whole window of 20 for k = 5, and cached all of it: a
+        // request for 10 (the same 20 candidates) is served from it, with the same first 5.
+        #expect(try !rec.isStale(profile: "alice", k: 10))
+        let ten = try rec.recommend(profile: "alice", k: 10)
+        #expect(ten.fromCache && ten.items.count == 10 && Array(ten.items.prefix(5).map(\.id)) == first.items.map(\.id))
+        // Generate mode writes only k titles: a cached 5 cannot answer a request for 10.
+        _ = try rec.recommend(profile: "alice", k: 5, mode: .generate)
+        #expect(try !rec.isStale(profile: "alice", k: 5, mode: .generate))
+        #expect(try rec.isStale(profile: "alice", k: 10, mode: .generate))
         let second = try rec.recommend(profile: "alice", k: 5)
         #expect(second.fromCache && second.items.map(\.id) == first.items.map(\.id))
         _ = try store.record(NewInteraction(profile: "alice", item: first.items[0].id, kind: .view, value: nil, timestamp: 2000))
