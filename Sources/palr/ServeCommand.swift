@@ -72,6 +72,7 @@ struct ServeCommand: ParsableCommand {
         printErr("palr serve: ready, \(rec.ranker.settings.mode.rawValue) mode; one JSON request per line on standard input")
         var reader = LineReader(descriptor: STDIN_FILENO, maxLineBytes: Self.maxLineBytes)
         var queue = PreparationQueue()
+        let uncached = UncachedRankings()
         if prepareStale {
             for name in try rec.store.profiles().map(\.name) {
                 let ranking = try defaultRanking(name)
@@ -89,7 +90,7 @@ struct ServeCommand: ParsableCommand {
             // Idle: no request read and waiting, none arriving. (A file or /dev/null as
             // standard input is always readable: nothing is prepared then.)
             if let next = queue.first, !reader.hasLine, !Self.inputWaiting() {
-                if prepare(next, rec) { queue.remove(next.profile) }
+                if prepare(next, rec, uncached) { queue.remove(next.profile) }
                 continue
             }
             guard let line = try reader.next() else { break }
@@ -99,7 +100,7 @@ struct ServeCommand: ParsableCommand {
                 response = Self.encode(ServeResponse(id: nil, error: "request line longer than \(Self.maxLineBytes) bytes"))
             case .line(let bytes):
                 if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }   // blank lines
-                response = handle(Data(bytes), rec, queue: &queue)
+                response = handle(Data(bytes), rec, queue: &queue, uncached: uncached)
             }
             try writeNow(response + "\n")
         }
@@ -140,16 +141,25 @@ struct ServeCommand: ParsableCommand {
     /// Ranks as `request` asks, yielding to the next request; true when it is done with
     /// (ranked, or failed: a note says why), false when it yielded (it stays queued; the
     /// next attempt continues from the prompt pieces already computed).
-    func prepare(_ request: RankingRequest, _ rec: Recommender) -> Bool {
+    func prepare(_ request: RankingRequest, _ rec: Recommender, _ uncached: UncachedRankings) -> Bool {
         rec.ranker.interruption = { Self.inputWaiting() }
         defer { rec.ranker.interruption = nil }
         let name = terminalSafe(request.profile)
         do {
             let r = try rec.recommend(profile: request.profile, k: request.k, mode: request.mode,
                                       candidates: request.candidates, useCache: true)
-            let how = r.fromCache ? "already cached" : String(format: "%.2f s, %d of %d prompt tokens computed",
+            var how = r.fromCache ? "already cached" : String(format: "%.2f s, %d of %d prompt tokens computed",
                                                                r.timings.totalSeconds, r.timings.computedPromptTokens,
                                                                r.timings.promptTokens)
+            // A ranking the store did not keep (a full disk, a lock held too long, a generate
+            // ranking cut short by the context) is kept here for the "wait": false request
+            // that asked for it; asking again would only redo it.
+            if !r.fromCache, try rec.cachedRecommendation(profile: request.profile, k: request.k, mode: request.mode,
+                                                          candidates: request.candidates) == nil {
+                uncached.rankings[request.profile] = (request, r)
+                how += "; not cached" + (r.notes.first { $0.hasPrefix("not cached") || $0.hasPrefix("the model's context") }
+                    .map { ": " + $0 } ?? "")
+            }
             Self.note("palr serve: prepared profile \(name) (\(how))")
             return true
         } catch RankerError.interrupted(let done, let total) {
@@ -165,7 +175,7 @@ struct ServeCommand: ParsableCommand {
     /// One request's response line (never throws: a failure is the response). A change to
     /// a profile's history queues the profile for preparation (`--prepare`); a forgotten
     /// profile leaves the queue.
-    func handle(_ data: Data, _ rec: Recommender, queue: inout PreparationQueue) -> String {
+    func handle(_ data: Data, _ rec: Recommender, queue: inout PreparationQueue, uncached: UncachedRankings) -> String {
         let request: ServeRequest
         do {
             request = try JSONDecoder().decode(ServeRequest.self, from: data)
@@ -198,6 +208,13 @@ struct ServeCommand: ParsableCommand {
                     }
                     let r = try rec.retrievalOrder(profile: ranking.profile, k: ranking.k, mode: ranking.mode,
                                                    candidates: ranking.candidates)
+                    // A preparation of this very input that the store could not keep.
+                    if let (asked, ranked) = uncached.rankings[ranking.profile], ranked.historyDigest == r.historyDigest,
+                       asked.mode == ranking.mode, asked.candidates == ranking.candidates, asked.k >= ranking.k {
+                        var kept = ranked
+                        kept.items = Array(ranked.items.prefix(ranking.k))
+                        return Self.encode(ServeResponse(id: request.id, result: kept))
+                    }
                     queue.add(ranking, first: true)   // what the viewer is looking at
                     return Self.encode(ServeResponse(id: request.id, result: r))
                 }
@@ -233,6 +250,7 @@ struct ServeCommand: ParsableCommand {
                 case (nil, true):
                     removed = try rec.store.forget(profile: request.profile)
                     queue.remove(request.profile)
+                    uncached.rankings[request.profile] = nil
                 default:
                     throw CLIError("forget takes \"items\": [one item id], or \"all\": true for the whole profile")
                 }
@@ -318,6 +336,13 @@ struct RankingRequest: Equatable {
     var k: Int
     var mode: ScoringMode?
     var candidates: Int?
+}
+
+/// The last preparation of each profile that the store did not cache, with what it was
+/// asked for (served to a "wait": false request for the same history, k, mode and
+/// candidate count; replaced by the next one).
+final class UncachedRankings {
+    var rankings: [String: (RankingRequest, Recommendation)] = [:]
 }
 
 /// Rankings to compute ahead of time, one per profile, in order: a UI's explicit asks

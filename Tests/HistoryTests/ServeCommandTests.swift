@@ -342,4 +342,23 @@ private func serveBundled(_ db: String, histories: [String: [String]], _ argumen
             _ = serve.finish()
         }
     }
+
+    /// A prepared ranking the store does not cache (here: generate mode, whose 1,024-token
+    /// context fills after 68 of 100 titles) is served from memory to the "wait": false
+    /// request that asked for it, instead of a provisional list and another ranking.
+    @Test func anUncachedPreparationIsServedFromMemory() throws {
+        try withTemporaryDirectory { folder in
+            let serve = try serveBundled(folder + "/h.sqlite", histories: ["p": ["1", "2", "3", "5", "7"]])
+            let request = #"{"profile": "p", "mode": "generate", "k": 100, "candidates": 100, "wait": false}"#
+            serve.send(request)
+            #expect((try object(serve.response())["result"] as? [String: Any])?["provisional"] as? Bool == true)
+            let note = serve.errorLine(containing: "palr serve: prepared profile p (")
+            #expect(note?.contains("not cached: the model's context filled") == true, "\(note ?? "no note")")
+            serve.send(request)
+            let kept = try #require(try object(serve.response())["result"] as? [String: Any])
+            let items = kept["items"] as? [Any] ?? []
+            #expect(kept["provisional"] == nil && kept["fromCache"] as? Bool == false && (1..<100).contains(items.count), "\(kept)")
+            _ = serve.finish()
+        }
+    }
 }
