@@ -125,7 +125,7 @@ public final class Ranker {
     private var mustFinishPiece = false, mustFinishScoring = false
     /// The cache key of a stopped prompt whose first `residentPrompt.count` tokens fill the
     /// session's cache: snapshotted when the next prompt would overwrite them (not at the
-    /// stop: the request that caused the stop need not wait for a copy).
+    /// stop: a request that does no model work, `recent` or `record`, waits for no copy).
     private var partialKey: String?
     /// The label logits of letters windows scored by interruptible rankings, by prompt
     /// tokens (at most `windowMemoLimit`, oldest out): a resumed multi-window ranking skips
@@ -229,7 +229,9 @@ public final class Ranker {
     func keepPartialPrompt(before tokens: [Int32]) {
         guard let key = partialKey else { return }
         partialKey = nil
-        let covered = prefixCache.entry(key).map { commonPrefixLength($0.tokens, residentPrompt) == residentPrompt.count } ?? false
+        // Already held, under any key (a later window's stop may have kept only the history
+        // prefix the first window's entry holds).
+        let covered = prefixCache.longestPrefix(of: residentPrompt)?.length == residentPrompt.count
         if commonPrefixLength(residentPrompt, tokens) < residentPrompt.count, !covered, session.position == residentPrompt.count {
             prefixCache.put(key, tokens: residentPrompt, bytes: session.snapshotByteCount) { session.snapshot() }
         }
@@ -237,7 +239,10 @@ public final class Ranker {
 
     /// Brings the session to exactly `tokens`, reusing the longest cached prefix,
     /// and returns the logits of the last prompt position.
-    private func prefillPrompt(_ tokens: [Int32], cacheKey: String?, timings: inout RankTimings) throws -> [Float] {
+    /// `partialKey`: where a stop's kept pieces go (default `cacheKey`; a later letters
+    /// window keeps its pieces apart, but its whole prompt is not kept).
+    private func prefillPrompt(_ tokens: [Int32], cacheKey: String?, partialKey keepKey: String?? = nil,
+                               timings: inout RankTimings) throws -> [Float] {
         guard tokens.count < session.contextLength else {
             throw RankerError.promptTooLong(tokens: tokens.count, context: session.contextLength)
         }
@@ -272,7 +277,7 @@ public final class Ranker {
             // Positions 0..<position hold these tokens' keys and values: kept for reuse.
             residentPrompt = Array(tokens[..<position])
             if position == reuse { mustFinishPiece = true }
-            if position > 0 { partialKey = cacheKey }
+            if position > 0 { partialKey = keepKey ?? cacheKey }
             throw RankerError.interrupted(computedPromptTokens: position, promptTokens: tokens.count)
         }
         residentPrompt = tokens
@@ -316,9 +321,11 @@ public final class Ranker {
                 timings.promptTokens += tokens.count
             } else {
                 var t = RankTimings()
-                // Each window's prompt under its own key: a stopped window's pieces are kept apart.
-                let key = window == 0 ? cacheKey : cacheKey.map { "\($0)#window\(window)" }
-                let logits = try prefillPrompt(tokens, cacheKey: key, timings: &t)
+                // A later window's stopped pieces are kept under their own key; its whole
+                // prompt is not (the memo holds its scores).
+                let logits = try prefillPrompt(tokens, cacheKey: window == 0 ? cacheKey : nil,
+                                               partialKey: window == 0 ? cacheKey : cacheKey.map { "\($0)#window\(window)" },
+                                               timings: &t)
                 timings.prefillSeconds += t.prefillSeconds
                 timings.promptTokens += t.promptTokens
                 timings.computedPromptTokens += t.computedPromptTokens

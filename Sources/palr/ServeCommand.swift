@@ -29,10 +29,10 @@ struct ServeCommand: ParsableCommand {
             string or number): \
             {"id": 1, "profile": "P"} with optional "k" (10), "mode", "candidates", "noCache" \
             (false), "wait" (true) — the same as `palr recommend --json`, whose object is the \
-            response's "result"; with "wait": false, when no cached ranking serves, the answer is \
-            the candidates in retrieval order ("provisional": true), with no model work, and the \
-            ranking is prepared first, to be served to the same request later ("noCache": true \
-            cannot go with it); \
+            response's "result"; with "wait": false, the answer needs no model work: the cached \
+            ranking; or a prepared one the store could not cache, kept in memory; or else the \
+            candidates in retrieval order ("provisional": true), and the ranking is prepared \
+            first, to be served to the same request later ("noCache": true cannot go with it); \
             {"id": 2, "op": "record", "profile": "P", "items": ["ID", …]} with optional "kind" \
             (view), "value", "time" (now), "createProfile" (false) — as `palr history add`, \
             "result" is {"ids": […]}; {"op": "recent", "profile": "P"} with optional "limit" (50): \
@@ -44,7 +44,7 @@ struct ServeCommand: ParsableCommand {
             After a record or a forget of one item, the profile is prepared the same way (the \
             recommendation the request {"profile": "P"} would get, with the server's options), \
             unless --no-prepare; with --prepare-stale, every profile whose ranking is missing or \
-            stale is queued at start. A request that arrives meanwhile waits for the layer in progress \
+            stale is queued at start, behind later asks and changes. A request that arrives meanwhile waits for the layer in progress \
             (after a preparation that yielded without keeping anything: one piece of 64 prompt \
             tokens, or the scoring stage, so that it progresses); the prompt pieces done are kept. \
             A request that fails gets {"id": …, "error": "…"} and the next line is read; a line \
@@ -69,23 +69,26 @@ struct ServeCommand: ParsableCommand {
     func run() throws {
         if StandardStreams.inputWasClosed { throw CLIError("standard input: cannot read: it is closed") }
         let rec = try pipeline.makeRecommender(quiet: true)
-        printErr("palr serve: ready, \(rec.ranker.settings.mode.rawValue) mode; one JSON request per line on standard input")
         var reader = LineReader(descriptor: STDIN_FILENO, maxLineBytes: Self.maxLineBytes)
         var queue = PreparationQueue()
         let uncached = UncachedRankings()
         if prepareStale {
+            // Before the ready line: a parent that waits for it then finds the queue made.
             for name in try rec.store.profiles().map(\.name) {
                 let ranking = try defaultRanking(name)
                 do {
                     if try rec.isStale(profile: name, k: ranking.k, mode: ranking.mode, candidates: ranking.candidates) {
-                        queue.add(ranking)
+                        queue.add(ranking, background: true)
                     }
                 } catch HistoryError.unknownProfile {
                     continue   // forgotten by another process since the listing
+                } catch {
+                    Self.note("palr serve: profile \(terminalSafe(name)) not queued: \(error)")
                 }
             }
             printErr("palr serve: \(queue.rankings.count) profile(s) with a missing or stale ranking queued for preparation")
         }
+        printErr("palr serve: ready, \(rec.ranker.settings.mode.rawValue) mode; one JSON request per line on standard input")
         while true {
             // Idle: no request read and waiting, none arriving. (A file or /dev/null as
             // standard input is always readable: nothing is prepared then.)
@@ -154,8 +157,11 @@ struct ServeCommand: ParsableCommand {
             // A ranking the store did not keep (a full disk, a lock held too long, a generate
             // ranking cut short by the context) is kept here for the "wait": false request
             // that asked for it; asking again would only redo it.
-            if !r.fromCache, try rec.cachedRecommendation(profile: request.profile, k: request.k, mode: request.mode,
-                                                          candidates: request.candidates) == nil {
+            // (Not for a model that writes profile summaries: a new summary changes the
+            // ranking's input while the history digest stays.)
+            if !r.fromCache, !rec.ranker.settings.writesProfiles,
+               try rec.cachedRecommendation(profile: request.profile, k: request.k, mode: request.mode,
+                                            candidates: request.candidates) == nil {
                 uncached.rankings[request.profile] = (request, r)
                 how += "; not cached" + (r.notes.first { $0.hasPrefix("not cached") || $0.hasPrefix("the model's context") }
                     .map { ": " + $0 } ?? "")
@@ -210,7 +216,7 @@ struct ServeCommand: ParsableCommand {
                                                    candidates: ranking.candidates)
                     // A preparation of this very input that the store could not keep.
                     if let (asked, ranked) = uncached.rankings[ranking.profile], ranked.historyDigest == r.historyDigest,
-                       asked.mode == ranking.mode, asked.candidates == ranking.candidates, asked.k >= ranking.k {
+                       asked.mode == ranking.mode, ranked.candidates == r.candidates, asked.k >= ranking.k {
                         var kept = ranked
                         kept.items = Array(ranked.items.prefix(ranking.k))
                         return Self.encode(ServeResponse(id: request.id, result: kept))
@@ -247,6 +253,7 @@ struct ServeCommand: ParsableCommand {
                 case (let items?, false) where items.count == 1:
                     removed = try rec.store.forget(item: items[0], profile: request.profile)
                     if prepareAfterChanges && removed > 0 { queue.add(try defaultRanking(request.profile)) }
+                    uncached.rankings[request.profile] = nil
                 case (nil, true):
                     removed = try rec.store.forget(profile: request.profile)
                     queue.remove(request.profile)
@@ -346,22 +353,32 @@ final class UncachedRankings {
 }
 
 /// Rankings to compute ahead of time, one per profile, in order: a UI's explicit asks
-/// (`first`) ahead of the rest, then oldest first. A later ask for a queued profile
-/// replaces its mode and candidate count, and keeps the larger k when those agree (a
-/// cached ranking serves any k up to its own).
+/// (`first`) ahead of the rest, then those a change of history queued, oldest first, then
+/// those the start-up scan for stale rankings queued (`background`). A later ask for a
+/// queued profile replaces it (a ranking caches every candidate it scores, so a smaller
+/// k is served from a larger one's entry of the same candidate count).
 struct PreparationQueue {
     private(set) var rankings: [RankingRequest] = []
+    private var background: Set<String> = []
     var first: RankingRequest? { rankings.first }
-    mutating func add(_ ranking: RankingRequest, first: Bool = false) {
-        var new = ranking
+    mutating func add(_ ranking: RankingRequest, first: Bool = false, background inBackground: Bool = false) {
         if let i = rankings.firstIndex(where: { $0.profile == ranking.profile }) {
-            let old = rankings.remove(at: i)
-            if old.mode == new.mode && old.candidates == new.candidates { new.k = max(old.k, new.k) }
-            if !first { rankings.insert(new, at: i); return }
+            if !first && !inBackground && !background.contains(ranking.profile) { rankings[i] = ranking; return }
+            rankings.remove(at: i)
         }
-        if first { rankings.insert(new, at: 0) } else { rankings.append(new) }
+        if inBackground { background.insert(ranking.profile) } else { background.remove(ranking.profile) }
+        if first {
+            rankings.insert(ranking, at: 0)
+        } else if inBackground {
+            rankings.append(ranking)
+        } else {
+            rankings.insert(ranking, at: rankings.firstIndex { background.contains($0.profile) } ?? rankings.count)
+        }
     }
-    mutating func remove(_ profile: String) { rankings.removeAll { $0.profile == profile } }
+    mutating func remove(_ profile: String) {
+        rankings.removeAll { $0.profile == profile }
+        background.remove(profile)
+    }
 }
 
 /// A request id as the client sent it: a string or a number, echoed unchanged (an

@@ -13,12 +13,14 @@ private final class ServeProcess {
     private let input = Pipe(), output = Pipe(), errors = Pipe()
     private var pending: [UInt8] = [], pendingErrors: [UInt8] = []
 
-    init(_ arguments: [String]) throws {
+    /// `initialInput`: lines written before the server starts (waiting when it is ready).
+    init(_ arguments: [String], initialInput: [String] = []) throws {
         process.executableURL = URL(fileURLWithPath: try palrExecutable())
         process.arguments = ["serve"] + arguments
         process.standardInput = input
         process.standardOutput = output
         process.standardError = errors
+        for line in initialInput { input.fileHandleForWriting.write(Data((line + "\n").utf8)) }
         try process.run()
     }
 
@@ -89,7 +91,8 @@ private func object(_ line: String?) throws -> [String: Any] {
 
 /// A store at `db` whose profiles have these histories (one interaction per item, in
 /// order), and `palr serve` on it with the bundled model and catalog.
-private func serveBundled(_ db: String, histories: [String: [String]], _ arguments: [String] = []) throws -> ServeProcess {
+private func serveBundled(_ db: String, histories: [String: [String]], _ arguments: [String] = [],
+                          initialInput: [String] = []) throws -> ServeProcess {
     do {   // closed before the server opens it
         let store = try HistoryStore(path: db)
         try store.record(histories.sorted { $0.key < $1.key }.flatMap { profile, items in
@@ -98,7 +101,7 @@ private func serveBundled(_ db: String, histories: [String: [String]], _ argumen
     }
     let models = repositoryRoot.appendingPathComponent("models").path
     return try ServeProcess(["--model", models + "/palr-ml-small-q4_0.gguf", "--catalog", models + "/ml-small-catalog.gguf",
-                             "--db", db] + arguments)
+                             "--db", db] + arguments, initialInput: initialInput)
 }
 
 @Suite struct ServeCommandTests {
@@ -359,6 +362,23 @@ private func serveBundled(_ db: String, histories: [String: [String]], _ argumen
             let kept = try #require(try object(serve.response())["result"] as? [String: Any])
             let items = kept["items"] as? [Any] ?? []
             #expect(kept["provisional"] == nil && kept["fromCache"] as? Bool == false && (1..<100).contains(items.count), "\(kept)")
+            _ = serve.finish()
+        }
+    }
+
+    /// The start-up scan's profiles wait behind a change: a record waiting when the server
+    /// is ready puts its profile ahead of the stale ones queued before it.
+    @Test func aChangeGoesAheadOfTheStaleScan() throws {
+        try withTemporaryDirectory { folder in
+            let serve = try serveBundled(folder + "/h.sqlite", histories: ["a": ["1", "2"], "b": ["3", "5"], "c": ["7", "10"]],
+                                         ["--prepare-stale"],
+                                         initialInput: [#"{"id": 1, "op": "record", "profile": "c", "items": ["32"]}"#])
+            #expect(try object(serve.response())["error"] == nil)
+            var order: [String] = []
+            while order.count < 3, let line = serve.errorLine(containing: "palr serve: prepared profile ") {
+                order.append(String(line.dropFirst("palr serve: prepared profile ".count).prefix(1)))
+            }
+            #expect(order == ["c", "a", "b"], "\(order)")
             _ = serve.finish()
         }
     }
