@@ -48,7 +48,9 @@ def main():
         db = os.path.join(folder, "h.sqlite")
         subprocess.run([a.palr, "history", "--db", db, "add", "--create-profile", "--profile", "bob"] + HISTORY,
                        check=True, stdout=subprocess.DEVNULL)
-        serve = subprocess.Popen(["/usr/bin/time", "-f", "serve: %e s, peak RSS %M KB", a.palr, "serve",
+        # Peak RSS through GNU time when it is installed (Debian: the `time` package).
+        timer = ["/usr/bin/time", "-f", "serve: %e s, peak RSS %M KB"] if os.path.exists("/usr/bin/time") else []
+        serve = subprocess.Popen(timer + [a.palr, "serve",
                                   "--model", a.model, "--catalog", a.catalog, "--db", db] + a.serve_args,
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=sys.stderr, text=True, bufsize=1)
 
