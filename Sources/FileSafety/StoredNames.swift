@@ -33,6 +33,18 @@ public enum StoredNames {
         return nil
     }
 
+    /// The longest run of `text`'s first characters that takes at most `maxBytes` bytes of
+    /// UTF-8 (whole characters only), in one pass; `cut` tells whether anything was left out.
+    public static func prefix(_ text: String, maxBytes: Int) -> (text: String, cut: Bool) {
+        var out = "", bytes = 0
+        for c in text {
+            bytes += c.utf8.count
+            if bytes > maxBytes { return (out, true) }
+            out.append(c)
+        }
+        return (out, false)
+    }
+
     /// Only bytes 0x20–0x7E: no control, bidirectional or line-breaking character.
     public static func isPrintableASCII(_ s: String) -> Bool { s.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F } }
 

@@ -769,10 +769,10 @@ public struct HistoryStore: Sendable {
             // Counted per table and parent (a damaged file can have thousands of such rows).
             let keys = try connection.prepare("PRAGMA foreign_key_check")
             defer { keys.reset() }
-            var orphans: [String: Int] = [:]
-            while try keys.step() { orphans["\(keys.text(0)) → \(keys.text(2))", default: 0] += 1 }
-            for (pair, count) in orphans.sorted(by: { $0.key < $1.key }) {
-                problems.append("\(count) row\(count == 1 ? "" : "s") of \(pair.replacingOccurrences(of: " → ", with: " refer\(count == 1 ? "s" : "") to a missing row of "))")
+            var orphans: [[String]: Int] = [:]   // [table, parent] → rows
+            while try keys.step() { orphans[[keys.text(0), keys.text(2)], default: 0] += 1 }
+            for (pair, count) in orphans.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+                problems.append("\(count) row\(count == 1 ? "" : "s") of \(pair[0]) refer\(count == 1 ? "s" : "") to a missing row of \(pair[1])")
             }
             // Items and kinds are not foreign keys (for the speed of imports); reads refuse a
             // row whose item or kind is missing, and this counts them all.

@@ -296,7 +296,9 @@ public final class LlamaSession {
     deinit { xq.deallocate() }
 
     /// Bytes held by the KV cache.
-    public var kvCacheBytes: Int { 2 * config.layerCount * contextLength * config.kvDim * kvType.elementSize }
+    public var kvCacheBytes: Int { kvBytes(positions: contextLength) }
+    /// Bytes of keys and values for `positions` positions of every layer.
+    private func kvBytes(positions: Int) -> Int { 2 * config.layerCount * positions * config.kvDim * kvType.elementSize }
     /// Bytes of the dequantization scratch panel.
     public var scratchBytes: Int { scratch.count * 4 }
     /// Bytes of all session buffers.
@@ -322,11 +324,11 @@ public final class LlamaSession {
         try prefill(tokens, logits: rows, stopIf: nil, body)
     }
 
-    /// `prefill`, stoppable. `stopIf`, when given, is asked before each layer of a batch (and before each token
-    /// of a batch small enough to run token by token): `true` throws `LlamaError.stopped`
-    /// with `position` at the end of the last whole batch or token. The stopped batch's
-    /// keys and values, written for some layers only, lie past `position`, where the next
-    /// prefill overwrites them.
+    /// `prefill`, stoppable. `stopIf`, when given, is asked before each layer of a batch
+    /// (and before each token of a batch small enough to run token by token): `true` throws
+    /// `LlamaError.stopped` with `position` at the end of the last whole batch or token. The
+    /// stopped batch's keys and values, written for some layers only, lie past `position`,
+    /// where the next prefill overwrites them.
     public func prefill(_ tokens: [Int32], logits rows: LogitRows, stopIf: (() -> Bool)?,
                         _ body: (Int, UnsafeBufferPointer<Float>) throws -> Void) throws {
         try checkTokens(tokens)
@@ -383,7 +385,7 @@ public final class LlamaSession {
     }
 
     /// The bytes `snapshot()` would allocate now (keys and values of 0..<position).
-    public var snapshotByteCount: Int { 2 * config.layerCount * position * config.kvDim * kvType.elementSize }
+    public var snapshotByteCount: Int { kvBytes(positions: position) }
 
     /// The raw start of layer `l`'s keys and values in the cache.
     private func cacheLayer(_ l: Int) -> (keys: UnsafeMutableRawPointer, values: UnsafeMutableRawPointer) {

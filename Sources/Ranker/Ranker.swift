@@ -239,9 +239,9 @@ public final class Ranker {
 
     /// Brings the session to exactly `tokens`, reusing the longest cached prefix,
     /// and returns the logits of the last prompt position.
-    /// `partialKey`: where a stop's kept pieces go (default `cacheKey`; a later letters
-    /// window keeps its pieces apart, but its whole prompt is not kept).
-    private func prefillPrompt(_ tokens: [Int32], cacheKey: String?, partialKey keepKey: String?? = nil,
+    /// `cacheKey`: where the whole prompt is kept; `keepKey`: where a stop's kept pieces go
+    /// (a later letters window keeps its pieces apart, but not its whole prompt).
+    private func prefillPrompt(_ tokens: [Int32], cacheKey: String?, keepKey: String?,
                                timings: inout RankTimings) throws -> [Float] {
         guard tokens.count < session.contextLength else {
             throw RankerError.promptTooLong(tokens: tokens.count, context: session.contextLength)
@@ -277,7 +277,7 @@ public final class Ranker {
             // Positions 0..<position hold these tokens' keys and values: kept for reuse.
             residentPrompt = Array(tokens[..<position])
             if position == reuse { mustFinishPiece = true }
-            if position > 0 { partialKey = keepKey ?? cacheKey }
+            if position > 0 { partialKey = keepKey }
             throw RankerError.interrupted(computedPromptTokens: position, promptTokens: tokens.count)
         }
         residentPrompt = tokens
@@ -310,13 +310,15 @@ public final class Ranker {
         var window = 0
         // Only the windows that can reach the top k are run: the first ⌈k/20⌉.
         let reach = min(candidates.count, (k + labels.count - 1) / labels.count * labels.count)
+        // Several windows, by a ranking that may stop: each window's scores are remembered.
+        let memoize = interruption != nil && reach > labels.count
         while window * labels.count < reach {
             let lo = window * labels.count, hi = min(candidates.count, lo + labels.count)
             let slice = Array(candidates[lo..<hi])
             lastPrompt = prompt(mode: .letters, history: history, profile: profile, candidates: slice)
             let tokens = encodePrompt(lastPrompt)
             let raw: [Float]
-            if interruption != nil, reach > labels.count, let memo = windowMemo.first(where: { $0.tokens == tokens }) {
+            if memoize, let memo = windowMemo.first(where: { $0.tokens == tokens }) {
                 raw = memo.raw
                 timings.promptTokens += tokens.count
             } else {
@@ -324,13 +326,13 @@ public final class Ranker {
                 // A later window's stopped pieces are kept under their own key; its whole
                 // prompt is not (the memo holds its scores).
                 let logits = try prefillPrompt(tokens, cacheKey: window == 0 ? cacheKey : nil,
-                                               partialKey: window == 0 ? cacheKey : cacheKey.map { "\($0)#window\(window)" },
+                                               keepKey: window == 0 ? cacheKey : cacheKey.map { "\($0)#window\(window)" },
                                                timings: &t)
                 timings.prefillSeconds += t.prefillSeconds
                 timings.promptTokens += t.promptTokens
                 timings.computedPromptTokens += t.computedPromptTokens
                 raw = (0..<slice.count).map { logits[Int(labels[$0])] }
-                if interruption != nil, reach > labels.count {
+                if memoize {
                     windowMemo.append((tokens, raw))
                     if windowMemo.count > Self.windowMemoLimit { windowMemo.removeFirst() }
                 }
@@ -352,7 +354,7 @@ public final class Ranker {
                                 normalized: Bool, cacheKey: String?) throws -> RankResult {
         var timings = RankTimings()
         let text = prompt(mode: .likelihood, history: history, profile: profile, candidates: [])
-        let last = try prefillPrompt(encodePrompt(text), cacheKey: cacheKey, timings: &timings)
+        let last = try prefillPrompt(encodePrompt(text), cacheKey: cacheKey, keepKey: cacheKey, timings: &timings)
         let s0 = Date()
         let conts = candidates.map { continuation($0.title) }
         timings.scoringTokens = conts.reduce(0) { $0 + $1.count }
@@ -380,7 +382,7 @@ public final class Ranker {
                               cacheKey: String?) throws -> RankResult {
         var timings = RankTimings()
         let text = prompt(mode: .generate, history: history, profile: profile, candidates: candidates)
-        var logits = try prefillPrompt(encodePrompt(text), cacheKey: cacheKey, timings: &timings)
+        var logits = try prefillPrompt(encodePrompt(text), cacheKey: cacheKey, keepKey: cacheKey, timings: &timings)
         let s0 = Date()
         let sequences = candidates.map { continuation($0.title) }
         var trie = TokenTrie(sequences)
@@ -485,9 +487,7 @@ public final class PrefixCache {
     func longestPrefix(of tokens: [Int32]) -> (key: String, length: Int, snapshot: KVSnapshot)? {
         var best: (i: Int, len: Int)?
         for (i, e) in entries.enumerated() {
-            let n = min(e.entry.snapshot.tokenCount, tokens.count)
-            var len = 0
-            while len < n, e.entry.tokens[len] == tokens[len] { len += 1 }
+            let len = min(commonPrefixLength(e.entry.tokens, tokens), e.entry.snapshot.tokenCount)
             if len > 0, len > (best?.len ?? 0) { best = (i, len) }
         }
         guard let best else { return nil }

@@ -83,12 +83,7 @@ public final class Recommender {
         // The store keeps ids of at most 256 bytes: the id is cut (on a character) to fit,
         // in one pass (dropping a character at a time and counting again took 83 s for a
         // 64 KiB palr.catalog.id, and a 1 MiB one never finished).
-        var id = "", bytes = 0
-        for c in StoredNames.replacingRefused(catalog.info.id) {
-            bytes += c.utf8.count
-            if bytes > 200 { break }
-            id.append(c)
-        }
+        let id = StoredNames.prefix(StoredNames.replacingRefused(catalog.info.id), maxBytes: 200).text
         catalogID = "\(id)#\(catalog.contentDigest)"
         // A catalog whose titles the model cannot even tokenize is the wrong catalog.
         let sample = catalog.titles.prefix(50)
@@ -111,16 +106,9 @@ public final class Recommender {
     public func recommend(profile: String, k: Int = 10, mode: ScoringMode? = nil, candidates: Int? = nil,
                           useCache: Bool = true) throws -> Recommendation {
         let t0 = Date()
-        if useCache, let hit = try cachedRecommendation(profile: profile, k: k, mode: mode, candidates: candidates) {
-            return hit
-        }
-        let mode = mode ?? ranker.settings.mode
-        let nCand = candidateCount(k: k, candidates: candidates)
-        let history = try store.recent(profile: profile, limit: historyWindow)
-        let digest = HistoryDigest(of: history)
-        let summary = try storedSummary(profile)
-        let inputDigest = rankingInputDigest(digest, summary: summary)
-        let cacheID = cacheModelID(mode: mode, candidates: nCand)
+        let input = try lookUp(profile: profile, k: k, mode: mode, candidates: candidates, useCache: useCache)
+        if let hit = input.hit { return hit }
+        let (mode, nCand, history, digest, summary) = (input.mode, input.candidates, input.history, input.digest, input.summary)
         var notes: [String] = []
 
         // Retrieval over the whole window; the prompt shows the most recent titles.
@@ -136,24 +124,24 @@ public final class Recommender {
         // is served from it too; generate mode writes only k titles.
         let scoredAnyway: Int
         switch mode {
-        case .letters: scoredAnyway = (k + 19) / 20 * 20
+        case .letters: scoredAnyway = (k + PALRSettings.letters.count - 1) / PALRSettings.letters.count * PALRSettings.letters.count
         case .likelihood: scoredAnyway = cands.count
         case .generate: scoredAnyway = k
         }
         let ranked = try ranker.rank(history: titles, profile: summary, candidates: cands,
                                      k: min(max(k, scoredAnyway), cands.count), mode: mode, cacheKey: profile)
-        let result = (items: Array(ranked.items.prefix(k)), timings: ranked.timings)
+        let items = Array(ranked.items.prefix(k))
         // Generate mode can stop short when the context fills: said, and not cached (a
         // cached list must hold k items, so it could never be served).
-        let complete = result.items.count >= min(k, cands.count)
+        let complete = items.count >= min(k, cands.count)
         if !complete {
-            notes.append("the model's context filled after \(result.items.count) of \(min(k, cands.count)) titles "
+            notes.append("the model's context filled after \(items.count) of \(min(k, cands.count)) titles "
                          + "(generate mode): rank fewer candidates, or lower palr.max_history or palr.title_token_limit")
         }
-        timings.prefillSeconds = result.timings.prefillSeconds
-        timings.scoringSeconds = result.timings.scoringSeconds
-        timings.promptTokens = result.timings.promptTokens
-        timings.computedPromptTokens = result.timings.computedPromptTokens
+        timings.prefillSeconds = ranked.timings.prefillSeconds
+        timings.scoringSeconds = ranked.timings.scoringSeconds
+        timings.promptTokens = ranked.timings.promptTokens
+        timings.computedPromptTokens = ranked.timings.computedPromptTokens
         // The ranking stands even if it cannot be cached (another writer holding the lock
         // past the busy timeout, a full disk): it is returned with a note.
         var cacheFailure: String?
@@ -162,7 +150,7 @@ public final class Recommender {
                 // Only for the history it was computed from (a forget meanwhile must not
                 // leave a ranking derived from the forgotten items behind).
                 let stored = try store.putCachedRecommendations(CachedRecommendations(
-                    profile: profile, modelID: cacheID, catalogID: catalogID, historyDigest: inputDigest,
+                    profile: profile, modelID: input.cacheID, catalogID: catalogID, historyDigest: input.inputDigest,
                     createdAt: Int64(Date().timeIntervalSince1970), items: ranked.items.map { ScoredItem(item: $0.id, score: $0.score) }),
                     ifHistory: digest, limit: historyWindow)
                 if !stored { notes.append("not cached: the history changed while it was being ranked") }
@@ -172,7 +160,7 @@ public final class Recommender {
             }
         }
         timings.totalSeconds = Date().timeIntervalSince(t0)
-        return Recommendation(profile: profile, items: result.items, mode: mode, fromCache: false, candidates: cands.count,
+        return Recommendation(profile: profile, items: items, mode: mode, fromCache: false, candidates: cands.count,
                               historyLength: history.count, historyDigest: digest.description, timings: timings, notes: notes,
                               cacheFailure: cacheFailure)
     }
@@ -246,23 +234,35 @@ public final class Recommender {
         return (items, min(nCand, unseen), notes)
     }
 
-    /// The recommendation `recommend` would serve from the cache now (one read of the
-    /// history), or nil when it would rank afresh.
-    public func cachedRecommendation(profile: String, k: Int = 10, mode: ScoringMode? = nil,
-                                     candidates: Int? = nil) throws -> Recommendation? {
+    /// What a ranking of `profile` starts from (one read of the history and summary), and
+    /// the cached recommendation that serves it when `useCache` and there is one.
+    private func lookUp(profile: String, k: Int, mode: ScoringMode?, candidates: Int?, useCache: Bool) throws
+        -> (mode: ScoringMode, candidates: Int, history: [Interaction], digest: HistoryDigest, summary: String?,
+            inputDigest: HistoryDigest, cacheID: String, hit: Recommendation?) {
         let t0 = Date()
         let mode = mode ?? ranker.settings.mode
         let nCand = candidateCount(k: k, candidates: candidates)
         let history = try store.recent(profile: profile, limit: historyWindow)
         let digest = HistoryDigest(of: history)
-        let input = rankingInputDigest(digest, summary: try storedSummary(profile))
-        guard let hit = try cachedRanking(profile: profile, history: history, inputDigest: input,
-                                          cacheID: cacheModelID(mode: mode, candidates: nCand), k: k, candidates: nCand)
-        else { return nil }
-        var t = Recommendation.Timings()
-        t.totalSeconds = Date().timeIntervalSince(t0)
-        return Recommendation(profile: profile, items: hit.items, mode: mode, fromCache: true, candidates: hit.candidates,
-                              historyLength: history.count, historyDigest: digest.description, timings: t, notes: hit.notes)
+        let summary = try storedSummary(profile)
+        let inputDigest = rankingInputDigest(digest, summary: summary)
+        let cacheID = cacheModelID(mode: mode, candidates: nCand)
+        var hit: Recommendation?
+        if useCache, let cached = try cachedRanking(profile: profile, history: history, inputDigest: inputDigest,
+                                                    cacheID: cacheID, k: k, candidates: nCand) {
+            var t = Recommendation.Timings()
+            t.totalSeconds = Date().timeIntervalSince(t0)
+            hit = Recommendation(profile: profile, items: cached.items, mode: mode, fromCache: true, candidates: cached.candidates,
+                                 historyLength: history.count, historyDigest: digest.description, timings: t, notes: cached.notes)
+        }
+        return (mode, nCand, history, digest, summary, inputDigest, cacheID, hit)
+    }
+
+    /// The recommendation `recommend` would serve from the cache now (one read of the
+    /// history), or nil when it would rank afresh.
+    public func cachedRecommendation(profile: String, k: Int = 10, mode: ScoringMode? = nil,
+                                     candidates: Int? = nil) throws -> Recommendation? {
+        try lookUp(profile: profile, k: k, mode: mode, candidates: candidates, useCache: true).hit
     }
 
     /// Whether `recommend` would rank `profile` afresh: no cached ranking of its current

@@ -109,36 +109,34 @@ struct ServeCommand: ParsableCommand {
         }
     }
 
-    /// Whether standard input has data (or its end, or an error) to read now.
-    static func inputWaiting() -> Bool {
-        var p = pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)
+    /// `poll`'s answer for `fd` and `events` now, without waiting: nil when nothing is
+    /// ready, else the events that are (-1 standing for an error other than EINTR).
+    static func ready(_ fd: Int32, _ events: Int32) -> Int16? {
+        var p = pollfd(fd: fd, events: Int16(events), revents: 0)
         let n = poll(&p, 1, 0)
-        // An error other than an interruption: let the read report it.
-        return n > 0 || (n < 0 && errno != EINTR)
+        if n > 0 { return p.revents }
+        return n < 0 && errno != EINTR ? -1 : nil
     }
+
+    /// Whether standard input has data (or its end, or an error: the read reports it) now.
+    static func inputWaiting() -> Bool { ready(STDIN_FILENO, POLLIN) != nil }
 
     /// Whether standard input has ended (its writer closed it) with nothing left to read.
     static func inputEnded() -> Bool {
-        var p = pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)
         var bytes: Int32 = 0
-        return poll(&p, 1, 0) > 0 && p.revents & Int16(POLLHUP) != 0 && ioctl(STDIN_FILENO, UInt(FIONREAD), &bytes) == 0 && bytes == 0
+        guard let events = ready(STDIN_FILENO, POLLIN), events != -1, events & Int16(POLLHUP) != 0 else { return false }
+        return ioctl(STDIN_FILENO, UInt(FIONREAD), &bytes) == 0 && bytes == 0
     }
 
     /// A preparation's line on standard error, written only if that cannot block: a parent
     /// that never reads a piped standard error would otherwise stop the server once the
     /// pipe's buffer filled (a line per record). Such a line is dropped instead.
     static func note(_ text: String) {
-        var p = pollfd(fd: STDERR_FILENO, events: Int16(POLLOUT), revents: 0)
-        guard poll(&p, 1, 0) > 0, p.revents & Int16(POLLOUT) != 0 else { return }
+        guard let events = ready(STDERR_FILENO, POLLOUT), events != -1, events & Int16(POLLOUT) != 0 else { return }
         // At most 512 bytes (cut on a character): POLLOUT promises room for that much on
         // Linux (a page) and on the BSDs (512), so the write does not wait.
-        var line = "", bytes = 0
-        for c in oneLine(text) {
-            bytes += c.utf8.count
-            if bytes > 500 { line += "…"; break }
-            line.append(c)
-        }
-        printErr(line)
+        let line = StoredNames.prefix(oneLine(text), maxBytes: 500)
+        printErr(line.text + (line.cut ? "…" : ""))
     }
 
     /// Ranks as `request` asks, yielding to the next request; true when it is done with
@@ -202,11 +200,11 @@ struct ServeCommand: ParsableCommand {
             switch request.op ?? "recommend" {
             case "recommend":
                 let ranking = try rankingRequest(request)
-                if request.wait == false && request.noCache == true {
-                    // A fresh ranking is work to wait for; the cache is what answers at once.
-                    throw CLIError("\"noCache\": true asks for a fresh ranking, which \"wait\": false cannot wait for")
-                }
                 if request.wait == false {
+                    // A fresh ranking is work to wait for; the cache is what answers at once.
+                    if request.noCache == true {
+                        throw CLIError("\"noCache\": true asks for a fresh ranking, which \"wait\": false cannot wait for")
+                    }
                     // The cached ranking, or the retrieval order now and the ranking when it is ready.
                     if let hit = try rec.cachedRecommendation(profile: ranking.profile, k: ranking.k, mode: ranking.mode,
                                                               candidates: ranking.candidates) {

@@ -77,12 +77,6 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
 }
 
 @Suite struct PrefixReuseTests {
-    func commonPrefix(_ a: [Int32], _ b: [Int32]) -> Int {
-        var n = 0
-        while n < min(a.count, b.count), a[n] == b[n] { n += 1 }
-        return n
-    }
-
     @Test func repeatedAndAppendedHistoriesRecomputeOnlyWhatChanged() throws {
         let r = try makeRanker()
         let history = Array(someTitles.prefix(4))
@@ -97,8 +91,8 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
         // One appended interaction: exactly the tokens after the common prefix.
         let appended = try r.rank(history: history + [someTitles[4]], candidates: someCandidates, k: 3, mode: .likelihood, cacheKey: "p1")
         let old = r.tokenizer.encode(cold.prompt, addBOS: true), new = r.tokenizer.encode(appended.prompt, addBOS: true)
-        let expected = new.count - commonPrefix(old, new)
-        print("appended interaction: \(appended.timings.computedPromptTokens) of \(new.count) prompt tokens recomputed (common prefix \(commonPrefix(old, new)))")
+        let expected = new.count - commonPrefixLength(old, new)
+        print("appended interaction: \(appended.timings.computedPromptTokens) of \(new.count) prompt tokens recomputed (common prefix \(commonPrefixLength(old, new)))")
         #expect(appended.timings.computedPromptTokens == expected)
         let line = r.tokenizer.encode("- \(someTitles[4])\nNext:", addBOS: false).count
         #expect(expected <= line + 2)
@@ -135,7 +129,7 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
         let longer = history + [someTitles[4]]
         let appended = try r.rank(history: longer, candidates: someCandidates, k: 3, mode: mode, cacheKey: "p2")
         let old = r.tokenizer.encode(cold.prompt, addBOS: true), new = r.tokenizer.encode(appended.prompt, addBOS: true)
-        #expect(appended.timings.computedPromptTokens == new.count - min(commonPrefix(old, new), new.count - 1))
+        #expect(appended.timings.computedPromptTokens == new.count - min(commonPrefixLength(old, new), new.count - 1))
         let fresh = try makeRanker().rank(history: longer, candidates: someCandidates, k: 3, mode: mode)
         #expect(zip(fresh.items, appended.items).allSatisfy { $0.id == $1.id && abs($0.score - $1.score) < tolerance },
                 "\(fresh.items.map { "\($0.id) \($0.score)" }) vs \(appended.items.map { "\($0.id) \($0.score)" }), computed \(appended.timings.computedPromptTokens) of \(appended.timings.promptTokens)")
