@@ -134,9 +134,25 @@ public final class Ranker {
     private var windowMemo: [(tokens: [Int32], raw: [Float])] = []
     private static let windowMemoLimit = 8
 
-    /// The interruption to ask in the prompt stage and in the scoring stage.
-    private var promptStop: (() -> Bool)? { mustFinishPiece ? nil : interruption }
-    private var scoringStop: (() -> Bool)? { mustFinishScoring ? nil : interruption }
+    /// When set, called at the same points as `interruption` (before each layer of model
+    /// work and each generated token), in every ranking and whatever the progress guarantee:
+    /// work that needs no model runs there (`palr serve` answers requests that only read or
+    /// write the store while a ranking runs), and the ranking goes on where it was: nothing
+    /// is stopped, kept or recomputed, and the prompt is not cut into pieces for it. It must
+    /// not use this ranker (a ranking started from it traps).
+    public var pausePoint: (() -> Void)?
+    /// Set while `rank` runs: a ranking started from `pausePoint` would overwrite the
+    /// session's cache under the one in progress.
+    private var ranking = false
+
+    /// What the prompt stage and the scoring stage ask: the pause point, then the
+    /// interruption unless the stage must finish.
+    private var promptStop: (() -> Bool)? { pausing(mustFinishPiece ? nil : interruption) }
+    private var scoringStop: (() -> Bool)? { pausing(mustFinishScoring ? nil : interruption) }
+    private func pausing(_ stop: (() -> Bool)?) -> (() -> Bool)? {
+        guard let pause = pausePoint else { return stop }
+        return { pause(); return stop?() ?? false }
+    }
 
     /// The scoring stage's stop (its work is lost; the prompt stays resident).
     private func stoppedScoring() -> RankerError {
@@ -201,6 +217,9 @@ public final class Ranker {
     public func rank(history: [String], profile: String? = nil, candidates: [Candidate], k: Int,
                      mode: ScoringMode? = nil, lengthNormalized: Bool = false, cacheKey: String? = nil) throws -> RankResult {
         guard !candidates.isEmpty else { throw RankerError.noCandidates }
+        precondition(!ranking, "Ranker.rank called while a ranking runs (from its pausePoint or interruption)")
+        ranking = true
+        defer { ranking = false }
         let mode = mode ?? settings.mode
         let k = max(1, min(k, candidates.count))
         let result: RankResult

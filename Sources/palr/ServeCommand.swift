@@ -1,6 +1,7 @@
 // `palr serve`: the pipeline kept loaded for a box's UI, which runs palr as a coprocess
 // and talks to it in JSON lines: one request per line on standard input, one response
-// per line on standard output, in order, each written as soon as it is ready. The model
+// per line on standard output, each written as soon as it is ready (in order, except that
+// requests needing no model are answered while a ranking runs: `Server`). The model
 // stays mapped and the ranker's prefix cache warm between requests, so a profile whose
 // history grew by one item is re-ranked from its cached prompt (a 7B's 600-token prompt
 // is a minute cold, under a second from the cache). No socket, no port: the parent owns
@@ -11,7 +12,8 @@
 // next request for it is served from the ranking cache. A box records a film when it
 // starts; by the time the viewer asks what to watch next, the answer is ready. The work
 // yields to any request at the next layer (`Ranker.interruption`), and the prompt pieces
-// it completed are kept for the next prompt that starts the same way.
+// it completed are kept for the next prompt that starts the same way; requests that need
+// no model (record, recent, …) are answered at the ranker's pause points without stopping it.
 import ArgumentParser
 import Catalog
 import FileSafety
@@ -24,8 +26,12 @@ struct ServeCommand: ParsableCommand {
         commandName: "serve",
         abstract: "Serve recommendations to a parent process in JSON lines (stdin → stdout), the model kept loaded.",
         discussion: """
-            One request per line on standard input, one response per line on standard output, \
-            in order; ends at the end of input (status 0). Requests (`id` is echoed; any JSON \
+            One request per line on standard input, one response per line on standard output; \
+            ends at the end of input (status 0). Responses come in order, except while a \
+            ranking runs: a request with an id that needs no model (record, recent, prepare, \
+            "wait": false, a recommendation the cache serves) is answered at once, between two \
+            layers, unless it changes the history being ranked or follows a waiting request of \
+            its profile; the others wait, in order. Requests (`id` is echoed; any JSON \
             string or number): \
             {"id": 1, "profile": "P"} with optional "k" (10), "mode", "candidates", "noCache" \
             (false), "wait" (true) — the same as `palr recommend --json`, whose object is the \
@@ -44,9 +50,12 @@ struct ServeCommand: ParsableCommand {
             After a record or a forget of one item, the profile is prepared the same way (the \
             recommendation the request {"profile": "P"} would get, with the server's options), \
             unless --no-prepare; with --prepare-stale, every profile whose ranking is missing or \
-            stale is queued at start, behind later asks and changes. A request that arrives meanwhile waits for the layer in progress \
-            (after a preparation that yielded without keeping anything: one piece of 64 prompt \
-            tokens, or the scoring stage, so that it progresses); the prompt pieces done are kept. \
+            stale is queued at start, behind later asks and changes. A preparation answers \
+            requests that need no model as above and goes on; one that needs the model (or \
+            forgets) stops it at the next layer (after a preparation that yielded without \
+            keeping anything: one piece of 64 prompt tokens, or the scoring stage, so that it \
+            progresses), keeping the prompt pieces done; a recommendation the preparation \
+            itself will serve lets it finish. \
             A request that fails gets {"id": …, "error": "…"} and the next line is read; a line \
             over 1 MiB, one that is not a JSON object, or an unknown key is such a failure. Blank \
             lines are skipped (no response). Notes, the ready line and one line per preparation \
@@ -69,16 +78,14 @@ struct ServeCommand: ParsableCommand {
     func run() throws {
         if StandardStreams.inputWasClosed { throw CLIError("standard input: cannot read: it is closed") }
         let rec = try pipeline.makeRecommender(quiet: true)
-        var reader = LineReader(descriptor: STDIN_FILENO, maxLineBytes: Self.maxLineBytes)
-        var queue = PreparationQueue()
-        let uncached = UncachedRankings()
+        let server = Server(self, rec)
         if prepareStale {
             // Before the ready line: a parent that waits for it then finds the queue made.
             for name in try rec.store.profiles().map(\.name) {
                 let ranking = try defaultRanking(name)
                 do {
                     if try rec.isStale(profile: name, k: ranking.k, mode: ranking.mode, candidates: ranking.candidates) {
-                        queue.add(ranking, background: true)
+                        server.queue.add(ranking, background: true)
                     }
                 } catch HistoryError.unknownProfile {
                     continue   // forgotten by another process since the listing
@@ -86,27 +93,10 @@ struct ServeCommand: ParsableCommand {
                     Self.note("palr serve: profile \(terminalSafe(name)) not queued: \(error)")
                 }
             }
-            printErr("palr serve: \(queue.rankings.count) profile(s) with a missing or stale ranking queued for preparation")
+            printErr("palr serve: \(server.queue.rankings.count) profile(s) with a missing or stale ranking queued for preparation")
         }
         printErr("palr serve: ready, \(rec.ranker.settings.mode.rawValue) mode; one JSON request per line on standard input")
-        while true {
-            // Idle: no request read and waiting, none arriving. (A file or /dev/null as
-            // standard input is always readable: nothing is prepared then.)
-            if let next = queue.first, !reader.hasLine, !Self.inputWaiting() {
-                if prepare(next, rec, uncached) { queue.remove(next.profile) }
-                continue
-            }
-            guard let line = try reader.next() else { break }
-            let response: String
-            switch line {
-            case .tooLong:
-                response = Self.encode(ServeResponse(id: nil, error: "request line longer than \(Self.maxLineBytes) bytes"))
-            case .line(let bytes):
-                if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }   // blank lines
-                response = handle(Data(bytes), rec, queue: &queue, uncached: uncached)
-            }
-            try writeNow(response + "\n")
-        }
+        try server.run()
     }
 
     /// `poll`'s answer for `fd` and `events` now, without waiting: nil when nothing is
@@ -121,13 +111,6 @@ struct ServeCommand: ParsableCommand {
     /// Whether standard input has data (or its end, or an error: the read reports it) now.
     static func inputWaiting() -> Bool { ready(STDIN_FILENO, POLLIN) != nil }
 
-    /// Whether standard input has ended (its writer closed it) with nothing left to read.
-    static func inputEnded() -> Bool {
-        var bytes: Int32 = 0
-        guard let events = ready(STDIN_FILENO, POLLIN), events != -1, events & Int16(POLLHUP) != 0 else { return false }
-        return ioctl(STDIN_FILENO, UInt(FIONREAD), &bytes) == 0 && bytes == 0
-    }
-
     /// A preparation's line on standard error, written only if that cannot block: a parent
     /// that never reads a piped standard error would otherwise stop the server once the
     /// pipe's buffer filled (a line per record). Such a line is dropped instead.
@@ -137,137 +120,6 @@ struct ServeCommand: ParsableCommand {
         // Linux (a page) and on the BSDs (512), so the write does not wait.
         let line = StoredNames.prefix(oneLine(text), maxBytes: 500)
         printErr(line.text + (line.cut ? "…" : ""))
-    }
-
-    /// Ranks as `request` asks, yielding to the next request; true when it is done with
-    /// (ranked, or failed: a note says why), false when it yielded (it stays queued; the
-    /// next attempt continues from the prompt pieces already computed).
-    func prepare(_ request: RankingRequest, _ rec: Recommender, _ uncached: UncachedRankings) -> Bool {
-        rec.ranker.interruption = { Self.inputWaiting() }
-        defer { rec.ranker.interruption = nil }
-        let name = terminalSafe(request.profile)
-        do {
-            let r = try rec.recommend(profile: request.profile, k: request.k, mode: request.mode,
-                                      candidates: request.candidates, useCache: true)
-            var how = r.fromCache ? "already cached" : String(format: "%.2f s, %d of %d prompt tokens computed",
-                                                               r.timings.totalSeconds, r.timings.computedPromptTokens,
-                                                               r.timings.promptTokens)
-            // A ranking the store did not keep (a full disk, a lock held too long, a generate
-            // ranking cut short by the context) is kept here for the "wait": false request
-            // that asked for it; asking again would only redo it.
-            // (Not for a model that writes profile summaries: a new summary changes the
-            // ranking's input while the history digest stays.)
-            if !r.fromCache, !rec.ranker.settings.writesProfiles,
-               try rec.cachedRecommendation(profile: request.profile, k: request.k, mode: request.mode,
-                                            candidates: request.candidates) == nil {
-                uncached.rankings[request.profile] = (request, r)
-                how += "; not cached" + (r.notes.first { $0.hasPrefix("not cached") || $0.hasPrefix("the model's context") }
-                    .map { ": " + $0 } ?? "")
-            }
-            Self.note("palr serve: prepared profile \(name) (\(how))")
-            return true
-        } catch RankerError.interrupted(let done, let total) {
-            let why = Self.inputEnded() ? "stopped at the end of input" : "yielded to a request"
-            Self.note("palr serve: preparing profile \(name) \(why) (\(done) of \(total) prompt tokens computed, kept)")
-            return false
-        } catch {
-            Self.note("palr serve: could not prepare profile \(name): \(oneLine("\(rankingError(error, model: pipeline.model))"))")
-            return true
-        }
-    }
-
-    /// One request's response line (never throws: a failure is the response). A change to
-    /// a profile's history queues the profile for preparation (`--prepare`); a forgotten
-    /// profile leaves the queue.
-    func handle(_ data: Data, _ rec: Recommender, queue: inout PreparationQueue, uncached: UncachedRankings) -> String {
-        let request: ServeRequest
-        do {
-            request = try JSONDecoder().decode(ServeRequest.self, from: data)
-            // A misspelt key ("cadidates") would otherwise be ignored without a word.
-            if let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] {
-                let unknown = Set(object.keys).subtracting(ServeRequest.keys).sorted()
-                if !unknown.isEmpty {
-                    return Self.encode(ServeResponse(id: request.id, error: "unknown key\(unknown.count == 1 ? "" : "s") "
-                                                     + unknown.map { String(reflecting: $0) }.joined(separator: ", ")
-                                                     + " (known: \(ServeRequest.keys.sorted().joined(separator: ", ")))"))
-                }
-            }
-        } catch {
-            let id = (try? JSONDecoder().decode(OnlyID.self, from: data))?.id
-            return Self.encode(ServeResponse(id: id, error: "not a valid request: \(Self.describe(error))"))
-        }
-        do {
-            switch request.op ?? "recommend" {
-            case "recommend":
-                let ranking = try rankingRequest(request)
-                if request.wait == false {
-                    // A fresh ranking is work to wait for; the cache is what answers at once.
-                    if request.noCache == true {
-                        throw CLIError("\"noCache\": true asks for a fresh ranking, which \"wait\": false cannot wait for")
-                    }
-                    // The cached ranking, or the retrieval order now and the ranking when it is ready.
-                    if let hit = try rec.cachedRecommendation(profile: ranking.profile, k: ranking.k, mode: ranking.mode,
-                                                              candidates: ranking.candidates) {
-                        return Self.encode(ServeResponse(id: request.id, result: hit))
-                    }
-                    let r = try rec.retrievalOrder(profile: ranking.profile, k: ranking.k, mode: ranking.mode,
-                                                   candidates: ranking.candidates)
-                    // A preparation of this very input that the store could not keep.
-                    if let (asked, ranked) = uncached.rankings[ranking.profile], ranked.historyDigest == r.historyDigest,
-                       asked.mode == ranking.mode, ranked.candidates == r.candidates, asked.k >= ranking.k {
-                        var kept = ranked
-                        kept.items = Array(ranked.items.prefix(ranking.k))
-                        return Self.encode(ServeResponse(id: request.id, result: kept))
-                    }
-                    queue.add(ranking, first: true)   // what the viewer is looking at
-                    return Self.encode(ServeResponse(id: request.id, result: r))
-                }
-                do {
-                    let r = try rec.recommend(profile: ranking.profile, k: ranking.k, mode: ranking.mode,
-                                              candidates: ranking.candidates, useCache: !(request.noCache ?? false))
-                    return Self.encode(ServeResponse(id: request.id, result: r))
-                } catch { throw rankingError(error, model: pipeline.model) }
-            case "record":
-                let ids = try record(request, rec.store)
-                if prepareAfterChanges { queue.add(try defaultRanking(request.profile)) }
-                return Self.encode(ServeResponse(id: request.id, result: ["ids": ids]))
-            case "prepare":
-                let ranking = try rankingRequest(request)
-                // Checked now, so that a misspelt profile is an answer, not a note later.
-                _ = try rec.store.recent(profile: request.profile, limit: 1)
-                queue.add(ranking, first: true)
-                return Self.encode(ServeResponse(id: request.id, result: ["queued": true]))
-            case "recent":
-                let limit = request.limit ?? 50
-                guard (1...100_000).contains(limit) else { throw CLIError("limit must be between 1 and 100000 (got \(limit))") }
-                let interactions = try rec.store.recent(profile: request.profile, limit: limit)
-                return Self.encode(ServeResponse(id: request.id, result: ["interactions": interactions]))
-            case "forget":
-                // One item of a profile's history, or (only when asked for by "all": true) the
-                // whole profile: a household's "clear my history". A missing or null "items"
-                // alone is an error, never the whole profile.
-                let removed: Int
-                switch (request.items, request.all ?? false) {
-                case (let items?, false) where items.count == 1:
-                    removed = try rec.store.forget(item: items[0], profile: request.profile)
-                    if prepareAfterChanges && removed > 0 { queue.add(try defaultRanking(request.profile)) }
-                    uncached.rankings[request.profile] = nil
-                case (nil, true):
-                    removed = try rec.store.forget(profile: request.profile)
-                    queue.remove(request.profile)
-                    uncached.rankings[request.profile] = nil
-                default:
-                    throw CLIError("forget takes \"items\": [one item id], or \"all\": true for the whole profile")
-                }
-                // Nothing of a forgotten history is kept for later prompts (the ranker's prompt states).
-                rec.ranker.forgetCachedPrompts()
-                return Self.encode(ServeResponse(id: request.id, result: ["removed": removed]))
-            case let op:
-                throw CLIError("unknown op \(String(reflecting: op)) (recommend, record, recent, forget or prepare)")
-            }
-        } catch {
-            return Self.encode(ServeResponse(id: request.id, error: oneLine("\(error)")))
-        }
     }
 
     /// The ranking a request asks for: its k, mode and candidate count, checked as the
@@ -330,6 +182,310 @@ struct ServeCommand: ParsableCommand {
         case .typeMismatch(_, let c), .valueNotFound(_, let c): return path(c) + c.debugDescription
         case .dataCorrupted(let c): return path(c) + (c.underlyingError.map { "\($0)" } ?? c.debugDescription)
         @unknown default: return oneLine("\(error)")
+        }
+    }
+}
+
+/// The server's loop and what it keeps between requests. Requests are answered in order,
+/// except while a ranking runs (a request's or a preparation's): at each of the ranker's
+/// pause points the lines that arrived are read, and those that need no model and depend
+/// on nothing still unanswered are answered at once (`answerWhileRanking`); the others are
+/// held and answered, in order, after the ranking.
+final class Server {
+    let command: ServeCommand
+    let rec: Recommender
+    var reader = LineReader(descriptor: STDIN_FILENO, maxLineBytes: ServeCommand.maxLineBytes)
+    var queue = PreparationQueue()
+    let uncached = UncachedRankings()
+    /// Requests read while a ranking ran that wait for it, in the order they came.
+    var held: [Incoming] = []
+    /// A failure to read standard input or write standard output met at a pause point,
+    /// thrown by the loop once the ranking is over.
+    var failure: Error?
+    /// Requests answered at pause points since the count was last reset (a preparation's note).
+    var answeredMeanwhile = 0
+
+    init(_ command: ServeCommand, _ rec: Recommender) {
+        self.command = command
+        self.rec = rec
+    }
+
+    /// A request line as read: a request, or one that cannot be read (its response made).
+    enum Incoming {
+        case request(ServeRequest)
+        case unreadable(id: RequestID?, response: String)
+
+        var id: RequestID? {
+            switch self {
+            case .request(let q): return q.id
+            case .unreadable(let id, _): return id
+            }
+        }
+        var profile: String? {
+            if case .request(let q) = self { return q.profile }
+            return nil
+        }
+    }
+
+    func run() throws {
+        while true {
+            if let failure { throw failure }
+            // Idle: nothing held, no request read and waiting, none arriving. (A file or
+            // /dev/null as standard input is always readable: nothing is prepared then.)
+            if held.isEmpty, let next = queue.first, !reader.hasLine, !ServeCommand.inputWaiting() {
+                if prepare(next) { queue.remove(next.profile) }
+                continue
+            }
+            let incoming: Incoming
+            if !held.isEmpty {
+                incoming = held.removeFirst()
+            } else {
+                guard let line = try reader.next() else { break }
+                guard let parsed = parse(line) else { continue }
+                incoming = parsed
+            }
+            let response = respond(incoming)
+            if let failure { throw failure }
+            try writeNow(response + "\n")
+        }
+    }
+
+    /// A line as a request; nil for a blank line (skipped, not answered).
+    func parse(_ line: LineReader.Line) -> Incoming? {
+        let data: Data
+        switch line {
+        case .tooLong:
+            return .unreadable(id: nil, response: ServeCommand.encode(ServeResponse(
+                id: nil, error: "request line longer than \(ServeCommand.maxLineBytes) bytes")))
+        case .line(let bytes):
+            if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return nil }
+            data = Data(bytes)
+        }
+        do {
+            let request = try JSONDecoder().decode(ServeRequest.self, from: data)
+            // A misspelt key ("cadidates") would otherwise be ignored without a word.
+            if let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] {
+                let unknown = Set(object.keys).subtracting(ServeRequest.keys).sorted()
+                if !unknown.isEmpty {
+                    return .unreadable(id: request.id, response: ServeCommand.encode(ServeResponse(
+                        id: request.id, error: "unknown key\(unknown.count == 1 ? "" : "s") "
+                            + unknown.map { String(reflecting: $0) }.joined(separator: ", ")
+                            + " (known: \(ServeRequest.keys.sorted().joined(separator: ", ")))")))
+                }
+            }
+            return .request(request)
+        } catch {
+            let id = (try? JSONDecoder().decode(OnlyID.self, from: data))?.id
+            return .unreadable(id: id, response: ServeCommand.encode(ServeResponse(
+                id: id, error: "not a valid request: \(ServeCommand.describe(error))")))
+        }
+    }
+
+    func respond(_ incoming: Incoming) -> String {
+        switch incoming {
+        case .unreadable(_, let response): return response
+        case .request(let q): return handle(q)
+        }
+    }
+
+    // MARK: answering while a ranking runs
+
+    /// Called at the ranker's pause points while `profile` is ranked (`outstanding`: for a
+    /// request, which is then unanswered). Reads what standard input holds, without
+    /// waiting, and answers at once each request that needs no model work and depends on
+    /// nothing unanswered; holds the rest, in order. Never throws: a failure is kept for
+    /// the loop.
+    func answerWhileRanking(_ profile: String, outstanding: Bool) {
+        guard failure == nil else { return }
+        do {
+            while true {
+                if !reader.ready {
+                    guard !reader.ended, ServeCommand.inputWaiting() else { return }
+                    try reader.fill()   // one read: poll said it does not wait
+                    if !reader.ready { return }   // part of a line; the rest comes later
+                }
+                guard let line = try reader.next() else { return }   // the end of input
+                guard let incoming = parse(line) else { continue }
+                if let response = answerNow(incoming, ranking: profile, outstanding: outstanding) {
+                    try writeNow(response + "\n")
+                    answeredMeanwhile += 1
+                } else {
+                    held.append(incoming)
+                }
+            }
+        } catch {
+            failure = error
+        }
+    }
+
+    /// The response to `incoming` now, while `profile` is ranked, or nil when it must wait:
+    /// it needs the model (a recommendation the cache does not serve; a forget, which drops
+    /// the ranker's prompt states), or changes the history being ranked, or follows a held
+    /// request of its profile (whose effect it must see), or has no id while an earlier
+    /// request is unanswered (a client without ids relies on the order).
+    func answerNow(_ incoming: Incoming, ranking profile: String, outstanding: Bool) -> String? {
+        if incoming.id == nil && (outstanding || !held.isEmpty) { return nil }
+        guard case .request(let q) = incoming else { return respond(incoming) }
+        if held.contains(where: { $0.profile == q.profile }) { return nil }
+        switch q.op ?? "recommend" {
+        case "record": return q.profile == profile ? nil : handle(q)
+        case "recent", "prepare": return handle(q)
+        case "forget": return nil
+        case "recommend":
+            if q.wait == false { return handle(q) }
+            if q.noCache == true { return nil }
+            do {
+                let ranking = try command.rankingRequest(q)
+                // Answered here only from the cache: `handle` could rank (another process
+                // may change the store at any moment).
+                guard let hit = try rec.cachedRecommendation(profile: ranking.profile, k: ranking.k, mode: ranking.mode,
+                                                             candidates: ranking.candidates) else { return nil }
+                return ServeCommand.encode(ServeResponse(id: q.id, result: hit))
+            } catch {
+                return ServeCommand.encode(ServeResponse(id: q.id, error: oneLine("\(error)")))
+            }
+        default: return handle(q)   // an unknown op: its error
+        }
+    }
+
+    /// Whether the preparation `ranking` answers a held request: a recommendation of the
+    /// same profile, mode and candidate count, for at most its k, that may come from the
+    /// cache (so the preparation goes on for it rather than stop and start again).
+    func serves(_ ranking: RankingRequest, _ incoming: Incoming) -> Bool {
+        guard case .request(let q) = incoming, (q.op ?? "recommend") == "recommend", q.noCache != true,
+              let asked = try? command.rankingRequest(q) else { return false }
+        return asked.profile == ranking.profile && asked.mode == ranking.mode && asked.candidates == ranking.candidates
+            && asked.k <= ranking.k
+    }
+
+    // MARK: preparation
+
+    /// Ranks as `request` asks, answering at its pause points what needs no model, and
+    /// stopping for any other request; true when it is done with (ranked, or failed: a
+    /// note says why), false when it yielded (it stays queued; the next attempt continues
+    /// from the prompt pieces already computed).
+    func prepare(_ request: RankingRequest) -> Bool {
+        answeredMeanwhile = 0
+        rec.ranker.interruption = { [unowned self] in
+            answerWhileRanking(request.profile, outstanding: false)
+            return failure != nil || reader.ended || held.contains { !serves(request, $0) }
+        }
+        defer { rec.ranker.interruption = nil }
+        let name = terminalSafe(request.profile)
+        let meanwhile = { [unowned self] in
+            answeredMeanwhile == 0 ? "" : "; \(answeredMeanwhile) request\(answeredMeanwhile == 1 ? "" : "s") answered meanwhile"
+        }
+        do {
+            let r = try rec.recommend(profile: request.profile, k: request.k, mode: request.mode,
+                                      candidates: request.candidates, useCache: true)
+            var how = r.fromCache ? "already cached" : String(format: "%.2f s, %d of %d prompt tokens computed",
+                                                               r.timings.totalSeconds, r.timings.computedPromptTokens,
+                                                               r.timings.promptTokens)
+            // A ranking the store did not keep (a full disk, a lock held too long, a generate
+            // ranking cut short by the context) is kept here for the "wait": false request
+            // that asked for it; asking again would only redo it.
+            // (Not for a model that writes profile summaries: a new summary changes the
+            // ranking's input while the history digest stays.)
+            if !r.fromCache, !rec.ranker.settings.writesProfiles,
+               try rec.cachedRecommendation(profile: request.profile, k: request.k, mode: request.mode,
+                                            candidates: request.candidates) == nil {
+                uncached.rankings[request.profile] = (request, r)
+                how += "; not cached" + (r.notes.first { $0.hasPrefix("not cached") || $0.hasPrefix("the model's context") }
+                    .map { ": " + $0 } ?? "")
+            }
+            ServeCommand.note("palr serve: prepared profile \(name) (\(how)\(meanwhile()))")
+            return true
+        } catch RankerError.interrupted(let done, let total) {
+            let why = held.contains { !serves(request, $0) } || failure != nil ? "yielded to a request" : "stopped at the end of input"
+            ServeCommand.note("palr serve: preparing profile \(name) \(why) (\(done) of \(total) prompt tokens computed, kept\(meanwhile()))")
+            return false
+        } catch {
+            ServeCommand.note("palr serve: could not prepare profile \(name): \(oneLine("\(rankingError(error, model: command.pipeline.model))"))")
+            return true
+        }
+    }
+
+    // MARK: requests
+
+    /// One request's response line (never throws: a failure is the response). A change to
+    /// a profile's history queues the profile for preparation (`--prepare`); a forgotten
+    /// profile leaves the queue.
+    func handle(_ request: ServeRequest) -> String {
+        do {
+            switch request.op ?? "recommend" {
+            case "recommend":
+                let ranking = try command.rankingRequest(request)
+                if request.wait == false {
+                    // A fresh ranking is work to wait for; the cache is what answers at once.
+                    if request.noCache == true {
+                        throw CLIError("\"noCache\": true asks for a fresh ranking, which \"wait\": false cannot wait for")
+                    }
+                    // The cached ranking, or the retrieval order now and the ranking when it is ready.
+                    if let hit = try rec.cachedRecommendation(profile: ranking.profile, k: ranking.k, mode: ranking.mode,
+                                                              candidates: ranking.candidates) {
+                        return ServeCommand.encode(ServeResponse(id: request.id, result: hit))
+                    }
+                    let r = try rec.retrievalOrder(profile: ranking.profile, k: ranking.k, mode: ranking.mode,
+                                                   candidates: ranking.candidates)
+                    // A preparation of this very input that the store could not keep.
+                    if let (asked, ranked) = uncached.rankings[ranking.profile], ranked.historyDigest == r.historyDigest,
+                       asked.mode == ranking.mode, ranked.candidates == r.candidates, asked.k >= ranking.k {
+                        var kept = ranked
+                        kept.items = Array(ranked.items.prefix(ranking.k))
+                        return ServeCommand.encode(ServeResponse(id: request.id, result: kept))
+                    }
+                    queue.add(ranking, first: true)   // what the viewer is looking at
+                    return ServeCommand.encode(ServeResponse(id: request.id, result: r))
+                }
+                // Requests that arrive meanwhile and need no model are answered at the
+                // ranker's pause points; the rest wait for this one.
+                rec.ranker.pausePoint = { [unowned self] in answerWhileRanking(ranking.profile, outstanding: true) }
+                defer { rec.ranker.pausePoint = nil }
+                do {
+                    let r = try rec.recommend(profile: ranking.profile, k: ranking.k, mode: ranking.mode,
+                                              candidates: ranking.candidates, useCache: !(request.noCache ?? false))
+                    return ServeCommand.encode(ServeResponse(id: request.id, result: r))
+                } catch { throw rankingError(error, model: command.pipeline.model) }
+            case "record":
+                let ids = try command.record(request, rec.store)
+                if command.prepareAfterChanges { queue.add(try command.defaultRanking(request.profile)) }
+                return ServeCommand.encode(ServeResponse(id: request.id, result: ["ids": ids]))
+            case "prepare":
+                let ranking = try command.rankingRequest(request)
+                // Checked now, so that a misspelt profile is an answer, not a note later.
+                _ = try rec.store.recent(profile: request.profile, limit: 1)
+                queue.add(ranking, first: true)
+                return ServeCommand.encode(ServeResponse(id: request.id, result: ["queued": true]))
+            case "recent":
+                let limit = request.limit ?? 50
+                guard (1...100_000).contains(limit) else { throw CLIError("limit must be between 1 and 100000 (got \(limit))") }
+                let interactions = try rec.store.recent(profile: request.profile, limit: limit)
+                return ServeCommand.encode(ServeResponse(id: request.id, result: ["interactions": interactions]))
+            case "forget":
+                // One item of a profile's history, or (only when asked for by "all": true) the
+                // whole profile: a household's "clear my history". A missing or null "items"
+                // alone is an error, never the whole profile.
+                let removed: Int
+                switch (request.items, request.all ?? false) {
+                case (let items?, false) where items.count == 1:
+                    removed = try rec.store.forget(item: items[0], profile: request.profile)
+                    if command.prepareAfterChanges && removed > 0 { queue.add(try command.defaultRanking(request.profile)) }
+                    uncached.rankings[request.profile] = nil
+                case (nil, true):
+                    removed = try rec.store.forget(profile: request.profile)
+                    queue.remove(request.profile)
+                    uncached.rankings[request.profile] = nil
+                default:
+                    throw CLIError("forget takes \"items\": [one item id], or \"all\": true for the whole profile")
+                }
+                // Nothing of a forgotten history is kept for later prompts (the ranker's prompt states).
+                rec.ranker.forgetCachedPrompts()
+                return ServeCommand.encode(ServeResponse(id: request.id, result: ["removed": removed]))
+            case let op:
+                throw CLIError("unknown op \(String(reflecting: op)) (recommend, record, recent, forget or prepare)")
+            }
+        } catch {
+            return ServeCommand.encode(ServeResponse(id: request.id, error: oneLine("\(error)")))
         }
     }
 }
@@ -470,7 +626,7 @@ struct LineReader {
     private var chunk = [UInt8](repeating: 0, count: 64 << 10)
     private var start = 0
     private var skipping = false
-    private var ended = false
+    private var inputEnded = false
 
     init(descriptor: Int32, maxLineBytes: Int) {
         self.descriptor = descriptor
@@ -480,9 +636,43 @@ struct LineReader {
     /// Whether `next()` can answer without reading: a whole line is buffered (beyond the
     /// end of a too-long line being skipped), or the input ended.
     var hasLine: Bool {
-        if ended { return true }
+        if inputEnded { return true }
         guard let newline = buffer[start...].firstIndex(of: 0x0A) else { return false }
         return !skipping || buffer[(newline + 1)...].contains(0x0A)
+    }
+
+    /// Whether `next()` answers without reading: `hasLine`, or the start of a line already
+    /// too long (reported as `.tooLong`).
+    var ready: Bool { hasLine || (!skipping && buffer.count - start > maxLineBytes) }
+
+    /// Whether the input has ended (lines may still be buffered).
+    var ended: Bool { inputEnded }
+
+    /// One read of what the descriptor holds, appended (call it when `poll` says the
+    /// descriptor is readable: it then does not wait). The buffer stays bounded as `next`
+    /// keeps it: a line being skipped is dropped as it comes.
+    mutating func fill() throws {
+        guard !inputEnded else { return }
+        if skipping, buffer[start...].firstIndex(of: 0x0A) == nil {
+            buffer.removeAll(keepingCapacity: true)
+            start = 0
+        } else if start > 0 {
+            buffer.removeFirst(start)
+            start = 0
+        }
+        try readOnce()
+    }
+
+    private mutating func readOnce() throws {
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CLIError("standard input: cannot read: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { inputEnded = true } else { buffer.append(contentsOf: chunk[0..<n]) }
+            return
+        }
     }
 
     /// The next line, or nil at the end of input. A read error throws, naming standard input.
@@ -500,7 +690,7 @@ struct LineReader {
                 start = 0
                 if !skipping { skipping = true; return .tooLong }
             }
-            if ended {
+            if inputEnded {
                 guard start < buffer.count else { return nil }
                 let line = Array(buffer[start...])
                 buffer.removeAll()
@@ -512,12 +702,7 @@ struct LineReader {
                 buffer.removeFirst(start)
                 start = 0
             }
-            let n = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw CLIError("standard input: cannot read: \(String(cString: strerror(errno)))")
-            }
-            if n == 0 { ended = true } else { buffer.append(contentsOf: chunk[0..<n]) }
+            try readOnce()
         }
     }
 }

@@ -382,4 +382,88 @@ private func serveBundled(_ db: String, histories: [String: [String]], _ argumen
             _ = serve.finish()
         }
     }
+
+    /// While a recommendation ranks, the requests that arrived and need no model are
+    /// answered at the ranker's pause points, ahead of it, unless they depend on something
+    /// unanswered: a change to the profile being ranked, a request of a profile with a held
+    /// request, a request without an id (its client relies on the order), a forget and a
+    /// recommendation the cache cannot serve wait, in order. All lines arrive in one write
+    /// before the ranking's first pause point, so the order below is deterministic.
+    @Test func requestsThatNeedNoModelAreAnsweredWhileARankingRuns() throws {
+        try withTemporaryDirectory { folder in
+            let serve = try serveBundled(folder + "/h.sqlite", histories: ["p": ["1", "2", "3", "5", "7"], "q": ["1", "2", "3"],
+                                                                            "r": ["10", "32"]],
+                                         ["--no-prepare"])
+            #expect(serve.errorLine(containing: "palr serve: ready") != nil)
+            serve.send([
+                #"{"id": 1, "profile": "p", "noCache": true}"#,               // ranks
+                #"{"id": 2, "op": "recent", "profile": "q", "limit": 1}"#,   // now
+                #"{"id": 3, "op": "record", "profile": "q", "items": ["50"]}"#,   // now: another profile
+                #"{"id": 4, "op": "record", "profile": "p", "items": ["50"]}"#,   // held: the history being ranked
+                #"{"id": 5, "op": "recent", "profile": "p", "limit": 1}"#,   // held: after 4, must see it
+                #"{"id": 6, "profile": "r", "wait": false}"#,               // now: provisional
+                #"{"op": "recent", "profile": "r", "limit": 1}"#,           // held: no id
+                #"{"id": 7, "op": "forget", "profile": "r", "items": ["10"]}"#,   // held: a forget
+                #"{"id": 8, "profile": "q"}"#,                              // held: needs the model
+                #"{"id": 9, "op": "recent", "profile": "q", "limit": 1}"#,   // held: after 8, of its profile
+            ].joined(separator: "\n"))
+            var answers: [[String: Any]] = []
+            for _ in 0..<10 { answers.append(try object(serve.response())) }
+            let order = answers.map { $0["id"].map { "\($0)" } ?? "nil" }
+            #expect(order == ["2", "3", "6", "1", "4", "5", "<null>", "7", "8", "9"], "\(order)")
+            func result(_ i: Int) -> [String: Any] { answers[i]["result"] as? [String: Any] ?? [:] }
+            func lastItem(_ i: Int) -> String? { (result(i)["interactions"] as? [[String: Any]])?.last?["item"] as? String }
+            #expect(lastItem(0) == "3", "q's history before its record: \(answers[0])")
+            #expect(result(2)["provisional"] as? Bool == true, "\(answers[2])")
+            #expect(result(3)["historyLength"] as? Int == 5 && (result(3)["items"] as? [Any])?.count == 10,
+                    "p ranked on its history before the held record: \(answers[3])")
+            #expect(lastItem(5) == "50" && lastItem(6) == "32", "\(answers[5]) \(answers[6])")
+            #expect(result(7)["removed"] as? Int == 1 && result(8)["historyLength"] as? Int == 4, "\(answers[7]) \(answers[8])")
+            #expect(lastItem(9) == "50")
+            let end = serve.finish()
+            #expect(end.status == 0 && end.rest.isEmpty, "status \(end.status), rest \(end.rest.prefix(200))")
+        }
+    }
+
+    /// A preparation answers the requests that need no model at its pause points and goes
+    /// on: it no longer stops (and recomputes the layer it was in) for each of them. Thirty
+    /// stale profiles are prepared while `recent` requests arrive every few milliseconds.
+    @Test func aPreparationAnswersRequestsThatNeedNoModelWithoutStopping() throws {
+        try withTemporaryDirectory { folder in
+            let profiles = (0..<30).map { "p\($0)" }
+            let histories = Dictionary(uniqueKeysWithValues: profiles.enumerated().map { i, p in
+                (p, ["1", "2", "3", "5", "7", "10", "32", "47"].shuffled(seed: i)) })
+            let serve = try serveBundled(folder + "/h.sqlite", histories: histories, ["--prepare-stale"])
+            #expect(serve.errorLine(containing: "30 profile(s) with a missing or stale ranking queued") != nil)
+            var sent = 0, answered = 0, prepared = 0, meanwhile = 0
+            let deadline = Date().addingTimeInterval(120)
+            while prepared < 30, Date() < deadline {
+                serve.send(#"{"id": \#(sent), "op": "recent", "profile": "p\#(sent % 30)", "limit": 2}"#)
+                sent += 1
+                while let line = serve.response(within: 0.005) {
+                    if line.contains(#""interactions""#) { answered += 1 }
+                }
+                while let note = serve.errorLine(containing: "palr serve: prepar", within: 0.001) {
+                    #expect(!note.contains("yielded"), "\(note)")
+                    if note.contains("prepared profile") { prepared += 1 }
+                    if let range = note.range(of: #"(\d+) requests? answered meanwhile"#, options: .regularExpression) {
+                        meanwhile += Int(note[range].prefix { $0.isNumber }) ?? 0
+                    }
+                }
+            }
+            while answered < sent, let line = serve.response(within: 10) {
+                if line.contains(#""interactions""#) { answered += 1 }
+            }
+            print("30 preparations: \(sent) recent requests, \(meanwhile) answered during a preparation")
+            #expect(prepared == 30 && answered == sent)
+            #expect(meanwhile > 0, "no request arrived during a preparation: the test checked nothing")
+            let end = serve.finish()
+            #expect(end.status == 0 && !end.errors.contains("yielded"), "\(end.errors.suffix(300))")
+        }
+    }
+}
+
+private extension Array {
+    /// The same elements in an order fixed by `seed` (a rotation: enough to vary histories).
+    func shuffled(seed: Int) -> [Element] { isEmpty ? self : Array(self[(seed % count)...] + self[..<(seed % count)]) }
 }

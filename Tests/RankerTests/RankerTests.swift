@@ -383,6 +383,41 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
     }
 }
 
+/// `Ranker.pausePoint` (`palr serve` answering requests that need no model while a ranking
+/// runs): called before each layer and each generated token, in every mode, and the
+/// ranking goes on untouched: the same scores, bit for bit, the whole prompt computed once.
+@Suite struct PausePointTests {
+    @Test(arguments: [ScoringMode.letters, .likelihood, .generate])
+    func aPausedRankingIsTheSameRanking(mode: ScoringMode) throws {
+        let plain = try makeRanker().rank(history: someTitles, candidates: someCandidates, k: 3, mode: mode)
+        let r = try makeRanker()
+        var pauses = 0, positions: Set<Int> = []
+        r.pausePoint = { [unowned r] in pauses += 1; positions.insert(r.session.position) }
+        let paused = try r.rank(history: someTitles, candidates: someCandidates, k: 3, mode: mode)
+        let layers = r.model.config.layerCount
+        print("\(mode): \(pauses) pauses over \(positions.count) positions; \(layers) layers, \(paused.timings.promptTokens) prompt tokens")
+        // At least every layer of the prompt's one batch (a 256-token batch per call, not
+        // 64-token pieces: the pause point does not cut the prompt).
+        #expect(pauses >= layers)
+        #expect(paused.timings.computedPromptTokens == plain.timings.promptTokens)
+        #expect(paused.items.map(\.id) == plain.items.map(\.id) && paused.items.map(\.score) == plain.items.map(\.score),
+                "\(paused.items) vs \(plain.items)")
+        if mode == .generate {
+            // Asked before each generated token too: more pauses than the prompt's layers.
+            #expect(pauses > layers * ((plain.timings.promptTokens + 255) / 256))
+        }
+
+        // With an interruption that never stops, the pause point is still asked first.
+        let s = try makeRanker()
+        var order: [String] = []
+        s.pausePoint = { order.append("pause") }
+        s.interruption = { order.append("stop?"); return false }
+        _ = try s.rank(history: someTitles, candidates: someCandidates, k: 3, mode: mode)
+        #expect(!order.isEmpty && order.count % 2 == 0)
+        #expect(stride(from: 0, to: order.count, by: 2).allSatisfy { order[$0] == "pause" && order[$0 + 1] == "stop?" })
+    }
+}
+
 /// `palr.history_step`: the shown history's window starts at multiples of the step, so a
 /// history that grows by one item keeps its prompt's history lines, and prefix reuse
 /// covers them.

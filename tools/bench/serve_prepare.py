@@ -11,6 +11,10 @@ latency and where the ranking came from:
   record A, wait --settle s, recent, recommend   (the preparation finished: from the cache)
   record B, wait --early s,  recent, recommend   (the preparation interrupted)
 
+With --during-request instead: a recommendation for bob that must rank (`noCache`) is
+sent, and --early s later a record for another profile and a `recent` for bob, without
+waiting for the recommendation: those two are answered while it ranks.
+
 Run from the repository root after `swift build -c release`, e.g.
   python3 tools/bench/serve_prepare.py --model /tmp/7b.gguf --settle 75 --early 8
 (the model: `palr-convert random --shape 7b --type q4_0 --tokenizer
@@ -38,6 +42,8 @@ def main():
     ap.add_argument("--provisional", action="store_true",
                     help='start with {"profile": "bob", "wait": false} (answered at once with the retrieval order), '
                          'then wait --settle s and ask again')
+    ap.add_argument("--during-request", action="store_true",
+                    help="send a record and a recent --early s into a recommendation that ranks, and time all three")
     ap.add_argument("serve_args", nargs="*", help="more arguments for palr serve (after --)")
     a = ap.parse_args()
     for path in (a.model, a.catalog, a.palr):
@@ -48,21 +54,15 @@ def main():
         db = os.path.join(folder, "h.sqlite")
         subprocess.run([a.palr, "history", "--db", db, "add", "--create-profile", "--profile", "bob"] + HISTORY,
                        check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([a.palr, "history", "--db", db, "add", "--create-profile", "--profile", "ann", "1"],
+                       check=True, stdout=subprocess.DEVNULL)
         # Peak RSS through GNU time when it is installed (Debian: the `time` package).
         timer = ["/usr/bin/time", "-f", "serve: %e s, peak RSS %M KB"] if os.path.exists("/usr/bin/time") else []
         serve = subprocess.Popen(timer + [a.palr, "serve",
                                   "--model", a.model, "--catalog", a.catalog, "--db", db] + a.serve_args,
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=sys.stderr, text=True, bufsize=1)
 
-        def ask(request):
-            start = time.time()
-            serve.stdin.write(json.dumps(request) + "\n")
-            serve.stdin.flush()
-            line = serve.stdout.readline()
-            if not line:
-                sys.exit("serve_prepare: palr serve ended early")
-            elapsed = time.time() - start
-            answer = json.loads(line)
+        def report(request, elapsed, answer):
             result = answer.get("result") if isinstance(answer.get("result"), dict) else {}
             timings = result.get("timings", {})
             where = ""
@@ -72,6 +72,38 @@ def main():
                 where += (f"fromCache={result['fromCache']} computed "
                           f"{timings.get('computedPromptTokens')}/{timings.get('promptTokens')} prompt tokens")
             print(f"{request.get('op', 'recommend'):9s} {elapsed:8.3f} s  {where}{answer.get('error', '')}", flush=True)
+
+        if a.during_request:
+            # Requests sent without waiting; answers matched by id, each timed from its send.
+            time.sleep(2)
+            requests = [({"id": 1, "profile": "bob", "noCache": True}, 0),
+                        ({"id": 2, "op": "record", "profile": "ann", "items": ["1200"]}, a.early),
+                        ({"id": 3, "op": "recent", "profile": "bob", "limit": 3}, 0)]
+            sent = {}
+            for request, pause in requests:
+                time.sleep(pause)
+                sent[request["id"]] = (request, time.time())
+                serve.stdin.write(json.dumps(request) + "\n")
+                serve.stdin.flush()
+            for _ in requests:
+                line = serve.stdout.readline()
+                if not line:
+                    sys.exit("serve_prepare: palr serve ended early")
+                answer = json.loads(line)
+                request, start = sent[answer.get("id")]
+                report(request, time.time() - start, answer)
+            serve.stdin.close()
+            serve.wait()
+            return
+
+        def ask(request):
+            start = time.time()
+            serve.stdin.write(json.dumps(request) + "\n")
+            serve.stdin.flush()
+            line = serve.stdout.readline()
+            if not line:
+                sys.exit("serve_prepare: palr serve ended early")
+            report(request, time.time() - start, json.loads(line))
 
         time.sleep(2)   # the model loaded (the ready line)
         if a.provisional:
