@@ -28,12 +28,27 @@ struct PipelineOptions: ParsableArguments {
     @Option(name: .short, parsing: .unconditional, help: "Threads, 1...256 (default: physical cores, at most 8).")
     var t: Int?
 
+    @Option(name: .customLong("prefix-cache"), parsing: .unconditional,
+            help: "MiB of memory for prompt states kept for reuse by later prompts that start the same way (default 256; 0: none). A prompt needs its tokens × layers × KV width × 4 bytes: a 7B's 640-token prompt 320 MiB, a 1B's 14 MiB.")
+    var prefixCacheMiB: Int?
+
+    /// The default prefix-cache budget: a few prompts of a 1B model, none of a 7B's whole prompt.
+    static let defaultPrefixCacheMiB = 256
+
     func validate() throws {
         _ = try scoringMode()
         if let candidates, !(1...Retriever.maxCount).contains(candidates) {
             throw ValidationError("--candidates must be between 1 and \(Retriever.maxCount) (got \(candidates))")
         }
         try validateThreads(t)
+        if let mib = prefixCacheMiB {
+            // Kept snapshots are ordinary memory: more than the machine has would end in the
+            // kernel's out-of-memory killer, not in an error.
+            let physical = (Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))) >> 20
+            guard mib >= 0, physical <= 0 || mib <= physical else {
+                throw ValidationError("--prefix-cache must be between 0 and this machine's memory, \(physical) MiB (got \(mib))")
+            }
+        }
     }
 
     /// Checks --k (of recommend and refresh) and that --candidates is not below it.
@@ -54,7 +69,8 @@ struct PipelineOptions: ParsableArguments {
         let (m, tok, settings) = try loadRankerModel(model, quiet: quiet)
         let cat: ItemCatalog
         do { cat = try CatalogPack.open(path: catalog) } catch { throw CLIError(path: catalog, error) }
-        let ranker = try makeRanker(model, m, tok, settings, threads: t)
+        let ranker = try makeRanker(model, m, tok, settings, threads: t,
+                                    prefixCacheBytes: (prefixCacheMiB ?? Self.defaultPrefixCacheMiB) << 20)
         let name = (model as NSString).lastPathComponent
         do {
             // The fingerprint changes with any setting, the tokenizer or the weights, so a
@@ -82,8 +98,10 @@ func loadRankerModel(_ path: String, quiet: Bool) throws -> (LlamaModel, Sentenc
 /// A ranker over a loaded model; a model the ranker cannot run (its tokenizer does not
 /// fit its weights) is an error naming the file.
 func makeRanker(_ path: String, _ m: LlamaModel, _ tok: SentencePieceTokenizer, _ settings: PALRSettings,
-                threads: Int?) throws -> Ranker {
-    do { return try Ranker(model: m, tokenizer: tok, settings: settings, threads: threads) } catch let error as RankerError {
+                threads: Int?, prefixCacheBytes: Int = PipelineOptions.defaultPrefixCacheMiB << 20) throws -> Ranker {
+    do {
+        return try Ranker(model: m, tokenizer: tok, settings: settings, threads: threads, prefixCacheBytes: prefixCacheBytes)
+    } catch let error as RankerError {
         throw CLIError(path: path, error)
     }
 }

@@ -463,6 +463,43 @@ private func serveBundled(_ db: String, histories: [String: [String]], _ argumen
     }
 }
 
+/// `--prefix-cache MiB`: the memory for prompt states kept across profiles. With the
+/// default, a profile ranked again after another one reuses its whole prompt; with 0,
+/// only the session's last prompt is reused, so it is computed again (all but the
+/// template's first tokens). Out-of-range values are refused before anything loads.
+@Suite struct PrefixCacheOptionTests {
+    @Test func theBudgetDecidesWhetherAnotherProfilesPromptIsKept() throws {
+        try withTemporaryDirectory { folder in
+            var computed: [String: [Int]] = [:]
+            for budget in ["0", "256"] {
+                let serve = try serveBundled(folder + "/h\(budget).sqlite",
+                                             histories: ["p": ["1", "2", "3", "5", "7"], "q": ["10", "32", "47"]],
+                                             ["--no-prepare", "--prefix-cache", budget])
+                for (i, profile) in ["p", "q", "p"].enumerated() {
+                    serve.send(#"{"id": \#(i), "profile": "\#(profile)", "noCache": true}"#)
+                    let result = try #require(try object(serve.response())["result"] as? [String: Any])
+                    let timings = try #require(result["timings"] as? [String: Any])
+                    computed[budget, default: []].append(timings["computedPromptTokens"] as? Int ?? -1)
+                    if i == 2 { computed[budget]!.append(timings["promptTokens"] as? Int ?? -1) }
+                }
+                _ = serve.finish()
+            }
+            print("computed prompt tokens (p, q, p again, p's prompt): \(computed)")
+            let kept = try #require(computed["256"]), none = try #require(computed["0"])
+            #expect(kept[2] == 1, "p again with the default budget: \(kept)")
+            #expect(none[2] > none[3] / 2 && none[2] < none[3], "p again with no budget: \(none)")
+        }
+    }
+
+    @Test func outOfRangeValuesAreRefused() throws {
+        for value in ["-1", "100000000"] {
+            let r = try runPalr(["recommend", "--model", "m.gguf", "--catalog", "c.gguf", "--profile", "p", "--prefix-cache", value])
+            #expect(r.status == 64 && r.error.contains("--prefix-cache must be between 0 and this machine's memory"),
+                    "\(value): \(r.status) \(r.error)")
+        }
+    }
+}
+
 private extension Array {
     /// The same elements in an order fixed by `seed` (a rotation: enough to vary histories).
     func shuffled(seed: Int) -> [Element] { isEmpty ? self : Array(self[(seed % count)...] + self[..<(seed % count)]) }
