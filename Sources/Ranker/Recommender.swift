@@ -95,8 +95,21 @@ public final class Recommender {
 
     /// Candidates retrieved for a top-`k` request: the requested or the model's count,
     /// at least k.
-    func candidateCount(k: Int, candidates: Int?) -> Int {
+    public func candidateCount(k: Int, candidates: Int?) -> Int {
         max(k, min(candidates ?? ranker.settings.maxCandidates, Retriever.maxCount))
+    }
+
+    /// How many of `candidates` a ranking for the top `k` scores, and caches: every one it
+    /// scores anyway (letters: its windows of 20; likelihood: all), so a later request for
+    /// more of them (k ≤ that) is served from the cache too; generate mode writes only k.
+    public func rankedCount(k: Int, mode: ScoringMode, candidates: Int) -> Int {
+        switch mode {
+        case .letters:
+            let window = PALRSettings.letters.count
+            return min(candidates, max(k, (k + window - 1) / window * window))
+        case .likelihood: return candidates
+        case .generate: return min(candidates, k)
+        }
     }
 
     func cacheModelID(mode: ScoringMode, candidates: Int) -> String { "\(modelID)/\(mode.rawValue)/c\(candidates)" }
@@ -119,17 +132,9 @@ public final class Recommender {
         let cands = retrieved.items.map { Candidate(id: catalog.ids[Int($0.index)], title: catalog.titles[Int($0.index)]) }
         let titles = history.compactMap { catalog.index(of: $0.item).map { catalog.titles[Int($0)] } }
 
-        // Every candidate the ranking scores anyway is kept in the cache (letters: its
-        // windows of 20; likelihood: all), so a later request for more of them (k ≤ that)
-        // is served from it too; generate mode writes only k titles.
-        let scoredAnyway: Int
-        switch mode {
-        case .letters: scoredAnyway = (k + PALRSettings.letters.count - 1) / PALRSettings.letters.count * PALRSettings.letters.count
-        case .likelihood: scoredAnyway = cands.count
-        case .generate: scoredAnyway = k
-        }
         let ranked = try ranker.rank(history: titles, profile: summary, candidates: cands,
-                                     k: min(max(k, scoredAnyway), cands.count), mode: mode, cacheKey: profile)
+                                     k: min(rankedCount(k: k, mode: mode, candidates: nCand), cands.count),
+                                     mode: mode, cacheKey: profile)
         let items = Array(ranked.items.prefix(k))
         // Generate mode can stop short when the context fills: said, and not cached (a
         // cached list must hold k items, so it could never be served).

@@ -204,6 +204,15 @@ final class Server {
     var failure: Error?
     /// Requests answered at pause points since the count was last reset (a preparation's note).
     var answeredMeanwhile = 0
+    /// Held requests beyond which a pause point reads no more: the rest stays in the pipe,
+    /// and a client that pipelines without end is slowed down, not buffered in memory.
+    static let maxHeld = 1024
+    /// The most a pause point spends answering (less when the ranking ran for less since
+    /// the last one, down to `minPauseBudget`): a flood of requests slows a ranking at most
+    /// about twice, whatever the model's layer time.
+    static let maxPauseBudget = 0.05, minPauseBudget = 0.001
+    /// When the last pause point ended (the ranking has worked since).
+    var lastPauseEnd = Date.distantPast
 
     init(_ command: ServeCommand, _ rec: Recommender) {
         self.command = command
@@ -233,7 +242,9 @@ final class Server {
             // Idle: nothing held, no request read and waiting, none arriving. (A file or
             // /dev/null as standard input is always readable: nothing is prepared then.)
             if held.isEmpty, let next = queue.first, !reader.hasLine, !ServeCommand.inputWaiting() {
-                if prepare(next) { queue.remove(next.profile) }
+                // Done with `next`, unless a request answered meanwhile replaced it (another
+                // k, mode or candidate count for the profile: still to prepare).
+                if prepare(next) { queue.remove(next) }
                 continue
             }
             let incoming: Incoming
@@ -245,8 +256,7 @@ final class Server {
                 incoming = parsed
             }
             let response = respond(incoming)
-            if let failure { throw failure }
-            try writeNow(response + "\n")
+            try writeNow(response + "\n")   // even after a read failure at a pause point: it is ready
         }
     }
 
@@ -295,13 +305,23 @@ final class Server {
     /// waiting, and answers at once each request that needs no model work and depends on
     /// nothing unanswered; holds the rest, in order. Never throws: a failure is kept for
     /// the loop.
+    /// At most one read per call, for no longer than the ranking worked since the last call
+    /// (within `minPauseBudget`…`maxPauseBudget`), and nothing read once `maxHeld`
+    /// requests are held, so a client pipelining without end cannot stall the ranking or
+    /// fill memory.
     func answerWhileRanking(_ profile: String, outstanding: Bool) {
         guard failure == nil else { return }
+        let now = Date()
+        defer { lastPauseEnd = Date() }
+        let deadline = now.addingTimeInterval(min(Self.maxPauseBudget,
+                                                  max(Self.minPauseBudget, now.timeIntervalSince(lastPauseEnd))))
+        var didRead = false
         do {
-            while true {
+            while held.count < Self.maxHeld, Date() < deadline {
                 if !reader.ready {
-                    guard !reader.ended, ServeCommand.inputWaiting() else { return }
+                    guard !didRead, !reader.ended, ServeCommand.inputWaiting() else { return }
                     try reader.fill()   // one read: poll said it does not wait
+                    didRead = true
                     if !reader.ready { return }   // part of a line; the rest comes later
                 }
                 guard let line = try reader.next() else { return }   // the end of input
@@ -353,9 +373,13 @@ final class Server {
     /// cache (so the preparation goes on for it rather than stop and start again).
     func serves(_ ranking: RankingRequest, _ incoming: Incoming) -> Bool {
         guard case .request(let q) = incoming, (q.op ?? "recommend") == "recommend", q.noCache != true,
-              let asked = try? command.rankingRequest(q) else { return false }
-        return asked.profile == ranking.profile && asked.mode == ranking.mode && asked.candidates == ranking.candidates
-            && asked.k <= ranking.k
+              let asked = try? command.rankingRequest(q), asked.profile == ranking.profile else { return false }
+        // As the cache names its entries: the mode the model gets, the candidates retrieved.
+        let mode = ranking.mode ?? rec.ranker.settings.mode
+        let candidates = rec.candidateCount(k: ranking.k, candidates: ranking.candidates)
+        return (asked.mode ?? rec.ranker.settings.mode) == mode
+            && rec.candidateCount(k: asked.k, candidates: asked.candidates) == candidates
+            && asked.k <= rec.rankedCount(k: ranking.k, mode: mode, candidates: candidates)
     }
 
     // MARK: preparation
@@ -366,11 +390,13 @@ final class Server {
     /// from the prompt pieces already computed).
     func prepare(_ request: RankingRequest) -> Bool {
         answeredMeanwhile = 0
+        // Answers at every pause point, the stages it must finish included; stops for a
+        // request that needs the model, or at the end of input when nothing it serves waits.
+        rec.ranker.pausePoint = { [unowned self] in answerWhileRanking(request.profile, outstanding: false) }
         rec.ranker.interruption = { [unowned self] in
-            answerWhileRanking(request.profile, outstanding: false)
-            return failure != nil || reader.ended || held.contains { !serves(request, $0) }
+            failure != nil || held.contains { !serves(request, $0) } || (reader.ended && held.isEmpty)
         }
-        defer { rec.ranker.interruption = nil }
+        defer { (rec.ranker.pausePoint, rec.ranker.interruption) = (nil, nil) }
         let name = terminalSafe(request.profile)
         let meanwhile = { [unowned self] in
             answeredMeanwhile == 0 ? "" : "; \(answeredMeanwhile) request\(answeredMeanwhile == 1 ? "" : "s") answered meanwhile"
@@ -533,6 +559,10 @@ struct PreparationQueue {
         rankings.removeAll { $0.profile == profile }
         background.remove(profile)
     }
+    /// Removes `ranking` if it is still queued as it is (not replaced by another ask).
+    mutating func remove(_ ranking: RankingRequest) {
+        if rankings.contains(ranking) { remove(ranking.profile) }
+    }
 }
 
 /// A request id as the client sent it: a string or a number, echoed unchanged (an
@@ -653,10 +683,17 @@ struct LineReader {
     /// keeps it: a line being skipped is dropped as it comes.
     mutating func fill() throws {
         guard !inputEnded else { return }
-        if skipping, buffer[start...].firstIndex(of: 0x0A) == nil {
-            buffer.removeAll(keepingCapacity: true)
-            start = 0
-        } else if start > 0 {
+        if skipping {
+            if let newline = buffer[start...].firstIndex(of: 0x0A) {
+                // The skipped line's end: what follows is a new line, bounded as any.
+                start = newline + 1
+                skipping = false
+            } else {
+                buffer.removeAll(keepingCapacity: true)
+                start = 0
+            }
+        }
+        if start > 0 {
             buffer.removeFirst(start)
             start = 0
         }

@@ -461,6 +461,30 @@ private func serveBundled(_ db: String, histories: [String: [String]], _ argumen
             #expect(end.status == 0 && !end.errors.contains("yielded"), "\(end.errors.suffix(300))")
         }
     }
+
+    /// A `prepare` for another mode and candidate count of the profile being prepared
+    /// (answered at a pause point, or before the preparation starts) is not lost when that
+    /// preparation ends: the ranking it asked for is prepared too. (It was: the finished
+    /// preparation removed the profile's queue entry, which the ask had replaced.) Generate
+    /// mode over 100 candidates makes the first preparation long enough to be inside.
+    @Test func anAskAnsweredDuringAPreparationIsNotLost() throws {
+        try withTemporaryDirectory { folder in
+            let serve = try serveBundled(folder + "/h.sqlite", histories: ["p": ["1", "2", "3", "5", "7", "10", "32", "47"]],
+                                         ["--mode", "generate", "--candidates", "100"])
+            #expect(serve.errorLine(containing: "palr serve: ready") != nil)
+            serve.send(#"{"id": 1, "op": "record", "profile": "p", "items": ["50"]}"#)
+            #expect(try object(serve.response())["error"] == nil)
+            serve.send(#"{"id": 2, "op": "prepare", "profile": "p", "mode": "letters", "candidates": 20}"#)
+            #expect((try object(serve.response())["result"] as? [String: Any])?["queued"] as? Bool == true)
+            // Every preparation done: no note for 5 s.
+            var notes: [String] = []
+            while let note = serve.errorLine(containing: "palr serve: prepar", within: 5) { notes.append(note) }
+            serve.send(#"{"id": 3, "profile": "p", "mode": "letters", "candidates": 20, "wait": false}"#)
+            let result = try #require(try object(serve.response())["result"] as? [String: Any])
+            #expect(result["fromCache"] as? Bool == true && result["provisional"] == nil, "\(result) after \(notes)")
+            _ = serve.finish()
+        }
+    }
 }
 
 /// `--prefix-cache MiB`: the memory for prompt states kept across profiles. With the

@@ -397,8 +397,9 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
         let layers = r.model.config.layerCount
         print("\(mode): \(pauses) pauses over \(positions.count) positions; \(layers) layers, \(paused.timings.promptTokens) prompt tokens")
         // At least every layer of the prompt's one batch (a 256-token batch per call, not
-        // 64-token pieces: the pause point does not cut the prompt).
-        #expect(pauses >= layers)
+        // 64-token pieces: the pause point does not cut the prompt), and in likelihood mode
+        // every layer of the continuations' scoring too.
+        #expect(pauses >= (mode == .likelihood ? 2 * layers : layers))
         #expect(paused.timings.computedPromptTokens == plain.timings.promptTokens)
         #expect(paused.items.map(\.id) == plain.items.map(\.id) && paused.items.map(\.score) == plain.items.map(\.score),
                 "\(paused.items) vs \(plain.items)")
