@@ -28,7 +28,7 @@ struct ServeCommand: ParsableCommand {
         discussion: """
             One request per line on standard input, one response per line on standard output; \
             ends at the end of input (status 0). Responses come in order, except while a \
-            ranking runs: a request with an id that needs no model (record, recent, prepare, \
+            ranking runs: a request with an id that needs no model (record, recent, profiles, prepare, \
             "wait": false, a recommendation the cache serves) is answered at once, between two \
             layers, unless it changes the history being ranked or follows a waiting request of \
             its profile; the others wait, in order. Requests (`id` is echoed; any JSON \
@@ -42,7 +42,9 @@ struct ServeCommand: ParsableCommand {
             {"id": 2, "op": "record", "profile": "P", "items": ["ID", …]} with optional "kind" \
             (view), "value", "time" (now), "createProfile" (false) — as `palr history add`, \
             "result" is {"ids": […]}; {"op": "recent", "profile": "P"} with optional "limit" (50): \
-            the profile's last interactions, oldest first; {"op": "forget", "profile": "P", "items": \
+            the profile's last interactions, oldest first, each with the catalog's "title" when it \
+            has the item; {"op": "profiles"}: every profile, with "interactions", "firstTimestamp", \
+            "lastTimestamp" and "createdAt"; {"op": "forget", "profile": "P", "items": \
             ["ID"]} forgets one item of the history, {"op": "forget", "profile": "P", "all": true} \
             the whole profile; {"op": "prepare", "profile": "P"} (optional "k", "mode", \
             "candidates") queues P's ranking first, to be computed while no request is waiting \
@@ -143,7 +145,7 @@ struct ServeCommand: ParsableCommand {
         } else {
             mode = try pipeline.scoringMode()
         }
-        return RankingRequest(profile: q.profile, k: k, mode: mode, candidates: options.candidates)
+        return RankingRequest(profile: try q.named(), k: k, mode: mode, candidates: options.candidates)
     }
 
     /// The ranking `{"profile": P}` asks for: the server's options, k 10.
@@ -156,7 +158,8 @@ struct ServeCommand: ParsableCommand {
         let kind = InteractionKind(rawValue: q.kind ?? InteractionKind.view.rawValue)
         if let problem = kind.problem { throw CLIError(problem) }
         let time = q.time ?? Int64(Date().timeIntervalSince1970)
-        let batch = items.map { NewInteraction(profile: q.profile, item: $0, kind: kind, value: q.value, timestamp: time) }
+        let profile = try q.named()
+        let batch = items.map { NewInteraction(profile: profile, item: $0, kind: kind, value: q.value, timestamp: time) }
         return try store.record(batch, createProfiles: q.createProfile ?? false)
     }
 
@@ -346,6 +349,9 @@ final class Server {
     func answerNow(_ incoming: Incoming, ranking profile: String, outstanding: Bool) -> String? {
         if incoming.id == nil && (outstanding || !held.isEmpty) { return nil }
         guard case .request(let q) = incoming else { return respond(incoming) }
+        // Every profile is listed: after any held change.
+        if q.op == "profiles" { return held.isEmpty ? handle(q) : nil }
+        guard q.profile != nil else { return handle(q) }   // its error
         if held.contains(where: { $0.profile == q.profile }) { return nil }
         switch q.op ?? "recommend" {
         case "record": return q.profile == profile ? nil : handle(q)
@@ -438,6 +444,11 @@ final class Server {
     /// profile leaves the queue.
     func handle(_ request: ServeRequest) -> String {
         do {
+            if request.op == "profiles" {
+                // A UI's "who is watching?": every profile, with its size and last activity.
+                return ServeCommand.encode(ServeResponse(id: request.id, result: ["profiles": try rec.store.profiles()]))
+            }
+            let profile = try request.named()
             switch request.op ?? "recommend" {
             case "recommend":
                 let ranking = try command.rankingRequest(request)
@@ -474,18 +485,21 @@ final class Server {
                 } catch { throw rankingError(error, model: command.pipeline.model) }
             case "record":
                 let ids = try command.record(request, rec.store)
-                if command.prepareAfterChanges { queue.add(try command.defaultRanking(request.profile)) }
+                if command.prepareAfterChanges { queue.add(try command.defaultRanking(profile)) }
                 return ServeCommand.encode(ServeResponse(id: request.id, result: ["ids": ids]))
             case "prepare":
                 let ranking = try command.rankingRequest(request)
                 // Checked now, so that a misspelt profile is an answer, not a note later.
-                _ = try rec.store.recent(profile: request.profile, limit: 1)
+                _ = try rec.store.recent(profile: profile, limit: 1)
                 queue.add(ranking, first: true)
                 return ServeCommand.encode(ServeResponse(id: request.id, result: ["queued": true]))
             case "recent":
                 let limit = request.limit ?? 50
                 guard (1...100_000).contains(limit) else { throw CLIError("limit must be between 1 and 100000 (got \(limit))") }
-                let interactions = try rec.store.recent(profile: request.profile, limit: limit)
+                // With each item's title, when the catalog has it: what a UI shows.
+                let interactions = try rec.store.recent(profile: profile, limit: limit).map {
+                    TitledInteraction(interaction: $0, title: rec.catalog.index(of: $0.item).map { rec.catalog.titles[Int($0)] })
+                }
                 return ServeCommand.encode(ServeResponse(id: request.id, result: ["interactions": interactions]))
             case "forget":
                 // One item of a profile's history, or (only when asked for by "all": true) the
@@ -494,13 +508,13 @@ final class Server {
                 let removed: Int
                 switch (request.items, request.all ?? false) {
                 case (let items?, false) where items.count == 1:
-                    removed = try rec.store.forget(item: items[0], profile: request.profile)
-                    if command.prepareAfterChanges && removed > 0 { queue.add(try command.defaultRanking(request.profile)) }
-                    uncached.rankings[request.profile] = nil
+                    removed = try rec.store.forget(item: items[0], profile: profile)
+                    if command.prepareAfterChanges && removed > 0 { queue.add(try command.defaultRanking(profile)) }
+                    uncached.rankings[profile] = nil
                 case (nil, true):
-                    removed = try rec.store.forget(profile: request.profile)
-                    queue.remove(request.profile)
-                    uncached.rankings[request.profile] = nil
+                    removed = try rec.store.forget(profile: profile)
+                    queue.remove(profile)
+                    uncached.rankings[profile] = nil
                 default:
                     throw CLIError("forget takes \"items\": [one item id], or \"all\": true for the whole profile")
                 }
@@ -508,7 +522,7 @@ final class Server {
                 rec.ranker.forgetCachedPrompts()
                 return ServeCommand.encode(ServeResponse(id: request.id, result: ["removed": removed]))
             case let op:
-                throw CLIError("unknown op \(String(reflecting: op)) (recommend, record, recent, forget or prepare)")
+                throw CLIError("unknown op \(String(reflecting: op)) (recommend, record, recent, forget, prepare or profiles)")
             }
         } catch {
             return ServeCommand.encode(ServeResponse(id: request.id, error: oneLine("\(error)")))
@@ -599,7 +613,8 @@ struct ServeRequest: Decodable {
 
     var id: RequestID?
     var op: String?
-    var profile: String
+    /// Every op but "profiles" needs one (`named()`).
+    var profile: String?
     // recommend
     var k: Int?
     var mode: String?
@@ -617,6 +632,29 @@ struct ServeRequest: Decodable {
     var limit: Int?
     // forget
     var all: Bool?
+}
+
+extension ServeRequest {
+    /// The profile the request names, or the error that it names none.
+    func named() throws -> String {
+        guard let profile else { throw CLIError("\"profile\" is missing") }
+        return profile
+    }
+}
+
+/// An interaction as `recent` answers it: the store's fields and the item's title (absent
+/// when the catalog does not have the item).
+struct TitledInteraction: Encodable {
+    var interaction: Interaction
+    var title: String?
+
+    private enum Key: String, CodingKey { case title }
+
+    func encode(to encoder: any Encoder) throws {
+        try interaction.encode(to: encoder)
+        var c = encoder.container(keyedBy: Key.self)
+        try c.encodeIfPresent(title, forKey: .title)
+    }
 }
 
 /// Just the id of a request that failed to decode, to echo it with the error.

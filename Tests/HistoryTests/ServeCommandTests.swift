@@ -172,6 +172,22 @@ private func serveBundled(_ db: String, histories: [String: [String]], _ argumen
             let recent = try #require(try object(serve.response())["result"] as? [String: Any])
             let shown = (recent["interactions"] as? [[String: Any]] ?? []).compactMap { $0["item"] as? String }
             #expect(shown == [history[4], recommended[0], recommended[1]], "\(recent)")
+            // With the catalog's titles, the ones the recommendation showed.
+            let titles = (recent["interactions"] as? [[String: Any]] ?? []).compactMap { $0["title"] as? String }
+            #expect(titles.count == 3 && Array(titles.suffix(2)) == items.prefix(2).compactMap { $0["title"] as? String },
+                    "\(recent)")
+            serve.send(#"{"id": 24, "op": "record", "profile": "p", "items": ["not-in-the-catalog"]}"#)
+            #expect(try object(serve.response())["error"] == nil)
+            serve.send(#"{"id": 25, "op": "recent", "profile": "p", "limit": 1}"#)
+            let unknown = try #require(((try object(serve.response())["result"] as? [String: Any])?["interactions"] as? [[String: Any]])?.first)
+            #expect(unknown["item"] as? String == "not-in-the-catalog" && unknown["title"] == nil, "\(unknown)")
+            serve.send(#"{"id": 26, "op": "forget", "profile": "p", "items": ["not-in-the-catalog"]}"#)
+            #expect((try object(serve.response())["result"] as? [String: Any])?["removed"] as? Int == 1)
+            // Every profile (a UI's "who is watching?"), no "profile" needed.
+            serve.send(#"{"id": 27, "op": "profiles"}"#)
+            let listed = ((try object(serve.response())["result"] as? [String: Any])?["profiles"] as? [[String: Any]]) ?? []
+            #expect(listed.count == 1 && listed.first?["name"] as? String == "p" && listed.first?["interactions"] as? Int == 7,
+                    "\(listed)")
             serve.send(#"{"id": 21, "op": "forget", "profile": "p", "items": ["\#(recommended[0])"]}"#)
             #expect((try object(serve.response())["result"] as? [String: Any])?["removed"] as? Int == 1)
             serve.send(#"{"id": 22, "op": "forget", "profile": "p", "all": true}"#)
