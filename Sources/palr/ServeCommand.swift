@@ -55,7 +55,7 @@ struct ServeCommand: ParsableCommand {
             stale is queued at start, behind later asks and changes. A preparation answers \
             requests that need no model as above and goes on; one that needs the model (or \
             forgets) stops it at the next layer (after a preparation that yielded without \
-            keeping anything: one piece of 64 prompt tokens, or the scoring stage, so that it \
+            keeping anything: 64 prompt tokens, or the scoring stage, so that it \
             progresses), keeping the prompt pieces done; a recommendation the preparation \
             itself will serve lets it finish. \
             A request that fails gets {"id": …, "error": "…"} and the next line is read; a line \
