@@ -386,6 +386,8 @@ public final class LlamaSession {
 
     /// The bytes `snapshot()` would allocate now (keys and values of 0..<position).
     public var snapshotByteCount: Int { kvBytes(positions: position) }
+    /// The bytes a snapshot of `positions` positions takes.
+    public func snapshotByteCount(positions: Int) -> Int { kvBytes(positions: positions) }
 
     /// The raw start of layer `l`'s keys and values in the cache.
     private func cacheLayer(_ l: Int) -> (keys: UnsafeMutableRawPointer, values: UnsafeMutableRawPointer) {
@@ -394,16 +396,18 @@ public final class LlamaSession {
         return (UnsafeMutableRawPointer(keyCache.pointer + offset), UnsafeMutableRawPointer(valueCache.pointer + offset))
     }
 
-    /// A copy of the cached keys and values of positions 0..<position, so a later
-    /// request that starts with the same tokens can skip recomputing them.
-    public func snapshot() -> KVSnapshot {
+    /// A copy of the cached keys and values of positions 0..<n (`positions`, at most
+    /// `position`; default all of them), so a later request that starts with the same
+    /// tokens can skip recomputing them.
+    public func snapshot(positions: Int? = nil) -> KVSnapshot {
         let c = config
-        let snap = KVSnapshot(layers: c.layerCount, tokens: position, kvDim: c.kvDim, type: kvType)
+        let n = max(0, min(positions ?? position, position))
+        let snap = KVSnapshot(layers: c.layerCount, tokens: n, kvDim: c.kvDim, type: kvType)
         let rowBytes = c.kvDim * kvType.elementSize
         for l in 0..<c.layerCount {
-            let cache = cacheLayer(l), dst = l * position * rowBytes
-            (snap.keys + dst).copyMemory(from: cache.keys, byteCount: position * rowBytes)
-            (snap.values + dst).copyMemory(from: cache.values, byteCount: position * rowBytes)
+            let cache = cacheLayer(l), dst = l * n * rowBytes
+            (snap.keys + dst).copyMemory(from: cache.keys, byteCount: n * rowBytes)
+            (snap.values + dst).copyMemory(from: cache.values, byteCount: n * rowBytes)
         }
         return snap
     }

@@ -89,8 +89,13 @@ public final class Ranker {
         windowMemo.removeAll()
         partialKey = nil
         residentPrompt = []
-        (mustFinishPiece, mustFinishScoring) = (false, false)
+        resetProgressGuarantee()
         try? session.rewind(to: 0)
+    }
+
+    private func resetProgressGuarantee() {
+        (mustFinishPiece, mustFinishScoring) = (false, false)
+        (mustFinishSize, forcedEnd) = (Self.interruptibleChunk, 0)
     }
 
     public let prefixCache: PrefixCache
@@ -126,6 +131,12 @@ public final class Ranker {
     /// Set by a stop that kept nothing: the next interruptible prompt piece, or scoring
     /// stage, runs without asking (cleared when such a piece completes, or such a ranking).
     private var mustFinishPiece = false, mustFinishScoring = false
+    /// The prompt tokens a must-finish piece computes: `interruptibleChunk`, doubled each
+    /// time the previous forced piece's work was lost by the next attempt (another prompt
+    /// overwrote it and the prefix cache could not keep it: a 0 or small budget), so stops
+    /// with other rankings between them cannot starve a prompt either. Reset, with
+    /// `forcedEnd` (where the last forced piece ended), when an interruptible ranking completes.
+    private var mustFinishSize = interruptibleChunk, forcedEnd = 0
     /// The cache key of a stopped prompt whose first `residentPrompt.count` tokens fill the
     /// session's cache: snapshotted when the next prompt would overwrite them (not at the
     /// stop: a request that does no model work, `recent` or `record`, waits for no copy).
@@ -239,7 +250,7 @@ public final class Ranker {
             }
         case .generate: result = try rankGenerate(history: history, profile: profile, candidates: candidates, k: k, cacheKey: cacheKey)
         }
-        if interruption != nil { (mustFinishPiece, mustFinishScoring) = (false, false) }
+        if interruption != nil { resetProgressGuarantee() }
         return result
     }
 
@@ -253,9 +264,28 @@ public final class Ranker {
         partialKey = nil
         // Already held, under any key (a later window's stop may have kept only the history
         // prefix the first window's entry holds).
-        let covered = prefixCache.longestPrefix(of: residentPrompt)?.length == residentPrompt.count
+        let fit = fittingPrefix(residentPrompt.count)
+        let covered = (prefixCache.longestPrefix(of: residentPrompt)?.length ?? 0) >= fit
         if commonPrefixLength(residentPrompt, tokens) < residentPrompt.count, !covered, session.position == residentPrompt.count {
-            prefixCache.put(key, tokens: residentPrompt, bytes: session.snapshotByteCount) { session.snapshot() }
+            keep(key, Array(residentPrompt[..<fit]))
+        }
+    }
+
+    /// How many of the session's first `count` positions a snapshot can hold within the
+    /// prefix cache's budget.
+    private func fittingPrefix(_ count: Int) -> Int {
+        let perToken = session.snapshotByteCount(positions: 1)
+        return perToken > 0 ? min(count, prefixCache.byteBudget / perToken) : count
+    }
+
+    /// Copies the session's keys and values of `tokens` (its first positions, within the
+    /// budget) to the prefix cache under `key`, unless that entry holds them already.
+    /// A prompt over the budget keeps its longest prefix that fits (a 7B's 640-token prompt
+    /// is 320 MiB in fp16: 512 tokens fit the default 256 MiB), rather than nothing.
+    private func keep(_ key: String, _ tokens: [Int32]) {
+        guard !tokens.isEmpty, prefixCache.entry(key)?.tokens != tokens else { return }
+        prefixCache.put(key, tokens: tokens, bytes: session.snapshotByteCount(positions: tokens.count)) {
+            session.snapshot(positions: tokens.count)
         }
     }
 
@@ -288,12 +318,16 @@ public final class Ranker {
         // but a piece of `interruptibleChunk` tokens first, without asking, when the last
         // interruptible attempt stopped keeping nothing.
         var done = reuse
+        // The last forced piece's work is gone: force more this time.
+        if interruption != nil, mustFinishPiece, reuse < forcedEnd { mustFinishSize = min(2 * mustFinishSize, tokens.count) }
         do {
             while done < tokens.count {
-                let end = interruption != nil && mustFinishPiece ? min(tokens.count, done + Self.interruptibleChunk) : tokens.count
+                let forced = interruption != nil && mustFinishPiece
+                let end = forced ? min(tokens.count, done + mustFinishSize) : tokens.count
                 try session.prefill(Array(tokens[done..<end]), logits: end == tokens.count ? .last : .none,
                                     stopIf: promptStop) { _, l in last = Array(l) }
                 done = end
+                if forced { forcedEnd = end }
                 if interruption != nil { mustFinishPiece = false }
             }
         } catch LlamaError.stopped(let position) {
@@ -306,10 +340,10 @@ public final class Ranker {
         residentPrompt = tokens
         timings.promptTokens = tokens.count
         timings.computedPromptTokens = tokens.count - reuse
-        if let cacheKey, reuse < tokens.count - 1 || prefixCache.entry(cacheKey)?.tokens != tokens {
-            // Sized before it is taken: a snapshot over the budget (a 7B's 600-token prompt
-            // is 600 MiB) was copied and then dropped, doubling the KV cache's memory.
-            prefixCache.put(cacheKey, tokens: tokens, bytes: session.snapshotByteCount) { session.snapshot() }
+        if let cacheKey {
+            // Sized before it is taken (a snapshot over the budget was once copied and then
+            // dropped, doubling the KV cache's memory): the longest prefix that fits.
+            keep(cacheKey, Array(tokens[..<fittingPrefix(tokens.count)]))
         }
         timings.prefillSeconds = Date().timeIntervalSince(start)
         return last
@@ -525,11 +559,13 @@ public final class PrefixCache {
     }
 
     /// Replaces `key`'s entry with the snapshot `make` takes, when a snapshot of `bytes`
-    /// fits the budget; otherwise drops it without taking one (a copy over the budget was
-    /// made and then thrown away: a 7B prompt's 641 MiB).
+    /// fits the budget; otherwise takes none (a copy over the budget was once made and
+    /// then thrown away: a 7B prompt's 641 MiB).
     func put(_ key: String, tokens: [Int32], bytes: Int, _ make: () -> KVSnapshot) {
-        entries.removeAll { $0.key == key }
+        // A snapshot over the budget leaves the key's entry as it was (it may be a shorter
+        // prefix of the same prompt that still serves).
         guard bytes <= byteBudget else { return }
+        entries.removeAll { $0.key == key }
         entries.append((key, Entry(tokens: tokens, snapshot: make())))
         while byteCount > byteBudget, !entries.isEmpty { entries.removeFirst() }
     }

@@ -29,7 +29,7 @@ struct PipelineOptions: ParsableArguments {
     var t: Int?
 
     @Option(name: .customLong("prefix-cache"), parsing: .unconditional,
-            help: "MiB of memory for prompt states kept for reuse by later prompts that start the same way (default 256; 0: none). A prompt needs its tokens × layers × KV width × 4 bytes: a 7B's 640-token prompt 320 MiB, a 1B's 14 MiB.")
+            help: "MiB of memory for prompt states kept for reuse by later prompts that start the same way (default 256, or 0 for a single `recommend`; 0: none); a prompt over it keeps its longest prefix that fits. A prompt needs its tokens × layers × KV width × 4 bytes: a 7B's 640-token prompt 320 MiB, a 1B's 14 MiB.")
     var prefixCacheMiB: Int?
 
     /// The default prefix-cache budget: a few prompts of a 1B model, none of a 7B's whole prompt.
@@ -156,7 +156,11 @@ struct RecommendCommand: ParsableCommand {
     }
 
     func run() throws {
-        let rec = try pipeline.makeRecommender(quiet: json)
+        var options = pipeline
+        // One ranking in this process: a copy kept for a later prompt would only cost time
+        // and memory (on a 7B, the 256 MiB the default budget holds).
+        if repeats == 1 && options.prefixCacheMiB == nil { options.prefixCacheMiB = 0 }
+        let rec = try options.makeRecommender(quiet: json)
         for i in 0..<repeats {
             let r: Recommendation
             do {

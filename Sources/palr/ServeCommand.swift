@@ -43,8 +43,8 @@ struct ServeCommand: ParsableCommand {
             (view), "value", "time" (now), "createProfile" (false) — as `palr history add`, \
             "result" is {"ids": […]}; {"op": "recent", "profile": "P"} with optional "limit" (50): \
             the profile's last interactions, oldest first, each with the catalog's "title" when it \
-            has the item; {"op": "profiles"}: every profile, with "interactions", "firstTimestamp", \
-            "lastTimestamp" and "createdAt"; {"op": "forget", "profile": "P", "items": \
+            has the item; {"op": "profiles"}: every profile, with "name", "interactions", "createdAt" \
+            and, when it has interactions, "firstTimestamp" and "lastTimestamp"; {"op": "forget", "profile": "P", "items": \
             ["ID"]} forgets one item of the history, {"op": "forget", "profile": "P", "all": true} \
             the whole profile; {"op": "prepare", "profile": "P"} (optional "k", "mode", \
             "candidates") queues P's ranking first, to be computed while no request is waiting \
@@ -56,7 +56,7 @@ struct ServeCommand: ParsableCommand {
             requests that need no model as above and goes on; one that needs the model (or \
             forgets) stops it at the next layer (after a preparation that yielded without \
             keeping anything: 64 prompt tokens, or the scoring stage, so that it \
-            progresses), keeping the prompt pieces done; a recommendation the preparation \
+            progresses), keeping the prompt batches done; a recommendation the preparation \
             itself will serve lets it finish. \
             A request that fails gets {"id": …, "error": "…"} and the next line is read; a line \
             over 1 MiB, one that is not a JSON object, or an unknown key is such a failure. Blank \
@@ -237,6 +237,10 @@ final class Server {
             if case .request(let q) = self { return q.profile }
             return nil
         }
+        var isProfiles: Bool {
+            if case .request(let q) = self { return q.op == "profiles" }
+            return false
+        }
     }
 
     func run() throws {
@@ -351,10 +355,12 @@ final class Server {
         guard case .request(let q) = incoming else { return respond(incoming) }
         // Every profile is listed: after any held change.
         if q.op == "profiles" { return held.isEmpty ? handle(q) : nil }
-        guard q.profile != nil else { return handle(q) }   // its error
+        guard q.profile != nil, ServeRequest.ops.contains(q.op ?? "recommend") else { return handle(q) }   // its error
         if held.contains(where: { $0.profile == q.profile }) { return nil }
         switch q.op ?? "recommend" {
-        case "record": return q.profile == profile ? nil : handle(q)
+        case "record":
+            // Not a change a held `profiles` must not see, nor one of the history being ranked.
+            return q.profile == profile || held.contains(where: \.isProfiles) ? nil : handle(q)
         case "recent", "prepare": return handle(q)
         case "forget": return nil
         case "recommend":
@@ -371,6 +377,20 @@ final class Server {
                 return ServeCommand.encode(ServeResponse(id: q.id, error: oneLine("\(error)")))
             }
         default: return handle(q)   // an unknown op: its error
+        }
+    }
+
+    /// Whether a held request stops the preparation `ranking`: it needs the model (a
+    /// recommendation the preparation does not serve), or forgets, or changes the history
+    /// being prepared. The others (a read, a record of another profile, an error) are held
+    /// only for the order and wait for the preparation without stopping it.
+    func stops(_ ranking: RankingRequest, _ incoming: Incoming) -> Bool {
+        guard case .request(let q) = incoming, q.profile != nil else { return false }
+        switch q.op ?? "recommend" {
+        case "recommend": return q.wait != false && !serves(ranking, incoming)
+        case "forget": return true
+        case "record": return q.profile == ranking.profile
+        default: return false
         }
     }
 
@@ -400,7 +420,7 @@ final class Server {
         // request that needs the model, or at the end of input when nothing it serves waits.
         rec.ranker.pausePoint = { [unowned self] in answerWhileRanking(request.profile, outstanding: false) }
         rec.ranker.interruption = { [unowned self] in
-            failure != nil || held.contains { !serves(request, $0) } || (reader.ended && held.isEmpty)
+            failure != nil || held.contains { stops(request, $0) } || (reader.ended && held.isEmpty)
         }
         defer { (rec.ranker.pausePoint, rec.ranker.interruption) = (nil, nil) }
         let name = terminalSafe(request.profile)
@@ -428,7 +448,7 @@ final class Server {
             ServeCommand.note("palr serve: prepared profile \(name) (\(how)\(meanwhile()))")
             return true
         } catch RankerError.interrupted(let done, let total) {
-            let why = held.contains { !serves(request, $0) } || failure != nil ? "yielded to a request" : "stopped at the end of input"
+            let why = held.contains { stops(request, $0) } || failure != nil ? "yielded to a request" : "stopped at the end of input"
             ServeCommand.note("palr serve: preparing profile \(name) \(why) (\(done) of \(total) prompt tokens computed, kept\(meanwhile()))")
             return false
         } catch {
@@ -444,12 +464,16 @@ final class Server {
     /// profile leaves the queue.
     func handle(_ request: ServeRequest) -> String {
         do {
-            if request.op == "profiles" {
+            let op = request.op ?? "recommend"
+            guard ServeRequest.ops.contains(op) else {
+                throw CLIError("unknown op \(String(reflecting: op)) (\(ServeRequest.ops.sorted().joined(separator: ", ")))")
+            }
+            if op == "profiles" {
                 // A UI's "who is watching?": every profile, with its size and last activity.
                 return ServeCommand.encode(ServeResponse(id: request.id, result: ["profiles": try rec.store.profiles()]))
             }
             let profile = try request.named()
-            switch request.op ?? "recommend" {
+            switch op {
             case "recommend":
                 let ranking = try command.rankingRequest(request)
                 if request.wait == false {
@@ -521,8 +545,8 @@ final class Server {
                 // Nothing of a forgotten history is kept for later prompts (the ranker's prompt states).
                 rec.ranker.forgetCachedPrompts()
                 return ServeCommand.encode(ServeResponse(id: request.id, result: ["removed": removed]))
-            case let op:
-                throw CLIError("unknown op \(String(reflecting: op)) (recommend, record, recent, forget, prepare or profiles)")
+            default:
+                throw CLIError("op \(String(reflecting: op)) is not handled")   // ServeRequest.ops lists only handled ops
             }
         } catch {
             return ServeCommand.encode(ServeResponse(id: request.id, error: oneLine("\(error)")))
@@ -610,6 +634,8 @@ struct ServeRequest: Decodable {
     /// Every key a request may have.
     static let keys: Set<String> = ["id", "op", "profile", "k", "mode", "candidates", "noCache", "wait",
                                     "items", "kind", "value", "time", "createProfile", "limit", "all"]
+    /// Every op (a request without one recommends).
+    static let ops: Set<String> = ["recommend", "record", "recent", "forget", "prepare", "profiles"]
 
     var id: RequestID?
     var op: String?

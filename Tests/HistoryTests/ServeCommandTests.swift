@@ -138,6 +138,7 @@ private func serveBundled(_ db: String, histories: [String: [String]], _ argumen
                 ("not json", nil, "not a valid request"),
                 (#"{"id": 6}"#, 6, #""profile" is missing"#),
                 (#"{"id": 7, "op": "zap", "profile": "p"}"#, 7, "unknown op"),
+                (#"{"id": 28, "op": "profile"}"#, 28, "unknown op \"profile\""),   // a typo of "profiles": not "profile is missing"
                 (#"{"id": 16, "op": "forget", "profile": "p", "items": ["a", "b"]}"#, 16, "forget takes \"items\": [one item id]"),
                 (#"{"id": 18, "op": "forget", "profile": "p", "items": null}"#, 18, "or \"all\": true for the whole profile"),
                 (#"{"id": 19, "op": "forget", "profile": "p"}"#, 19, "or \"all\": true for the whole profile"),
@@ -438,6 +439,54 @@ private func serveBundled(_ db: String, histories: [String: [String]], _ argumen
             #expect(lastItem(9) == "50")
             let end = serve.finish()
             #expect(end.status == 0 && end.rest.isEmpty, "status \(end.status), rest \(end.rest.prefix(200))")
+        }
+    }
+
+    /// A held `profiles` lists the profiles as they were when it was sent: a record sent
+    /// after it (of a new profile here) waits for it, though no request of that profile is
+    /// held. All lines arrive in one write before the ranking's first pause point.
+    @Test func aHeldProfilesListSeesNoLaterRecord() throws {
+        try withTemporaryDirectory { folder in
+            let serve = try serveBundled(folder + "/h.sqlite", histories: ["p": ["1", "2", "3", "5", "7"], "q": ["10"]],
+                                         ["--no-prepare"])
+            #expect(serve.errorLine(containing: "palr serve: ready") != nil)
+            serve.send([
+                #"{"id": 1, "profile": "p", "noCache": true}"#,
+                #"{"id": 2, "op": "record", "profile": "p", "items": ["50"]}"#,
+                #"{"id": 3, "op": "profiles"}"#,
+                #"{"id": 4, "op": "record", "profile": "n", "items": ["1"], "createProfile": true}"#,
+                #"{"id": 5, "op": "recent", "profile": "q", "limit": 1}"#,
+            ].joined(separator: "\n"))
+            var answers: [[String: Any]] = []
+            for _ in 0..<5 { answers.append(try object(serve.response())) }
+            #expect(answers.map { "\($0["id"] ?? "nil")" } == ["5", "1", "2", "3", "4"], "\(answers)")
+            let listed = ((answers[3]["result"] as? [String: Any])?["profiles"] as? [[String: Any]]) ?? []
+            #expect(listed.compactMap { $0["name"] as? String } == ["p", "q"], "\(listed)")
+            #expect(listed.first?["interactions"] as? Int == 6, "p with the record sent before the list: \(listed)")
+            _ = serve.finish()
+        }
+    }
+
+    /// Requests held only for the order (a read of the profile behind a recommendation the
+    /// preparation serves) do not stop the preparation: it finishes, and both are answered
+    /// after it. (When they arrive before it starts, the recommendation ranks itself: no
+    /// preparation to stop.) Generate mode over 100 candidates makes the preparation long enough.
+    @Test func readsHeldBehindAServedRecommendationDoNotStopAPreparation() throws {
+        try withTemporaryDirectory { folder in
+            let serve = try serveBundled(folder + "/h.sqlite", histories: ["p": ["1", "2", "3", "5", "7", "10", "32", "47"]],
+                                         ["--mode", "generate", "--candidates", "100"])
+            #expect(serve.errorLine(containing: "palr serve: ready") != nil)
+            serve.send(#"{"id": 1, "op": "record", "profile": "p", "items": ["50"]}"#)
+            #expect(try object(serve.response())["error"] == nil)
+            serve.send(#"{"id": 2, "profile": "p"}"# + "\n" + #"{"id": 3, "op": "recent", "profile": "p", "limit": 1}"#)
+            // In either order: before the preparation starts, the recommendation ranks itself
+            // and the read of its profile is answered during that ranking.
+            let two = [try object(serve.response(within: 120)), try object(serve.response())]
+            let ranked = try #require(two.first { $0["id"] as? Int == 2 }, "\(two)")
+            #expect(two.contains { $0["id"] as? Int == 3 && $0["result"] != nil }, "\(two)")
+            #expect(((ranked["result"] as? [String: Any])?["items"] as? [Any])?.count == 10, "\(ranked)")
+            let end = serve.finish()
+            #expect(!end.errors.contains("yielded"), "\(end.errors.suffix(400))")
         }
     }
 

@@ -7,13 +7,14 @@ import Testing
 import Tokenizer
 @testable import Ranker
 
-func makeRanker(_ edit: (inout PALRSettings) -> Void = { _ in }) throws -> Ranker {
+func makeRanker(prefixCacheBytes: Int = 256 << 20, _ edit: (inout PALRSettings) -> Void = { _ in }) throws -> Ranker {
     let model = try LlamaModel(path: tinyRankerModelPath)
     let tok = try SentencePieceTokenizer(gguf: model.gguf)
     var defaulted: [String] = []
     var settings = try PALRSettings(gguf: model.gguf, defaulted: &defaulted)
     edit(&settings)
-    return try Ranker(model: model, tokenizer: tok, settings: settings, contextLength: 1024, threads: 1)
+    return try Ranker(model: model, tokenizer: tok, settings: settings, contextLength: 1024, threads: 1,
+                      prefixCacheBytes: prefixCacheBytes)
 }
 
 let someTitles = ["Toy Story (1995)", "GoldenEye (1995)", "Four Rooms (1995)", "Get Shorty (1995)", "Copycat (1995)"]
@@ -389,6 +390,49 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
             worst = max(worst, abs(a.score - b.score))
         }
         #expect(worst <= 1e-4 && finished.items.count == 40, "max |Δ| \(worst)")
+    }
+
+    /// A prompt over the prefix cache's budget keeps its longest prefix that fits (it kept
+    /// nothing: a 7B's whole 640-token prompt never fits the default 256 MiB), and a later
+    /// snapshot over the budget leaves that entry as it was.
+    @Test func aPromptOverTheBudgetKeepsItsLongestPrefixThatFits() throws {
+        let perToken = try makeRanker().session.snapshotByteCount(positions: 1)
+        let r = try makeRanker(prefixCacheBytes: 100 * perToken)
+        let first = try r.rank(history: someTitles, candidates: someCandidates, k: 3, mode: .letters, cacheKey: "p")
+        #expect(first.timings.promptTokens > 100)
+        #expect(r.prefixCache.entry("p")?.tokens.count == 100)
+        // Another prompt (kept nowhere) overwrites the session; the first 100 tokens come from the cache.
+        _ = try r.rank(history: ["Heat (1995)"], candidates: Array(someCandidates.suffix(2)), k: 2, mode: .letters)
+        let again = try r.rank(history: someTitles, candidates: someCandidates, k: 3, mode: .letters, cacheKey: "p")
+        #expect(again.timings.computedPromptTokens == first.timings.promptTokens - 100)
+        #expect(zip(first.items, again.items).allSatisfy { $0.id == $1.id && abs($0.score - $1.score) <= 1e-4 })
+        // A snapshot too big to take leaves the entry.
+        let before = r.prefixCache.entry("p")?.tokens
+        r.prefixCache.put("p", tokens: [1, 2, 3], bytes: 101 * perToken) { Issue.record("taken over the budget"); return r.session.snapshot() }
+        #expect(r.prefixCache.entry("p")?.tokens == before)
+    }
+
+    /// With no prefix cache (or one too small to keep the work), another profile's ranking
+    /// between the stops throws the kept work away each time; the forced piece then
+    /// doubles, so the ranking still finishes (it looped forever with a fixed 64 tokens).
+    @Test(arguments: [0, 8 << 10])
+    func stopsWithRequestsBetweenAndNoRoomToKeepStillFinish(budget: Int) throws {
+        let cold = try makeRanker().rank(history: someTitles, candidates: someCandidates, k: 3, mode: .letters)
+        let r = try makeRanker(prefixCacheBytes: budget)
+        var attempts = 0, kept: [Int] = []
+        var result: RankResult?
+        while result == nil, attempts < 100 {
+            attempts += 1
+            r.interruption = { true }
+            do { result = try r.rank(history: someTitles, candidates: someCandidates, k: 3, mode: .letters, cacheKey: "p") }
+            catch RankerError.interrupted(let done, _) { kept.append(done) }
+            r.interruption = nil
+            _ = try r.rank(history: ["Heat (1995)"], candidates: Array(someCandidates.prefix(3)), k: 3, mode: .letters, cacheKey: "q")
+        }
+        print("budget \(budget) B: finished after \(attempts) attempts (\(cold.timings.promptTokens) prompt tokens); kept \(kept)")
+        let finished = try #require(result)
+        #expect(attempts <= 12)
+        #expect(zip(cold.items, finished.items).allSatisfy { $0.id == $1.id && abs($0.score - $1.score) <= 1e-4 })
     }
 
     /// The pieces a stop kept survive another prompt in between (a request for another
