@@ -104,6 +104,17 @@ private func serveBundled(_ db: String, histories: [String: [String]], _ argumen
                              "--db", db] + arguments, initialInput: initialInput)
 }
 
+/// `palr serve` in generate mode over 100 candidates (a preparation long enough for
+/// requests to land inside it), after a record of profile p that queues its preparation.
+private func serveRecordingForALongPreparation(_ folder: String) throws -> ServeProcess {
+    let serve = try serveBundled(folder + "/h.sqlite", histories: ["p": ["1", "2", "3", "5", "7", "10", "32", "47"]],
+                                 ["--mode", "generate", "--candidates", "100"])
+    #expect(serve.errorLine(containing: "palr serve: ready") != nil)
+    serve.send(#"{"id": 1, "op": "record", "profile": "p", "items": ["50"]}"#)
+    #expect(try object(serve.response())["error"] == nil)
+    return serve
+}
+
 @Suite struct ServeCommandTests {
     @Test func answersEachRequestAsItComesAndKeepsGoingAfterFailures() throws {
         try withTemporaryDirectory { folder in
@@ -473,11 +484,7 @@ private func serveBundled(_ db: String, histories: [String: [String]], _ argumen
     /// preparation to stop.) Generate mode over 100 candidates makes the preparation long enough.
     @Test func readsHeldBehindAServedRecommendationDoNotStopAPreparation() throws {
         try withTemporaryDirectory { folder in
-            let serve = try serveBundled(folder + "/h.sqlite", histories: ["p": ["1", "2", "3", "5", "7", "10", "32", "47"]],
-                                         ["--mode", "generate", "--candidates", "100"])
-            #expect(serve.errorLine(containing: "palr serve: ready") != nil)
-            serve.send(#"{"id": 1, "op": "record", "profile": "p", "items": ["50"]}"#)
-            #expect(try object(serve.response())["error"] == nil)
+            let serve = try serveRecordingForALongPreparation(folder)
             serve.send(#"{"id": 2, "profile": "p"}"# + "\n" + #"{"id": 3, "op": "recent", "profile": "p", "limit": 1}"#)
             // In either order: before the preparation starts, the recommendation ranks itself
             // and the read of its profile is answered during that ranking.
@@ -534,11 +541,7 @@ private func serveBundled(_ db: String, histories: [String: [String]], _ argumen
     /// mode over 100 candidates makes the first preparation long enough to be inside.
     @Test func anAskAnsweredDuringAPreparationIsNotLost() throws {
         try withTemporaryDirectory { folder in
-            let serve = try serveBundled(folder + "/h.sqlite", histories: ["p": ["1", "2", "3", "5", "7", "10", "32", "47"]],
-                                         ["--mode", "generate", "--candidates", "100"])
-            #expect(serve.errorLine(containing: "palr serve: ready") != nil)
-            serve.send(#"{"id": 1, "op": "record", "profile": "p", "items": ["50"]}"#)
-            #expect(try object(serve.response())["error"] == nil)
+            let serve = try serveRecordingForALongPreparation(folder)
             serve.send(#"{"id": 2, "op": "prepare", "profile": "p", "mode": "letters", "candidates": 20}"#)
             #expect((try object(serve.response())["result"] as? [String: Any])?["queued"] as? Bool == true)
             // Every preparation done: no note for 5 s.
