@@ -384,9 +384,7 @@ public final class LlamaSession {
         }
     }
 
-    /// The bytes `snapshot()` would allocate now (keys and values of 0..<position).
-    public var snapshotByteCount: Int { kvBytes(positions: position) }
-    /// The bytes a snapshot of `positions` positions takes.
+    /// The bytes a snapshot of `positions` positions takes (keys and values).
     public func snapshotByteCount(positions: Int) -> Int { kvBytes(positions: positions) }
 
     /// The raw start of layer `l`'s keys and values in the cache.

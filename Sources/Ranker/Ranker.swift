@@ -95,7 +95,7 @@ public final class Ranker {
 
     private func resetProgressGuarantee() {
         (mustFinishPiece, mustFinishScoring) = (false, false)
-        (mustFinishSize, forcedEnd) = (Self.interruptibleChunk, 0)
+        (mustFinishSize, forcedEnd, forcedPrompt) = (Self.interruptibleChunk, 0, [])
     }
 
     public let prefixCache: PrefixCache
@@ -114,16 +114,17 @@ public final class Ranker {
     /// prompt runs in the session's batches as always (a stop drops the batch in progress,
     /// its layers done so far); the batches completed
     /// stay in the session's cache (copied to the prefix cache under the ranking's cache
-    /// key, when they fit its budget, before another prompt overwrites them), and a later
+    /// key, as much of them as fits its budget, before another prompt overwrites them), and a later
     /// prompt that starts the same way continues from them. Letters windows already scored
     /// are remembered (`windowMemo`), so a stop in a later window does not redo the earlier
     /// ones. A stop that kept nothing makes the next interruptible ranking get past the same
-    /// point before it asks again (`interruptibleChunk` prompt tokens, or the whole scoring
-    /// stage), so a stream of stops cannot starve it. Rankings without an interruption
+    /// point before it asks again (`mustFinishSize` prompt tokens, from `interruptibleChunk`
+    /// up, or the whole scoring stage), so a stream of stops cannot starve it. Rankings without an interruption
     /// (requests) run as always and leave that guarantee alone.
     public var interruption: (() -> Bool)?
-    /// Prompt tokens an interruptible ranking computes without asking after a stop that kept
-    /// nothing: what a request arriving then may wait for (a 7B runs 64 in about 6 s here).
+    /// Prompt tokens an interruptible ranking first computes without asking after a stop
+    /// that kept nothing (doubled while such work is lost: `mustFinishSize`): what a request
+    /// arriving then may wait for (a 7B runs 64 in about 6 s here).
     /// (Until session 15 every interruptible prompt ran in pieces of this size: 10–16% slower
     /// than the session's 256-token batches on the 1B.)
     public static let interruptibleChunk = 64
@@ -137,6 +138,8 @@ public final class Ranker {
     /// with other rankings between them cannot starve a prompt either. Reset, with
     /// `forcedEnd` (where the last forced piece ended), when an interruptible ranking completes.
     private var mustFinishSize = interruptibleChunk, forcedEnd = 0
+    /// The prompt whose forced piece ended at `forcedEnd` (doubling applies to it only).
+    private var forcedPrompt: [Int32] = []
     /// The cache key of a stopped prompt whose first `residentPrompt.count` tokens fill the
     /// session's cache: snapshotted when the next prompt would overwrite them (not at the
     /// stop: a request that does no model work, `recent` or `record`, waits for no copy).
@@ -251,6 +254,8 @@ public final class Ranker {
         case .generate: result = try rankGenerate(history: history, profile: profile, candidates: candidates, k: k, cacheKey: cacheKey)
         }
         if interruption != nil { resetProgressGuarantee() }
+        // Its later letters windows' stopped states serve nothing more.
+        if let cacheKey { prefixCache.removeAll { $0.hasPrefix(cacheKey + "#window") } }
         return result
     }
 
@@ -267,7 +272,7 @@ public final class Ranker {
         let fit = fittingPrefix(residentPrompt.count)
         let covered = (prefixCache.longestPrefix(of: residentPrompt)?.length ?? 0) >= fit
         if commonPrefixLength(residentPrompt, tokens) < residentPrompt.count, !covered, session.position == residentPrompt.count {
-            keep(key, Array(residentPrompt[..<fit]))
+            keep(key, Array(residentPrompt[..<fit]), resumable: true)
         }
     }
 
@@ -282,9 +287,10 @@ public final class Ranker {
     /// budget) to the prefix cache under `key`, unless that entry holds them already.
     /// A prompt over the budget keeps its longest prefix that fits (a 7B's 640-token prompt
     /// is 320 MiB in fp16: 512 tokens fit the default 256 MiB), rather than nothing.
-    private func keep(_ key: String, _ tokens: [Int32]) {
+    /// `resumable`: a stopped ranking's state (`PrefixCache.put`).
+    private func keep(_ key: String, _ tokens: [Int32], resumable: Bool = false) {
         guard !tokens.isEmpty, prefixCache.entry(key)?.tokens != tokens else { return }
-        prefixCache.put(key, tokens: tokens, bytes: session.snapshotByteCount(positions: tokens.count)) {
+        prefixCache.put(key, tokens: tokens, bytes: session.snapshotByteCount(positions: tokens.count), resumable: resumable) {
             session.snapshot(positions: tokens.count)
         }
     }
@@ -315,11 +321,13 @@ public final class Ranker {
         }
         var last: [Float] = []
         // One call (the session splits it into its batches and asks before each layer),
-        // but a piece of `interruptibleChunk` tokens first, without asking, when the last
+        // but a piece of `mustFinishSize` tokens first, without asking, when the last
         // interruptible attempt stopped keeping nothing.
         var done = reuse
-        // The last forced piece's work is gone: force more this time.
-        if interruption != nil, mustFinishPiece, reuse < forcedEnd { mustFinishSize = min(2 * mustFinishSize, tokens.count) }
+        // The last forced piece's work on this prompt is gone: force more this time.
+        if interruption != nil, mustFinishPiece, reuse < forcedEnd, tokens.starts(with: forcedPrompt.prefix(forcedEnd)) {
+            mustFinishSize = min(2 * mustFinishSize, tokens.count)
+        }
         do {
             while done < tokens.count {
                 let forced = interruption != nil && mustFinishPiece
@@ -327,7 +335,7 @@ public final class Ranker {
                 try session.prefill(Array(tokens[done..<end]), logits: end == tokens.count ? .last : .none,
                                     stopIf: promptStop) { _, l in last = Array(l) }
                 done = end
-                if forced { forcedEnd = end }
+                if forced { (forcedEnd, forcedPrompt) = (end, tokens) }
                 if interruption != nil { mustFinishPiece = false }
             }
         } catch LlamaError.stopped(let position) {
@@ -527,6 +535,8 @@ public final class PrefixCache {
     public struct Entry {
         public let tokens: [Int32]
         public let snapshot: KVSnapshot
+        /// A stopped ranking's state, kept for its resumption (`put`).
+        public var resumable = false
     }
 
     public let byteBudget: Int
@@ -561,16 +571,32 @@ public final class PrefixCache {
     /// Replaces `key`'s entry with the snapshot `make` takes, when a snapshot of `bytes`
     /// fits the budget; otherwise takes none (a copy over the budget was once made and
     /// then thrown away: a 7B prompt's 641 MiB).
-    func put(_ key: String, tokens: [Int32], bytes: Int, _ make: () -> KVSnapshot) {
+    /// `resumable`: the state of a stopped ranking that will resume (a preparation that
+    /// yielded): evicted only for another such state, never for an ordinary entry (the
+    /// request that stopped it would otherwise evict it with its own prompt's state, and the
+    /// preparation start over).
+    func put(_ key: String, tokens: [Int32], bytes: Int, resumable: Bool = false, _ make: () -> KVSnapshot) {
         // A snapshot over the budget leaves the key's entry as it was (it may be a shorter
         // prefix of the same prompt that still serves).
         guard bytes <= byteBudget else { return }
         entries.removeAll { $0.key == key }
-        entries.append((key, Entry(tokens: tokens, snapshot: make())))
-        while byteCount > byteBudget, !entries.isEmpty { entries.removeFirst() }
+        // Room first, so the copy never pushes the cache over its budget: least recently
+        // used first, resumable states last.
+        while byteCount + bytes > byteBudget {
+            if let i = entries.firstIndex(where: { !$0.entry.resumable }) {
+                entries.remove(at: i)
+            } else if resumable, !entries.isEmpty {
+                entries.removeFirst()
+            } else {
+                return   // only resumable states left: this ordinary one is not kept
+            }
+        }
+        entries.append((key, Entry(tokens: tokens, snapshot: make(), resumable: resumable)))
     }
 
     public func removeAll() { entries.removeAll() }
+    /// Removes the entries whose key `matches`.
+    func removeAll(_ matches: (String) -> Bool) { entries.removeAll { matches($0.key) } }
 }
 
 /// How many leading tokens `a` and `b` share.

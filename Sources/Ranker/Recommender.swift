@@ -106,7 +106,7 @@ public final class Recommender {
         switch mode {
         case .letters:
             let window = PALRSettings.letters.count
-            return min(candidates, max(k, (k + window - 1) / window * window))
+            return min(candidates, (k + window - 1) / window * window)
         case .likelihood: return candidates
         case .generate: return min(candidates, k)
         }

@@ -86,7 +86,7 @@ struct DemoCommand: ParsableCommand {
         options.mode = mode
         options.t = t
         let t0 = Date()
-        let rec = try options.makeRecommender(quiet: true)
+        let rec = try options.makeRecommender(quiet: true, keepsPrompts: false)
         print(String(format: "palr demo: model %@ (%.1f MB), catalog %@ (%d items), loaded in %.2f s",
                      Self.modelFile, Double(rec.ranker.model.gguf.file.size) / 1e6, Self.catalogFile,
                      rec.catalog.count, Date().timeIntervalSince(t0)))

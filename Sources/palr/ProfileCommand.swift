@@ -25,7 +25,7 @@ struct ProfileCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let rec = try pipeline.makeRecommender(quiet: json)
+        let rec = try pipeline.makeRecommender(quiet: json, keepsPrompts: false)
         let result: (summary: ProfileSummary, generated: GeneratedProfile?)
         do { result = try rec.refreshProfile(profile, force: regenerate) } catch { throw rankingError(error, model: pipeline.model) }
         if json {

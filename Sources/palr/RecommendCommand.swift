@@ -29,7 +29,7 @@ struct PipelineOptions: ParsableArguments {
     var t: Int?
 
     @Option(name: .customLong("prefix-cache"), parsing: .unconditional,
-            help: "MiB of memory for prompt states kept for reuse by later prompts that start the same way (default 256, or 0 for a single `recommend`; 0: none); a prompt over it keeps its longest prefix that fits. A prompt needs its tokens × layers × KV width × 4 bytes: a 7B's 640-token prompt 320 MiB, a 1B's 14 MiB.")
+            help: "MiB of memory for prompt states kept for reuse by later prompts that start the same way (default 256 for serve and recommend --repeat, else 0; 0: none); a prompt over it keeps its longest prefix that fits. A prompt needs its tokens × layers × KV width × 4 bytes: a 7B's 640-token prompt 320 MiB, a 1B's 14 MiB.")
     var prefixCacheMiB: Int?
 
     /// The default prefix-cache budget: a few prompts of a 1B model, none of a 7B's whole prompt.
@@ -63,14 +63,18 @@ struct PipelineOptions: ParsableArguments {
     func scoringMode() throws -> ScoringMode? { try parseScoringMode(mode) }
 
     /// Loads model, tokenizer, settings, catalog and store; prints the defaults applied.
-    func makeRecommender(quiet: Bool) throws -> Recommender {
+    /// `keepsPrompts`: the command may rank the same prompt start twice in this process
+    /// (serve, recommend --repeat), so the prefix cache gets its default budget; otherwise
+    /// none unless --prefix-cache asks (a copy nothing uses costs time and memory: on a 7B,
+    /// the 256 MiB the default holds).
+    func makeRecommender(quiet: Bool, keepsPrompts: Bool) throws -> Recommender {
         // The store first: a mistyped --db fails before a model is loaded.
         let store = try openStore(db)
         let (m, tok, settings) = try loadRankerModel(model, quiet: quiet)
         let cat: ItemCatalog
         do { cat = try CatalogPack.open(path: catalog) } catch { throw CLIError(path: catalog, error) }
         let ranker = try makeRanker(model, m, tok, settings, threads: t,
-                                    prefixCacheBytes: (prefixCacheMiB ?? Self.defaultPrefixCacheMiB) << 20)
+                                    prefixCacheBytes: (prefixCacheMiB ?? (keepsPrompts ? Self.defaultPrefixCacheMiB : 0)) << 20)
         let name = (model as NSString).lastPathComponent
         do {
             // The fingerprint changes with any setting, the tokenizer or the weights, so a
@@ -156,11 +160,7 @@ struct RecommendCommand: ParsableCommand {
     }
 
     func run() throws {
-        var options = pipeline
-        // One ranking in this process: a copy kept for a later prompt would only cost time
-        // and memory (on a 7B, the 256 MiB the default budget holds).
-        if repeats == 1 && options.prefixCacheMiB == nil { options.prefixCacheMiB = 0 }
-        let rec = try options.makeRecommender(quiet: json)
+        let rec = try pipeline.makeRecommender(quiet: json, keepsPrompts: repeats > 1)
         for i in 0..<repeats {
             let r: Recommendation
             do {
@@ -220,7 +220,7 @@ struct RefreshCommand: ParsableCommand {
     }
 
     func run() throws {
-        let rec = try pipeline.makeRecommender(quiet: false)
+        let rec = try pipeline.makeRecommender(quiet: false, keepsPrompts: false)   // each profile once
         let mode = try pipeline.scoringMode()
         // Summaries only for a model that writes them (palr.profile_template set) and a prompt that shows them.
         let usesProfile = rec.ranker.settings.writesProfiles

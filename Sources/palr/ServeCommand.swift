@@ -10,10 +10,10 @@
 // While no request is waiting, the server prepares: a profile whose history a `record` or
 // `forget` just changed (or a `prepare` op named) is ranked ahead of time, so the UI's
 // next request for it is served from the ranking cache. A box records a film when it
-// starts; by the time the viewer asks what to watch next, the answer is ready. The work
-// yields to any request at the next layer (`Ranker.interruption`), and the prompt pieces
-// it completed are kept for the next prompt that starts the same way; requests that need
-// no model (record, recent, …) are answered at the ranker's pause points without stopping it.
+// starts; by the time the viewer asks what to watch next, the answer is ready. Requests
+// that need no model (record, recent, …) are answered at the ranker's pause points without
+// stopping it; one that needs the model stops it at the next layer (`Ranker.interruption`),
+// and the prompt batches it completed are kept for the next prompt that starts the same way.
 import ArgumentParser
 import Catalog
 import FileSafety
@@ -31,7 +31,8 @@ struct ServeCommand: ParsableCommand {
             ranking runs: a request with an id that needs no model (record, recent, profiles, prepare, \
             "wait": false, a recommendation the cache serves) is answered at once, between two \
             layers, unless it changes the history being ranked or follows a waiting request of \
-            its profile; the others wait, in order. Requests (`id` is echoed; any JSON \
+            its profile (a profiles list waits for any waiting request, a record for a waiting \
+            profiles list); the others wait, in order. Requests (`id` is echoed; any JSON \
             string or number): \
             {"id": 1, "profile": "P"} with optional "k" (10), "mode", "candidates", "noCache" \
             (false), "wait" (true) — the same as `palr recommend --json`, whose object is the \
@@ -54,8 +55,9 @@ struct ServeCommand: ParsableCommand {
             unless --no-prepare; with --prepare-stale, every profile whose ranking is missing or \
             stale is queued at start, behind later asks and changes. A preparation answers \
             requests that need no model as above and goes on; one that needs the model (or \
-            forgets) stops it at the next layer (after a preparation that yielded without \
-            keeping anything: 64 prompt tokens, or the scoring stage, so that it \
+            forgets, or records for the profile prepared) stops it at the next layer (after a \
+            preparation that yielded without keeping anything: 64 prompt tokens or more, or the \
+            scoring stage, so that it \
             progresses), keeping the prompt batches done; a recommendation the preparation \
             itself will serve lets it finish. \
             A request that fails gets {"id": …, "error": "…"} and the next line is read; a line \
@@ -79,7 +81,7 @@ struct ServeCommand: ParsableCommand {
 
     func run() throws {
         if StandardStreams.inputWasClosed { throw CLIError("standard input: cannot read: it is closed") }
-        let rec = try pipeline.makeRecommender(quiet: true)
+        let rec = try pipeline.makeRecommender(quiet: true, keepsPrompts: true)
         let server = Server(self, rec)
         if prepareStale {
             // Before the ready line: a parent that waits for it then finds the queue made.
@@ -207,6 +209,10 @@ final class Server {
     var failure: Error?
     /// Requests answered at pause points since the count was last reset (a preparation's note).
     var answeredMeanwhile = 0
+    /// The preparation running, if any, and whether a request held during it `stops` it
+    /// (decided once, when the request is held).
+    var preparing: RankingRequest?
+    var stopRequested = false
     /// Held requests beyond which a pause point reads no more: the rest stays in the pipe,
     /// and a client that pipelines without end is slowed down, not buffered in memory.
     static let maxHeld = 1024
@@ -245,10 +251,12 @@ final class Server {
 
     func run() throws {
         while true {
-            if let failure { throw failure }
+            // A failure met at a pause point, once what was held is answered (a read failure
+            // leaves standard output working; after a write failure those writes fail too).
+            if let failure, held.isEmpty { throw failure }
             // Idle: nothing held, no request read and waiting, none arriving. (A file or
             // /dev/null as standard input is always readable: nothing is prepared then.)
-            if held.isEmpty, let next = queue.first, !reader.hasLine, !ServeCommand.inputWaiting() {
+            if held.isEmpty, failure == nil, let next = queue.first, !reader.hasLine, !ServeCommand.inputWaiting() {
                 // Done with `next`, unless a request answered meanwhile replaced it (another
                 // k, mode or candidate count for the profile: still to prepare).
                 if prepare(next) { queue.remove(next) }
@@ -338,6 +346,7 @@ final class Server {
                     answeredMeanwhile += 1
                 } else {
                     held.append(incoming)
+                    if let preparing, stops(preparing, incoming) { stopRequested = true }
                 }
             }
         } catch {
@@ -376,7 +385,7 @@ final class Server {
             } catch {
                 return ServeCommand.encode(ServeResponse(id: q.id, error: oneLine("\(error)")))
             }
-        default: return handle(q)   // an unknown op: its error
+        default: return handle(q)   // not reached: unknown ops are answered above
         }
     }
 
@@ -411,18 +420,16 @@ final class Server {
     // MARK: preparation
 
     /// Ranks as `request` asks, answering at its pause points what needs no model, and
-    /// stopping for any other request; true when it is done with (ranked, or failed: a
-    /// note says why), false when it yielded (it stays queued; the next attempt continues
-    /// from the prompt pieces already computed).
+    /// stopping for a held request that `stops` it; true when it is done with (ranked, or
+    /// failed: a note says why), false when it yielded (it stays queued; the next attempt
+    /// continues from the prompt batches already computed).
     func prepare(_ request: RankingRequest) -> Bool {
-        answeredMeanwhile = 0
+        (answeredMeanwhile, preparing, stopRequested) = (0, request, false)   // nothing is held: the loop's idle test
         // Answers at every pause point, the stages it must finish included; stops for a
         // request that needs the model, or at the end of input when nothing it serves waits.
         rec.ranker.pausePoint = { [unowned self] in answerWhileRanking(request.profile, outstanding: false) }
-        rec.ranker.interruption = { [unowned self] in
-            failure != nil || held.contains { stops(request, $0) } || (reader.ended && held.isEmpty)
-        }
-        defer { (rec.ranker.pausePoint, rec.ranker.interruption) = (nil, nil) }
+        rec.ranker.interruption = { [unowned self] in failure != nil || stopRequested || (reader.ended && held.isEmpty) }
+        defer { (rec.ranker.pausePoint, rec.ranker.interruption, preparing) = (nil, nil, nil) }
         let name = terminalSafe(request.profile)
         let meanwhile = { [unowned self] in
             answeredMeanwhile == 0 ? "" : "; \(answeredMeanwhile) request\(answeredMeanwhile == 1 ? "" : "s") answered meanwhile"
@@ -448,7 +455,7 @@ final class Server {
             ServeCommand.note("palr serve: prepared profile \(name) (\(how)\(meanwhile()))")
             return true
         } catch RankerError.interrupted(let done, let total) {
-            let why = held.contains { stops(request, $0) } || failure != nil ? "yielded to a request" : "stopped at the end of input"
+            let why = stopRequested || failure != nil ? "yielded to a request" : "stopped at the end of input"
             ServeCommand.note("palr serve: preparing profile \(name) \(why) (\(done) of \(total) prompt tokens computed, kept\(meanwhile()))")
             return false
         } catch {

@@ -412,6 +412,22 @@ let someCandidates = ["Twelve Monkeys (1995)", "Babe (1995)", "Dead Man Walking 
         #expect(r.prefixCache.entry("p")?.tokens == before)
     }
 
+    /// A stopped ranking's kept state is not evicted by the ranking that stopped it (a
+    /// request for another profile, whose own state then is not kept when only the stopped
+    /// one fits): the stopped ranking resumes from it.
+    @Test func aStoppedRankingsStateSurvivesTheRankingThatStoppedIt() throws {
+        let perToken = try makeRanker().session.snapshotByteCount(positions: 1)
+        let r = try makeRanker(prefixCacheBytes: 100 * perToken)
+        #expect(try stopAfterOnePiece(r, mode: .letters, cacheKey: "p").done == Ranker.interruptibleChunk)
+        _ = try r.rank(history: ["Heat (1995)", "Casino (1995)"], candidates: Array(someCandidates.suffix(3)), k: 3,
+                       mode: .letters, cacheKey: "q")
+        #expect(r.prefixCache.entry("p")?.tokens.count == Ranker.interruptibleChunk && r.prefixCache.entry("p")?.resumable == true)
+        #expect(r.prefixCache.entry("q") == nil)
+        let resumed = try r.rank(history: someTitles, candidates: someCandidates, k: 3, mode: .letters, cacheKey: "p")
+        #expect(resumed.timings.computedPromptTokens == resumed.timings.promptTokens - Ranker.interruptibleChunk)
+        #expect(r.prefixCache.entry("p")?.resumable == false, "the finished ranking's state is an ordinary entry")
+    }
+
     /// With no prefix cache (or one too small to keep the work), another profile's ranking
     /// between the stops throws the kept work away each time; the forced piece then
     /// doubles, so the ranking still finishes (it looped forever with a fixed 64 tokens).
